@@ -1,0 +1,2566 @@
+/* cnn.h - a single-header convolutional neural network library in C99.
+   v0.1.0. MIT or public domain, your choice: see the end of this file.
+
+   Do this in *one* C or C++ file of your project:
+
+       #define CNN_IMPLEMENTATION
+       #include "cnn.h"
+
+   and include "cnn.h" without the define everywhere else.
+
+   WHAT IT DOES
+     Float32 NCHW tensors; layers with forward and backward passes (conv2d,
+     dense, ReLU, LeakyReLU, sigmoid, tanh, max and average pooling, flatten,
+     dropout, softmax fused with cross-entropy); Glorot and He initialisers;
+     SGD with momentum and Adam; a sequential model with shape inference, a
+     summary, training, evaluation, save and load; loaders for EMNIST/MNIST
+     data as Kaggle CSV or IDX files and for label -> character mapping files.
+
+   A COMPLETE PROGRAM
+       cnn_model model;
+       cnn_optimizer adam;
+       cnn_dataset train;
+       cnn_model_init(&model, 1, 28, 28, 42);     // input (C, H, W), seed
+       cnn_add_conv2d(&model, 6, 5, 1, 2);        // 6 filters 5x5, stride 1, pad 2
+       cnn_add_relu(&model);
+       cnn_add_max_pool(&model, 2, 2);
+       cnn_add_flatten(&model);
+       cnn_add_dense(&model, 47);
+       cnn_add_softmax(&model);
+       if (cnn_model_build(&model, 256) != CNN_OK)           // largest batch
+           puts(model.error.message);
+       cnn_dataset_load_csv(&train, "emnist-balanced-train.csv", NULL);
+       cnn_optimizer_init(&adam, &model, NULL);           // NULL: Adam, lr 1e-3
+       cnn_model_fit(&model, &adam, &train, NULL);        // NULL: 10 epochs
+       cnn_model_save(&model, "model.cnn");
+       cnn_optimizer_free(&adam); cnn_dataset_free(&train); cnn_model_free(&model);
+
+   CONVENTIONS
+     - Every function that can fail returns a cnn_result (CNN_OK is 0). The
+       object it works on (model, dataset, label map) keeps a cnn_error with a
+       sentence saying what went wrong, and for files the line, field or byte.
+       cnn_result_string() turns a code into a sentence.
+     - The library never exits, aborts or prints. It keeps no global state:
+       two models on two threads never interfere. All randomness comes from the
+       cnn_rng inside each model, seeded by you.
+     - Descriptor structs (cnn_layer_desc, cnn_optimizer_desc, cnn_data_desc,
+       cnn_fit_desc) mean "default" wherever a field is zero; pass NULL for all
+       defaults.
+     - Layout is NCHW: a batch of N images, each C channels of H rows of W.
+
+   OPTIONS (define before including the implementation)
+     CNN_STATIC               make every function static to this file
+     CNN_MALLOC(size) / CNN_FREE(ptr)   your allocator (define both or neither)
+     CNN_ASSERT(x)            your assert; it only guards the library's own
+                              invariants, never your input
+     CNN_MAX_LAYERS           most layers in one model (default 64)
+*/
+#ifndef CNN_H
+#define CNN_H
+
+#define CNN_VERSION_MAJOR 0
+#define CNN_VERSION_MINOR 1
+#define CNN_VERSION_PATCH 0
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(CNN_STATIC) && (defined(__GNUC__) || defined(__clang__))
+#define CNNDEF static __attribute__((unused)) /* no warning for what you don't call */
+#elif defined(CNN_STATIC)
+#define CNNDEF static
+#else
+#define CNNDEF extern
+#endif
+
+#ifndef CNN_MAX_LAYERS
+#define CNN_MAX_LAYERS 64
+#endif
+#define CNN_MAX_CLASSES 1024
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- results */
+
+typedef enum cnn_result {
+    CNN_OK = 0,
+    CNN_ERROR_INVALID_ARGUMENT = -1, /* NULL pointer, size <= 0, batch too big */
+    CNN_ERROR_OUT_OF_MEMORY = -2,
+    CNN_ERROR_BAD_SHAPE = -3,        /* a layer does not fit its input */
+    CNN_ERROR_IO = -4,               /* a file cannot be opened, read or written */
+    CNN_ERROR_MALFORMED_DATA = -5,   /* a CSV, IDX or mapping file is wrong */
+    CNN_ERROR_BAD_MODEL_FILE = -6,   /* not a cnn.h model, or damaged */
+    CNN_ERROR_NOT_FINITE = -7,       /* the loss became NaN or infinite */
+    CNN_ERROR_STATE = -8             /* called in the wrong order (e.g. not built) */
+} cnn_result;
+
+/* A sentence for a result code, e.g. "out of memory". Never NULL. */
+CNNDEF const char *cnn_result_string(cnn_result result);
+
+/* What went wrong, in detail. line and field count from 1; 0 means "not
+   about a line". byte is an offset into a file, -1 when not about a byte. */
+typedef struct cnn_error {
+    cnn_result code;
+    long line;
+    long field;
+    long long byte;
+    char message[256];
+} cnn_error;
+
+/* ---------------------------------------------------------------- random */
+
+/* PCG32 (O'Neill, 2014): small, fast and statistically good. */
+typedef struct cnn_rng {
+    uint64_t state;
+    uint64_t increment;
+} cnn_rng;
+
+CNNDEF void cnn_rng_seed(cnn_rng *rng, uint64_t seed);
+CNNDEF uint32_t cnn_rng_next(cnn_rng *rng);                /* uniform 32 bits */
+CNNDEF float cnn_rng_uniform(cnn_rng *rng);                /* uniform in [0, 1) */
+CNNDEF float cnn_rng_normal(cnn_rng *rng);                 /* mean 0, sd 1 */
+CNNDEF uint32_t cnn_rng_below(cnn_rng *rng, uint32_t n);   /* uniform in [0, n) */
+
+/* ---------------------------------------------------------------- tensors */
+
+/* A float32 tensor in NCHW layout: element (n, c, h, w) lives at
+   data[((n * c_count + c) * h_count + h) * w_count + w]. A tensor either owns
+   its data (cnn_tensor_alloc) or views memory owned by a model. */
+typedef struct cnn_tensor {
+    int n, c, h, w;
+    float *data;
+} cnn_tensor;
+
+/* The shape of one sample: channels, height, width. Flat vectors are (C, 1, 1). */
+typedef struct cnn_shape {
+    int c, h, w;
+} cnn_shape;
+
+/* Allocates a zeroed tensor; every dimension must be >= 1. */
+CNNDEF cnn_result cnn_tensor_alloc(cnn_tensor *tensor, int n, int c, int h, int w);
+CNNDEF void cnn_tensor_free(cnn_tensor *tensor);
+CNNDEF size_t cnn_tensor_count(const cnn_tensor *tensor);  /* n * c * h * w */
+CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w);
+CNNDEF size_t cnn_shape_count(cnn_shape shape);            /* c * h * w */
+
+/* ---------------------------------------------------------------- layers */
+
+typedef enum cnn_layer_type {
+    CNN_LAYER_NONE = 0,
+    CNN_LAYER_CONV2D,
+    CNN_LAYER_DENSE,
+    CNN_LAYER_RELU,
+    CNN_LAYER_LEAKY_RELU,
+    CNN_LAYER_SIGMOID,
+    CNN_LAYER_TANH,
+    CNN_LAYER_MAX_POOL,
+    CNN_LAYER_AVG_POOL,
+    CNN_LAYER_FLATTEN,
+    CNN_LAYER_DROPOUT,
+    CNN_LAYER_SOFTMAX,
+    CNN_LAYER_TYPE_COUNT
+} cnn_layer_type;
+
+typedef enum cnn_init {
+    CNN_INIT_DEFAULT = 0,      /* Glorot uniform, as in Keras */
+    CNN_INIT_GLOROT_UNIFORM,   /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
+    CNN_INIT_HE_NORMAL,        /* N(0, sd^2), sd = sqrt(2 / fan_in): for ReLU nets */
+    CNN_INIT_HE_UNIFORM        /* U(-a, a), a = sqrt(6 / fan_in) */
+} cnn_init;
+
+/* Describes one layer. Zero means default in every field. */
+typedef struct cnn_layer_desc {
+    cnn_layer_type type;
+    int units;      /* conv2d: output channels; dense: outputs */
+    int kernel;     /* conv2d: kernel side; pools: window side (default 2) */
+    int stride;     /* conv2d: default 1; pools: default = kernel */
+    int padding;    /* conv2d: zeros added on every side (default 0) */
+    float alpha;    /* leaky ReLU: slope below zero (default 0.3, as Keras) */
+    float rate;     /* dropout: probability of dropping a unit (default 0.5) */
+    cnn_init init;  /* conv2d, dense: weight initialiser */
+} cnn_layer_desc;
+
+/* A layer inside a model: its settings, shapes and views of its parameters.
+   Read it freely; change it only through the API. */
+typedef struct cnn_layer {
+    cnn_layer_desc desc;       /* with defaults filled in */
+    cnn_shape in, out;         /* per-sample shapes */
+    size_t param_offset;       /* into model.params: weights, then biases */
+    size_t weight_count, bias_count;
+    float *weight, *bias;                 /* conv2d (OC, C, K, K); dense (IN, OUT) */
+    float *weight_grad, *bias_grad;       /* same shapes, in model.grads */
+    int *argmax;               /* max pool: (N, C, OH, OW) input index of each max */
+    float *mask;               /* dropout: (N, size) 0 or 1 / (1 - rate) */
+} cnn_layer;
+
+/* ---------------------------------------------------------------- model */
+
+typedef enum cnn_mode {
+    CNN_MODE_EVAL = 0,   /* dropout is the identity */
+    CNN_MODE_TRAIN = 1   /* dropout drops */
+} cnn_mode;
+
+/* A sequential model. Caller-owned: declare one, cnn_model_init it, add
+   layers, cnn_model_build it, use it, cnn_model_free it. */
+typedef struct cnn_model {
+    cnn_shape input;
+    int layer_count;
+    cnn_layer layers[CNN_MAX_LAYERS];
+    size_t param_count;
+    float *params;      /* (param_count) every layer's weights and biases */
+    float *grads;       /* (param_count) d loss / d params, same layout */
+    int max_batch;      /* activations are sized for this many samples */
+    int batch;          /* samples in the last forward pass (0: none yet) */
+    cnn_mode mode;      /* mode of the last forward pass */
+    cnn_tensor activations[CNN_MAX_LAYERS + 1];  /* [0] input, [i+1] layer i output */
+    cnn_tensor activation_grads[CNN_MAX_LAYERS + 1];
+    float *scratch;     /* im2col and transpose workspace */
+    int *labels;        /* (max_batch) labels of the batch being trained */
+    void *memory;       /* the blocks above live in these allocations */
+    void *int_memory;
+    cnn_rng rng;        /* weight init, dropout masks, shuffling */
+    cnn_error error;    /* why the last call on this model failed */
+} cnn_model;
+
+/* Starts an empty model for inputs of shape (channels, height, width). */
+CNNDEF cnn_result cnn_model_init(cnn_model *model, int channels, int height, int width, uint64_t seed);
+
+/* Adds a layer after the last one, inferring its input shape. A layer that
+   cannot fit (a kernel larger than the padded input, a stride that does not
+   divide, a dense layer on a non-flat input...) is refused with
+   CNN_ERROR_BAD_SHAPE and a message saying why. Layers are added before
+   cnn_model_build. */
+CNNDEF cnn_result cnn_model_add(cnn_model *model, const cnn_layer_desc *desc);
+CNNDEF cnn_result cnn_add_conv2d(cnn_model *model, int filters, int kernel, int stride, int padding);
+CNNDEF cnn_result cnn_add_dense(cnn_model *model, int units);
+CNNDEF cnn_result cnn_add_relu(cnn_model *model);
+CNNDEF cnn_result cnn_add_leaky_relu(cnn_model *model, float alpha);
+CNNDEF cnn_result cnn_add_sigmoid(cnn_model *model);
+CNNDEF cnn_result cnn_add_tanh(cnn_model *model);
+CNNDEF cnn_result cnn_add_max_pool(cnn_model *model, int size, int stride);
+CNNDEF cnn_result cnn_add_avg_pool(cnn_model *model, int size, int stride);
+CNNDEF cnn_result cnn_add_flatten(cnn_model *model);
+CNNDEF cnn_result cnn_add_dropout(cnn_model *model, float rate);
+CNNDEF cnn_result cnn_add_softmax(cnn_model *model);
+
+/* Allocates parameters, gradients and activations for batches of up to
+   max_batch samples, and initialises the weights from the model's RNG. */
+CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch);
+CNNDEF void cnn_model_free(cnn_model *model);
+
+/* Writes a table (layer, output shape, parameters, total) into buffer, like
+   snprintf: returns the length the whole summary needs. Works before build. */
+CNNDEF size_t cnn_model_summary(const cnn_model *model, char *buffer, size_t size);
+CNNDEF cnn_shape cnn_model_output_shape(const cnn_model *model);
+CNNDEF const char *cnn_layer_type_name(cnn_layer_type type);
+
+/* Forward pass of a batch: input is (batch, C, H, W) as given at init. The
+   result is in model->activations[model->layer_count]. */
+CNNDEF cnn_result cnn_model_forward(cnn_model *model, const float *input, int batch, cnn_mode mode);
+CNNDEF const float *cnn_model_output(const cnn_model *model);
+
+/* Cross-entropy of the last forward pass against labels: mean loss over the
+   batch and the number of samples whose most probable class is the label.
+   The model must end with softmax. Either output pointer may be NULL. */
+CNNDEF cnn_result cnn_model_loss(cnn_model *model, const int *labels, float *mean_loss, int *correct);
+
+/* Sets every parameter gradient to zero. Backward passes add to them. */
+CNNDEF void cnn_model_zero_grad(cnn_model *model);
+
+/* Backward pass of the mean cross-entropy of the last forward pass. Uses the
+   fused softmax + cross-entropy gradient (p - y) / N. Adds into model->grads;
+   d loss / d input lands in model->activation_grads[0]. */
+CNNDEF cnn_result cnn_model_backward(cnn_model *model, const int *labels);
+
+/* Backward pass from any gradient of the output, (batch, output shape): for
+   losses of your own and for gradient checks. */
+CNNDEF cnn_result cnn_model_backward_from(cnn_model *model, const float *output_grad);
+
+/* Most probable class of each of count samples (any count; batched inside).
+   probabilities may be NULL, else it receives (count, classes). */
+CNNDEF cnn_result cnn_model_predict(cnn_model *model, const float *input, int count, int *classes, float *probabilities);
+
+/* Saves architecture and parameters (format below). The file is written
+   under a temporary name and renamed, so an existing file is never left
+   half-written. */
+CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path);
+
+/* Loads a model saved by cnn_model_save and builds it for max_batch. The
+   model must not be initialised; on failure it is left freed. */
+CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch);
+
+/* ---------------------------------------------------------------- optimisers */
+
+typedef enum cnn_optimizer_type {
+    CNN_OPTIMIZER_ADAM = 0,
+    CNN_OPTIMIZER_SGD = 1
+} cnn_optimizer_type;
+
+typedef struct cnn_optimizer_desc {
+    cnn_optimizer_type type;  /* default Adam */
+    float learning_rate;      /* default 1e-3 for Adam, 1e-2 for SGD */
+    float momentum;           /* SGD: 0 means plain SGD */
+    float beta1;              /* Adam: default 0.9 */
+    float beta2;              /* Adam: default 0.999 */
+    float epsilon;            /* Adam: default 1e-7, as Keras */
+} cnn_optimizer_desc;
+
+/* Optimiser state mirrors the parameter block: SGD keeps a velocity per
+   parameter, Adam a first and second moment. */
+typedef struct cnn_optimizer {
+    cnn_optimizer_desc desc;  /* with defaults filled in */
+    size_t param_count;
+    float *first_moment;      /* (param_count) Adam m, SGD velocity */
+    float *second_moment;     /* (param_count) Adam v; NULL for SGD */
+    long step;                /* updates done, for Adam's bias correction */
+} cnn_optimizer;
+
+CNNDEF cnn_result cnn_optimizer_init(cnn_optimizer *optimizer, cnn_model *model, const cnn_optimizer_desc *desc);
+/* Updates model->params from model->grads. */
+CNNDEF cnn_result cnn_optimizer_step(cnn_optimizer *optimizer, cnn_model *model);
+CNNDEF void cnn_optimizer_free(cnn_optimizer *optimizer);
+
+/* ---------------------------------------------------------------- data */
+
+/* Images with integer labels. images is (count, C, H, W), pixels in [0, 1]. */
+typedef struct cnn_dataset {
+    int count;
+    int num_classes;     /* 1 + the largest label, or the number you asked for */
+    cnn_tensor images;
+    int *labels;         /* (count) */
+    cnn_error error;
+} cnn_dataset;
+
+typedef enum cnn_orientation {
+    CNN_ORIENTATION_DEFAULT = 0,  /* CSV: transpose (EMNIST); IDX: as stored (MNIST) */
+    CNN_ORIENTATION_AS_STORED,
+    CNN_ORIENTATION_TRANSPOSE     /* EMNIST stores images transposed */
+} cnn_orientation;
+
+typedef struct cnn_data_desc {
+    int width, height;            /* CSV: image size (default 28 x 28) */
+    int num_classes;              /* labels must be below this (default: any >= 0) */
+    int max_rows;                 /* read at most this many samples (default all) */
+    cnn_orientation orientation;
+} cnn_data_desc;
+
+/* Kaggle-style CSV: one image a line, the label then width * height pixel
+   values 0..255. A header line, CRLF line ends and blank lines are tolerated;
+   anything else wrong is refused with its line and field. */
+CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, const cnn_data_desc *desc);
+
+/* Uncompressed IDX files (MNIST, Fashion-MNIST, NIST's EMNIST release):
+   unsigned-byte images (N, H, W) and labels (N). */
+CNNDEF cnn_result cnn_dataset_load_idx(cnn_dataset *dataset, const char *images_path, const char *labels_path, const cnn_data_desc *desc);
+CNNDEF void cnn_dataset_free(cnn_dataset *dataset);
+
+/* Label -> character code, from lines "label code" (EMNIST's mapping files). */
+typedef struct cnn_label_map {
+    int count;
+    int codes[CNN_MAX_CLASSES];
+    cnn_error error;
+} cnn_label_map;
+
+CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path);
+/* The character for a label, or '?' when the label is not in the map. */
+CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label);
+
+/* ---------------------------------------------------------------- training */
+
+typedef struct cnn_epoch_stats {
+    int epoch;            /* counts from 1 */
+    int epochs;
+    float loss;           /* mean training loss over the epoch */
+    float accuracy;       /* training accuracy over the epoch, in [0, 1] */
+} cnn_epoch_stats;
+
+/* Called after each epoch; return non-zero to stop training. */
+typedef int (*cnn_epoch_callback)(cnn_model *model, const cnn_epoch_stats *stats, void *user);
+
+typedef struct cnn_fit_desc {
+    int epochs;                    /* default 10 */
+    int batch_size;                /* default model->max_batch */
+    int no_shuffle;                /* default: shuffle every epoch with the model's RNG */
+    cnn_epoch_callback on_epoch;   /* optional */
+    void *user;                    /* passed to on_epoch */
+} cnn_fit_desc;
+
+/* One step: forward, loss, zero grads, backward, optimiser step. A loss that
+   is not finite stops before the update with CNN_ERROR_NOT_FINITE. */
+CNNDEF cnn_result cnn_model_train_step(cnn_model *model, cnn_optimizer *optimizer, const float *input, const int *labels, int batch, float *mean_loss, int *correct);
+
+/* Trains for desc->epochs passes over the dataset. */
+CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, const cnn_dataset *dataset, const cnn_fit_desc *desc);
+
+/* Mean cross-entropy and accuracy in [0, 1] over a dataset. */
+CNNDEF cnn_result cnn_model_evaluate(cnn_model *model, const cnn_dataset *dataset, float *mean_loss, float *accuracy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CNN_H */
+
+/* ========================================================================
+   IMPLEMENTATION
+   ======================================================================== */
+#ifdef CNN_IMPLEMENTATION
+#ifndef CNN_IMPLEMENTATION_DONE
+#define CNN_IMPLEMENTATION_DONE
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#if defined(CNN_MALLOC) && defined(CNN_FREE)
+/* the caller's allocator */
+#elif !defined(CNN_MALLOC) && !defined(CNN_FREE)
+#include <stdlib.h>
+#define CNN_MALLOC(size) malloc(size)
+#define CNN_FREE(ptr) free(ptr)
+#else
+#error "cnn.h: define both CNN_MALLOC and CNN_FREE, or neither"
+#endif
+
+#ifndef CNN_ASSERT
+#include <assert.h>
+#define CNN_ASSERT(x) assert(x)
+#endif
+
+/* Private helpers are static; under CNN_STATIC some may go unused. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CNN__PRIVATE static __attribute__((unused))
+#define CNN__RESTRICT __restrict__
+#elif defined(_MSC_VER)
+#define CNN__PRIVATE static
+#define CNN__RESTRICT __restrict
+#else
+#define CNN__PRIVATE static
+#define CNN__RESTRICT
+#endif
+
+#define CNN__PI 3.14159265358979323846
+
+/* Shape legend used in the comments below:
+     N   batch size               C, H, W     input channels, height, width
+     OC  output channels          OH, OW      output height, width
+     K   kernel side              S, P        stride, padding
+     IN, OUT                      dense input and output sizes            */
+
+/* ---------------------------------------------------------------- results */
+
+CNNDEF const char *cnn_result_string(cnn_result result)
+{
+    switch (result) {
+    case CNN_OK: return "success";
+    case CNN_ERROR_INVALID_ARGUMENT: return "invalid argument";
+    case CNN_ERROR_OUT_OF_MEMORY: return "out of memory";
+    case CNN_ERROR_BAD_SHAPE: return "layer does not fit its input shape";
+    case CNN_ERROR_IO: return "file could not be opened, read or written";
+    case CNN_ERROR_MALFORMED_DATA: return "malformed data file";
+    case CNN_ERROR_BAD_MODEL_FILE: return "not a valid cnn.h model file";
+    case CNN_ERROR_NOT_FINITE: return "loss or weights became NaN or infinite";
+    case CNN_ERROR_STATE: return "function called in the wrong state";
+    }
+    return "unknown result code";
+}
+
+/* Records an error and returns its code, so callers can write
+   `return cnn__fail(...)`. error may be NULL. */
+CNN__PRIVATE cnn_result cnn__fail(cnn_error *error, cnn_result code, long line, long field,
+                                  long long byte, const char *format, ...)
+{
+    va_list args;
+    if (!error) return code;
+    error->code = code;
+    error->line = line;
+    error->field = field;
+    error->byte = byte;
+    va_start(args, format);
+    vsnprintf(error->message, sizeof error->message, format, args);
+    va_end(args);
+    return code;
+}
+
+CNN__PRIVATE void cnn__clear_error(cnn_error *error)
+{
+    memset(error, 0, sizeof *error);
+    error->byte = -1;
+}
+
+/* ---------------------------------------------------------------- random */
+
+CNNDEF void cnn_rng_seed(cnn_rng *rng, uint64_t seed)
+{
+    rng->state = 0;
+    rng->increment = (seed << 1) | 1u;  /* the stream; must be odd */
+    cnn_rng_next(rng);
+    rng->state += seed ^ 0x853c49e6748fea9bULL;
+    cnn_rng_next(rng);
+}
+
+CNNDEF uint32_t cnn_rng_next(cnn_rng *rng)
+{
+    /* a 64-bit LCG step, then a permutation of the old state to 32 bits */
+    uint64_t old = rng->state;
+    uint32_t xorshifted, rotation;
+    rng->state = old * 6364136223846793005ULL + rng->increment;
+    xorshifted = (uint32_t)(((old >> 18) ^ old) >> 27);
+    rotation = (uint32_t)(old >> 59);
+    return (xorshifted >> rotation) | (xorshifted << ((0u - rotation) & 31u));
+}
+
+CNNDEF float cnn_rng_uniform(cnn_rng *rng)
+{
+    return (float)(cnn_rng_next(rng) >> 8) * (1.0f / 16777216.0f);  /* 24 bits */
+}
+
+CNNDEF float cnn_rng_normal(cnn_rng *rng)
+{
+    /* Box-Muller; u1 in (0, 1] keeps the log finite */
+    double u1 = ((double)(cnn_rng_next(rng) >> 8) + 1.0) / 16777216.0;
+    double u2 = (double)(cnn_rng_next(rng) >> 8) / 16777216.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * CNN__PI * u2));
+}
+
+CNNDEF uint32_t cnn_rng_below(cnn_rng *rng, uint32_t n)
+{
+    /* rejection sampling: drop the values that would make some results
+       more likely than others */
+    uint32_t threshold, r;
+    if (n <= 1) return 0;
+    threshold = (0u - n) % n;
+    do {
+        r = cnn_rng_next(rng);
+    } while (r < threshold);
+    return r % n;
+}
+
+/* ---------------------------------------------------------------- tensors */
+
+/* a * b, or 0 when it would not fit in a size_t */
+CNN__PRIVATE size_t cnn__mul_size(size_t a, size_t b)
+{
+    if (a != 0 && b > (size_t)-1 / a) return 0;
+    return a * b;
+}
+
+/* Allocates count floats, or NULL when count is 0, overflows or malloc fails. */
+CNN__PRIVATE float *cnn__alloc_floats(size_t count)
+{
+    size_t bytes = cnn__mul_size(count, sizeof(float));
+    if (bytes == 0) return NULL;
+    return (float *)CNN_MALLOC(bytes);
+}
+
+CNNDEF size_t cnn_shape_count(cnn_shape shape)
+{
+    if (shape.c <= 0 || shape.h <= 0 || shape.w <= 0) return 0;
+    return cnn__mul_size(cnn__mul_size((size_t)shape.c, (size_t)shape.h), (size_t)shape.w);
+}
+
+CNNDEF size_t cnn_tensor_count(const cnn_tensor *tensor)
+{
+    cnn_shape shape;
+    if (!tensor || tensor->n <= 0) return 0;
+    shape.c = tensor->c; shape.h = tensor->h; shape.w = tensor->w;
+    return cnn__mul_size((size_t)tensor->n, cnn_shape_count(shape));
+}
+
+CNNDEF cnn_result cnn_tensor_alloc(cnn_tensor *tensor, int n, int c, int h, int w)
+{
+    size_t count;
+    if (!tensor) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(tensor, 0, sizeof *tensor);
+    if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return CNN_ERROR_INVALID_ARGUMENT;
+    tensor->n = n; tensor->c = c; tensor->h = h; tensor->w = w;
+    count = cnn_tensor_count(tensor);
+    tensor->data = cnn__alloc_floats(count);
+    if (!tensor->data) {
+        memset(tensor, 0, sizeof *tensor);
+        return CNN_ERROR_OUT_OF_MEMORY;
+    }
+    memset(tensor->data, 0, count * sizeof(float));
+    return CNN_OK;
+}
+
+CNNDEF void cnn_tensor_free(cnn_tensor *tensor)
+{
+    if (!tensor) return;
+    CNN_FREE(tensor->data);
+    memset(tensor, 0, sizeof *tensor);
+}
+
+CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w)
+{
+    CNN_ASSERT(n >= 0 && n < tensor->n && c >= 0 && c < tensor->c);
+    CNN_ASSERT(h >= 0 && h < tensor->h && w >= 0 && w < tensor->w);
+    return tensor->data + (((size_t)n * (size_t)tensor->c + (size_t)c) * (size_t)tensor->h + (size_t)h) * (size_t)tensor->w + (size_t)w;
+}
+
+/* ---------------------------------------------------------------- matrix multiply */
+
+/* C (M x N) += A (M x K) @ B (K x N), row-major, with leading dimensions.
+   This one routine carries the conv and dense layers. It walks B in panels
+   that stay in cache and updates four rows of C at once, so each value of B
+   loaded is used four times; the innermost loop is a plain saxpy over j that
+   compilers vectorise. Each element of C adds its K products in the order
+   k = 0, 1, ..., K-1 whatever the tiling, so results never depend on it. */
+CNN__PRIVATE void cnn__gemm(int M, int N, int K, const float *A, int lda,
+                            const float *B, int ldb, float *C, int ldc)
+{
+    enum { PANEL_COLS = 512, PANEL_DEPTH = 128 };
+    int j0, k0, i, k, j;
+    for (j0 = 0; j0 < N; j0 += PANEL_COLS) {
+        int cols = N - j0 < PANEL_COLS ? N - j0 : PANEL_COLS;
+        for (k0 = 0; k0 < K; k0 += PANEL_DEPTH) {
+            int k_end = K - k0 < PANEL_DEPTH ? K : k0 + PANEL_DEPTH;
+            for (i = 0; i + 4 <= M; i += 4) {
+                float *CNN__RESTRICT c0 = C + (size_t)i * ldc + j0;
+                float *CNN__RESTRICT c1 = c0 + ldc;
+                float *CNN__RESTRICT c2 = c1 + ldc;
+                float *CNN__RESTRICT c3 = c2 + ldc;
+                for (k = k0; k < k_end; k++) {
+                    const float *CNN__RESTRICT b = B + (size_t)k * ldb + j0;
+                    const float a0 = A[(size_t)i * lda + k];
+                    const float a1 = A[(size_t)(i + 1) * lda + k];
+                    const float a2 = A[(size_t)(i + 2) * lda + k];
+                    const float a3 = A[(size_t)(i + 3) * lda + k];
+                    for (j = 0; j < cols; j++) {
+                        c0[j] += a0 * b[j];
+                        c1[j] += a1 * b[j];
+                        c2[j] += a2 * b[j];
+                        c3[j] += a3 * b[j];
+                    }
+                }
+            }
+            for (; i < M; i++) {
+                float *CNN__RESTRICT c0 = C + (size_t)i * ldc + j0;
+                for (k = k0; k < k_end; k++) {
+                    const float *CNN__RESTRICT b = B + (size_t)k * ldb + j0;
+                    const float a0 = A[(size_t)i * lda + k];
+                    for (j = 0; j < cols; j++) c0[j] += a0 * b[j];
+                }
+            }
+        }
+    }
+}
+
+/* out (cols x rows) = in (rows x cols) transposed. */
+CNN__PRIVATE void cnn__transpose(const float *in, int rows, int cols, float *out)
+{
+    int r, c;
+    for (r = 0; r < rows; r++)
+        for (c = 0; c < cols; c++) out[(size_t)c * rows + r] = in[(size_t)r * cols + c];
+}
+
+/* ======================================================================== layers
+   Each layer is a forward / backward pair with the same arguments:
+     x (N, in shape) input, y (N, out shape) output,
+     dy = d loss / d y, dx = d loss / d x (overwritten: each activation has
+     exactly one consumer in a sequential model), and parameter gradients,
+     which are *added to* so that gradients of several batches can be summed.
+   ======================================================================== */
+
+/* ---------------------------------------------------------------- conv2d
+
+   y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] * x[n, c, i*S + u - P, j*S + v - P]
+   with x = 0 outside the image (zero padding); OH = (H + 2P - K) / S + 1.
+
+   The reference pair below is that formula as nested loops: slow, obviously
+   right, and what the fast pair is tested against. The fast pair lowers the
+   convolution to one matrix multiply per sample (im2col): copy every K x K
+   window of x into a column of a matrix col (C*K*K, OH*OW); then
+   y = w (OC, C*K*K) @ col, dw += dy @ col^T and dcol = w^T @ dy, and dcol is
+   folded back onto the windows it came from (col2im). */
+
+/* Reference forward. x (N, C, H, W), w (OC, C, K, K), b (OC), y (N, OC, OH, OW) */
+CNN__PRIVATE void cnn__conv2d_forward_reference(const cnn_layer *layer, int N, const float *x, float *y)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
+    const int OC = layer->out.c, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    int n, o, i, j, c, u, v;
+    for (n = 0; n < N; n++)
+        for (o = 0; o < OC; o++)
+            for (i = 0; i < OH; i++)
+                for (j = 0; j < OW; j++) {
+                    float sum = layer->bias[o];
+                    for (c = 0; c < C; c++)
+                        for (u = 0; u < K; u++)
+                            for (v = 0; v < K; v++) {
+                                int row = i * S + u - P, col = j * S + v - P;
+                                if (row < 0 || row >= H || col < 0 || col >= W) continue;
+                                sum += layer->weight[((o * C + c) * K + u) * K + v] *
+                                       x[(((size_t)n * C + c) * H + row) * W + col];
+                            }
+                    y[(((size_t)n * OC + o) * OH + i) * OW + j] = sum;
+                }
+}
+
+/* Reference backward: the chain rule on the formula above.
+   db[o] += sum_{n,i,j} dy[n,o,i,j]
+   dw[o,c,u,v] += sum_{n,i,j} dy[n,o,i,j] * x[n, c, i*S+u-P, j*S+v-P]
+   dx[n, c, i*S+u-P, j*S+v-P] += dy[n,o,i,j] * w[o,c,u,v] */
+CNN__PRIVATE void cnn__conv2d_backward_reference(const cnn_layer *layer, int N, const float *x,
+                                                 const float *dy, float *dx)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
+    const int OC = layer->out.c, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    int n, o, i, j, c, u, v;
+    memset(dx, 0, (size_t)N * C * H * W * sizeof(float));
+    for (n = 0; n < N; n++)
+        for (o = 0; o < OC; o++)
+            for (i = 0; i < OH; i++)
+                for (j = 0; j < OW; j++) {
+                    float g = dy[(((size_t)n * OC + o) * OH + i) * OW + j];
+                    layer->bias_grad[o] += g;
+                    for (c = 0; c < C; c++)
+                        for (u = 0; u < K; u++)
+                            for (v = 0; v < K; v++) {
+                                int row = i * S + u - P, col = j * S + v - P;
+                                size_t xi = (((size_t)n * C + c) * H + row) * W + col;
+                                size_t wi = (size_t)((o * C + c) * K + u) * K + v;
+                                if (row < 0 || row >= H || col < 0 || col >= W) continue;
+                                layer->weight_grad[wi] += g * x[xi];
+                                dx[xi] += g * layer->weight[wi];
+                            }
+                }
+}
+
+/* col (C*K*K, OH*OW): row (c, u, v) holds x[c, i*S+u-P, j*S+v-P] for every
+   output position (i, j), zero where that falls in the padding. x is one
+   sample (C, H, W). */
+CNN__PRIVATE void cnn__im2col(const cnn_layer *layer, const float *x, float *col)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
+    const int OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    int c, u, v, i, j;
+    for (c = 0; c < C; c++)
+        for (u = 0; u < K; u++)
+            for (v = 0; v < K; v++) {
+                float *out = col + ((size_t)(c * K + u) * K + v) * OH * OW;
+                for (i = 0; i < OH; i++) {
+                    int row = i * S + u - P;
+                    const float *in = x + ((size_t)c * H + row) * W;
+                    if (row < 0 || row >= H) {
+                        memset(out + (size_t)i * OW, 0, (size_t)OW * sizeof(float));
+                        continue;
+                    }
+                    for (j = 0; j < OW; j++) {
+                        int column = j * S + v - P;
+                        out[(size_t)i * OW + j] = (column >= 0 && column < W) ? in[column] : 0.0f;
+                    }
+                }
+            }
+}
+
+/* The adjoint of im2col: dx (C, H, W) = sum of every window's gradient in
+   dcol put back where im2col took it from. */
+CNN__PRIVATE void cnn__col2im(const cnn_layer *layer, const float *dcol, float *dx)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
+    const int OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    int c, u, v, i, j;
+    memset(dx, 0, (size_t)C * H * W * sizeof(float));
+    for (c = 0; c < C; c++)
+        for (u = 0; u < K; u++)
+            for (v = 0; v < K; v++) {
+                const float *in = dcol + ((size_t)(c * K + u) * K + v) * OH * OW;
+                for (i = 0; i < OH; i++) {
+                    int row = i * S + u - P;
+                    float *out = dx + ((size_t)c * H + row) * W;
+                    if (row < 0 || row >= H) continue;
+                    for (j = 0; j < OW; j++) {
+                        int column = j * S + v - P;
+                        if (column >= 0 && column < W) out[column] += in[(size_t)i * OW + j];
+                    }
+                }
+            }
+}
+
+/* Floats of scratch the fast conv2d needs: w^T, col, col^T and dcol. */
+CNN__PRIVATE size_t cnn__conv2d_scratch(const cnn_layer *layer)
+{
+    size_t window = (size_t)layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    size_t positions = (size_t)layer->out.h * layer->out.w;
+    return window * layer->out.c + 3 * window * positions;
+}
+
+/* Fast forward: per sample, y (OC, OH*OW) = b + w (OC, C*K*K) @ col. */
+CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float *x, float *y, float *scratch)
+{
+    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    const int positions = layer->out.h * layer->out.w;
+    const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
+    float *col = scratch;
+    int n, o, p;
+    for (n = 0; n < N; n++) {
+        float *out = y + (size_t)n * out_size;
+        cnn__im2col(layer, x + (size_t)n * in_size, col);
+        for (o = 0; o < OC; o++)
+            for (p = 0; p < positions; p++) out[(size_t)o * positions + p] = layer->bias[o];
+        cnn__gemm(OC, positions, window, layer->weight, window, col, positions, out, positions);
+    }
+}
+
+/* Fast backward, per sample:
+   db += row sums of dy (OC, OH*OW); dw (OC, C*K*K) += dy @ col^T;
+   dcol (C*K*K, OH*OW) = w^T @ dy; dx = col2im(dcol). */
+CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
+                                       float *dx, float *scratch)
+{
+    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    const int positions = layer->out.h * layer->out.w;
+    const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
+    float *weight_t = scratch;                                    /* (C*K*K, OC) */
+    float *col = weight_t + (size_t)window * OC;                  /* (C*K*K, OH*OW) */
+    float *col_t = col + (size_t)window * positions;              /* (OH*OW, C*K*K) */
+    float *dcol = col_t + (size_t)window * positions;             /* (C*K*K, OH*OW) */
+    int n, o, p;
+    cnn__transpose(layer->weight, OC, window, weight_t);
+    for (n = 0; n < N; n++) {
+        const float *grad = dy + (size_t)n * out_size;
+        for (o = 0; o < OC; o++) {
+            float sum = 0.0f;
+            for (p = 0; p < positions; p++) sum += grad[(size_t)o * positions + p];
+            layer->bias_grad[o] += sum;
+        }
+        cnn__im2col(layer, x + (size_t)n * in_size, col);
+        cnn__transpose(col, window, positions, col_t);
+        cnn__gemm(OC, window, positions, grad, positions, col_t, window, layer->weight_grad, window);
+        memset(dcol, 0, (size_t)window * positions * sizeof(float));
+        cnn__gemm(window, positions, OC, weight_t, OC, grad, positions, dcol, positions);
+        cnn__col2im(layer, dcol, dx + (size_t)n * in_size);
+    }
+}
+
+/* ---------------------------------------------------------------- dense
+
+   y[n,o] = b[o] + sum_i x[n,i] * w[i,o]      x (N, IN), w (IN, OUT), y (N, OUT)
+   w is stored (IN, OUT), as Keras does, so the forward pass is x @ w with
+   no transpose; PyTorch's nn.Linear keeps the transpose, (OUT, IN). */
+CNN__PRIVATE size_t cnn__dense_scratch(const cnn_layer *layer, int max_batch)
+{
+    size_t inputs = cnn_shape_count(layer->in), outputs = cnn_shape_count(layer->out);
+    return inputs * (size_t)max_batch + inputs * outputs;
+}
+
+CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float *x, float *y)
+{
+    const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
+    int n, o;
+    for (n = 0; n < N; n++)
+        for (o = 0; o < OUT; o++) y[(size_t)n * OUT + o] = layer->bias[o];
+    cnn__gemm(N, OUT, IN, x, IN, layer->weight, OUT, y, OUT);
+}
+
+/* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T */
+CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
+                                      float *dx, float *scratch)
+{
+    const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
+    float *x_t = scratch;                         /* (IN, N) */
+    float *weight_t = scratch + (size_t)IN * N;   /* (OUT, IN) */
+    int n, o;
+    for (n = 0; n < N; n++)
+        for (o = 0; o < OUT; o++) layer->bias_grad[o] += dy[(size_t)n * OUT + o];
+    cnn__transpose(x, N, IN, x_t);
+    cnn__gemm(IN, OUT, N, x_t, N, dy, OUT, layer->weight_grad, OUT);
+    cnn__transpose(layer->weight, IN, OUT, weight_t);
+    memset(dx, 0, (size_t)N * IN * sizeof(float));
+    cnn__gemm(N, IN, OUT, dy, OUT, weight_t, IN, dx, IN);
+}
+
+/* ---------------------------------------------------------------- activations
+   Elementwise over count = N * size values. */
+
+/* y = max(0, x);  dx = dy where x > 0, else 0 */
+CNN__PRIVATE void cnn__relu_forward(size_t count, const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+CNN__PRIVATE void cnn__relu_backward(size_t count, const float *x, const float *dy, float *dx)
+{
+    size_t i;
+    for (i = 0; i < count; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/* y = x for x > 0, alpha * x otherwise;  dx = dy or alpha * dy */
+CNN__PRIVATE void cnn__leaky_relu_forward(size_t count, float alpha, const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
+}
+
+CNN__PRIVATE void cnn__leaky_relu_backward(size_t count, float alpha, const float *x, const float *dy, float *dx)
+{
+    size_t i;
+    for (i = 0; i < count; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+}
+
+/* y = 1 / (1 + e^-x);  dx = dy * y * (1 - y).
+   For x < 0 the same value is computed as e^x / (1 + e^x), which cannot
+   overflow. */
+CNN__PRIVATE void cnn__sigmoid_forward(size_t count, const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < count; i++) {
+        if (x[i] >= 0.0f) {
+            y[i] = 1.0f / (1.0f + expf(-x[i]));
+        } else {
+            float e = expf(x[i]);
+            y[i] = e / (1.0f + e);
+        }
+    }
+}
+
+CNN__PRIVATE void cnn__sigmoid_backward(size_t count, const float *y, const float *dy, float *dx)
+{
+    size_t i;
+    for (i = 0; i < count; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+/* y = tanh(x);  dx = dy * (1 - y^2) */
+CNN__PRIVATE void cnn__tanh_forward(size_t count, const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < count; i++) y[i] = tanhf(x[i]);
+}
+
+CNN__PRIVATE void cnn__tanh_backward(size_t count, const float *y, const float *dy, float *dx)
+{
+    size_t i;
+    for (i = 0; i < count; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+/* ---------------------------------------------------------------- pooling
+
+   Windows of K x K moved by S, no padding: OH = (H - K) / S + 1; rows and
+   columns past the last whole window are dropped, as in PyTorch and Keras.
+   Max:     y[n,c,i,j] = max over the window of x
+            dx gets dy at the window's maximum (the first one, in row-major
+            order, when several are equal, as PyTorch does), zero elsewhere.
+            Overlapping windows (S < K) add up at shared inputs.
+   Average: y = mean of the window;  dx += dy / (K * K) at every input of it. */
+CNN__PRIVATE void cnn__max_pool_forward(const cnn_layer *layer, int N, const float *x, float *y, int *argmax)
+{
+    const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride;
+    const int planes = N * layer->in.c;
+    int plane, i, j, u, v;
+    for (plane = 0; plane < planes; plane++) {
+        const float *in = x + (size_t)plane * H * W;
+        for (i = 0; i < OH; i++)
+            for (j = 0; j < OW; j++) {
+                int best = (i * S) * W + j * S;
+                for (u = 0; u < K; u++)
+                    for (v = 0; v < K; v++) {
+                        int at = (i * S + u) * W + (j * S + v);
+                        if (in[at] > in[best]) best = at;
+                    }
+                y[((size_t)plane * OH + i) * OW + j] = in[best];
+                argmax[((size_t)plane * OH + i) * OW + j] = best;
+            }
+    }
+}
+
+CNN__PRIVATE void cnn__max_pool_backward(const cnn_layer *layer, int N, const float *dy, const int *argmax, float *dx)
+{
+    const size_t in_plane = (size_t)layer->in.h * layer->in.w;
+    const size_t out_plane = (size_t)layer->out.h * layer->out.w;
+    const int planes = N * layer->in.c;
+    int plane;
+    size_t k;
+    memset(dx, 0, (size_t)planes * in_plane * sizeof(float));
+    for (plane = 0; plane < planes; plane++)
+        for (k = 0; k < out_plane; k++)
+            dx[(size_t)plane * in_plane + argmax[(size_t)plane * out_plane + k]] += dy[(size_t)plane * out_plane + k];
+}
+
+CNN__PRIVATE void cnn__avg_pool_forward(const cnn_layer *layer, int N, const float *x, float *y)
+{
+    const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride;
+    const int planes = N * layer->in.c;
+    const float scale = 1.0f / (float)(K * K);
+    int plane, i, j, u, v;
+    for (plane = 0; plane < planes; plane++) {
+        const float *in = x + (size_t)plane * H * W;
+        for (i = 0; i < OH; i++)
+            for (j = 0; j < OW; j++) {
+                float sum = 0.0f;
+                for (u = 0; u < K; u++)
+                    for (v = 0; v < K; v++) sum += in[(i * S + u) * W + (j * S + v)];
+                y[((size_t)plane * OH + i) * OW + j] = sum * scale;
+            }
+    }
+}
+
+CNN__PRIVATE void cnn__avg_pool_backward(const cnn_layer *layer, int N, const float *dy, float *dx)
+{
+    const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride;
+    const int planes = N * layer->in.c;
+    const float scale = 1.0f / (float)(K * K);
+    int plane, i, j, u, v;
+    memset(dx, 0, (size_t)planes * H * W * sizeof(float));
+    for (plane = 0; plane < planes; plane++) {
+        float *out = dx + (size_t)plane * H * W;
+        for (i = 0; i < OH; i++)
+            for (j = 0; j < OW; j++) {
+                float g = dy[((size_t)plane * OH + i) * OW + j] * scale;
+                for (u = 0; u < K; u++)
+                    for (v = 0; v < K; v++) out[(i * S + u) * W + (j * S + v)] += g;
+            }
+    }
+}
+
+/* ---------------------------------------------------------------- dropout
+
+   Inverted dropout: in training each value is kept with probability 1 - rate
+   and scaled by 1 / (1 - rate), so its expected value is unchanged and
+   evaluation needs no rescaling: y = x * mask, dx = dy * mask. In evaluation
+   y = x. */
+CNN__PRIVATE void cnn__dropout_forward(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng)
+{
+    const float keep_scale = 1.0f / (1.0f - rate);
+    size_t i;
+    for (i = 0; i < count; i++) {
+        mask[i] = cnn_rng_uniform(rng) < rate ? 0.0f : keep_scale;
+        y[i] = x[i] * mask[i];
+    }
+}
+
+CNN__PRIVATE void cnn__dropout_backward(size_t count, const float *mask, const float *dy, float *dx)
+{
+    size_t i;
+    for (i = 0; i < count; i++) dx[i] = dy[i] * mask[i];
+}
+
+/* ---------------------------------------------------------------- softmax
+
+   p[n,k] = e^(z[n,k] - m) / sum_j e^(z[n,j] - m),  m = max_j z[n,j]
+   Subtracting the maximum changes nothing mathematically and keeps every
+   exponent <= 0, so logits near 1000 do not overflow.
+   Backward for any upstream gradient: dz = p * (dp - sum_j dp_j p_j).
+   Training does not use it: with cross-entropy the two fuse into
+   dz = (p - onehot(y)) / N (see cnn_model_backward), which is cheaper and
+   exact even where p rounds to 0 or 1. */
+CNN__PRIVATE void cnn__softmax_forward(int N, int classes, const float *z, float *p)
+{
+    int n, k;
+    for (n = 0; n < N; n++) {
+        const float *logits = z + (size_t)n * classes;
+        float *prob = p + (size_t)n * classes;
+        float max = logits[0], sum = 0.0f;
+        for (k = 1; k < classes; k++)
+            if (logits[k] > max) max = logits[k];
+        for (k = 0; k < classes; k++) {
+            prob[k] = expf(logits[k] - max);
+            sum += prob[k];
+        }
+        for (k = 0; k < classes; k++) prob[k] /= sum;
+    }
+}
+
+CNN__PRIVATE void cnn__softmax_backward(int N, int classes, const float *p, const float *dp, float *dz)
+{
+    int n, k;
+    for (n = 0; n < N; n++) {
+        const float *prob = p + (size_t)n * classes, *grad = dp + (size_t)n * classes;
+        float dot = 0.0f;
+        for (k = 0; k < classes; k++) dot += grad[k] * prob[k];
+        for (k = 0; k < classes; k++) dz[(size_t)n * classes + k] = prob[k] * (grad[k] - dot);
+    }
+}
+
+/* ======================================================================== model */
+
+CNNDEF const char *cnn_layer_type_name(cnn_layer_type type)
+{
+    switch (type) {
+    case CNN_LAYER_CONV2D: return "conv2d";
+    case CNN_LAYER_DENSE: return "dense";
+    case CNN_LAYER_RELU: return "relu";
+    case CNN_LAYER_LEAKY_RELU: return "leaky_relu";
+    case CNN_LAYER_SIGMOID: return "sigmoid";
+    case CNN_LAYER_TANH: return "tanh";
+    case CNN_LAYER_MAX_POOL: return "max_pool";
+    case CNN_LAYER_AVG_POOL: return "avg_pool";
+    case CNN_LAYER_FLATTEN: return "flatten";
+    case CNN_LAYER_DROPOUT: return "dropout";
+    case CNN_LAYER_SOFTMAX: return "softmax";
+    default: return "unknown";
+    }
+}
+
+/* Largest sample we accept: every per-sample index fits in an int. */
+#define CNN__MAX_SAMPLE_SIZE ((size_t)INT_MAX / 4)
+
+CNNDEF cnn_result cnn_model_init(cnn_model *model, int channels, int height, int width, uint64_t seed)
+{
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(model, 0, sizeof *model);
+    cnn__clear_error(&model->error);
+    cnn_rng_seed(&model->rng, seed);
+    model->input.c = channels; model->input.h = height; model->input.w = width;
+    if (channels <= 0 || height <= 0 || width <= 0 || cnn_shape_count(model->input) > CNN__MAX_SAMPLE_SIZE)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                         "input shape (%d, %d, %d) is not valid: every dimension must be at least 1",
+                         channels, height, width);
+    return CNN_OK;
+}
+
+CNN__PRIVATE cnn_shape cnn__make_shape(int c, int h, int w)
+{
+    cnn_shape shape;
+    shape.c = c; shape.h = h; shape.w = w;
+    return shape;
+}
+
+/* The output side of a convolution along one axis, or -1 with a reason when
+   the kernel, stride and padding do not tile the input exactly. */
+CNN__PRIVATE long cnn__conv_side(long in, long kernel, long stride, long padding)
+{
+    long span = in + 2 * padding - kernel;
+    if (span < 0 || span % stride != 0) return -1;
+    return span / stride + 1;
+}
+
+CNNDEF cnn_result cnn_model_add(cnn_model *model, const cnn_layer_desc *desc_in)
+{
+    cnn_layer layer;
+    cnn_layer_desc *desc = &layer.desc;
+    cnn_shape in;
+    size_t in_count;
+    if (!model || !desc_in) return CNN_ERROR_INVALID_ARGUMENT;
+    if (model->memory)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "layers must be added before cnn_model_build");
+    if (cnn_shape_count(model->input) == 0)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model has no valid input shape: call cnn_model_init first");
+    if (model->layer_count >= CNN_MAX_LAYERS)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                         "a model holds at most %d layers (define CNN_MAX_LAYERS for more)", CNN_MAX_LAYERS);
+    memset(&layer, 0, sizeof layer);
+    *desc = *desc_in;
+    in = model->layer_count ? model->layers[model->layer_count - 1].out : model->input;
+    in_count = cnn_shape_count(in);
+    layer.in = in;
+    layer.out = in;
+
+    switch (desc->type) {
+    case CNN_LAYER_CONV2D: {
+        long out_h, out_w;
+        if (desc->stride == 0) desc->stride = 1;
+        if (desc->units <= 0 || desc->kernel <= 0 || desc->stride < 0 || desc->padding < 0)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                             "conv2d needs filters >= 1, kernel >= 1, stride >= 1 and padding >= 0 (got %d, %d, %d, %d)",
+                             desc->units, desc->kernel, desc->stride, desc->padding);
+        out_h = cnn__conv_side(in.h, desc->kernel, desc->stride, desc->padding);
+        out_w = cnn__conv_side(in.w, desc->kernel, desc->stride, desc->padding);
+        if (out_h < 0 || out_w < 0)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                             "conv2d kernel %d, stride %d, padding %d does not fit input %dx%d: "
+                             "(side - kernel + 2 * padding) must be >= 0 and divisible by the stride",
+                             desc->kernel, desc->stride, desc->padding, in.h, in.w);
+        layer.out = cnn__make_shape(desc->units, (int)out_h, (int)out_w);
+        layer.weight_count = cnn__mul_size(cnn__mul_size((size_t)desc->units, (size_t)in.c),
+                                           (size_t)desc->kernel * (size_t)desc->kernel);
+        layer.bias_count = (size_t)desc->units;
+        break;
+    }
+    case CNN_LAYER_DENSE:
+        if (desc->units <= 0)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "dense needs units >= 1 (got %d)", desc->units);
+        if (in.h != 1 || in.w != 1)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                             "dense needs a flat input, got (%d, %d, %d): add cnn_add_flatten first", in.c, in.h, in.w);
+        layer.out = cnn__make_shape(desc->units, 1, 1);
+        layer.weight_count = cnn__mul_size(in_count, (size_t)desc->units);
+        layer.bias_count = (size_t)desc->units;
+        break;
+    case CNN_LAYER_MAX_POOL:
+    case CNN_LAYER_AVG_POOL:
+        if (desc->kernel == 0) desc->kernel = 2;
+        if (desc->stride == 0) desc->stride = desc->kernel;
+        if (desc->kernel < 0 || desc->stride < 0)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                             "%s needs size >= 1 and stride >= 1 (got %d, %d)", cnn_layer_type_name(desc->type),
+                             desc->kernel, desc->stride);
+        if (in.h < desc->kernel || in.w < desc->kernel)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                             "%s window %dx%d is larger than its input %dx%d", cnn_layer_type_name(desc->type),
+                             desc->kernel, desc->kernel, in.h, in.w);
+        layer.out = cnn__make_shape(in.c, (in.h - desc->kernel) / desc->stride + 1,
+                                    (in.w - desc->kernel) / desc->stride + 1);
+        break;
+    case CNN_LAYER_LEAKY_RELU:
+        if (desc->alpha == 0.0f) desc->alpha = 0.3f;
+        if (!(desc->alpha > -FLT_MAX && desc->alpha < FLT_MAX))
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "leaky_relu alpha must be a finite number");
+        break;
+    case CNN_LAYER_DROPOUT:
+        if (desc->rate == 0.0f) desc->rate = 0.5f;
+        if (!(desc->rate > 0.0f && desc->rate < 1.0f))
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "dropout rate must be in (0, 1), got %g",
+                             (double)desc->rate);
+        break;
+    case CNN_LAYER_FLATTEN:
+        layer.out = cnn__make_shape(in.c * in.h * in.w, 1, 1);
+        break;
+    case CNN_LAYER_SOFTMAX:
+        if (in.h != 1 || in.w != 1)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                             "softmax needs a flat input, got (%d, %d, %d): add cnn_add_flatten first", in.c, in.h, in.w);
+        break;
+    case CNN_LAYER_RELU:
+    case CNN_LAYER_SIGMOID:
+    case CNN_LAYER_TANH:
+        break;
+    default:
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "unknown layer type %d", (int)desc->type);
+    }
+    if (desc->init < CNN_INIT_DEFAULT || desc->init > CNN_INIT_HE_UNIFORM)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "unknown initialiser %d", (int)desc->init);
+    if (desc->init == CNN_INIT_DEFAULT) desc->init = CNN_INIT_GLOROT_UNIFORM;
+    if (cnn_shape_count(layer.out) == 0 || cnn_shape_count(layer.out) > CNN__MAX_SAMPLE_SIZE ||
+        (layer.weight_count == 0 && layer.bias_count != 0) || layer.weight_count > CNN__MAX_SAMPLE_SIZE)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "%s output or weights are too large",
+                         cnn_layer_type_name(desc->type));
+    layer.param_offset = model->param_count;
+    model->param_count += layer.weight_count + layer.bias_count;
+    model->layers[model->layer_count++] = layer;
+    return CNN_OK;
+}
+
+CNN__PRIVATE cnn_result cnn__add(cnn_model *model, cnn_layer_type type, int units, int kernel, int stride,
+                                 int padding, float alpha, float rate)
+{
+    cnn_layer_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.type = type; desc.units = units; desc.kernel = kernel; desc.stride = stride;
+    desc.padding = padding; desc.alpha = alpha; desc.rate = rate;
+    return cnn_model_add(model, &desc);
+}
+
+CNNDEF cnn_result cnn_add_conv2d(cnn_model *model, int filters, int kernel, int stride, int padding)
+{
+    if (stride <= 0 && model) /* 0 would silently mean "default 1" */
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "conv2d stride must be >= 1, got %d", stride);
+    return cnn__add(model, CNN_LAYER_CONV2D, filters, kernel, stride, padding, 0.0f, 0.0f);
+}
+CNNDEF cnn_result cnn_add_dense(cnn_model *model, int units) { return cnn__add(model, CNN_LAYER_DENSE, units, 0, 0, 0, 0.0f, 0.0f); }
+CNNDEF cnn_result cnn_add_relu(cnn_model *model) { return cnn__add(model, CNN_LAYER_RELU, 0, 0, 0, 0, 0.0f, 0.0f); }
+CNNDEF cnn_result cnn_add_leaky_relu(cnn_model *model, float alpha) { return cnn__add(model, CNN_LAYER_LEAKY_RELU, 0, 0, 0, 0, alpha, 0.0f); }
+CNNDEF cnn_result cnn_add_sigmoid(cnn_model *model) { return cnn__add(model, CNN_LAYER_SIGMOID, 0, 0, 0, 0, 0.0f, 0.0f); }
+CNNDEF cnn_result cnn_add_tanh(cnn_model *model) { return cnn__add(model, CNN_LAYER_TANH, 0, 0, 0, 0, 0.0f, 0.0f); }
+CNNDEF cnn_result cnn_add_flatten(cnn_model *model) { return cnn__add(model, CNN_LAYER_FLATTEN, 0, 0, 0, 0, 0.0f, 0.0f); }
+CNNDEF cnn_result cnn_add_softmax(cnn_model *model) { return cnn__add(model, CNN_LAYER_SOFTMAX, 0, 0, 0, 0, 0.0f, 0.0f); }
+CNNDEF cnn_result cnn_add_dropout(cnn_model *model, float rate) { return cnn__add(model, CNN_LAYER_DROPOUT, 0, 0, 0, 0, 0.0f, rate); }
+
+CNN__PRIVATE cnn_result cnn__add_pool(cnn_model *model, cnn_layer_type type, int size, int stride)
+{
+    if ((size <= 0 || stride <= 0) && model) /* 0 would silently mean "default" */
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "%s needs size >= 1 and stride >= 1 (got %d, %d)",
+                         cnn_layer_type_name(type), size, stride);
+    return cnn__add(model, type, 0, size, stride, 0, 0.0f, 0.0f);
+}
+CNNDEF cnn_result cnn_add_max_pool(cnn_model *model, int size, int stride) { return cnn__add_pool(model, CNN_LAYER_MAX_POOL, size, stride); }
+CNNDEF cnn_result cnn_add_avg_pool(cnn_model *model, int size, int stride) { return cnn__add_pool(model, CNN_LAYER_AVG_POOL, size, stride); }
+
+CNNDEF cnn_shape cnn_model_output_shape(const cnn_model *model)
+{
+    if (!model || model->layer_count == 0) return model ? model->input : cnn__make_shape(0, 0, 0);
+    return model->layers[model->layer_count - 1].out;
+}
+
+/* Fills a layer's weights from its initialiser; biases start at zero.
+   fan_in and fan_out count the inputs and outputs each weight touches:
+   C*K*K and OC*K*K for conv2d (as Keras counts them), IN and OUT for dense. */
+CNN__PRIVATE void cnn__init_weights(cnn_layer *layer, cnn_rng *rng)
+{
+    double fan_in, fan_out, limit;
+    size_t i;
+    if (layer->desc.type == CNN_LAYER_CONV2D) {
+        double area = (double)layer->desc.kernel * layer->desc.kernel;
+        fan_in = layer->in.c * area;
+        fan_out = layer->out.c * area;
+    } else {
+        fan_in = (double)cnn_shape_count(layer->in);
+        fan_out = (double)cnn_shape_count(layer->out);
+    }
+    switch (layer->desc.init) {
+    case CNN_INIT_HE_NORMAL: {
+        float sd = (float)sqrt(2.0 / fan_in);
+        for (i = 0; i < layer->weight_count; i++) layer->weight[i] = sd * cnn_rng_normal(rng);
+        break;
+    }
+    case CNN_INIT_HE_UNIFORM:
+    default:
+        limit = layer->desc.init == CNN_INIT_HE_UNIFORM ? sqrt(6.0 / fan_in) : sqrt(6.0 / (fan_in + fan_out));
+        for (i = 0; i < layer->weight_count; i++)
+            layer->weight[i] = (float)limit * (2.0f * cnn_rng_uniform(rng) - 1.0f);
+        break;
+    }
+    memset(layer->bias, 0, layer->bias_count * sizeof(float));
+}
+
+/* Adds b to *total, or returns 0 when the sum overflows. */
+CNN__PRIVATE int cnn__add_size(size_t *total, size_t b)
+{
+    if (b > (size_t)-1 - *total) return 0;
+    *total += b;
+    return 1;
+}
+
+CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
+{
+    size_t floats = 0, ints = 0, scratch = 0, batch = (size_t)max_batch;
+    size_t sizes[CNN_MAX_LAYERS + 1];
+    float *cursor;
+    int *int_cursor;
+    int i, ok = 1;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is built already");
+    if (model->layer_count == 0) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model has no layers");
+    if (max_batch <= 0) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "max_batch must be >= 1, got %d", max_batch);
+
+    /* count: params, grads, activations and their gradients, dropout masks, scratch */
+    sizes[0] = cnn_shape_count(model->input);
+    ok &= cnn__add_size(&floats, cnn__mul_size(2, model->param_count));
+    ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, sizes[0])));
+    for (i = 0; i < model->layer_count; i++) {
+        cnn_layer *layer = &model->layers[i];
+        size_t need = 0;
+        sizes[i + 1] = cnn_shape_count(layer->out);
+        ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, sizes[i + 1])));
+        if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
+        if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_size(&ints, cnn__mul_size(batch, sizes[i + 1]));
+        if (layer->desc.type == CNN_LAYER_CONV2D) need = cnn__conv2d_scratch(layer);
+        if (layer->desc.type == CNN_LAYER_DENSE) need = cnn__dense_scratch(layer, max_batch);
+        if (need > scratch) scratch = need;
+    }
+    ok &= cnn__add_size(&floats, scratch);
+    ok &= cnn__add_size(&ints, batch);
+    if (!ok || cnn__mul_size(floats, sizeof(float)) == 0 || cnn__mul_size(ints, sizeof(int)) == 0)
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "the model is too large for this machine's address space");
+
+    model->memory = CNN_MALLOC(floats * sizeof(float));
+    model->int_memory = CNN_MALLOC(ints * sizeof(int));
+    if (!model->memory || !model->int_memory) {
+        CNN_FREE(model->memory);
+        CNN_FREE(model->int_memory);
+        model->memory = model->int_memory = NULL;
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1,
+                         "out of memory allocating %.1f MB for the model", (double)(floats * sizeof(float)) / 1e6);
+    }
+    memset(model->memory, 0, floats * sizeof(float));
+    memset(model->int_memory, 0, ints * sizeof(int));
+
+    /* hand out the blocks */
+    cursor = (float *)model->memory;
+    model->params = cursor; cursor += model->param_count;
+    model->grads = cursor; cursor += model->param_count;
+    for (i = 0; i <= model->layer_count; i++) {
+        cnn_shape shape = i == 0 ? model->input : model->layers[i - 1].out;
+        cnn_tensor *act = &model->activations[i], *grad = &model->activation_grads[i];
+        act->n = grad->n = max_batch;
+        act->c = grad->c = shape.c; act->h = grad->h = shape.h; act->w = grad->w = shape.w;
+        act->data = cursor; cursor += batch * sizes[i];
+        grad->data = cursor; cursor += batch * sizes[i];
+    }
+    int_cursor = (int *)model->int_memory;
+    model->labels = int_cursor; int_cursor += max_batch;
+    for (i = 0; i < model->layer_count; i++) {
+        cnn_layer *layer = &model->layers[i];
+        layer->weight = model->params + layer->param_offset;
+        layer->bias = layer->weight + layer->weight_count;
+        layer->weight_grad = model->grads + layer->param_offset;
+        layer->bias_grad = layer->weight_grad + layer->weight_count;
+        if (layer->desc.type == CNN_LAYER_DROPOUT) { layer->mask = cursor; cursor += batch * sizes[i + 1]; }
+        if (layer->desc.type == CNN_LAYER_MAX_POOL) { layer->argmax = int_cursor; int_cursor += batch * sizes[i + 1]; }
+        if (layer->weight_count) cnn__init_weights(layer, &model->rng);
+    }
+    model->scratch = cursor;
+    model->max_batch = max_batch;
+    model->batch = 0;
+    return CNN_OK;
+}
+
+CNNDEF void cnn_model_free(cnn_model *model)
+{
+    if (!model) return;
+    CNN_FREE(model->memory);
+    CNN_FREE(model->int_memory);
+    memset(model, 0, sizeof *model);
+}
+
+/* "1234567" -> "1,234,567" */
+CNN__PRIVATE void cnn__format_count(size_t value, char *out, size_t size)
+{
+    char digits[32];
+    int length = snprintf(digits, sizeof digits, "%lu", (unsigned long)value), i, o = 0;
+    for (i = 0; i < length && (size_t)o + 2 < size; i++) {
+        if (i > 0 && (length - i) % 3 == 0) out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    out[o] = '\0';
+}
+
+CNNDEF size_t cnn_model_summary(const cnn_model *model, char *buffer, size_t size)
+{
+    size_t used = 0;
+    char text[96], shape[48], count[32];
+    int i;
+    if (!model) return 0;
+    if (buffer && size) buffer[0] = '\0';
+#define CNN__APPEND(...)                                                                     \
+    do {                                                                                     \
+        int written_ = snprintf(used < size && buffer ? buffer + used : NULL,                \
+                                used < size && buffer ? size - used : 0, __VA_ARGS__);       \
+        if (written_ > 0) used += (size_t)written_;                                          \
+    } while (0)
+    CNN__APPEND("%-28s %-18s %12s\n", "layer", "output shape", "parameters");
+    snprintf(shape, sizeof shape, "(%d, %d, %d)", model->input.c, model->input.h, model->input.w);
+    CNN__APPEND("%-28s %-18s %12s\n", "input", shape, "0");
+    for (i = 0; i < model->layer_count; i++) {
+        const cnn_layer *layer = &model->layers[i];
+        const cnn_layer_desc *d = &layer->desc;
+        switch (d->type) {
+        case CNN_LAYER_CONV2D:
+            snprintf(text, sizeof text, "conv2d %dx%d s%d p%d", d->kernel, d->kernel, d->stride, d->padding);
+            break;
+        case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
+            snprintf(text, sizeof text, "%s %dx%d s%d", cnn_layer_type_name(d->type), d->kernel, d->kernel, d->stride);
+            break;
+        case CNN_LAYER_LEAKY_RELU:
+            snprintf(text, sizeof text, "leaky_relu %g", (double)d->alpha);
+            break;
+        case CNN_LAYER_DROPOUT:
+            snprintf(text, sizeof text, "dropout %g", (double)d->rate);
+            break;
+        default:
+            snprintf(text, sizeof text, "%s", cnn_layer_type_name(d->type));
+            break;
+        }
+        if (layer->out.h == 1 && layer->out.w == 1) snprintf(shape, sizeof shape, "(%d)", layer->out.c);
+        else snprintf(shape, sizeof shape, "(%d, %d, %d)", layer->out.c, layer->out.h, layer->out.w);
+        cnn__format_count(layer->weight_count + layer->bias_count, count, sizeof count);
+        CNN__APPEND("%-28s %-18s %12s\n", text, shape, count);
+    }
+    cnn__format_count(model->param_count, count, sizeof count);
+    CNN__APPEND("total parameters: %s\n", count);
+#undef CNN__APPEND
+    return used;
+}
+
+/* ---------------------------------------------------------------- forward and backward */
+
+CNN__PRIVATE cnn_result cnn__check_batch(cnn_model *model, int batch)
+{
+    if (!model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is not built: call cnn_model_build");
+    if (batch <= 0 || batch > model->max_batch)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "batch of %d samples: must be between 1 and max_batch %d", batch, model->max_batch);
+    return CNN_OK;
+}
+
+/* Runs every layer on the batch already in activations[0]. */
+CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
+{
+    int i;
+    model->batch = N;
+    model->mode = mode;
+    for (i = 0; i <= model->layer_count; i++) model->activations[i].n = model->activation_grads[i].n = N;
+    for (i = 0; i < model->layer_count; i++) {
+        cnn_layer *layer = &model->layers[i];
+        const float *x = model->activations[i].data;
+        float *y = model->activations[i + 1].data;
+        size_t count = (size_t)N * cnn_shape_count(layer->out);
+        switch (layer->desc.type) {
+        case CNN_LAYER_CONV2D: cnn__conv2d_forward(layer, N, x, y, model->scratch); break;
+        case CNN_LAYER_DENSE: cnn__dense_forward(layer, N, x, y); break;
+        case CNN_LAYER_RELU: cnn__relu_forward(count, x, y); break;
+        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward(count, layer->desc.alpha, x, y); break;
+        case CNN_LAYER_SIGMOID: cnn__sigmoid_forward(count, x, y); break;
+        case CNN_LAYER_TANH: cnn__tanh_forward(count, x, y); break;
+        case CNN_LAYER_MAX_POOL: cnn__max_pool_forward(layer, N, x, y, layer->argmax); break;
+        case CNN_LAYER_AVG_POOL: cnn__avg_pool_forward(layer, N, x, y); break;
+        case CNN_LAYER_SOFTMAX: cnn__softmax_forward(N, layer->out.c, x, y); break;
+        case CNN_LAYER_DROPOUT:
+            if (mode == CNN_MODE_TRAIN) {
+                cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng);
+                break;
+            }
+            memcpy(y, x, count * sizeof(float));
+            break;
+        case CNN_LAYER_FLATTEN: /* NCHW is already flat in memory */
+            memcpy(y, x, count * sizeof(float));
+            break;
+        default: CNN_ASSERT(0); break;
+        }
+    }
+}
+
+/* Runs layers last-1 .. 0 backward, from activation_grads[last]. */
+CNN__PRIVATE void cnn__backward(cnn_model *model, int last)
+{
+    const int N = model->batch;
+    int i;
+    for (i = last - 1; i >= 0; i--) {
+        cnn_layer *layer = &model->layers[i];
+        const float *x = model->activations[i].data, *y = model->activations[i + 1].data;
+        const float *dy = model->activation_grads[i + 1].data;
+        float *dx = model->activation_grads[i].data;
+        size_t count = (size_t)N * cnn_shape_count(layer->out);
+        switch (layer->desc.type) {
+        case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, dx, model->scratch); break;
+        case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, dx, model->scratch); break;
+        case CNN_LAYER_RELU: cnn__relu_backward(count, x, dy, dx); break;
+        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(count, layer->desc.alpha, x, dy, dx); break;
+        case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(count, y, dy, dx); break;
+        case CNN_LAYER_TANH: cnn__tanh_backward(count, y, dy, dx); break;
+        case CNN_LAYER_MAX_POOL: cnn__max_pool_backward(layer, N, dy, layer->argmax, dx); break;
+        case CNN_LAYER_AVG_POOL: cnn__avg_pool_backward(layer, N, dy, dx); break;
+        case CNN_LAYER_SOFTMAX: cnn__softmax_backward(N, layer->out.c, y, dy, dx); break;
+        case CNN_LAYER_DROPOUT:
+            if (model->mode == CNN_MODE_TRAIN) {
+                cnn__dropout_backward(count, layer->mask, dy, dx);
+                break;
+            }
+            memcpy(dx, dy, count * sizeof(float));
+            break;
+        case CNN_LAYER_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
+        default: CNN_ASSERT(0); break;
+        }
+    }
+}
+
+CNNDEF cnn_result cnn_model_forward(cnn_model *model, const float *input, int batch, cnn_mode mode)
+{
+    cnn_result result;
+    if (!model || !input) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__check_batch(model, batch)) != CNN_OK) return result;
+    if (mode != CNN_MODE_EVAL && mode != CNN_MODE_TRAIN)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "unknown mode %d", (int)mode);
+    if (input != model->activations[0].data)
+        memmove(model->activations[0].data, input, (size_t)batch * cnn_shape_count(model->input) * sizeof(float));
+    cnn__forward(model, batch, mode);
+    return CNN_OK;
+}
+
+CNNDEF const float *cnn_model_output(const cnn_model *model)
+{
+    if (!model || !model->memory) return NULL;
+    return model->activations[model->layer_count].data;
+}
+
+/* Checks that the model ends in softmax, has a forward pass to work on, and
+   that every label names one of its classes. */
+CNN__PRIVATE cnn_result cnn__check_labels(cnn_model *model, const int *labels)
+{
+    int n, classes;
+    if (!model->memory || model->batch == 0)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "no forward pass to compute a loss on: call cnn_model_forward first");
+    if (model->layers[model->layer_count - 1].desc.type != CNN_LAYER_SOFTMAX)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "cross-entropy needs a model that ends with softmax");
+    classes = model->layers[model->layer_count - 1].out.c;
+    for (n = 0; n < model->batch; n++)
+        if (labels[n] < 0 || labels[n] >= classes)
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "label %d of sample %d is outside 0..%d", labels[n], n, classes - 1);
+    return CNN_OK;
+}
+
+/* loss_n = -log p[n, y_n] = log sum_k e^(z[n,k] - m) - (z[n, y_n] - m),
+   computed from the logits z rather than from p, so that a probability that
+   rounds to 0 gives a large finite loss instead of log(0) = -inf. */
+CNNDEF cnn_result cnn_model_loss(cnn_model *model, const int *labels, float *mean_loss, int *correct)
+{
+    const float *z, *p;
+    double total = 0.0;
+    int n, k, classes, right = 0;
+    cnn_result result;
+    if (!model || !labels) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__check_labels(model, labels)) != CNN_OK) return result;
+    classes = model->layers[model->layer_count - 1].out.c;
+    z = model->activations[model->layer_count - 1].data;
+    p = model->activations[model->layer_count].data;
+    for (n = 0; n < model->batch; n++) {
+        const float *logits = z + (size_t)n * classes, *prob = p + (size_t)n * classes;
+        float max = logits[0];
+        double sum = 0.0;
+        int best = 0;
+        for (k = 1; k < classes; k++) {
+            if (logits[k] > max) max = logits[k];
+            if (prob[k] > prob[best]) best = k;
+        }
+        for (k = 0; k < classes; k++) sum += exp((double)logits[k] - max);
+        total += log(sum) - ((double)logits[labels[n]] - max);
+        right += best == labels[n];
+    }
+    if (mean_loss) *mean_loss = (float)(total / model->batch);
+    if (correct) *correct = right;
+    return CNN_OK;
+}
+
+CNNDEF void cnn_model_zero_grad(cnn_model *model)
+{
+    if (model && model->grads) memset(model->grads, 0, model->param_count * sizeof(float));
+}
+
+/* Fused softmax + cross-entropy: for L = mean_n -log p[n, y_n],
+   dL/dz[n,k] = (p[n,k] - [k == y_n]) / N. It goes straight into the
+   gradient of the softmax's input, and the softmax layer's own backward is
+   skipped. */
+CNNDEF cnn_result cnn_model_backward(cnn_model *model, const int *labels)
+{
+    const int last = model ? model->layer_count - 1 : 0;
+    const float *p;
+    float *dz, scale;
+    int n, k, classes;
+    cnn_result result;
+    if (!model || !labels) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__check_labels(model, labels)) != CNN_OK) return result;
+    classes = model->layers[last].out.c;
+    p = model->activations[last + 1].data;
+    dz = model->activation_grads[last].data;
+    scale = 1.0f / (float)model->batch;
+    for (n = 0; n < model->batch; n++)
+        for (k = 0; k < classes; k++) {
+            size_t at = (size_t)n * classes + k;
+            dz[at] = (p[at] - (k == labels[n] ? 1.0f : 0.0f)) * scale;
+        }
+    cnn__backward(model, last);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_backward_from(cnn_model *model, const float *output_grad)
+{
+    if (!model || !output_grad) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!model->memory || model->batch == 0)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "no forward pass to go backward from: call cnn_model_forward first");
+    memmove(model->activation_grads[model->layer_count].data, output_grad,
+            (size_t)model->batch * cnn_shape_count(cnn_model_output_shape(model)) * sizeof(float));
+    cnn__backward(model, model->layer_count);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_predict(cnn_model *model, const float *input, int count, int *classes, float *probabilities)
+{
+    size_t in_size, out_size;
+    int start, n, k;
+    cnn_result result;
+    if (!model || !input || !classes || count <= 0) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
+    in_size = cnn_shape_count(model->input);
+    out_size = cnn_shape_count(cnn_model_output_shape(model));
+    for (start = 0; start < count; start += model->max_batch) {
+        int batch = count - start < model->max_batch ? count - start : model->max_batch;
+        const float *out;
+        if ((result = cnn_model_forward(model, input + (size_t)start * in_size, batch, CNN_MODE_EVAL)) != CNN_OK) return result;
+        out = cnn_model_output(model);
+        for (n = 0; n < batch; n++) {
+            const float *row = out + (size_t)n * out_size;
+            int best = 0;
+            for (k = 1; k < (int)out_size; k++)
+                if (row[k] > row[best]) best = k;
+            classes[start + n] = best;
+        }
+        if (probabilities) memcpy(probabilities + (size_t)start * out_size, out, (size_t)batch * out_size * sizeof(float));
+    }
+    return CNN_OK;
+}
+
+/* ======================================================================== optimisers */
+
+CNNDEF cnn_result cnn_optimizer_init(cnn_optimizer *optimizer, cnn_model *model, const cnn_optimizer_desc *desc)
+{
+    cnn_optimizer_desc d;
+    size_t blocks;
+    if (!optimizer) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(optimizer, 0, sizeof *optimizer);
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "build the model before its optimiser");
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    if (d.type != CNN_OPTIMIZER_ADAM && d.type != CNN_OPTIMIZER_SGD)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "unknown optimiser type %d", (int)d.type);
+    if (d.learning_rate == 0.0f) d.learning_rate = d.type == CNN_OPTIMIZER_ADAM ? 1e-3f : 1e-2f;
+    if (d.beta1 == 0.0f) d.beta1 = 0.9f;
+    if (d.beta2 == 0.0f) d.beta2 = 0.999f;
+    if (d.epsilon == 0.0f) d.epsilon = 1e-7f;
+    if (!(d.learning_rate > 0.0f && d.learning_rate < FLT_MAX) || !(d.momentum >= 0.0f && d.momentum < 1.0f) ||
+        !(d.beta1 > 0.0f && d.beta1 < 1.0f) || !(d.beta2 > 0.0f && d.beta2 < 1.0f) || !(d.epsilon > 0.0f && d.epsilon < 1.0f))
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "optimiser settings out of range: need learning_rate > 0, momentum in [0, 1), "
+                         "beta1 and beta2 in (0, 1), epsilon in (0, 1)");
+    blocks = d.type == CNN_OPTIMIZER_ADAM ? 2 : 1;
+    optimizer->first_moment = cnn__alloc_floats(cnn__mul_size(blocks, model->param_count));
+    if (!optimizer->first_moment)
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory allocating the optimiser state");
+    memset(optimizer->first_moment, 0, blocks * model->param_count * sizeof(float));
+    if (blocks == 2) optimizer->second_moment = optimizer->first_moment + model->param_count;
+    optimizer->desc = d;
+    optimizer->param_count = model->param_count;
+    return CNN_OK;
+}
+
+/* SGD with momentum, as PyTorch writes it:  v = momentum * v + g;  p -= lr * v.
+   Adam (Kingma & Ba, 2015) with bias correction, step t counting from 1:
+     m = b1 m + (1 - b1) g          v = b2 v + (1 - b2) g^2
+     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+   The corrections undo the pull of m and v towards their zero start. */
+CNNDEF cnn_result cnn_optimizer_step(cnn_optimizer *optimizer, cnn_model *model)
+{
+    float *params, *grads, *m = optimizer ? optimizer->first_moment : NULL;
+    size_t i, count;
+    if (!optimizer || !model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!m || !model->memory || optimizer->param_count != model->param_count)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "this optimiser was not initialised for this model");
+    params = model->params;
+    grads = model->grads;
+    count = model->param_count;
+    optimizer->step++;
+    if (optimizer->desc.type == CNN_OPTIMIZER_SGD) {
+        const float lr = optimizer->desc.learning_rate, momentum = optimizer->desc.momentum;
+        for (i = 0; i < count; i++) {
+            m[i] = momentum * m[i] + grads[i];
+            params[i] -= lr * m[i];
+        }
+    } else {
+        const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
+        const float step_size = (float)(optimizer->desc.learning_rate / (1.0 - pow(b1, (double)optimizer->step)));
+        const float root_correction2 = (float)sqrt(1.0 - pow(b2, (double)optimizer->step));
+        float *v = optimizer->second_moment;
+        for (i = 0; i < count; i++) {
+            const float g = grads[i];
+            m[i] = b1 * m[i] + (1.0f - b1) * g;
+            v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+            params[i] -= step_size * m[i] / (sqrtf(v[i]) / root_correction2 + eps);
+        }
+    }
+    return CNN_OK;
+}
+
+CNNDEF void cnn_optimizer_free(cnn_optimizer *optimizer)
+{
+    if (!optimizer) return;
+    CNN_FREE(optimizer->first_moment);
+    memset(optimizer, 0, sizeof *optimizer);
+}
+
+/* ======================================================================== training */
+
+/* The batch is already in activations[0]. */
+CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimizer, const int *labels, int batch,
+                                        float *mean_loss, int *correct)
+{
+    cnn_result result;
+    float loss;
+    cnn__forward(model, batch, CNN_MODE_TRAIN);
+    if ((result = cnn_model_loss(model, labels, &loss, correct)) != CNN_OK) return result;
+    if (!(loss > -FLT_MAX && loss < FLT_MAX))
+        return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1, "the loss is %g: training diverged; weights left as before this step",
+                         (double)loss);
+    cnn_model_zero_grad(model);
+    if ((result = cnn_model_backward(model, labels)) != CNN_OK) return result;
+    if ((result = cnn_optimizer_step(optimizer, model)) != CNN_OK) return result;
+    if (mean_loss) *mean_loss = loss;
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_train_step(cnn_model *model, cnn_optimizer *optimizer, const float *input, const int *labels,
+                                       int batch, float *mean_loss, int *correct)
+{
+    cnn_result result;
+    if (!model || !optimizer || !input || !labels) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__check_batch(model, batch)) != CNN_OK) return result;
+    if (input != model->activations[0].data)
+        memmove(model->activations[0].data, input, (size_t)batch * cnn_shape_count(model->input) * sizeof(float));
+    return cnn__train_step(model, optimizer, labels, batch, mean_loss, correct);
+}
+
+CNN__PRIVATE cnn_result cnn__check_dataset(cnn_model *model, const cnn_dataset *dataset)
+{
+    cnn_shape shape;
+    if (!dataset->images.data || !dataset->labels || dataset->count <= 0)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the dataset is empty");
+    shape = cnn__make_shape(dataset->images.c, dataset->images.h, dataset->images.w);
+    if (shape.c != model->input.c || shape.h != model->input.h || shape.w != model->input.w)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "dataset images (%d, %d, %d) do not match the model input (%d, %d, %d)",
+                         shape.c, shape.h, shape.w, model->input.c, model->input.h, model->input.w);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, const cnn_dataset *dataset, const cnn_fit_desc *desc)
+{
+    cnn_fit_desc d;
+    int *order, epoch, start, i;
+    size_t sample;
+    cnn_result result = CNN_OK;
+    if (!model || !optimizer || !dataset) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
+    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    if (d.epochs == 0) d.epochs = 10;
+    if (d.batch_size == 0) d.batch_size = model->max_batch;
+    if (d.epochs < 0 || d.batch_size < 0 || d.batch_size > model->max_batch)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "need epochs >= 1 and batch_size between 1 and max_batch %d (got %d, %d)",
+                         model->max_batch, d.epochs, d.batch_size);
+    order = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
+    if (!order) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the shuffle order");
+    for (i = 0; i < dataset->count; i++) order[i] = i;
+    sample = cnn_shape_count(model->input);
+
+    for (epoch = 1; epoch <= d.epochs && result == CNN_OK; epoch++) {
+        cnn_epoch_stats stats;
+        double loss_sum = 0.0;
+        long right = 0;
+        if (!d.no_shuffle) /* Fisher-Yates */
+            for (i = dataset->count - 1; i > 0; i--) {
+                int j = (int)cnn_rng_below(&model->rng, (uint32_t)i + 1u), swap = order[i];
+                order[i] = order[j];
+                order[j] = swap;
+            }
+        for (start = 0; start < dataset->count; start += d.batch_size) {
+            int batch = dataset->count - start < d.batch_size ? dataset->count - start : d.batch_size, correct;
+            float loss;
+            for (i = 0; i < batch; i++) {
+                memcpy(model->activations[0].data + (size_t)i * sample,
+                       dataset->images.data + (size_t)order[start + i] * sample, sample * sizeof(float));
+                model->labels[i] = dataset->labels[order[start + i]];
+            }
+            result = cnn__train_step(model, optimizer, model->labels, batch, &loss, &correct);
+            if (result != CNN_OK) {
+                char reason[sizeof model->error.message];
+                memcpy(reason, model->error.message, sizeof reason);
+                cnn__fail(&model->error, result, 0, 0, -1, "epoch %d, step %d: %s", epoch, start / d.batch_size + 1, reason);
+                break;
+            }
+            loss_sum += (double)loss * batch;
+            right += correct;
+        }
+        if (result != CNN_OK) break;
+        stats.epoch = epoch;
+        stats.epochs = d.epochs;
+        stats.loss = (float)(loss_sum / dataset->count);
+        stats.accuracy = (float)right / (float)dataset->count;
+        if (d.on_epoch && d.on_epoch(model, &stats, d.user)) break;
+    }
+    CNN_FREE(order);
+    return result;
+}
+
+CNNDEF cnn_result cnn_model_evaluate(cnn_model *model, const cnn_dataset *dataset, float *mean_loss, float *accuracy)
+{
+    double loss_sum = 0.0;
+    long right = 0;
+    int start;
+    size_t sample;
+    cnn_result result;
+    if (!model || !dataset) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
+    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
+    sample = cnn_shape_count(model->input);
+    for (start = 0; start < dataset->count; start += model->max_batch) {
+        int batch = dataset->count - start < model->max_batch ? dataset->count - start : model->max_batch, correct;
+        float loss;
+        if ((result = cnn_model_forward(model, dataset->images.data + (size_t)start * sample, batch, CNN_MODE_EVAL)) != CNN_OK ||
+            (result = cnn_model_loss(model, dataset->labels + start, &loss, &correct)) != CNN_OK)
+            return result;
+        loss_sum += (double)loss * batch;
+        right += correct;
+    }
+    if (mean_loss) *mean_loss = (float)(loss_sum / dataset->count);
+    if (accuracy) *accuracy = (float)right / (float)dataset->count;
+    return CNN_OK;
+}
+
+/* ======================================================================== model files
+
+   A model file is, in order (integers are unsigned 32-bit, everything
+   little-endian whatever the machine):
+     8 bytes   magic "\x89CNN\r\n\x1a\n": the high byte and the line ends
+               show up damage from text-mode transfers, as PNG's do
+     u32       format version (1)
+     3 x u32   input channels, height, width
+     u32       layer count
+     per layer type, units, kernel, stride, padding, init (6 x u32),
+               alpha, rate (2 x float32)
+     u64       parameter count
+     float32   the parameters, in model.params order
+   Loading rebuilds the layers through cnn_model_add, so a file can only
+   describe a model that could have been built, and checks the parameter
+   count against the layers and the file size before allocating. */
+
+#define CNN__FILE_VERSION 1u
+#define CNN__HEADER_BYTES 28
+#define CNN__LAYER_BYTES 32
+static const unsigned char cnn__magic[8] = {0x89, 'C', 'N', 'N', '\r', '\n', 0x1a, '\n'};
+
+CNN__PRIVATE void cnn__put_u32(unsigned char *out, uint32_t value)
+{
+    out[0] = (unsigned char)(value & 0xffu);
+    out[1] = (unsigned char)((value >> 8) & 0xffu);
+    out[2] = (unsigned char)((value >> 16) & 0xffu);
+    out[3] = (unsigned char)((value >> 24) & 0xffu);
+}
+
+CNN__PRIVATE uint32_t cnn__get_u32(const unsigned char *in)
+{
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
+}
+
+CNN__PRIVATE void cnn__put_f32(unsigned char *out, float value)
+{
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    cnn__put_u32(out, bits);
+}
+
+CNN__PRIVATE float cnn__get_f32(const unsigned char *in)
+{
+    uint32_t bits = cnn__get_u32(in);
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+/* Size of an open file in bytes, or -1; leaves the position at the start. */
+CNN__PRIVATE long long cnn__file_size(FILE *file)
+{
+    long size;
+    if (fseek(file, 0, SEEK_END) != 0) return -1;
+    size = ftell(file);
+    if (fseek(file, 0, SEEK_SET) != 0) return -1;
+    return size;
+}
+
+CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path)
+{
+    unsigned char header[CNN__HEADER_BYTES + CNN__LAYER_BYTES * CNN_MAX_LAYERS + 8], chunk[4096];
+    unsigned char *at = header;
+    char *temp_path;
+    size_t path_length, i, done;
+    FILE *file;
+    int ok = 1;
+    if (!model || !path) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is not built: nothing to save");
+
+    memcpy(at, cnn__magic, 8); at += 8;
+    cnn__put_u32(at, CNN__FILE_VERSION); at += 4;
+    cnn__put_u32(at, (uint32_t)model->input.c); at += 4;
+    cnn__put_u32(at, (uint32_t)model->input.h); at += 4;
+    cnn__put_u32(at, (uint32_t)model->input.w); at += 4;
+    cnn__put_u32(at, (uint32_t)model->layer_count); at += 4;
+    for (i = 0; i < (size_t)model->layer_count; i++) {
+        const cnn_layer_desc *d = &model->layers[i].desc;
+        cnn__put_u32(at, (uint32_t)d->type); cnn__put_u32(at + 4, (uint32_t)d->units);
+        cnn__put_u32(at + 8, (uint32_t)d->kernel); cnn__put_u32(at + 12, (uint32_t)d->stride);
+        cnn__put_u32(at + 16, (uint32_t)d->padding); cnn__put_u32(at + 20, (uint32_t)d->init);
+        cnn__put_f32(at + 24, d->alpha); cnn__put_f32(at + 28, d->rate);
+        at += CNN__LAYER_BYTES;
+    }
+    cnn__put_u32(at, (uint32_t)(model->param_count & 0xffffffffu));
+    cnn__put_u32(at + 4, (uint32_t)((uint64_t)model->param_count >> 32)); at += 8;
+
+    path_length = strlen(path);
+    temp_path = (char *)CNN_MALLOC(path_length + 5);
+    if (!temp_path) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
+    memcpy(temp_path, path, path_length);
+    memcpy(temp_path + path_length, ".tmp", 5);
+    file = fopen(temp_path, "wb");
+    if (!file) {
+        cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, -1, "cannot create '%s'", temp_path);
+        CNN_FREE(temp_path);
+        return CNN_ERROR_IO;
+    }
+    ok &= fwrite(header, 1, (size_t)(at - header), file) == (size_t)(at - header);
+    for (done = 0; ok && done < model->param_count;) {
+        size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
+        for (i = 0; i < n; i++) cnn__put_f32(chunk + 4 * i, model->params[done + i]);
+        ok &= fwrite(chunk, 4, n, file) == n;
+        done += n;
+    }
+    ok &= fflush(file) == 0;
+    ok &= fclose(file) == 0;
+    /* only a complete file replaces the old one */
+#ifdef _WIN32
+    if (ok) remove(path); /* Windows' rename does not replace */
+#endif
+    if (ok) ok = rename(temp_path, path) == 0;
+    if (!ok) {
+        remove(temp_path);
+        cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, -1, "cannot write '%s' (disk full or no permission?)", path);
+    }
+    CNN_FREE(temp_path);
+    return ok ? CNN_OK : CNN_ERROR_IO;
+}
+
+/* Reads the whole header; on success the model has its layers but is not built. */
+CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, FILE *file, const char *path, long long file_size,
+                                         size_t *params_at)
+{
+    unsigned char buffer[CNN__LAYER_BYTES > CNN__HEADER_BYTES ? CNN__LAYER_BYTES : CNN__HEADER_BYTES];
+    uint32_t version, layer_count, i;
+    uint64_t param_count;
+    long long offset = 0;
+    cnn_result result;
+    cnn_error *error = &model->error;
+    if (fread(buffer, 1, CNN__HEADER_BYTES, file) != CNN__HEADER_BYTES)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size, "'%s' is too short to be a cnn.h model (%lld bytes)", path, file_size);
+    if (memcmp(buffer, cnn__magic, 8) != 0)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s' is not a cnn.h model file (wrong magic bytes)", path);
+    version = cnn__get_u32(buffer + 8);
+    if (version != CNN__FILE_VERSION)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 8, "'%s' has format version %lu; this cnn.h reads version %u",
+                         path, (unsigned long)version, CNN__FILE_VERSION);
+    for (i = 0; i < 3; i++)
+        if (cnn__get_u32(buffer + 12 + 4 * i) > 65536u)
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12 + 4 * i, "'%s': input dimension %lu is not plausible",
+                             path, (unsigned long)cnn__get_u32(buffer + 12 + 4 * i));
+    if (cnn_model_init(model, (int)cnn__get_u32(buffer + 12), (int)cnn__get_u32(buffer + 16), (int)cnn__get_u32(buffer + 20), 0) != CNN_OK)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12, "'%s': %s", path, error->message);
+    layer_count = cnn__get_u32(buffer + 24);
+    if (layer_count == 0 || layer_count > CNN_MAX_LAYERS)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 24, "'%s' declares %lu layers (1..%d allowed)", path,
+                         (unsigned long)layer_count, CNN_MAX_LAYERS);
+    offset = CNN__HEADER_BYTES;
+    for (i = 0; i < layer_count; i++, offset += CNN__LAYER_BYTES) {
+        cnn_layer_desc desc;
+        int field;
+        if (fread(buffer, 1, CNN__LAYER_BYTES, file) != CNN__LAYER_BYTES)
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated inside layer %lu", path, (unsigned long)i + 1);
+        for (field = 0; field < 6; field++)
+            if (cnn__get_u32(buffer + 4 * field) > (uint32_t)INT_MAX)
+                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset + 4 * field, "'%s': layer %lu has a negative setting",
+                                 path, (unsigned long)i + 1);
+        memset(&desc, 0, sizeof desc);
+        desc.type = (cnn_layer_type)cnn__get_u32(buffer);
+        desc.units = (int)cnn__get_u32(buffer + 4);
+        desc.kernel = (int)cnn__get_u32(buffer + 8);
+        desc.stride = (int)cnn__get_u32(buffer + 12);
+        desc.padding = (int)cnn__get_u32(buffer + 16);
+        desc.init = (cnn_init)cnn__get_u32(buffer + 20);
+        desc.alpha = cnn__get_f32(buffer + 24);
+        desc.rate = cnn__get_f32(buffer + 28);
+        if ((int)desc.type <= CNN_LAYER_NONE || (int)desc.type >= CNN_LAYER_TYPE_COUNT)
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu has unknown type %d", path,
+                             (unsigned long)i + 1, (int)desc.type);
+        if ((result = cnn_model_add(model, &desc)) != CNN_OK) {
+            char reason[sizeof error->message];
+            memcpy(reason, error->message, sizeof reason);
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu: %s", path, (unsigned long)i + 1, reason);
+        }
+    }
+    if (fread(buffer, 1, 8, file) != 8)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated before the parameter count", path);
+    param_count = (uint64_t)cnn__get_u32(buffer) | (uint64_t)cnn__get_u32(buffer + 4) << 32;
+    if (param_count != (uint64_t)model->param_count)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' says %llu parameters but its layers have %llu", path,
+                         (unsigned long long)param_count, (unsigned long long)model->param_count);
+    offset += 8;
+    if (file_size != offset + 4 * (long long)param_count)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size < offset + 4 * (long long)param_count ? file_size : offset + 4 * (long long)param_count,
+                         "'%s' has %lld bytes; its header promises %lld (%s)", path, file_size,
+                         offset + 4 * (long long)param_count, file_size < offset + 4 * (long long)param_count ? "truncated" : "trailing bytes");
+    *params_at = (size_t)offset;
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch)
+{
+    unsigned char chunk[4096];
+    size_t params_at = 0, done, i;
+    long long file_size;
+    cnn_result result;
+    FILE *file;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(model, 0, sizeof *model);
+    cnn__clear_error(&model->error);
+    if (!path || max_batch <= 0)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_load needs a path and max_batch >= 1");
+    file = fopen(path, "rb");
+    if (!file) return cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", path);
+    file_size = cnn__file_size(file);
+    result = cnn__load_header(model, file, path, file_size, &params_at);
+    if (result == CNN_OK) result = cnn_model_build(model, max_batch);
+    for (done = 0; result == CNN_OK && done < model->param_count;) {
+        size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
+        if (fread(chunk, 4, n, file) != n) {
+            result = cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, (long long)(params_at + 4 * done), "read error in '%s'", path);
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            float value = cnn__get_f32(chunk + 4 * i);
+            if (!(value > -FLT_MAX && value < FLT_MAX)) {
+                result = cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, (long long)(params_at + 4 * (done + i)),
+                                   "'%s': parameter %lu is not a finite number", path, (unsigned long)(done + i));
+                break;
+            }
+            model->params[done + i] = value;
+        }
+        done += n;
+    }
+    fclose(file);
+    if (result != CNN_OK) {
+        cnn_error error = model->error;
+        cnn_model_free(model);
+        model->error = error;
+    }
+    return result;
+}
+
+/* ======================================================================== data files */
+
+/* A buffered byte reader that counts the bytes it has handed out. */
+typedef struct cnn__reader {
+    FILE *file;
+    unsigned char *buffer;
+    size_t length, position;
+    long long offset;   /* of the next byte */
+} cnn__reader;
+
+#define CNN__READER_BYTES 65536
+#define CNN__EOF (-1)
+
+CNN__PRIVATE int cnn__read_byte(cnn__reader *reader)
+{
+    if (reader->position == reader->length) {
+        reader->length = fread(reader->buffer, 1, CNN__READER_BYTES, reader->file);
+        reader->position = 0;
+        if (reader->length == 0) return CNN__EOF;
+    }
+    reader->offset++;
+    return reader->buffer[reader->position++];
+}
+
+CNN__PRIVATE cnn_result cnn__open_reader(cnn__reader *reader, const char *path, cnn_error *error)
+{
+    memset(reader, 0, sizeof *reader);
+    if (!path) return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no file name given");
+    reader->file = fopen(path, "rb");
+    if (!reader->file) return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", path);
+    reader->buffer = (unsigned char *)CNN_MALLOC(CNN__READER_BYTES);
+    if (!reader->buffer) {
+        fclose(reader->file);
+        reader->file = NULL;
+        return cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
+    }
+    return CNN_OK;
+}
+
+CNN__PRIVATE void cnn__close_reader(cnn__reader *reader)
+{
+    if (reader->file) fclose(reader->file);
+    CNN_FREE(reader->buffer);
+    memset(reader, 0, sizeof *reader);
+}
+
+CNN__PRIVATE int cnn__is_space(int c) { return c == ' ' || c == '\t'; }
+CNN__PRIVATE int cnn__is_digit(int c) { return c >= '0' && c <= '9'; }
+
+/* Reads an optionally signed whole number; *c holds the byte after it.
+   Returns 0 when there are no digits. Huge values saturate (and are then
+   rejected by the range checks) instead of overflowing. */
+CNN__PRIVATE int cnn__read_number(cnn__reader *reader, int *c, long *value)
+{
+    int negative = 0, digits = 0;
+    long v = 0;
+    while (cnn__is_space(*c)) *c = cnn__read_byte(reader);
+    if (*c == '-' || *c == '+') {
+        negative = *c == '-';
+        *c = cnn__read_byte(reader);
+    }
+    while (cnn__is_digit(*c)) {
+        if (v < 100000000L) v = v * 10 + (*c - '0');
+        digits++;
+        *c = cnn__read_byte(reader);
+    }
+    while (cnn__is_space(*c)) *c = cnn__read_byte(reader);
+    *value = negative ? -v : v;
+    return digits > 0;
+}
+
+CNN__PRIVATE void cnn__skip_line(cnn__reader *reader, int *c)
+{
+    while (*c != '\n' && *c != CNN__EOF) *c = cnn__read_byte(reader);
+}
+
+/* Starts an empty dataset; returns CNN_OK unless the arguments are wrong. */
+CNN__PRIVATE cnn_result cnn__begin_dataset(cnn_dataset *dataset, const cnn_data_desc *desc, cnn_data_desc *d)
+{
+    memset(dataset, 0, sizeof *dataset);
+    cnn__clear_error(&dataset->error);
+    if (desc) *d = *desc;
+    else memset(d, 0, sizeof *d);
+    if (d->width == 0) d->width = 28;
+    if (d->height == 0) d->height = 28;
+    if (d->width < 0 || d->height < 0 || d->num_classes < 0 || d->num_classes > CNN_MAX_CLASSES || d->max_rows < 0 ||
+        d->orientation < CNN_ORIENTATION_DEFAULT || d->orientation > CNN_ORIENTATION_TRANSPOSE ||
+        (size_t)d->width * (size_t)d->height > CNN__MAX_SAMPLE_SIZE)
+        return cnn__fail(&dataset->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "invalid cnn_data_desc settings");
+    return CNN_OK;
+}
+
+/* Allocates room for rows images of width x height, one channel. */
+CNN__PRIVATE cnn_result cnn__allocate_dataset(cnn_dataset *dataset, int rows, int height, int width)
+{
+    dataset->images.data = cnn__alloc_floats(cnn__mul_size((size_t)rows, (size_t)height * (size_t)width));
+    dataset->labels = (int *)CNN_MALLOC((size_t)rows * sizeof(int));
+    if (!dataset->images.data || !dataset->labels) {
+        CNN_FREE(dataset->images.data);
+        CNN_FREE(dataset->labels);
+        dataset->images.data = NULL;
+        dataset->labels = NULL;
+        return cnn__fail(&dataset->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for %d images", rows);
+    }
+    dataset->images.n = rows;
+    dataset->images.c = 1;
+    dataset->images.h = height;
+    dataset->images.w = width;
+    return CNN_OK;
+}
+
+/* Puts pixel number index of a stored image (row-major, height x width)
+   into image, transposing when asked: EMNIST stores each character mirrored
+   on its diagonal, so stored (row, column) is upright (column, row). */
+CNN__PRIVATE void cnn__put_pixel(float *image, long index, int width, int height, int transpose, float value)
+{
+    long row = index / width, column = index % width;
+    if (transpose) image[column * height + row] = value;
+    else image[index] = value;
+}
+
+CNN__PRIVATE void cnn__finish_dataset(cnn_dataset *dataset, cnn_result result, int rows, int max_label, int num_classes)
+{
+    if (result != CNN_OK) {
+        cnn_error error = dataset->error;
+        cnn_dataset_free(dataset);
+        dataset->error = error;
+        return;
+    }
+    dataset->count = rows;
+    dataset->images.n = rows;
+    dataset->num_classes = num_classes ? num_classes : max_label + 1;
+}
+
+CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, const cnn_data_desc *desc)
+{
+    cnn_data_desc d;
+    cnn__reader reader;
+    cnn_error *error;
+    cnn_result result;
+    long pixels, line = 1, capacity = 1, rows = 0;
+    int c, transpose, max_label = -1;
+    if (!dataset) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__begin_dataset(dataset, desc, &d)) != CNN_OK) return result;
+    error = &dataset->error;
+    transpose = d.orientation != CNN_ORIENTATION_AS_STORED;
+    if (transpose && d.width != d.height)
+        return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "only square images can be transposed (%dx%d)", d.width, d.height);
+    pixels = (long)d.width * d.height;
+    if ((result = cnn__open_reader(&reader, path, error)) != CNN_OK) return result;
+
+    /* first pass: count lines, to allocate once */
+    while ((c = cnn__read_byte(&reader)) != CNN__EOF)
+        if (c == '\n') capacity++;
+    if (ferror(reader.file)) {
+        cnn__close_reader(&reader);
+        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "read error in '%s'", path);
+    }
+    if (reader.offset == 0) {
+        cnn__close_reader(&reader);
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 1, 0, 0, "'%s' is empty", path);
+    }
+    if (d.max_rows && capacity > d.max_rows) capacity = d.max_rows;
+    if (capacity > INT_MAX) capacity = INT_MAX;
+    rewind(reader.file);
+    reader.length = reader.position = 0;
+    reader.offset = 0;
+    if ((result = cnn__allocate_dataset(dataset, (int)capacity, d.height, d.width)) != CNN_OK) {
+        cnn__close_reader(&reader);
+        return result;
+    }
+
+    /* second pass: parse */
+    c = cnn__read_byte(&reader);
+    while (c != CNN__EOF && rows < capacity && result == CNN_OK) {
+        float *image = dataset->images.data + (size_t)rows * (size_t)pixels;
+        long field = 0, value;
+        int at_line_start = 1;
+        for (;;) {
+            int line_was_blank = at_line_start && (c == '\n' || c == '\r' || cnn__is_space(c));
+            if (!cnn__read_number(&reader, &c, &value)) {
+                if (line_was_blank && (c == '\n' || c == '\r' || c == CNN__EOF)) { field = -1; break; } /* blank line */
+                if (line == 1 && field == 0) { cnn__skip_line(&reader, &c); field = -1; break; }   /* header */
+                result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, field + 1, reader.offset - 1,
+                                   "line %ld, field %ld: expected a whole number", line, field + 1);
+                break;
+            }
+            at_line_start = 0;
+            if (c != ',' && c != '\n' && c != '\r' && c != CNN__EOF) {
+                result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, field + 1, reader.offset - 1,
+                                   "line %ld, field %ld: unexpected character '%c' in a number", line, field + 1,
+                                   c >= 32 && c < 127 ? c : '?');
+                break;
+            }
+            if (field == 0) {
+                if (value < 0 || value >= (d.num_classes ? d.num_classes : CNN_MAX_CLASSES)) {
+                    result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 1, -1, "line %ld: label %ld is outside 0..%d", line,
+                                       value, (d.num_classes ? d.num_classes : CNN_MAX_CLASSES) - 1);
+                    break;
+                }
+                dataset->labels[rows] = (int)value;
+                if (value > max_label) max_label = (int)value;
+            } else if (field <= pixels) {
+                if (value < 0 || value > 255) {
+                    result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, field + 1, -1,
+                                       "line %ld, field %ld: pixel value %ld is outside 0..255", line, field + 1, value);
+                    break;
+                }
+                cnn__put_pixel(image, field - 1, d.width, d.height, transpose, (float)value / 255.0f);
+            }
+            field++;
+            if (c == ',') {
+                c = cnn__read_byte(&reader);
+                continue;
+            }
+            break;
+        }
+        if (result != CNN_OK) break;
+        if (c == '\r') c = cnn__read_byte(&reader);
+        if (c != '\n' && c != CNN__EOF) {
+            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "line %ld: stray carriage return", line);
+            break;
+        }
+        if (field >= 0 && field != pixels + 1) {
+            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, -1,
+                               "line %ld: expected %ld fields (a label and %ld pixels), found %ld", line, pixels + 1, pixels, field);
+            break;
+        }
+        if (field >= 0) rows++;
+        if (c == '\n') c = cnn__read_byte(&reader);
+        line++;
+    }
+    if (result == CNN_OK && ferror(reader.file)) result = cnn__fail(error, CNN_ERROR_IO, line, 0, reader.offset, "read error in '%s'", path);
+    if (result == CNN_OK && rows == 0) result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s' holds no images", path);
+    cnn__close_reader(&reader);
+    cnn__finish_dataset(dataset, result, (int)rows, max_label, d.num_classes);
+    return result;
+}
+
+/* Reads an IDX header: 0, 0, type 0x08 (unsigned byte), dimension count,
+   then each dimension as a big-endian u32. */
+CNN__PRIVATE cnn_result cnn__read_idx_header(FILE *file, const char *path, int want_dims, uint32_t *dims, cnn_error *error)
+{
+    unsigned char header[16];
+    int i;
+    size_t length = 4 + 4 * (size_t)want_dims;
+    size_t got = fread(header, 1, length, file);
+    if (got < 4 || header[0] != 0 || header[1] != 0)
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 0, "'%s' is not an IDX file (bad magic number)", path);
+    if (header[2] != 0x08)
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 2, "'%s': IDX element type 0x%02x; only unsigned bytes (0x08) are supported",
+                         path, header[2]);
+    if (header[3] != want_dims)
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 3, "'%s' has %d dimensions, expected %d", path, header[3], want_dims);
+    if (got < length)
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, (long long)got, "'%s' is truncated inside its header", path);
+    for (i = 0; i < want_dims; i++) {
+        const unsigned char *b = header + 4 + 4 * i;
+        dims[i] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
+        if (dims[i] == 0 || dims[i] > (uint32_t)INT_MAX)
+            return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 4 + 4 * i, "'%s': dimension %d is %lu", path, i + 1,
+                             (unsigned long)dims[i]);
+    }
+    return CNN_OK;
+}
+
+/* Checks that a file holds exactly its header and payload. */
+CNN__PRIVATE cnn_result cnn__check_idx_size(FILE *file, const char *path, long long header, long long payload, cnn_error *error)
+{
+    long position = ftell(file);
+    long long size = cnn__file_size(file);
+    if (size < 0 || position < 0 || fseek(file, position, SEEK_SET) != 0)
+        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot seek in '%s'", path);
+    if (size < header + payload)
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, size, "'%s' is truncated: %lld bytes, its header promises %lld", path,
+                         size, header + payload);
+    if (size > header + payload)
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, header + payload, "'%s' has %lld bytes after its data", path,
+                         size - header - payload);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_dataset_load_idx(cnn_dataset *dataset, const char *images_path, const char *labels_path,
+                                       const cnn_data_desc *desc)
+{
+    cnn_data_desc d;
+    cnn_error *error;
+    cnn_result result;
+    uint32_t image_dims[3], label_dims[1];
+    FILE *images = NULL, *labels = NULL;
+    unsigned char *row = NULL;
+    int count = 0, height = 0, width = 0, max_label = -1, n;
+    long pixel;
+    if (!dataset) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__begin_dataset(dataset, desc, &d)) != CNN_OK) return result;
+    error = &dataset->error;
+    if (!images_path || !labels_path) return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no file name given");
+    images = fopen(images_path, "rb");
+    labels = fopen(labels_path, "rb");
+    if (!images) result = cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", images_path);
+    else if (!labels) result = cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", labels_path);
+    if (result == CNN_OK) result = cnn__read_idx_header(images, images_path, 3, image_dims, error);
+    if (result == CNN_OK) result = cnn__read_idx_header(labels, labels_path, 1, label_dims, error);
+    if (result == CNN_OK && image_dims[0] != label_dims[0])
+        result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 4, "'%s' holds %lu images but '%s' holds %lu labels", images_path,
+                           (unsigned long)image_dims[0], labels_path, (unsigned long)label_dims[0]);
+    if (result == CNN_OK && (size_t)image_dims[1] * image_dims[2] > CNN__MAX_SAMPLE_SIZE)
+        result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 8, "'%s': images of %lux%lu are too large", images_path,
+                           (unsigned long)image_dims[1], (unsigned long)image_dims[2]);
+    if (result == CNN_OK) {
+        count = (int)image_dims[0];
+        height = (int)image_dims[1];
+        width = (int)image_dims[2];
+        if (d.orientation == CNN_ORIENTATION_TRANSPOSE && width != height)
+            result = cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "only square images can be transposed (%dx%d)", width, height);
+    }
+    if (result == CNN_OK) result = cnn__check_idx_size(images, images_path, 16, (long long)count * height * width, error);
+    if (result == CNN_OK) result = cnn__check_idx_size(labels, labels_path, 8, count, error);
+    if (result == CNN_OK && d.max_rows && count > d.max_rows) count = d.max_rows;
+    if (result == CNN_OK) result = cnn__allocate_dataset(dataset, count, height, width);
+    if (result == CNN_OK && !(row = (unsigned char *)CNN_MALLOC((size_t)height * width)))
+        result = cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
+    for (n = 0; result == CNN_OK && n < count; n++) {
+        int label = fgetc(labels);
+        float *image = dataset->images.data + (size_t)n * height * width;
+        if (label == EOF || fread(row, 1, (size_t)height * width, images) != (size_t)height * width) {
+            result = cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "read error in '%s' or '%s'", images_path, labels_path);
+            break;
+        }
+        if (d.num_classes && label >= d.num_classes) {
+            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 8 + (long long)n, "'%s': label %d of image %d is outside 0..%d",
+                               labels_path, label, n, d.num_classes - 1);
+            break;
+        }
+        dataset->labels[n] = label;
+        if (label > max_label) max_label = label;
+        for (pixel = 0; pixel < (long)height * width; pixel++)
+            cnn__put_pixel(image, pixel, width, height, d.orientation == CNN_ORIENTATION_TRANSPOSE, (float)row[pixel] / 255.0f);
+    }
+    CNN_FREE(row);
+    if (images) fclose(images);
+    if (labels) fclose(labels);
+    cnn__finish_dataset(dataset, result, count, max_label, d.num_classes);
+    return result;
+}
+
+CNNDEF void cnn_dataset_free(cnn_dataset *dataset)
+{
+    if (!dataset) return;
+    CNN_FREE(dataset->images.data);
+    CNN_FREE(dataset->labels);
+    memset(dataset, 0, sizeof *dataset);
+}
+
+CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path)
+{
+    cnn__reader reader;
+    cnn_result result;
+    long line = 1, label, code;
+    int c, i, seen[CNN_MAX_CLASSES];
+    if (!map) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(map, 0, sizeof *map);
+    cnn__clear_error(&map->error);
+    memset(seen, 0, sizeof seen);
+    if ((result = cnn__open_reader(&reader, path, &map->error)) != CNN_OK) return result;
+    c = cnn__read_byte(&reader);
+    while (c != CNN__EOF && result == CNN_OK) {
+        int has_label = cnn__read_number(&reader, &c, &label);
+        if (!has_label && (c == '\n' || c == '\r' || c == CNN__EOF)) {
+            /* blank line */
+        } else if (!has_label || !cnn__read_number(&reader, &c, &code)) {
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1,
+                               "line %ld: expected two whole numbers, a label and a character code", line);
+        } else if (c != '\n' && c != '\r' && c != CNN__EOF) {
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "line %ld: unexpected text after the code", line);
+        } else if (label < 0 || label >= CNN_MAX_CLASSES || code < 0 || code > 0x10ffff) {
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "line %ld: label %ld or code %ld out of range", line, label, code);
+        } else if (seen[label]) {
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "line %ld: label %ld appears twice", line, label);
+        } else {
+            seen[label] = 1;
+            map->codes[label] = (int)code;
+            if (label + 1 > map->count) map->count = (int)label + 1;
+        }
+        if (c == '\r') c = cnn__read_byte(&reader);
+        if (result == CNN_OK && c != '\n' && c != CNN__EOF)
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "line %ld: stray carriage return", line);
+        if (c == '\n') c = cnn__read_byte(&reader);
+        line++;
+    }
+    if (result == CNN_OK && ferror(reader.file)) result = cnn__fail(&map->error, CNN_ERROR_IO, 0, 0, reader.offset, "read error in '%s'", path);
+    cnn__close_reader(&reader);
+    if (result == CNN_OK && map->count == 0) result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, 1, 0, 0, "'%s' maps no labels", path);
+    for (i = 0; result == CNN_OK && i < map->count; i++)
+        if (!seen[i]) result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1, "'%s' has no line for label %d", path, i);
+    if (result != CNN_OK) map->count = 0;
+    return result;
+}
+
+CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label)
+{
+    if (!map || label < 0 || label >= map->count) return '?';
+    return map->codes[label];
+}
+
+#endif /* CNN_IMPLEMENTATION_DONE */
+#endif /* CNN_IMPLEMENTATION */
+
+/*
+   HISTORY
+     0.1.0 (2026-11)  first release: layers, Adam and SGD, sequential models,
+                      CSV / IDX / mapping loaders, model files version 1.
+
+   LICENSE
+   This software is available under two licenses; choose whichever you like.
+
+   ALTERNATIVE A - MIT License
+   Copyright (c) 2026 the cnn.h authors
+   Permission is hereby granted, free of charge, to any person obtaining a copy
+   of this software and associated documentation files (the "Software"), to
+   deal in the Software without restriction, including without limitation the
+   rights to use, copy, modify, merge, publish, distribute, sublicense, and/or
+   sell copies of the Software, and to permit persons to whom the Software is
+   furnished to do so, subject to the following conditions:
+   The above copyright notice and this permission notice shall be included in
+   all copies or substantial portions of the Software.
+   THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+   IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+   FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+   AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+   LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING
+   FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER
+   DEALINGS IN THE SOFTWARE.
+
+   ALTERNATIVE B - Public Domain (www.unlicense.org)
+   This is free and unencumbered software released into the public domain.
+   Anyone is free to copy, modify, publish, use, compile, sell, or distribute
+   this software, either in source code form or as a compiled binary, for any
+   purpose, commercial or non-commercial, and by any means.
+*/
