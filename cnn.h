@@ -605,47 +605,51 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
 /* ---------------------------------------------------------------- matrix multiply */
 
 /* C (M x N) += A (M x K) @ B (K x N), row-major, with leading dimensions.
-   This one routine carries the conv and dense layers. It walks B in panels
-   that stay in cache and updates four rows of C at once, so each value of B
-   loaded is used four times; the innermost loop is a plain saxpy over j that
-   compilers vectorise. Each element of C adds its K products in the order
-   k = 0, 1, ..., K-1 whatever the tiling, so results never depend on it. */
+   This one routine carries the conv and dense layers. C is computed in tiles
+   of 4 rows x 16 columns held in a local accumulator for the whole sum over
+   k: each value of B loaded serves four rows, each value of A sixteen
+   columns, and C is read and written once. The full-tile inner loop has a
+   fixed trip count of 16, which compilers vectorise even at -O2; edge tiles
+   take the general loop. Every element of C adds its K products in the order
+   k = 0, 1, ..., K-1 whatever the tiling or threading, so results never
+   depend on them. */
+enum { CNN__TILE_ROWS = 4, CNN__TILE_COLS = 16 };
+
 CNN__PRIVATE void cnn__gemm(int M, int N, int K, const float *A, int lda,
                             const float *B, int ldb, float *C, int ldc)
 {
-    enum { PANEL_COLS = 512, PANEL_DEPTH = 128 };
-    int j0, k0, i, k, j;
-    for (j0 = 0; j0 < N; j0 += PANEL_COLS) {
-        int cols = N - j0 < PANEL_COLS ? N - j0 : PANEL_COLS;
-        for (k0 = 0; k0 < K; k0 += PANEL_DEPTH) {
-            int k_end = K - k0 < PANEL_DEPTH ? K : k0 + PANEL_DEPTH;
-            for (i = 0; i + 4 <= M; i += 4) {
-                float *CNN__RESTRICT c0 = C + (size_t)i * ldc + j0;
-                float *CNN__RESTRICT c1 = c0 + ldc;
-                float *CNN__RESTRICT c2 = c1 + ldc;
-                float *CNN__RESTRICT c3 = c2 + ldc;
-                for (k = k0; k < k_end; k++) {
-                    const float *CNN__RESTRICT b = B + (size_t)k * ldb + j0;
-                    const float a0 = A[(size_t)i * lda + k];
-                    const float a1 = A[(size_t)(i + 1) * lda + k];
-                    const float a2 = A[(size_t)(i + 2) * lda + k];
-                    const float a3 = A[(size_t)(i + 3) * lda + k];
-                    for (j = 0; j < cols; j++) {
-                        c0[j] += a0 * b[j];
-                        c1[j] += a1 * b[j];
-                        c2[j] += a2 * b[j];
-                        c3[j] += a3 * b[j];
+    int i, j, k, r, c;
+    for (i = 0; i < M; i += CNN__TILE_ROWS) {
+        const int rows = M - i < CNN__TILE_ROWS ? M - i : CNN__TILE_ROWS;
+        for (j = 0; j < N; j += CNN__TILE_COLS) {
+            const int cols = N - j < CNN__TILE_COLS ? N - j : CNN__TILE_COLS;
+            float acc[CNN__TILE_ROWS][CNN__TILE_COLS];
+            memset(acc, 0, sizeof acc);
+            if (cols == CNN__TILE_COLS) {
+                /* a short last tile of rows repeats its first row and drops the copies */
+                const float *a0 = A + (size_t)i * lda;
+                const float *a1 = rows > 1 ? a0 + lda : a0, *a2 = rows > 2 ? a0 + 2 * (size_t)lda : a0;
+                const float *a3 = rows > 3 ? a0 + 3 * (size_t)lda : a0;
+                for (k = 0; k < K; k++) {
+                    const float *CNN__RESTRICT b = B + (size_t)k * ldb + j;
+                    for (c = 0; c < CNN__TILE_COLS; c++) {
+                        acc[0][c] += a0[k] * b[c];
+                        acc[1][c] += a1[k] * b[c];
+                        acc[2][c] += a2[k] * b[c];
+                        acc[3][c] += a3[k] * b[c];
+                    }
+                }
+            } else {
+                for (k = 0; k < K; k++) {
+                    const float *b = B + (size_t)k * ldb + j;
+                    for (r = 0; r < rows; r++) {
+                        const float a = A[(size_t)(i + r) * lda + k];
+                        for (c = 0; c < cols; c++) acc[r][c] += a * b[c];
                     }
                 }
             }
-            for (; i < M; i++) {
-                float *CNN__RESTRICT c0 = C + (size_t)i * ldc + j0;
-                for (k = k0; k < k_end; k++) {
-                    const float *CNN__RESTRICT b = B + (size_t)k * ldb + j0;
-                    const float a0 = A[(size_t)i * lda + k];
-                    for (j = 0; j < cols; j++) c0[j] += a0 * b[j];
-                }
-            }
+            for (r = 0; r < rows; r++)
+                for (c = 0; c < cols; c++) C[(size_t)(i + r) * ldc + j + c] += acc[r][c];
         }
     }
 }
@@ -733,6 +737,17 @@ CNN__PRIVATE void cnn__conv2d_backward_reference(const cnn_layer *layer, int N, 
                 }
 }
 
+/* The output columns j whose input column j*S + v - P falls inside 0..W-1:
+   first <= j < last. Outside them the window reads padding. */
+CNN__PRIVATE void cnn__valid_columns(int v, int S, int P, int W, int OW, int *first, int *last)
+{
+    int lo = P - v > 0 ? (P - v + S - 1) / S : 0;        /* ceil((P - v) / S) */
+    int hi = W - 1 + P - v >= 0 ? (W - 1 + P - v) / S + 1 : 0;
+    *first = lo < OW ? lo : OW;
+    *last = hi < OW ? hi : OW;
+    if (*last < *first) *last = *first;
+}
+
 /* col (C*K*K, OH*OW): row (c, u, v) holds x[c, i*S+u-P, j*S+v-P] for every
    output position (i, j), zero where that falls in the padding. x is one
    sample (C, H, W). */
@@ -741,22 +756,22 @@ CNN__PRIVATE void cnn__im2col(const cnn_layer *layer, const float *x, float *col
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
     const int OH = layer->out.h, OW = layer->out.w;
     const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
-    int c, u, v, i, j;
+    int c, u, v, i, j, first, last;
     for (c = 0; c < C; c++)
         for (u = 0; u < K; u++)
             for (v = 0; v < K; v++) {
                 float *out = col + ((size_t)(c * K + u) * K + v) * OH * OW;
-                for (i = 0; i < OH; i++) {
-                    int row = i * S + u - P;
-                    const float *in = x + ((size_t)c * H + row) * W;
+                cnn__valid_columns(v, S, P, W, OW, &first, &last);
+                for (i = 0; i < OH; i++, out += OW) {
+                    const int row = i * S + u - P;
+                    const float *in = x + ((size_t)c * H + row) * W + v - P;  /* in[j*S] = x[c, row, j*S+v-P] */
                     if (row < 0 || row >= H) {
-                        memset(out + (size_t)i * OW, 0, (size_t)OW * sizeof(float));
+                        memset(out, 0, (size_t)OW * sizeof(float));
                         continue;
                     }
-                    for (j = 0; j < OW; j++) {
-                        int column = j * S + v - P;
-                        out[(size_t)i * OW + j] = (column >= 0 && column < W) ? in[column] : 0.0f;
-                    }
+                    for (j = 0; j < first; j++) out[j] = 0.0f;
+                    for (j = first; j < last; j++) out[j] = in[j * S];
+                    for (j = last; j < OW; j++) out[j] = 0.0f;
                 }
             }
 }
@@ -768,20 +783,18 @@ CNN__PRIVATE void cnn__col2im(const cnn_layer *layer, const float *dcol, float *
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
     const int OH = layer->out.h, OW = layer->out.w;
     const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
-    int c, u, v, i, j;
+    int c, u, v, i, j, first, last;
     memset(dx, 0, (size_t)C * H * W * sizeof(float));
     for (c = 0; c < C; c++)
         for (u = 0; u < K; u++)
             for (v = 0; v < K; v++) {
                 const float *in = dcol + ((size_t)(c * K + u) * K + v) * OH * OW;
-                for (i = 0; i < OH; i++) {
-                    int row = i * S + u - P;
-                    float *out = dx + ((size_t)c * H + row) * W;
+                cnn__valid_columns(v, S, P, W, OW, &first, &last);
+                for (i = 0; i < OH; i++, in += OW) {
+                    const int row = i * S + u - P;
+                    float *out = dx + ((size_t)c * H + row) * W + v - P;
                     if (row < 0 || row >= H) continue;
-                    for (j = 0; j < OW; j++) {
-                        int column = j * S + v - P;
-                        if (column >= 0 && column < W) out[column] += in[(size_t)i * OW + j];
-                    }
+                    for (j = first; j < last; j++) out[j * S] += in[j];
                 }
             }
 }
@@ -813,7 +826,8 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
 
 /* Fast backward, per sample:
    db += row sums of dy (OC, OH*OW); dw (OC, C*K*K) += dy @ col^T;
-   dcol (C*K*K, OH*OW) = w^T @ dy; dx = col2im(dcol). */
+   dcol (C*K*K, OH*OW) = w^T @ dy; dx = col2im(dcol). dx may be NULL when
+   nobody needs it (the first layer in training), which skips the last two. */
 CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
                                        float *dx, float *scratch)
 {
@@ -836,6 +850,7 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
         cnn__im2col(layer, x + (size_t)n * in_size, col);
         cnn__transpose(col, window, positions, col_t);
         cnn__gemm(OC, window, positions, grad, positions, col_t, window, layer->weight_grad, window);
+        if (!dx) continue;
         memset(dcol, 0, (size_t)window * positions * sizeof(float));
         cnn__gemm(window, positions, OC, weight_t, OC, grad, positions, dcol, positions);
         cnn__col2im(layer, dcol, dx + (size_t)n * in_size);
@@ -862,7 +877,8 @@ CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float 
     cnn__gemm(N, OUT, IN, x, IN, layer->weight, OUT, y, OUT);
 }
 
-/* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T */
+/* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T
+   (dx may be NULL when nobody needs it) */
 CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
                                       float *dx, float *scratch)
 {
@@ -874,6 +890,7 @@ CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float
         for (o = 0; o < OUT; o++) layer->bias_grad[o] += dy[(size_t)n * OUT + o];
     cnn__transpose(x, N, IN, x_t);
     cnn__gemm(IN, OUT, N, x_t, N, dy, OUT, layer->weight_grad, OUT);
+    if (!dx) return;
     cnn__transpose(layer->weight, IN, OUT, weight_t);
     memset(dx, 0, (size_t)N * IN * sizeof(float));
     cnn__gemm(N, IN, OUT, dy, OUT, weight_t, IN, dx, IN);
@@ -1512,8 +1529,10 @@ CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
     }
 }
 
-/* Runs layers last-1 .. 0 backward, from activation_grads[last]. */
-CNN__PRIVATE void cnn__backward(cnn_model *model, int last)
+/* Runs layers last-1 .. 0 backward, from activation_grads[last]. Training
+   has no use for d loss / d input, so it passes want_input_grad = 0 and a
+   first conv2d or dense layer skips that product. */
+CNN__PRIVATE void cnn__backward(cnn_model *model, int last, int want_input_grad)
 {
     const int N = model->batch;
     int i;
@@ -1524,8 +1543,8 @@ CNN__PRIVATE void cnn__backward(cnn_model *model, int last)
         float *dx = model->activation_grads[i].data;
         size_t count = (size_t)N * cnn_shape_count(layer->out);
         switch (layer->desc.type) {
-        case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, dx, model->scratch); break;
-        case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, dx, model->scratch); break;
+        case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, i || want_input_grad ? dx : NULL, model->scratch); break;
+        case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, i || want_input_grad ? dx : NULL, model->scratch); break;
         case CNN_LAYER_RELU: cnn__relu_backward(count, x, dy, dx); break;
         case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(count, layer->desc.alpha, x, dy, dx); break;
         case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(count, y, dy, dx); break;
@@ -1623,7 +1642,7 @@ CNNDEF void cnn_model_zero_grad(cnn_model *model)
    dL/dz[n,k] = (p[n,k] - [k == y_n]) / N. It goes straight into the
    gradient of the softmax's input, and the softmax layer's own backward is
    skipped. */
-CNNDEF cnn_result cnn_model_backward(cnn_model *model, const int *labels)
+CNN__PRIVATE cnn_result cnn__loss_backward(cnn_model *model, const int *labels, int want_input_grad)
 {
     const int last = model ? model->layer_count - 1 : 0;
     const float *p;
@@ -1641,8 +1660,13 @@ CNNDEF cnn_result cnn_model_backward(cnn_model *model, const int *labels)
             size_t at = (size_t)n * classes + k;
             dz[at] = (p[at] - (k == labels[n] ? 1.0f : 0.0f)) * scale;
         }
-    cnn__backward(model, last);
+    cnn__backward(model, last, want_input_grad);
     return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_backward(cnn_model *model, const int *labels)
+{
+    return cnn__loss_backward(model, labels, 1);
 }
 
 CNNDEF cnn_result cnn_model_backward_from(cnn_model *model, const float *output_grad)
@@ -1652,7 +1676,7 @@ CNNDEF cnn_result cnn_model_backward_from(cnn_model *model, const float *output_
         return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "no forward pass to go backward from: call cnn_model_forward first");
     memmove(model->activation_grads[model->layer_count].data, output_grad,
             (size_t)model->batch * cnn_shape_count(cnn_model_output_shape(model)) * sizeof(float));
-    cnn__backward(model, model->layer_count);
+    cnn__backward(model, model->layer_count, 1);
     return CNN_OK;
 }
 
@@ -1774,7 +1798,7 @@ CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimiz
         return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1, "the loss is %g: training diverged; weights left as before this step",
                          (double)loss);
     cnn_model_zero_grad(model);
-    if ((result = cnn_model_backward(model, labels)) != CNN_OK) return result;
+    if ((result = cnn__loss_backward(model, labels, 0)) != CNN_OK) return result;
     if ((result = cnn_optimizer_step(optimizer, model)) != CNN_OK) return result;
     if (mean_loss) *mean_loss = loss;
     return CNN_OK;
@@ -2412,7 +2436,7 @@ CNNDEF cnn_result cnn_dataset_load_idx(cnn_dataset *dataset, const char *images_
     cnn_data_desc d;
     cnn_error *error;
     cnn_result result;
-    uint32_t image_dims[3], label_dims[1];
+    uint32_t image_dims[3] = {0, 0, 0}, label_dims[1] = {0};
     FILE *images = NULL, *labels = NULL;
     unsigned char *row = NULL;
     int count = 0, height = 0, width = 0, max_label = -1, n;
