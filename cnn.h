@@ -899,11 +899,13 @@ CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float
 /* ---------------------------------------------------------------- activations
    Elementwise over count = N * size values. */
 
-/* y = max(0, x);  dx = dy where x > 0, else 0 */
+/* y = max(0, x);  dx = dy where x > 0, else 0.
+   Written as "x < 0 ? 0 : x" so that a NaN passes through, as in PyTorch:
+   a diverged net must show a NaN loss, not hide it behind zeros. */
 CNN__PRIVATE void cnn__relu_forward(size_t count, const float *x, float *y)
 {
     size_t i;
-    for (i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (i = 0; i < count; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 CNN__PRIVATE void cnn__relu_backward(size_t count, const float *x, const float *dy, float *dx)
@@ -916,7 +918,7 @@ CNN__PRIVATE void cnn__relu_backward(size_t count, const float *x, const float *
 CNN__PRIVATE void cnn__leaky_relu_forward(size_t count, float alpha, const float *x, float *y)
 {
     size_t i;
-    for (i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
+    for (i = 0; i < count; i++) y[i] = x[i] < 0.0f ? alpha * x[i] : x[i];
 }
 
 CNN__PRIVATE void cnn__leaky_relu_backward(size_t count, float alpha, const float *x, const float *dy, float *dx)
@@ -983,7 +985,7 @@ CNN__PRIVATE void cnn__max_pool_forward(const cnn_layer *layer, int N, const flo
                 for (u = 0; u < K; u++)
                     for (v = 0; v < K; v++) {
                         int at = (i * S + u) * W + (j * S + v);
-                        if (in[at] > in[best]) best = at;
+                        if (in[at] > in[best] || in[at] != in[at]) best = at; /* NaN wins, as in PyTorch */
                     }
                 y[((size_t)plane * OH + i) * OW + j] = in[best];
                 argmax[((size_t)plane * OH + i) * OW + j] = best;

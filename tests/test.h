@@ -41,7 +41,7 @@ static int test_passed, test_failed, test_current_failed;
         fflush(stdout);                                                    \
     } while (0)
 
-static int test_report(void)
+static inline int test_report(void)
 {
     printf("RESULT %d %d\n", test_passed, test_failed);
     return test_failed ? 1 : 0;
@@ -49,7 +49,7 @@ static int test_report(void)
 
 /* Writes text to a file in the test's scratch folder and returns its path.
    The folder comes from $TEST_TMP (set by tests/run.sh), else /tmp. */
-static const char *test_write_file(const char *name, const void *bytes, size_t length)
+static inline const char *test_write_file(const char *name, const void *bytes, size_t length)
 {
     static char path[1024];
     const char *dir = getenv("TEST_TMP");
@@ -65,7 +65,7 @@ static const char *test_write_file(const char *name, const void *bytes, size_t l
     return path;
 }
 
-static const char *test_path(const char *name)
+static inline const char *test_path(const char *name)
 {
     static char path[1024];
     const char *dir = getenv("TEST_TMP");
@@ -74,7 +74,7 @@ static const char *test_path(const char *name)
 }
 
 /* The largest |a - b| over n values. */
-static double test_max_abs_diff(const float *a, const float *b, size_t n)
+static inline double test_max_abs_diff(const float *a, const float *b, size_t n)
 {
     double worst = 0.0;
     size_t i;

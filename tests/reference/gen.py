@@ -1,0 +1,458 @@
+#!/usr/bin/python3
+"""Writes the PyTorch reference fixtures that tests/test_reference.c checks
+cnn.h against (issue 3). Run from anywhere with Debian's python3-torch:
+
+    make fixtures        # or: /usr/bin/python3 tests/reference/gen.py
+
+Every case is computed by PyTorch in float32 on the CPU, as the fixtures
+store it, and a second time in float64 from the same float32 inputs. The
+float32 result's distance from the float64 one is float32 rounding and
+nothing else; if it comes near the test's tolerance the case is badly
+conditioned (a ReLU input or a max-pool tie within rounding of zero, an Adam
+gradient near epsilon) and generation stops rather than write a fixture the
+C test could only match by luck.
+
+The file format and the list of cases are in tests/reference/README.md.
+"""
+import os
+import struct
+import sys
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = b"CNNREF1\n"
+KIND_VALUES, KIND_GENERATED = 0, 1
+
+# Keep these equal to the tolerances in tests/test_reference.c.
+TOL_LAYER, TOL_NET, FLOOR = 1e-5, 1e-4, 1e-2
+# float32-vs-float64 distance allowed, as a fraction of the test tolerance.
+CONDITION_MARGIN = 0.25
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+
+# ---------------------------------------------------------------- generator
+
+def generate(seed, count, lo, hi):
+    """count float32 values: splitmix64 from seed; u = (z >> 40) / 2^24 in
+    [0, 1); value = float32(lo + (hi - lo) * u) computed in double.
+    tests/test_reference.c (ref_generate) computes the same bits."""
+    with np.errstate(over="ignore"):
+        i = np.arange(1, count + 1, dtype=np.uint64)
+        z = np.uint64(seed) + i * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(40)).astype(np.float64) * (1.0 / 16777216.0)
+    return (float(lo) + (float(hi) - float(lo)) * u).astype(np.float32)
+
+
+class Fixture:
+    """One case: an ordered list of named tensors, given or expected."""
+
+    def __init__(self, name):
+        self.name = name
+        self.records = []
+        self.values = {}
+
+    def given(self, tensor, shape, lo, hi):
+        """A generated input: stored as its recipe, not its values."""
+        seed = zlib.crc32(("%s/%s" % (self.name, tensor)).encode())
+        count = int(np.prod(shape))
+        value = generate(seed, count, lo, hi).reshape(shape)
+        self.records.append((tensor, KIND_GENERATED, shape, (seed, lo, hi)))
+        self.values[tensor] = value
+        return value
+
+    def put(self, tensor, value):
+        """Stored float32 values (expected results, labels, masks)."""
+        value = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+        shape = value.shape if value.ndim else (1,)
+        assert tensor not in self.values, tensor
+        self.records.append((tensor, KIND_VALUES, shape, value.reshape(-1)))
+        self.values[tensor] = value
+
+    def write(self):
+        out = [MAGIC, struct.pack("<I", len(self.records))]
+        for tensor, kind, shape, payload in self.records:
+            name = tensor.encode("ascii")
+            assert 1 <= len(shape) <= 4
+            out.append(struct.pack("<H", len(name)) + name)
+            out.append(struct.pack("<BB", kind, len(shape)))
+            out.append(struct.pack("<%dI" % len(shape), *shape))
+            if kind == KIND_VALUES:
+                out.append(payload.astype("<f4").tobytes())
+            else:
+                seed, lo, hi = payload
+                out.append(struct.pack("<Qdd", seed, lo, hi))
+        path = os.path.join(HERE, self.name + ".bin")
+        data = b"".join(out)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+        return len(data)
+
+
+# ---------------------------------------------------------------- checks
+
+def distance(got, want):
+    """The test's measure: max |got - want| / max(|want|, FLOOR * max|want|)."""
+    got = np.asarray(got, dtype=np.float64).reshape(-1)
+    want = np.asarray(want, dtype=np.float64).reshape(-1)
+    floor = max(FLOOR * float(np.max(np.abs(want))), 1e-30)
+    return float(np.max(np.abs(got - want) / np.maximum(np.abs(want), floor)))
+
+
+def check_conditioning(case, f32, f64, tol):
+    """Each expected tensor computed in float32 must sit well inside the
+    tolerance of the float64 result; report the worst."""
+    worst = 0.0
+    for key in f32:
+        d = distance(f32[key], f64[key])
+        worst = max(worst, d)
+        if d > CONDITION_MARGIN * tol:
+            sys.exit("%s: %s float32 vs float64 distance %.3g exceeds %.3g: badly conditioned, change the seed"
+                     % (case, key, d, CONDITION_MARGIN * tol))
+    return worst
+
+
+def t(array, dtype):
+    return torch.tensor(np.asarray(array, dtype=np.float64), dtype=dtype)
+
+
+def leaf(array, dtype):
+    return t(array, dtype).requires_grad_(True)
+
+
+def np32(tensor):
+    return tensor.detach().to(torch.float32).numpy()
+
+
+def run_case(fixture, compute, tol):
+    """compute(dtype) -> dict of expected tensors (numpy); stores the float32
+    ones and checks them against float64."""
+    f32 = {k: np32(v) for k, v in compute(torch.float32).items()}
+    f64 = {k: v.detach().numpy() for k, v in compute(torch.float64).items()}
+    worst = check_conditioning(fixture.name, f32, f64, tol)
+    for key, value in f32.items():
+        fixture.put(key, value)
+    size = fixture.write()
+    print("%-34s %7d bytes  float32 vs float64: %.2e" % (fixture.name + ".bin", size, worst))
+    return size
+
+
+# ---------------------------------------------------------------- single layers
+# Each layer's backward pass is checked through L = sum(y * dy) for a fixed
+# random dy, so the gradient arriving at the layer's output is exactly dy.
+
+def conv2d_case(name, n, c, h, w, oc, k, s, p):
+    assert (h + 2 * p - k) % s == 0 and (w + 2 * p - k) % s == 0, "cnn.h needs an exact tiling"
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    fx = Fixture(name)
+    fx.put("config", [s, p])
+    x = fx.given("x", (n, c, h, w), -1.0, 1.0)
+    wt = fx.given("weight", (oc, c, k, k), -0.5, 0.5)
+    b = fx.given("bias", (oc,), -0.5, 0.5)
+    dy = fx.given("dy", (n, oc, oh, ow), -1.0, 1.0)
+
+    def compute(dtype):
+        xs, ws, bs = leaf(x, dtype), leaf(wt, dtype), leaf(b, dtype)
+        y = F.conv2d(xs, ws, bs, stride=s, padding=p)
+        (y * t(dy, dtype)).sum().backward()
+        return {"y": y, "dx": xs.grad, "dweight": ws.grad, "dbias": bs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def dense_case(name, n, inputs, outputs):
+    fx = Fixture(name)
+    x = fx.given("x", (n, inputs), -1.0, 1.0)
+    # cnn.h keeps dense weights as (IN, OUT), the transpose of nn.Linear's
+    # (OUT, IN): the fixture stores weight and dweight in cnn.h's layout.
+    wt = fx.given("weight", (inputs, outputs), -0.5, 0.5)
+    b = fx.given("bias", (outputs,), -0.5, 0.5)
+    dy = fx.given("dy", (n, outputs), -1.0, 1.0)
+
+    def compute(dtype):
+        xs, bs = leaf(x, dtype), leaf(b, dtype)
+        ws = leaf(wt.T, dtype)  # nn.Linear layout (OUT, IN)
+        y = F.linear(xs, ws, bs)
+        (y * t(dy, dtype)).sum().backward()
+        return {"y": y, "dx": xs.grad, "dweight": ws.grad.T.contiguous(), "dbias": bs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def pool_case(name, kind, n, c, h, w, k, s):
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    fx = Fixture(name)
+    fx.put("config", [k, s])
+    x = fx.given("x", (n, c, h, w), -1.0, 1.0)
+    dy = fx.given("dy", (n, c, oh, ow), -1.0, 1.0)
+    if kind == "max":  # no ties inside a window: which one wins would be a convention, not math
+        win = torch.tensor(x.astype(np.float64)).unfold(2, k, s).unfold(3, k, s).reshape(n, c, oh, ow, k * k)
+        top = win.topk(2, dim=-1).values
+        assert float((top[..., 0] - top[..., 1]).min()) > 1e-3, name + ": tie in a max-pool window"
+
+    def compute(dtype):
+        xs = leaf(x, dtype)
+        if kind == "max":
+            y = F.max_pool2d(xs, k, s)
+        else:
+            y = F.avg_pool2d(xs, k, s)
+        assert y.shape == (n, c, oh, ow)
+        (y * t(dy, dtype)).sum().backward()
+        return {"y": y, "dx": xs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def activation_case(name, fn, lo, hi, shape=(2, 3, 4, 5)):
+    fx = Fixture(name)
+    x = fx.given("x", shape, lo, hi)
+    dy = fx.given("dy", shape, -1.0, 1.0)
+    assert float(np.min(np.abs(x))) > 1e-3, name + ": an input at the kink"
+
+    def compute(dtype):
+        xs = leaf(x, dtype)
+        y = fn(xs)
+        (y * t(dy, dtype)).sum().backward()
+        return {"y": y, "dx": xs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def softmax_cross_entropy_case(name, n, classes, lo, hi, label_seed):
+    """cnn.h's last layer is softmax and its loss the mean -log p[label]; the
+    fused backward gives d loss / d logits. PyTorch: F.cross_entropy on the
+    logits (mean over the batch)."""
+    fx = Fixture(name)
+    logits = fx.given("logits", (n, classes), lo, hi)
+    labels = np.random.RandomState(label_seed).randint(0, classes, size=n)
+    fx.put("labels", labels)
+
+    def compute(dtype):
+        zs = leaf(logits, dtype)
+        loss = F.cross_entropy(zs, torch.tensor(labels, dtype=torch.long))
+        loss.backward()
+        return {"probabilities": F.softmax(zs.detach(), dim=1), "loss": loss.reshape(1), "dlogits": zs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def softmax_backward_case(name, n, classes):
+    """Softmax alone with an arbitrary upstream gradient (cnn_model_backward_from)."""
+    fx = Fixture(name)
+    logits = fx.given("logits", (n, classes), -3.0, 3.0)
+    dy = fx.given("dy", (n, classes), -1.0, 1.0)
+
+    def compute(dtype):
+        zs = leaf(logits, dtype)
+        p = F.softmax(zs, dim=1)
+        (p * t(dy, dtype)).sum().backward()
+        return {"probabilities": p, "dlogits": zs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def dropout_case(name, shape, rate, seed):
+    """cnn.h draws its masks from its own RNG, so the mask is PyTorch's, stored
+    as the values it multiplies by (0 or 1 / (1 - rate)): y = x * mask and
+    dx = dy * mask for that mask."""
+    fx = Fixture(name)
+    fx.put("config", [rate])
+    x = fx.given("x", shape, -1.0, 1.0)
+    dy = fx.given("dy", shape, -1.0, 1.0)
+    torch.manual_seed(seed)
+    mask = F.dropout(torch.ones(shape), p=rate, training=True)  # PyTorch's inverted-dropout scale
+    assert 0 < int((mask == 0).sum()) < mask.numel()
+    fx.put("mask", mask.numpy())
+
+    def compute(dtype):
+        xs = leaf(x, dtype)
+        torch.manual_seed(seed)
+        y = F.dropout(xs, p=rate, training=True)
+        assert torch.equal(y == 0, mask == 0), "PyTorch drew a different mask"
+        (y * t(dy, dtype)).sum().backward()
+        return {"y": y, "dx": xs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+# ---------------------------------------------------------------- LeNet-5
+
+LENET = [  # name, parameter shape in cnn.h's layout, init limit
+    ("conv1.weight", (6, 1, 5, 5), (6.0 / (25 + 150)) ** 0.5),
+    ("conv1.bias", (6,), 0.1),
+    ("conv2.weight", (16, 6, 5, 5), (6.0 / (150 + 400)) ** 0.5),
+    ("conv2.bias", (16,), 0.1),
+    ("fc1.weight", (400, 120), (6.0 / (400 + 120)) ** 0.5),  # dense: (IN, OUT)
+    ("fc1.bias", (120,), 0.1),
+    ("fc2.weight", (120, 84), (6.0 / (120 + 84)) ** 0.5),
+    ("fc2.bias", (84,), 0.1),
+    ("fc3.weight", (84, 10), (6.0 / (84 + 10)) ** 0.5),
+    ("fc3.bias", (10,), 0.1),
+]
+LENET_BATCH, LENET_STEPS = 8, 3
+
+
+def lenet_params(values, dtype):
+    """Leaf tensors in PyTorch's layout: dense weights transposed to (OUT, IN)."""
+    params = {}
+    for name, _, _ in LENET:
+        v = values[name]
+        if name.startswith("fc") and name.endswith("weight"):
+            v = v.T
+        params[name] = leaf(v, dtype)
+    return params
+
+
+def to_cnn_layout(name, tensor):
+    if name.startswith("fc") and name.endswith("weight"):
+        return tensor.T.contiguous()
+    return tensor
+
+
+def lenet_forward(p, x):
+    h = F.max_pool2d(F.relu(F.conv2d(x, p["conv1.weight"], p["conv1.bias"], padding=2)), 2, 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, p["conv2.weight"], p["conv2.bias"])), 2, 2)
+    h = h.flatten(1)
+    h = F.relu(F.linear(h, p["fc1.weight"], p["fc1.bias"]))
+    h = F.relu(F.linear(h, p["fc2.weight"], p["fc2.bias"]))
+    return F.linear(h, p["fc3.weight"], p["fc3.bias"])
+
+
+def lenet_case():
+    """One file, three tests: gradients on batch 0; then 3 Adam steps and,
+    from the same starting weights, 3 SGD-momentum steps, step t on batch t
+    (three different batches)."""
+    fx = Fixture("lenet5")
+    init = {name: fx.given(name, shape, -limit, limit) for name, shape, limit in LENET}
+    rs = np.random.RandomState(5)
+    batches = []
+    for step in range(LENET_STEPS):
+        x = fx.given("x%d" % step, (LENET_BATCH, 1, 28, 28), 0.0, 1.0)
+        labels = rs.randint(0, 10, size=LENET_BATCH)
+        fx.put("labels%d" % step, labels)
+        batches.append((x, labels))
+
+    def loss_of(p, step, dtype):
+        x, labels = batches[step]
+        xs = leaf(x, dtype)
+        logits = lenet_forward(p, xs)
+        return xs, logits, F.cross_entropy(logits, torch.tensor(labels, dtype=torch.long))
+
+    def gradients(dtype):
+        p = lenet_params(init, dtype)
+        xs, logits, loss = loss_of(p, 0, dtype)
+        loss.backward()
+        out = {"loss": loss.reshape(1), "probabilities": F.softmax(logits.detach(), dim=1), "grad.input": xs.grad}
+        for name, _, _ in LENET:
+            out["grad." + name] = to_cnn_layout(name, p[name].grad)
+        return out
+
+    def trajectory(kind):
+        def compute(dtype):
+            p = lenet_params(init, dtype)
+            if kind == "adam":  # cnn.h's defaults: lr 1e-3, betas .9/.999, eps 1e-7
+                opt = torch.optim.Adam(p.values(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+            else:
+                opt = torch.optim.SGD(p.values(), lr=0.01, momentum=0.9)
+            losses = []
+            for step in range(LENET_STEPS):
+                opt.zero_grad()
+                _, _, loss = loss_of(p, step, dtype)
+                loss.backward()
+                opt.step()
+                losses.append(loss.detach())
+            out = {kind + ".losses": torch.stack(losses)}
+            for name, _, _ in LENET:
+                out[kind + "." + name] = to_cnn_layout(name, p[name].detach())
+            return out
+        return compute
+
+    def compute(dtype):
+        out = gradients(dtype)
+        out.update(trajectory("adam")(dtype))
+        out.update(trajectory("sgd")(dtype))
+        return out
+
+    # The optimiser results are compared as the change from the starting
+    # weights, so check their conditioning the same way.
+    f32 = {k: np32(v) for k, v in compute(torch.float32).items()}
+    f64 = {k: v.detach().numpy() for k, v in compute(torch.float64).items()}
+    cond32, cond64 = {}, {}
+    for key in f32:
+        base = key.split(".", 1)
+        if base[0] in ("adam", "sgd") and base[1] in init:
+            cond32[key] = f32[key].astype(np.float64) - init[base[1]]
+            cond64[key] = f64[key] - init[base[1]]
+        else:
+            cond32[key], cond64[key] = f32[key], f64[key]
+    worst = check_conditioning("lenet5", cond32, cond64, TOL_NET)
+    for key, value in f32.items():
+        fx.put(key, value)
+    size = fx.write()
+    print("%-34s %7d bytes  float32 vs float64: %.2e" % ("lenet5.bin", size, worst))
+    return size
+
+
+# ---------------------------------------------------------------- main
+
+def generator_check():
+    """The first values of one generated tensor, stored as plain values too,
+    so the C test can prove its generator makes the same bits."""
+    fx = Fixture("generator")
+    a = fx.given("sample", (64,), -3.0, 5.0)
+    fx.put("sample_values", a)
+    b = fx.given("unit", (64,), 0.0, 1.0)
+    fx.put("unit_values", b)
+    size = fx.write()
+    print("%-34s %7d bytes" % ("generator.bin", size))
+    return size
+
+
+def main():
+    total = generator_check()
+    total += conv2d_case("conv2d_c1_k3_s1_p1", 2, 1, 6, 7, 3, 3, 1, 1)
+    total += conv2d_case("conv2d_c3_k3_s2_p1", 2, 3, 7, 9, 4, 3, 2, 1)
+    total += conv2d_case("conv2d_c3_k5_s1_p2", 2, 3, 8, 6, 2, 5, 1, 2)
+    total += conv2d_case("conv2d_c1_k5_s1_p0", 2, 1, 9, 7, 4, 5, 1, 0)
+    total += conv2d_case("conv2d_c3_k1_s1_p0", 2, 3, 5, 6, 5, 1, 1, 0)
+    total += conv2d_case("conv2d_c3_k1_s2_p0", 2, 3, 7, 5, 4, 1, 2, 0)
+    total += conv2d_case("conv2d_c1_k3_s2_p0", 2, 1, 9, 7, 3, 3, 2, 0)
+    total += conv2d_case("conv2d_c3_k5_s2_p2", 2, 3, 9, 7, 5, 5, 2, 2)
+    total += conv2d_case("conv2d_c3_k3_s1_p2", 2, 3, 5, 4, 3, 3, 1, 2)
+    # 576 output positions and 150-long windows: crosses cnn.h's 512-column
+    # and 128-deep matrix-multiply panels.
+    total += conv2d_case("conv2d_c6_k5_s1_p2_24x24", 1, 6, 24, 24, 5, 5, 1, 2)
+    total += max_pool_and_avg()
+    total += dense_case("dense_in20_out7", 3, 20, 7)
+    total += dense_case("dense_in130_out9", 5, 130, 9)  # 130 > one 128-deep panel
+    total += activation_case("relu", F.relu, -2.0, 2.0)
+    total += activation_case("leaky_relu_0.3", lambda x: F.leaky_relu(x, 0.3), -2.0, 2.0)
+    total += activation_case("sigmoid", torch.sigmoid, -6.0, 6.0)
+    total += activation_case("tanh", torch.tanh, -3.0, 3.0)
+    total += softmax_cross_entropy_case("softmax_cross_entropy", 5, 7, -3.0, 3.0, 1)
+    total += softmax_cross_entropy_case("softmax_cross_entropy_large_logits", 4, 6, 500.0, 1000.0, 2)
+    total += softmax_backward_case("softmax_backward", 4, 6)
+    total += dropout_case("dropout_0.25", (2, 3, 4, 4), 0.25, 3)
+    total += lenet_case()
+    print("total %d bytes" % total)
+
+
+def max_pool_and_avg():
+    size = pool_case("max_pool_k2_s2", "max", 2, 3, 7, 6, 2, 2)   # odd height: last row dropped
+    size += pool_case("max_pool_k3_s2", "max", 2, 2, 7, 8, 3, 2)  # overlapping; last column dropped
+    size += pool_case("avg_pool_k2_s2", "avg", 2, 3, 7, 6, 2, 2)
+    size += pool_case("avg_pool_k3_s2", "avg", 2, 2, 7, 8, 3, 2)
+    return size
+
+
+if __name__ == "__main__":
+    main()
