@@ -222,6 +222,7 @@ typedef struct cnn_model {
     void *int_memory;
     cnn_rng rng;        /* weight init, dropout masks, shuffling */
     cnn_error error;    /* why the last call on this model failed */
+    cnn_result definition_error;  /* the first failure of init or add, kept */
 } cnn_model;
 
 /* Starts an empty model for inputs of shape (channels, height, width). */
@@ -231,7 +232,9 @@ CNNDEF cnn_result cnn_model_init(cnn_model *model, int channels, int height, int
    cannot fit (a kernel larger than the padded input, a stride that does not
    divide, a dense layer on a non-flat input...) is refused with
    CNN_ERROR_BAD_SHAPE and a message saying why. Layers are added before
-   cnn_model_build. */
+   cnn_model_build. Such errors are sticky: after one, every later add and
+   the build fail with the first error and keep its message, so a model can
+   be described in a row of calls and checked once, at the build. */
 CNNDEF cnn_result cnn_model_add(cnn_model *model, const cnn_layer_desc *desc);
 CNNDEF cnn_result cnn_add_conv2d(cnn_model *model, int filters, int kernel, int stride, int padding);
 CNNDEF cnn_result cnn_add_dense(cnn_model *model, int units);
@@ -1134,7 +1137,7 @@ CNNDEF cnn_result cnn_model_init(cnn_model *model, int channels, int height, int
     cnn_rng_seed(&model->rng, seed);
     model->input.c = channels; model->input.h = height; model->input.w = width;
     if (channels <= 0 || height <= 0 || width <= 0 || cnn_shape_count(model->input) > CNN__MAX_SAMPLE_SIZE)
-        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+        return model->definition_error = cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
                          "input shape (%d, %d, %d) is not valid: every dimension must be at least 1",
                          channels, height, width);
     return CNN_OK;
@@ -1156,7 +1159,7 @@ CNN__PRIVATE long cnn__conv_side(long in, long kernel, long stride, long padding
     return span / stride + 1;
 }
 
-CNNDEF cnn_result cnn_model_add(cnn_model *model, const cnn_layer_desc *desc_in)
+CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *desc_in)
 {
     cnn_layer layer;
     cnn_layer_desc *desc = &layer.desc;
@@ -1262,6 +1265,16 @@ CNNDEF cnn_result cnn_model_add(cnn_model *model, const cnn_layer_desc *desc_in)
     return CNN_OK;
 }
 
+CNNDEF cnn_result cnn_model_add(cnn_model *model, const cnn_layer_desc *desc)
+{
+    cnn_result result;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (model->definition_error != CNN_OK) return model->definition_error;
+    result = cnn__model_add(model, desc);
+    if (result != CNN_OK && !model->memory) model->definition_error = result;
+    return result;
+}
+
 CNN__PRIVATE cnn_result cnn__add(cnn_model *model, cnn_layer_type type, int units, int kernel, int stride,
                                  int padding, float alpha, float rate)
 {
@@ -1274,9 +1287,8 @@ CNN__PRIVATE cnn_result cnn__add(cnn_model *model, cnn_layer_type type, int unit
 
 CNNDEF cnn_result cnn_add_conv2d(cnn_model *model, int filters, int kernel, int stride, int padding)
 {
-    if (stride <= 0 && model) /* 0 would silently mean "default 1" */
-        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "conv2d stride must be >= 1, got %d", stride);
-    return cnn__add(model, CNN_LAYER_CONV2D, filters, kernel, stride, padding, 0.0f, 0.0f);
+    /* stride 0 would silently mean "default 1" in a descriptor; here it is an error */
+    return cnn__add(model, CNN_LAYER_CONV2D, filters, kernel, stride <= 0 ? -1 : stride, padding, 0.0f, 0.0f);
 }
 CNNDEF cnn_result cnn_add_dense(cnn_model *model, int units) { return cnn__add(model, CNN_LAYER_DENSE, units, 0, 0, 0, 0.0f, 0.0f); }
 CNNDEF cnn_result cnn_add_relu(cnn_model *model) { return cnn__add(model, CNN_LAYER_RELU, 0, 0, 0, 0, 0.0f, 0.0f); }
@@ -1289,10 +1301,8 @@ CNNDEF cnn_result cnn_add_dropout(cnn_model *model, float rate) { return cnn__ad
 
 CNN__PRIVATE cnn_result cnn__add_pool(cnn_model *model, cnn_layer_type type, int size, int stride)
 {
-    if ((size <= 0 || stride <= 0) && model) /* 0 would silently mean "default" */
-        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "%s needs size >= 1 and stride >= 1 (got %d, %d)",
-                         cnn_layer_type_name(type), size, stride);
-    return cnn__add(model, type, 0, size, stride, 0, 0.0f, 0.0f);
+    /* 0 would silently mean "default" in a descriptor; here it is an error */
+    return cnn__add(model, type, 0, size <= 0 ? -1 : size, stride <= 0 ? -1 : stride, 0, 0.0f, 0.0f);
 }
 CNNDEF cnn_result cnn_add_max_pool(cnn_model *model, int size, int stride) { return cnn__add_pool(model, CNN_LAYER_MAX_POOL, size, stride); }
 CNNDEF cnn_result cnn_add_avg_pool(cnn_model *model, int size, int stride) { return cnn__add_pool(model, CNN_LAYER_AVG_POOL, size, stride); }
@@ -1350,6 +1360,7 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     int *int_cursor;
     int i, ok = 1;
     if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (model->definition_error != CNN_OK) return model->definition_error; /* model->error says why */
     if (model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is built already");
     if (model->layer_count == 0) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model has no layers");
     if (max_batch <= 0) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "max_batch must be >= 1, got %d", max_batch);
