@@ -552,6 +552,12 @@ CNN__PRIVATE size_t cnn__mul_size(size_t a, size_t b)
     return a * b;
 }
 
+/* 1 for a finite float, 0 for NaN and the infinities (x - x is NaN for those). */
+CNN__PRIVATE int cnn__is_finite(float x)
+{
+    return x - x == 0.0f;
+}
+
 /* Allocates count floats, or NULL when count is 0, overflows or malloc fails. */
 CNN__PRIVATE float *cnn__alloc_floats(size_t count)
 {
@@ -1228,7 +1234,7 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
         break;
     case CNN_LAYER_LEAKY_RELU:
         if (desc->alpha == 0.0f) desc->alpha = 0.3f;
-        if (!(desc->alpha > -FLT_MAX && desc->alpha < FLT_MAX))
+        if (!cnn__is_finite(desc->alpha))
             return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "leaky_relu alpha must be a finite number");
         break;
     case CNN_LAYER_DROPOUT:
@@ -1807,7 +1813,7 @@ CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimiz
     float loss;
     cnn__forward(model, batch, CNN_MODE_TRAIN);
     if ((result = cnn_model_loss(model, labels, &loss, correct)) != CNN_OK) return result;
-    if (!(loss > -FLT_MAX && loss < FLT_MAX))
+    if (!cnn__is_finite(loss))
         return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1, "the loss is %g: training diverged; weights left as before this step",
                          (double)loss);
     cnn_model_zero_grad(model);
@@ -2057,7 +2063,9 @@ CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, FILE *file, const cha
     long long offset = 0;
     cnn_result result;
     cnn_error *error = &model->error;
-    if (fread(buffer, 1, CNN__HEADER_BYTES, file) != CNN__HEADER_BYTES)
+    if (fread(buffer, 1, CNN__HEADER_BYTES, file) != CNN__HEADER_BYTES && ferror(file))
+        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
+    if (file_size < CNN__HEADER_BYTES)
         return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size, "'%s' is too short to be a cnn.h model (%lld bytes)", path, file_size);
     if (memcmp(buffer, cnn__magic, 8) != 0)
         return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s' is not a cnn.h model file (wrong magic bytes)", path);
@@ -2069,8 +2077,11 @@ CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, FILE *file, const cha
         if (cnn__get_u32(buffer + 12 + 4 * i) > 65536u)
             return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12 + 4 * i, "'%s': input dimension %lu is not plausible",
                              path, (unsigned long)cnn__get_u32(buffer + 12 + 4 * i));
-    if (cnn_model_init(model, (int)cnn__get_u32(buffer + 12), (int)cnn__get_u32(buffer + 16), (int)cnn__get_u32(buffer + 20), 0) != CNN_OK)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12, "'%s': %s", path, error->message);
+    if (cnn_model_init(model, (int)cnn__get_u32(buffer + 12), (int)cnn__get_u32(buffer + 16), (int)cnn__get_u32(buffer + 20), 0) != CNN_OK) {
+        char reason[sizeof error->message];
+        memcpy(reason, error->message, sizeof reason);
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12, "'%s': %s", path, reason);
+    }
     layer_count = cnn__get_u32(buffer + 24);
     if (layer_count == 0 || layer_count > CNN_MAX_LAYERS)
         return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 24, "'%s' declares %lu layers (1..%d allowed)", path,
@@ -2143,7 +2154,7 @@ CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_bat
         }
         for (i = 0; i < n; i++) {
             float value = cnn__get_f32(chunk + 4 * i);
-            if (!(value > -FLT_MAX && value < FLT_MAX)) {
+            if (!cnn__is_finite(value)) {
                 result = cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, (long long)(params_at + 4 * (done + i)),
                                    "'%s': parameter %lu is not a finite number", path, (unsigned long)(done + i));
                 break;
@@ -2235,6 +2246,18 @@ CNN__PRIVATE int cnn__read_number(cnn__reader *reader, int *c, long *value)
 CNN__PRIVATE void cnn__skip_line(cnn__reader *reader, int *c)
 {
     while (*c != '\n' && *c != CNN__EOF) *c = cnn__read_byte(reader);
+}
+
+/* Reads the first byte of a text file into *c, skipping a UTF-8 byte-order
+   mark (EF BB BF), which some editors put at the start of CSV files. */
+CNN__PRIVATE void cnn__first_byte(cnn__reader *reader, int *c)
+{
+    *c = cnn__read_byte(reader);
+    if (*c == 0xEF && reader->length >= 3 && reader->buffer[1] == 0xBB && reader->buffer[2] == 0xBF) {
+        cnn__read_byte(reader);
+        cnn__read_byte(reader);
+        *c = cnn__read_byte(reader);
+    }
 }
 
 /* Starts an empty dataset; returns CNN_OK unless the arguments are wrong. */
@@ -2334,7 +2357,7 @@ CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, c
     }
 
     /* second pass: parse */
-    c = cnn__read_byte(&reader);
+    cnn__first_byte(&reader, &c);
     while (c != CNN__EOF && rows < capacity && result == CNN_OK) {
         float *image = dataset->images.data + (size_t)rows * (size_t)pixels;
         long field = 0, value;
@@ -2526,7 +2549,7 @@ CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path)
     cnn__clear_error(&map->error);
     memset(seen, 0, sizeof seen);
     if ((result = cnn__open_reader(&reader, path, &map->error)) != CNN_OK) return result;
-    c = cnn__read_byte(&reader);
+    cnn__first_byte(&reader, &c);
     while (c != CNN__EOF && result == CNN_OK) {
         int has_label = cnn__read_number(&reader, &c, &label);
         if (!has_label && (c == '\n' || c == '\r' || c == CNN__EOF)) {
@@ -2562,7 +2585,7 @@ CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path)
 
 CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label)
 {
-    if (!map || label < 0 || label >= map->count) return '?';
+    if (!map || label < 0 || label >= map->count || label >= CNN_MAX_CLASSES) return '?';
     return map->codes[label];
 }
 
