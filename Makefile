@@ -12,7 +12,7 @@ BUILD ?= build
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 TESTS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 
-.PHONY: all test demo clean
+.PHONY: all test demo fixtures clean
 all: $(EXAMPLES) $(TESTS)
 
 $(BUILD)/%: examples/%.c cnn.h
@@ -22,6 +22,11 @@ $(BUILD)/%: examples/%.c cnn.h
 $(BUILD)/tests/%: tests/%.c tests/test.h cnn.h
 	@mkdir -p $(@D)
 	$(CC) -std=c99 $(WARNINGS) $(CFLAGS) $< -o $@ -lm
+
+# the thread test is built with OpenMP: 1 and 2 threads must train identically
+$(BUILD)/tests/test_threads: tests/test_threads.c tests/test.h cnn.h
+	@mkdir -p $(@D)
+	$(CC) -std=c99 $(WARNINGS) $(CFLAGS) -fopenmp $< -o $@ -lm
 
 # Compile checks: cnn.h as C99 and as C++11 under -Werror, under CNN_STATIC,
 # and two translation units (one with CNN_IMPLEMENTATION) linked together.
@@ -36,6 +41,9 @@ $(BUILD)/compile-checks.txt: cnn.h tests/compile/impl.c tests/compile/user.c
 	@rm -f $@.tmp
 	$(call compile_check,c99_werror,$(CC) -std=c99 $(STRICT) -DCOMPILE_CHECK_MAIN tests/compile/impl.c -o $(BUILD)/checks/c99 -lm)
 	$(call compile_check,cxx11_werror,$(CXX) -std=c++11 $(STRICT) -x c++ -DCOMPILE_CHECK_MAIN tests/compile/impl.c -o $(BUILD)/checks/cxx11 -lm)
+	$(call compile_check,clang_c99_werror,clang -std=c99 $(STRICT) -DCOMPILE_CHECK_MAIN tests/compile/impl.c -o $(BUILD)/checks/clang -lm)
+	$(call compile_check,clang_cxx11_werror,clang++ -std=c++11 $(STRICT) -x c++ -DCOMPILE_CHECK_MAIN tests/compile/impl.c -o $(BUILD)/checks/clangxx -lm)
+	$(call compile_check,openmp_werror,$(CC) -std=c99 $(STRICT) -fopenmp -DCOMPILE_CHECK_MAIN tests/compile/impl.c -o $(BUILD)/checks/openmp -lm)
 	$(call compile_check,static_werror,$(CC) -std=c99 $(STRICT) -DCNN_STATIC -DCOMPILE_CHECK_MAIN tests/compile/impl.c -o $(BUILD)/checks/static -lm)
 	$(call compile_check,two_units_link,$(CC) -std=c99 $(STRICT) tests/compile/impl.c tests/compile/user.c -o $(BUILD)/checks/two_units -lm && $(BUILD)/checks/two_units)
 	$(call compile_check,two_units_link_cxx,$(CXX) -std=c++11 $(STRICT) -x c++ tests/compile/impl.c tests/compile/user.c -o $(BUILD)/checks/two_units_cxx -lm && $(BUILD)/checks/two_units_cxx)
@@ -67,6 +75,11 @@ else
 	  --test-idx $(BUILD)/fashion-mnist/t10k-images-idx3-ubyte $(BUILD)/fashion-mnist/t10k-labels-idx1-ubyte \
 	  --model $(BUILD)/lenet5.cnn $(DEMO_ARGS)
 endif
+
+# Regenerates the PyTorch reference values that tests/test_reference.c checks
+# (needs Debian's python3-torch; the tests themselves do not).
+fixtures:
+	/usr/bin/python3 tests/reference/gen.py
 
 clean:
 	rm -rf $(BUILD)

@@ -216,7 +216,10 @@ typedef struct cnn_model {
     cnn_mode mode;      /* mode of the last forward pass */
     cnn_tensor activations[CNN_MAX_LAYERS + 1];  /* [0] input, [i+1] layer i output */
     cnn_tensor activation_grads[CNN_MAX_LAYERS + 1];
-    float *scratch;     /* im2col and transpose workspace */
+    float *scratch;     /* working memory of conv2d and dense: a shared part,
+                           then one part per thread */
+    size_t scratch_shared, scratch_per_thread;  /* sizes of those parts, in floats */
+    int threads;        /* worker threads (OpenMP), fixed at build; 1 without OpenMP */
     int *labels;        /* (max_batch) labels of the batch being trained */
     void *memory;       /* the blocks above live in these allocations */
     void *int_memory;
@@ -249,7 +252,9 @@ CNNDEF cnn_result cnn_add_dropout(cnn_model *model, float rate);
 CNNDEF cnn_result cnn_add_softmax(cnn_model *model);
 
 /* Allocates parameters, gradients and activations for batches of up to
-   max_batch samples, and initialises the weights from the model's RNG. */
+   max_batch samples, and initialises the weights from the model's RNG.
+   Built with OpenMP (-fopenmp), the model uses omp_get_max_threads() threads
+   as at this call; results are bit-identical for any number of threads. */
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch);
 CNNDEF void cnn_model_free(cnn_model *model);
 
@@ -448,6 +453,32 @@ CNNDEF cnn_result cnn_model_evaluate(cnn_model *model, const cnn_dataset *datase
 
 #define CNN__PI 3.14159265358979323846
 
+/* The hot loops are compiled twice on x86-64 with GCC or clang: once for the
+   baseline (SSE2) and once for AVX2, and the loader picks the one the CPU
+   runs (function multi-versioning). AVX2 here means wider vectors only, never
+   fused multiply-add, so both versions round every operation the same way
+   and give bit-identical results. Define CNN_NO_CLONES to build one version. */
+#if !defined(CNN_NO_CLONES) && defined(__x86_64__) && defined(__linux__) && \
+    ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8) || (defined(__clang__) && __clang_major__ >= 14))
+#define CNN__HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define CNN__HOT
+#endif
+
+/* Threads, when compiled with OpenMP. Work is split so that every sum is
+   still added in one fixed order: results do not depend on the number of
+   threads. CNN__PARALLEL_FOR uses a variable named threads from its scope. */
+#ifdef _OPENMP
+#include <omp.h>
+#define CNN__PARALLEL_FOR _Pragma("omp parallel for num_threads(threads) schedule(static)")
+#define CNN__THREAD_ID() omp_get_thread_num()
+#define CNN__MAX_THREADS() omp_get_max_threads()
+#else
+#define CNN__PARALLEL_FOR (void)threads;
+#define CNN__THREAD_ID() 0
+#define CNN__MAX_THREADS() 1
+#endif
+
 /* Shape legend used in the comments below:
      N   batch size               C, H, W     input channels, height, width
      OC  output channels          OH, OW      output height, width
@@ -624,43 +655,56 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
    depend on them. */
 enum { CNN__TILE_ROWS = 4, CNN__TILE_COLS = 16 };
 
-CNN__PRIVATE void cnn__gemm(int M, int N, int K, const float *A, int lda,
-                            const float *B, int ldb, float *C, int ldc)
+/* Rows i .. i+3 of C (fewer at the bottom edge), every column. (Plain
+   static: clang refuses target_clones together with the unused attribute,
+   and cnn__gemm always uses this function.) */
+CNN__HOT static void cnn__gemm_rows(int i, int M, int N, int K, const float *A, int lda,
+                                          const float *B, int ldb, float *C, int ldc)
 {
-    int i, j, k, r, c;
-    for (i = 0; i < M; i += CNN__TILE_ROWS) {
-        const int rows = M - i < CNN__TILE_ROWS ? M - i : CNN__TILE_ROWS;
-        for (j = 0; j < N; j += CNN__TILE_COLS) {
-            const int cols = N - j < CNN__TILE_COLS ? N - j : CNN__TILE_COLS;
-            float acc[CNN__TILE_ROWS][CNN__TILE_COLS];
-            memset(acc, 0, sizeof acc);
-            if (cols == CNN__TILE_COLS) {
-                /* a short last tile of rows repeats its first row and drops the copies */
-                const float *a0 = A + (size_t)i * lda;
-                const float *a1 = rows > 1 ? a0 + lda : a0, *a2 = rows > 2 ? a0 + 2 * (size_t)lda : a0;
-                const float *a3 = rows > 3 ? a0 + 3 * (size_t)lda : a0;
-                for (k = 0; k < K; k++) {
-                    const float *CNN__RESTRICT b = B + (size_t)k * ldb + j;
-                    for (c = 0; c < CNN__TILE_COLS; c++) {
-                        acc[0][c] += a0[k] * b[c];
-                        acc[1][c] += a1[k] * b[c];
-                        acc[2][c] += a2[k] * b[c];
-                        acc[3][c] += a3[k] * b[c];
-                    }
-                }
-            } else {
-                for (k = 0; k < K; k++) {
-                    const float *b = B + (size_t)k * ldb + j;
-                    for (r = 0; r < rows; r++) {
-                        const float a = A[(size_t)(i + r) * lda + k];
-                        for (c = 0; c < cols; c++) acc[r][c] += a * b[c];
-                    }
+    const int rows = M - i < CNN__TILE_ROWS ? M - i : CNN__TILE_ROWS;
+    int j, k, r, c;
+    for (j = 0; j < N; j += CNN__TILE_COLS) {
+        const int cols = N - j < CNN__TILE_COLS ? N - j : CNN__TILE_COLS;
+        float acc[CNN__TILE_ROWS][CNN__TILE_COLS];
+        memset(acc, 0, sizeof acc);
+        if (cols == CNN__TILE_COLS) {
+            /* a short last tile of rows repeats its first row and drops the copies */
+            const float *a0 = A + (size_t)i * lda;
+            const float *a1 = rows > 1 ? a0 + lda : a0, *a2 = rows > 2 ? a0 + 2 * (size_t)lda : a0;
+            const float *a3 = rows > 3 ? a0 + 3 * (size_t)lda : a0;
+            for (k = 0; k < K; k++) {
+                const float *CNN__RESTRICT b = B + (size_t)k * ldb + j;
+                for (c = 0; c < CNN__TILE_COLS; c++) {
+                    acc[0][c] += a0[k] * b[c];
+                    acc[1][c] += a1[k] * b[c];
+                    acc[2][c] += a2[k] * b[c];
+                    acc[3][c] += a3[k] * b[c];
                 }
             }
-            for (r = 0; r < rows; r++)
-                for (c = 0; c < cols; c++) C[(size_t)(i + r) * ldc + j + c] += acc[r][c];
+        } else {
+            for (k = 0; k < K; k++) {
+                const float *b = B + (size_t)k * ldb + j;
+                for (r = 0; r < rows; r++) {
+                    const float a = A[(size_t)(i + r) * lda + k];
+                    for (c = 0; c < cols; c++) acc[r][c] += a * b[c];
+                }
+            }
         }
+        for (r = 0; r < rows; r++)
+            for (c = 0; c < cols; c++) C[(size_t)(i + r) * ldc + j + c] += acc[r][c];
     }
+}
+
+/* The same, with the tiles of rows shared among threads (each tile is
+   computed whole by one thread, so the sums do not change). */
+CNN__PRIVATE void cnn__gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                            float *C, int ldc, int threads)
+{
+    int tile;
+    const int tiles = (M + CNN__TILE_ROWS - 1) / CNN__TILE_ROWS;
+    if ((double)M * N * K < 65536.0) threads = 1; /* too little work to share */
+    CNN__PARALLEL_FOR
+    for (tile = 0; tile < tiles; tile++) cnn__gemm_rows(tile * CNN__TILE_ROWS, M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 /* out (cols x rows) = in (rows x cols) transposed. */
@@ -808,61 +852,104 @@ CNN__PRIVATE void cnn__col2im(const cnn_layer *layer, const float *dcol, float *
             }
 }
 
-/* Floats of scratch the fast conv2d needs: w^T, col, col^T and dcol. */
-CNN__PRIVATE size_t cnn__conv2d_scratch(const cnn_layer *layer)
+/* Working memory of the fast conv2d and dense layers, one block cut in two:
+   shared (one layer at a time: transposed weights, per-chunk gradient sums)
+   and one slice of per_thread floats for each thread (im2col buffers). */
+typedef struct cnn__workspace {
+    float *shared;
+    float *per_thread;
+    size_t per_thread_size;
+    int threads;
+} cnn__workspace;
+
+/* Samples are taken in fixed chunks of this many for the weight gradient of
+   conv2d: each chunk sums its samples into a partial of its own, in any
+   thread, and the partials are added in chunk order. The result is the same
+   for any number of threads. */
+#define CNN__CHUNK 8
+
+/* Floats of workspace conv2d needs: shared w^T and the chunk partials;
+   per thread col, col^T and dcol. */
+CNN__PRIVATE size_t cnn__conv2d_shared(const cnn_layer *layer, int max_batch)
 {
     size_t window = (size_t)layer->in.c * layer->desc.kernel * layer->desc.kernel;
-    size_t positions = (size_t)layer->out.h * layer->out.w;
-    return window * layer->out.c + 3 * window * positions;
+    size_t chunks = ((size_t)max_batch + CNN__CHUNK - 1) / CNN__CHUNK;
+    return window * layer->out.c + chunks * (layer->weight_count + layer->bias_count);
 }
 
-/* Fast forward: per sample, y (OC, OH*OW) = b + w (OC, C*K*K) @ col. */
-CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float *x, float *y, float *scratch)
+CNN__PRIVATE size_t cnn__conv2d_per_thread(const cnn_layer *layer)
+{
+    size_t window = (size_t)layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    return 3 * window * (size_t)layer->out.h * layer->out.w;
+}
+
+/* Fast forward: per sample, y (OC, OH*OW) = b + w (OC, C*K*K) @ col.
+   Samples are independent, so threads take whole samples. */
+CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float *x, float *y, const cnn__workspace *work)
 {
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
     const int positions = layer->out.h * layer->out.w;
     const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
-    float *col = scratch;
-    int n, o, p;
+    const int threads = work->threads;
+    int n;
+    CNN__PARALLEL_FOR
     for (n = 0; n < N; n++) {
+        float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID();
         float *out = y + (size_t)n * out_size;
+        int o, p;
         cnn__im2col(layer, x + (size_t)n * in_size, col);
         for (o = 0; o < OC; o++)
             for (p = 0; p < positions; p++) out[(size_t)o * positions + p] = layer->bias[o];
-        cnn__gemm(OC, positions, window, layer->weight, window, col, positions, out, positions);
+        cnn__gemm(OC, positions, window, layer->weight, window, col, positions, out, positions, 1);
     }
 }
 
 /* Fast backward, per sample:
    db += row sums of dy (OC, OH*OW); dw (OC, C*K*K) += dy @ col^T;
    dcol (C*K*K, OH*OW) = w^T @ dy; dx = col2im(dcol). dx may be NULL when
-   nobody needs it (the first layer in training), which skips the last two. */
+   nobody needs it (the first layer in training), which skips the last two.
+   Threads take whole chunks of samples (see CNN__CHUNK). */
 CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
-                                       float *dx, float *scratch)
+                                       float *dx, const cnn__workspace *work)
 {
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
     const int positions = layer->out.h * layer->out.w;
     const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
-    float *weight_t = scratch;                                    /* (C*K*K, OC) */
-    float *col = weight_t + (size_t)window * OC;                  /* (C*K*K, OH*OW) */
-    float *col_t = col + (size_t)window * positions;              /* (OH*OW, C*K*K) */
-    float *dcol = col_t + (size_t)window * positions;             /* (C*K*K, OH*OW) */
-    int n, o, p;
+    const size_t partial_size = layer->weight_count + layer->bias_count;
+    const int chunks = (N + CNN__CHUNK - 1) / CNN__CHUNK, threads = work->threads;
+    float *weight_t = work->shared;                               /* (C*K*K, OC) */
+    float *partials = weight_t + (size_t)window * OC;             /* (chunks, OC*C*K*K + OC) */
+    int chunk;
+    size_t i;
     cnn__transpose(layer->weight, OC, window, weight_t);
-    for (n = 0; n < N; n++) {
-        const float *grad = dy + (size_t)n * out_size;
-        for (o = 0; o < OC; o++) {
-            float sum = 0.0f;
-            for (p = 0; p < positions; p++) sum += grad[(size_t)o * positions + p];
-            layer->bias_grad[o] += sum;
+    memset(partials, 0, (size_t)chunks * partial_size * sizeof(float));
+    CNN__PARALLEL_FOR
+    for (chunk = 0; chunk < chunks; chunk++) {
+        float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* (C*K*K, OH*OW) */
+        float *col_t = col + (size_t)window * positions;                                   /* (OH*OW, C*K*K) */
+        float *dcol = col_t + (size_t)window * positions;                                  /* (C*K*K, OH*OW) */
+        float *weight_grad = partials + (size_t)chunk * partial_size, *bias_grad = weight_grad + layer->weight_count;
+        int n, o, p, last = (chunk + 1) * CNN__CHUNK < N ? (chunk + 1) * CNN__CHUNK : N;
+        for (n = chunk * CNN__CHUNK; n < last; n++) {
+            const float *grad = dy + (size_t)n * out_size;
+            for (o = 0; o < OC; o++) {
+                float sum = 0.0f;
+                for (p = 0; p < positions; p++) sum += grad[(size_t)o * positions + p];
+                bias_grad[o] += sum;
+            }
+            cnn__im2col(layer, x + (size_t)n * in_size, col);
+            cnn__transpose(col, window, positions, col_t);
+            cnn__gemm(OC, window, positions, grad, positions, col_t, window, weight_grad, window, 1);
+            if (!dx) continue;
+            memset(dcol, 0, (size_t)window * positions * sizeof(float));
+            cnn__gemm(window, positions, OC, weight_t, OC, grad, positions, dcol, positions, 1);
+            cnn__col2im(layer, dcol, dx + (size_t)n * in_size);
         }
-        cnn__im2col(layer, x + (size_t)n * in_size, col);
-        cnn__transpose(col, window, positions, col_t);
-        cnn__gemm(OC, window, positions, grad, positions, col_t, window, layer->weight_grad, window);
-        if (!dx) continue;
-        memset(dcol, 0, (size_t)window * positions * sizeof(float));
-        cnn__gemm(window, positions, OC, weight_t, OC, grad, positions, dcol, positions);
-        cnn__col2im(layer, dcol, dx + (size_t)n * in_size);
+    }
+    for (chunk = 0; chunk < chunks; chunk++) {
+        const float *partial = partials + (size_t)chunk * partial_size;
+        for (i = 0; i < layer->weight_count; i++) layer->weight_grad[i] += partial[i];
+        for (i = 0; i < layer->bias_count; i++) layer->bias_grad[i] += partial[layer->weight_count + i];
     }
 }
 
@@ -871,38 +958,39 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
    y[n,o] = b[o] + sum_i x[n,i] * w[i,o]      x (N, IN), w (IN, OUT), y (N, OUT)
    w is stored (IN, OUT), as Keras does, so the forward pass is x @ w with
    no transpose; PyTorch's nn.Linear keeps the transpose, (OUT, IN). */
-CNN__PRIVATE size_t cnn__dense_scratch(const cnn_layer *layer, int max_batch)
+/* Floats of shared workspace dense needs: x^T and w^T. */
+CNN__PRIVATE size_t cnn__dense_shared(const cnn_layer *layer, int max_batch)
 {
     size_t inputs = cnn_shape_count(layer->in), outputs = cnn_shape_count(layer->out);
     return inputs * (size_t)max_batch + inputs * outputs;
 }
 
-CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float *x, float *y)
+CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float *x, float *y, const cnn__workspace *work)
 {
     const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
     int n, o;
     for (n = 0; n < N; n++)
         for (o = 0; o < OUT; o++) y[(size_t)n * OUT + o] = layer->bias[o];
-    cnn__gemm(N, OUT, IN, x, IN, layer->weight, OUT, y, OUT);
+    cnn__gemm(N, OUT, IN, x, IN, layer->weight, OUT, y, OUT, work->threads);
 }
 
 /* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T
    (dx may be NULL when nobody needs it) */
 CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
-                                      float *dx, float *scratch)
+                                      float *dx, const cnn__workspace *work)
 {
     const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
-    float *x_t = scratch;                         /* (IN, N) */
-    float *weight_t = scratch + (size_t)IN * N;   /* (OUT, IN) */
+    float *x_t = work->shared;                          /* (IN, N) */
+    float *weight_t = work->shared + (size_t)IN * N;    /* (OUT, IN) */
     int n, o;
     for (n = 0; n < N; n++)
         for (o = 0; o < OUT; o++) layer->bias_grad[o] += dy[(size_t)n * OUT + o];
     cnn__transpose(x, N, IN, x_t);
-    cnn__gemm(IN, OUT, N, x_t, N, dy, OUT, layer->weight_grad, OUT);
+    cnn__gemm(IN, OUT, N, x_t, N, dy, OUT, layer->weight_grad, OUT, work->threads);
     if (!dx) return;
     cnn__transpose(layer->weight, IN, OUT, weight_t);
     memset(dx, 0, (size_t)N * IN * sizeof(float));
-    cnn__gemm(N, IN, OUT, dy, OUT, weight_t, IN, dx, IN);
+    cnn__gemm(N, IN, OUT, dy, OUT, weight_t, IN, dx, IN, work->threads);
 }
 
 /* ---------------------------------------------------------------- activations
@@ -1360,7 +1448,7 @@ CNN__PRIVATE int cnn__add_size(size_t *total, size_t b)
 
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
 {
-    size_t floats = 0, ints = 0, scratch = 0, batch = (size_t)max_batch;
+    size_t floats = 0, ints = 0, shared = 0, per_thread = 0, batch = (size_t)max_batch;
     size_t sizes[CNN_MAX_LAYERS + 1];
     float *cursor;
     int *int_cursor;
@@ -1377,16 +1465,22 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, sizes[0])));
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
-        size_t need = 0;
+        size_t need = 0, need_per_thread = 0;
         sizes[i + 1] = cnn_shape_count(layer->out);
         ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, sizes[i + 1])));
         if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
         if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_size(&ints, cnn__mul_size(batch, sizes[i + 1]));
-        if (layer->desc.type == CNN_LAYER_CONV2D) need = cnn__conv2d_scratch(layer);
-        if (layer->desc.type == CNN_LAYER_DENSE) need = cnn__dense_scratch(layer, max_batch);
-        if (need > scratch) scratch = need;
+        if (layer->desc.type == CNN_LAYER_CONV2D) {
+            need = cnn__conv2d_shared(layer, max_batch);
+            need_per_thread = cnn__conv2d_per_thread(layer);
+        }
+        if (layer->desc.type == CNN_LAYER_DENSE) need = cnn__dense_shared(layer, max_batch);
+        if (need > shared) shared = need;
+        if (need_per_thread > per_thread) per_thread = need_per_thread;
     }
-    ok &= cnn__add_size(&floats, scratch);
+    model->threads = CNN__MAX_THREADS() < 1 ? 1 : CNN__MAX_THREADS() > 256 ? 256 : CNN__MAX_THREADS();
+    ok &= cnn__add_size(&floats, shared);
+    ok &= cnn__add_size(&floats, cnn__mul_size(per_thread, (size_t)model->threads));
     ok &= cnn__add_size(&ints, batch);
     if (!ok || cnn__mul_size(floats, sizeof(float)) == 0 || cnn__mul_size(ints, sizeof(int)) == 0)
         return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "the model is too large for this machine's address space");
@@ -1428,6 +1522,8 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
         if (layer->weight_count) cnn__init_weights(layer, &model->rng);
     }
     model->scratch = cursor;
+    model->scratch_shared = shared;
+    model->scratch_per_thread = per_thread;
     model->max_batch = max_batch;
     model->batch = 0;
     return CNN_OK;
@@ -1511,9 +1607,20 @@ CNN__PRIVATE cnn_result cnn__check_batch(cnn_model *model, int batch)
     return CNN_OK;
 }
 
+CNN__PRIVATE cnn__workspace cnn__model_workspace(const cnn_model *model)
+{
+    cnn__workspace work;
+    work.shared = model->scratch;
+    work.per_thread = model->scratch + model->scratch_shared;
+    work.per_thread_size = model->scratch_per_thread;
+    work.threads = model->threads;
+    return work;
+}
+
 /* Runs every layer on the batch already in activations[0]. */
 CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
 {
+    const cnn__workspace work = cnn__model_workspace(model);
     int i;
     model->batch = N;
     model->mode = mode;
@@ -1524,8 +1631,8 @@ CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
         float *y = model->activations[i + 1].data;
         size_t count = (size_t)N * cnn_shape_count(layer->out);
         switch (layer->desc.type) {
-        case CNN_LAYER_CONV2D: cnn__conv2d_forward(layer, N, x, y, model->scratch); break;
-        case CNN_LAYER_DENSE: cnn__dense_forward(layer, N, x, y); break;
+        case CNN_LAYER_CONV2D: cnn__conv2d_forward(layer, N, x, y, &work); break;
+        case CNN_LAYER_DENSE: cnn__dense_forward(layer, N, x, y, &work); break;
         case CNN_LAYER_RELU: cnn__relu_forward(count, x, y); break;
         case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward(count, layer->desc.alpha, x, y); break;
         case CNN_LAYER_SIGMOID: cnn__sigmoid_forward(count, x, y); break;
@@ -1553,6 +1660,7 @@ CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
    first conv2d or dense layer skips that product. */
 CNN__PRIVATE void cnn__backward(cnn_model *model, int last, int want_input_grad)
 {
+    const cnn__workspace work = cnn__model_workspace(model);
     const int N = model->batch;
     int i;
     for (i = last - 1; i >= 0; i--) {
@@ -1562,8 +1670,8 @@ CNN__PRIVATE void cnn__backward(cnn_model *model, int last, int want_input_grad)
         float *dx = model->activation_grads[i].data;
         size_t count = (size_t)N * cnn_shape_count(layer->out);
         switch (layer->desc.type) {
-        case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, i || want_input_grad ? dx : NULL, model->scratch); break;
-        case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, i || want_input_grad ? dx : NULL, model->scratch); break;
+        case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, i || want_input_grad ? dx : NULL, &work); break;
+        case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, i || want_input_grad ? dx : NULL, &work); break;
         case CNN_LAYER_RELU: cnn__relu_backward(count, x, dy, dx); break;
         case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(count, layer->desc.alpha, x, dy, dx); break;
         case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(count, y, dy, dx); break;

@@ -226,13 +226,21 @@ def dense_case(name, n, inputs, outputs):
     return run_case(fx, compute, TOL_LAYER)
 
 
-def pool_case(name, kind, n, c, h, w, k, s):
+def pool_case(name, kind, n, c, h, w, k, s, ties=False):
+    """ties: inputs rounded to multiples of 0.5, so that most windows hold
+    equal maxima; PyTorch (and cnn.h) send the gradient to the first, in
+    row-major order."""
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
     fx = Fixture(name)
     fx.put("config", [k, s])
-    x = fx.given("x", (n, c, h, w), -1.0, 1.0)
+    if ties:
+        raw = generate(zlib.crc32((name + "/x").encode()), n * c * h * w, -1.25, 1.25)
+        x = (np.round(raw * 2.0) / 2.0).astype(np.float32).reshape(n, c, h, w)
+        fx.put("x", x)
+    else:
+        x = fx.given("x", (n, c, h, w), -1.0, 1.0)
     dy = fx.given("dy", (n, c, oh, ow), -1.0, 1.0)
-    if kind == "max":  # no ties inside a window: which one wins would be a convention, not math
+    if kind == "max" and not ties:  # no ties inside a window: which one wins is a convention
         win = torch.tensor(x.astype(np.float64)).unfold(2, k, s).unfold(3, k, s).reshape(n, c, oh, ow, k * k)
         top = win.topk(2, dim=-1).values
         assert float((top[..., 0] - top[..., 1]).min()) > 1e-3, name + ": tie in a max-pool window"
@@ -250,11 +258,19 @@ def pool_case(name, kind, n, c, h, w, k, s):
     return run_case(fx, compute, TOL_LAYER)
 
 
-def activation_case(name, fn, lo, hi, shape=(2, 3, 4, 5)):
+def activation_case(name, fn, lo, hi, shape=(2, 3, 4, 5), zeros=False):
+    """zeros: every third input exactly 0, where ReLU's derivative is a
+    convention (PyTorch: 0 for ReLU, alpha for LeakyReLU)."""
     fx = Fixture(name)
-    x = fx.given("x", shape, lo, hi)
+    if zeros:
+        x = generate(zlib.crc32((name + "/x").encode()), int(np.prod(shape)), lo, hi)
+        x[::3] = 0.0
+        x = x.reshape(shape)
+        fx.put("x", x)
+    else:
+        x = fx.given("x", shape, lo, hi)
+        assert float(np.min(np.abs(x))) > 1e-3, name + ": an input at the kink"
     dy = fx.given("dy", shape, -1.0, 1.0)
-    assert float(np.min(np.abs(x))) > 1e-3, name + ": an input at the kink"
 
     def compute(dtype):
         xs = leaf(x, dtype)
@@ -516,6 +532,8 @@ def main():
     total += dense_case("dense_in130_out9", 5, 130, 9)  # 130 > one 128-deep panel
     total += activation_case("relu", F.relu, -2.0, 2.0)
     total += activation_case("leaky_relu_0.3", lambda x: F.leaky_relu(x, 0.3), -2.0, 2.0)
+    total += activation_case("relu_zeros", F.relu, -2.0, 2.0, zeros=True)
+    total += activation_case("leaky_relu_0.3_zeros", lambda x: F.leaky_relu(x, 0.3), -2.0, 2.0, zeros=True)
     total += activation_case("sigmoid", torch.sigmoid, -6.0, 6.0)
     total += activation_case("tanh", torch.tanh, -3.0, 3.0)
     total += softmax_cross_entropy_case("softmax_cross_entropy", 5, 7, -3.0, 3.0, 1)
@@ -533,6 +551,8 @@ def main():
 def max_pool_and_avg():
     size = pool_case("max_pool_k2_s2", "max", 2, 3, 7, 6, 2, 2)   # odd height: last row dropped
     size += pool_case("max_pool_k3_s2", "max", 2, 2, 7, 8, 3, 2)  # overlapping; last column dropped
+    size += pool_case("max_pool_k2_s2_ties", "max", 2, 3, 6, 6, 2, 2, ties=True)
+    size += pool_case("max_pool_k3_s2_ties", "max", 1, 2, 7, 7, 3, 2, ties=True)
     size += pool_case("avg_pool_k2_s2", "avg", 2, 3, 7, 6, 2, 2)
     size += pool_case("avg_pool_k3_s2", "avg", 2, 2, 7, 8, 3, 2)
     return size

@@ -1,0 +1,73 @@
+/* test_threads.c - built with -fopenmp (see the Makefile): the same training
+   with 1 and with 2 threads gives bit-identical weights, because every sum
+   is added in one fixed order whatever the number of threads. */
+#define CNN_IMPLEMENTATION
+#include "../cnn.h"
+#include "test.h"
+
+/* Trains a conv net (conv, leaky ReLU, max-pool, dropout, dense) for a few
+   steps with the given number of threads and returns its parameters. */
+static float *train_with_threads(int threads, size_t *count)
+{
+    cnn_model model;
+    cnn_optimizer adam;
+    cnn_dataset data;
+    cnn_fit_desc fit;
+    cnn_rng rng;
+    float *params = NULL;
+    size_t i;
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    memset(&data, 0, sizeof data);
+    cnn_rng_seed(&rng, 99);
+    cnn_tensor_alloc(&data.images, 100, 1, 12, 12);
+    data.labels = (int *)malloc(100 * sizeof(int));
+    for (i = 0; i < cnn_tensor_count(&data.images); i++) data.images.data[i] = cnn_rng_uniform(&rng);
+    for (i = 0; i < 100; i++) data.labels[i] = (int)cnn_rng_below(&rng, 5);
+    data.count = 100;
+    data.num_classes = 5;
+    if (cnn_model_init(&model, 1, 12, 12, 7) == CNN_OK && cnn_add_conv2d(&model, 8, 3, 1, 1) == CNN_OK &&
+        cnn_add_leaky_relu(&model, 0.3f) == CNN_OK && cnn_add_conv2d(&model, 8, 3, 1, 1) == CNN_OK &&
+        cnn_add_relu(&model) == CNN_OK && cnn_add_max_pool(&model, 2, 2) == CNN_OK && cnn_add_dropout(&model, 0.25f) == CNN_OK &&
+        cnn_add_flatten(&model) == CNN_OK && cnn_add_dense(&model, 32) == CNN_OK && cnn_add_relu(&model) == CNN_OK &&
+        cnn_add_dense(&model, 5) == CNN_OK && cnn_add_softmax(&model) == CNN_OK && cnn_model_build(&model, 40) == CNN_OK &&
+        cnn_optimizer_init(&adam, &model, NULL) == CNN_OK) {
+        CHECK(model.threads == threads, "model uses %d threads, asked for %d", model.threads, threads);
+        memset(&fit, 0, sizeof fit);
+        fit.epochs = 2; /* 100 samples in batches of 40: full and partial batches */
+        CHECK(cnn_model_fit(&model, &adam, &data, &fit) == CNN_OK, "fit: %s", model.error.message);
+        params = (float *)malloc(model.param_count * sizeof(float));
+        memcpy(params, model.params, model.param_count * sizeof(float));
+        *count = model.param_count;
+        cnn_optimizer_free(&adam);
+    } else {
+        CHECK(0, "build: %s", model.error.message);
+    }
+    cnn_model_free(&model);
+    cnn_dataset_free(&data);
+    return params;
+}
+
+TEST(one_and_two_threads_train_identically)
+{
+    size_t count1 = 0, count2 = 0;
+    float *one = train_with_threads(1, &count1);
+    float *two = train_with_threads(2, &count2);
+#ifndef _OPENMP
+    printf("    built without OpenMP: both runs used one thread\n");
+#endif
+    CHECK(one && two && count1 == count2, "both trained");
+    if (one && two && count1 == count2)
+        CHECK(memcmp(one, two, count1 * sizeof(float)) == 0, "weights differ by up to %g", test_max_abs_diff(one, two, count1));
+    free(one);
+    free(two);
+}
+
+int main(void)
+{
+    RUN(one_and_two_threads_train_identically);
+    return test_report();
+}
