@@ -54,6 +54,14 @@
      CNN_ASSERT(x)            your assert; it only guards the library's own
                               invariants, never your input
      CNN_MAX_LAYERS           most layers in one model (default 64)
+     CNN_NO_CLONES            compile the hot loops once only; by default GCC
+                              and clang on x86-64 Linux add an AVX2 copy that
+                              the loader picks when the CPU has it
+
+   THREADS
+     Compile with -fopenmp and a model uses OpenMP threads for its layers.
+     Every sum is still added in one fixed order, so the results are
+     bit-identical for any number of threads, and to a build without OpenMP.
 */
 #ifndef CNN_H
 #define CNN_H
@@ -291,13 +299,19 @@ CNNDEF cnn_result cnn_model_backward_from(cnn_model *model, const float *output_
 CNNDEF cnn_result cnn_model_predict(cnn_model *model, const float *input, int count, int *classes, float *probabilities);
 
 /* Saves architecture and parameters (format below). The file is written
-   under a temporary name and renamed, so an existing file is never left
-   half-written. */
+   under a temporary name (PATH.tmp), flushed to the disk (fsync, on POSIX
+   systems) and renamed, so that neither an interrupted save nor a crash
+   afterwards leaves PATH half-written: it holds the old model or the new.
+   A PATH.tmp left by an interrupted save is simply overwritten. */
 CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path);
 
 /* Loads a model saved by cnn_model_save and builds it for max_batch. The
    model must not be initialised; on failure it is left freed. */
 CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch);
+
+/* The same, from the size bytes of a model file in memory; messages name
+   the input "<memory>". */
+CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch);
 
 /* ---------------------------------------------------------------- optimisers */
 
@@ -359,9 +373,18 @@ typedef struct cnn_data_desc {
    anything else wrong is refused with its line and field. */
 CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, const cnn_data_desc *desc);
 
+/* The same, from size bytes in memory (a CSV file read or received whole).
+   Messages name the input "<memory>" where they would name the file. */
+CNNDEF cnn_result cnn_dataset_load_csv_memory(cnn_dataset *dataset, const void *bytes, size_t size, const cnn_data_desc *desc);
+
 /* Uncompressed IDX files (MNIST, Fashion-MNIST, NIST's EMNIST release):
    unsigned-byte images (N, H, W) and labels (N). */
 CNNDEF cnn_result cnn_dataset_load_idx(cnn_dataset *dataset, const char *images_path, const char *labels_path, const cnn_data_desc *desc);
+
+/* The same, from the two files' bytes in memory; messages name them
+   "<images in memory>" and "<labels in memory>". */
+CNNDEF cnn_result cnn_dataset_load_idx_memory(cnn_dataset *dataset, const void *image_bytes, size_t image_size,
+                                              const void *label_bytes, size_t label_size, const cnn_data_desc *desc);
 CNNDEF void cnn_dataset_free(cnn_dataset *dataset);
 
 /* Label -> character code, from lines "label code" (EMNIST's mapping files). */
@@ -372,6 +395,8 @@ typedef struct cnn_label_map {
 } cnn_label_map;
 
 CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path);
+/* The same, from size bytes in memory; messages name the input "<memory>". */
+CNNDEF cnn_result cnn_label_map_load_memory(cnn_label_map *map, const void *bytes, size_t size);
 /* The character for a label, or '?' when the label is not in the map. */
 CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label);
 
@@ -382,28 +407,269 @@ typedef struct cnn_epoch_stats {
     int epochs;
     float loss;           /* mean training loss over the epoch */
     float accuracy;       /* training accuracy over the epoch, in [0, 1] */
+    /* Set when cnn_fit_desc.validation is given (else 0): */
+    int validated;                /* 1: the validation fields below are set */
+    float validation_loss;        /* mean loss on the validation set, after the epoch */
+    float validation_accuracy;    /* in [0, 1] */
+    int best_epoch;               /* epoch with the lowest validation loss so far */
+    int stopping;                 /* 1: early stopping ends training after this epoch */
 } cnn_epoch_stats;
 
 /* Called after each epoch; return non-zero to stop training. */
 typedef int (*cnn_epoch_callback)(cnn_model *model, const cnn_epoch_stats *stats, void *user);
+
+/* Progress inside an epoch, after each training step. */
+typedef struct cnn_batch_stats {
+    int epoch, epochs;    /* epoch counts from 1 */
+    int step, steps;      /* training steps (batches) in this epoch; step counts from 1 */
+    int samples, total;   /* samples trained on so far in this epoch, of total */
+    float loss;           /* mean training loss over the epoch so far */
+    float accuracy;       /* training accuracy over the epoch so far, in [0, 1] */
+} cnn_batch_stats;
+
+/* Called after each training step (e.g. to draw a progress bar); return
+   non-zero to stop training. The library never prints: you do. */
+typedef int (*cnn_batch_callback)(cnn_model *model, const cnn_batch_stats *stats, void *user);
+
+/* Called by cnn_model_fit with each training batch once it is in the
+   model's input, before its step: images (batch, C, H, W) and labels (batch)
+   may be changed in place - data augmentation (see cnn_augment_batch under
+   CNN_IMAGES). A result other than CNN_OK stops training with that result.
+   Never called by cnn_model_evaluate, _predict or on validation data. */
+typedef cnn_result (*cnn_augment_callback)(cnn_model *model, float *images, int *labels, int batch, void *user);
 
 typedef struct cnn_fit_desc {
     int epochs;                    /* default 10 */
     int batch_size;                /* default model->max_batch */
     int no_shuffle;                /* default: shuffle every epoch with the model's RNG */
     cnn_epoch_callback on_epoch;   /* optional */
-    void *user;                    /* passed to on_epoch */
+    void *user;                    /* passed to on_epoch and on_batch */
+    cnn_batch_callback on_batch;   /* optional: progress after every step */
+    const cnn_dataset *validation; /* optional: evaluated after every epoch, never
+                                      trained on (see cnn_dataset_split) */
+    int patience;                  /* early stopping, needs validation: stop when
+                                      the validation loss has not improved for
+                                      this many epochs, and restore the weights
+                                      of the best epoch. Default 0: off */
+    cnn_augment_callback augment;  /* optional: changes each training batch in
+                                      place before its step (default: none) */
+    void *augment_user;            /* passed to augment */
 } cnn_fit_desc;
 
 /* One step: forward, loss, zero grads, backward, optimiser step. A loss that
    is not finite stops before the update with CNN_ERROR_NOT_FINITE. */
 CNNDEF cnn_result cnn_model_train_step(cnn_model *model, cnn_optimizer *optimizer, const float *input, const int *labels, int batch, float *mean_loss, int *correct);
 
-/* Trains for desc->epochs passes over the dataset. */
+/* Trains for desc->epochs passes over the dataset. With desc->validation,
+   each epoch ends with an evaluation on it, reported in the epoch stats (it
+   uses no randomness, so training goes exactly as without it). With
+   desc->patience as well, training stops after that many epochs without a
+   lower validation loss, and whenever it ends - early or not - the model is
+   left with the parameters of its best epoch (the optimiser's state is not
+   rewound). */
 CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, const cnn_dataset *dataset, const cnn_fit_desc *desc);
 
 /* Mean cross-entropy and accuracy in [0, 1] over a dataset. */
 CNNDEF cnn_result cnn_model_evaluate(cnn_model *model, const cnn_dataset *dataset, float *mean_loss, float *accuracy);
+
+/* ---------------------------------------------------------------- validation and metrics */
+
+/* Holds out part of a dataset for validation: a fraction of the samples
+   (default 0.1 when fraction is 0; rounded, and at least one sample on each
+   side), picked by a shuffle seeded with seed, so the same seed gives the same
+   split. train and validation receive copies, in the source's order, to be
+   freed with cnn_dataset_free; source is not changed. On failure both are left
+   empty and train->error says why. */
+CNNDEF cnn_result cnn_dataset_split(const cnn_dataset *source, float fraction, uint64_t seed, cnn_dataset *train, cnn_dataset *validation);
+
+/* A confusion matrix is (classes, classes) ints: matrix[t * classes + p]
+   counts the samples of true class t predicted as class p. Rows are true
+   classes, columns predictions, the diagonal the correct ones. */
+
+/* Fills matrix from count true labels and predictions (both below classes),
+   zeroing it first. */
+CNNDEF cnn_result cnn_confusion_count(const int *labels, const int *predicted, int count, int classes, int *matrix);
+
+/* Predicts every sample of dataset and fills matrix, zeroing it first;
+   classes is the model's output size, cnn_model_output_shape(model).c. */
+CNNDEF cnn_result cnn_model_confusion(cnn_model *model, const cnn_dataset *dataset, int *matrix);
+
+typedef struct cnn_class_metrics {
+    int support;      /* samples of the class: its row's sum */
+    int predicted;    /* samples predicted as the class: its column's sum */
+    int correct;      /* the diagonal entry */
+    float precision;  /* correct / predicted; 0 when nothing was predicted as it */
+    float recall;     /* correct / support; 0 when the class has no samples */
+    float f1;         /* 2 precision recall / (precision + recall); 0 when both are 0 */
+} cnn_class_metrics;
+
+/* Per-class precision, recall and F1 from a confusion matrix: fills
+   metrics[0 .. classes - 1]. */
+CNNDEF cnn_result cnn_confusion_metrics(const int *matrix, int classes, cnn_class_metrics *metrics);
+
+/* The fraction of samples on the diagonal, in [0, 1]; 0 for an empty matrix. */
+CNNDEF float cnn_confusion_accuracy(const int *matrix, int classes);
+
+/* ---------------------------------------------------------------- images (optional)
+
+   Declared only with CNN_IMAGES defined; see OPTIONAL: IMAGES at the top for
+   the stb_image.h / stb_image_write.h the implementation needs. */
+#ifdef CNN_IMAGES
+
+/* An image as one NCHW sample: planar (channels, height, width) floats in
+   [0, 1], 0 black. When its shape is a model's input, data can go straight to
+   cnn_model_predict or _forward. Caller-owned: functions that fill an image
+   overwrite it without freeing it (pass a new or freed one); free it with
+   cnn_image_free. */
+typedef struct cnn_image {
+    int c, h, w;          /* channels (1 grey, 3 RGB), height, width */
+    float *data;          /* (c, h, w) */
+    cnn_error error;      /* why the last call that filled this image failed */
+} cnn_image;
+
+/* How images are resized. Both methods are separable (rows, then columns). */
+typedef enum cnn_resize {
+    CNN_RESIZE_DEFAULT = 0,  /* area averaging along an axis that shrinks,
+                                bilinear along one that grows */
+    CNN_RESIZE_AREA,         /* each output pixel is the mean of the input
+                                area it covers (partly covered pixels count
+                                by the fraction covered): no aliasing, the
+                                total ink is kept */
+    CNN_RESIZE_BILINEAR      /* pixel centres aligned, edges clamped: output
+                                x samples input (x + 0.5) * in / out - 0.5, as
+                                OpenCV's INTER_LINEAR and PyTorch's
+                                align_corners=False */
+} cnn_resize;
+
+CNNDEF cnn_result cnn_image_alloc(cnn_image *image, int channels, int height, int width);  /* zeroed */
+CNNDEF void cnn_image_free(cnn_image *image);
+
+/* Loads a PNG, JPEG, BMP, GIF (first frame), TGA, PSD, HDR or PNM file with
+   stb_image. channels: 1 grey, 3 RGB, 0 as in the file (grey files give 1,
+   colour files 3). Transparent pixels are composited over white; colour
+   becomes grey as 0.299 R + 0.587 G + 0.114 B. Pixels are 8-bit values / 255.
+   A missing or unreadable file (or a folder) is CNN_ERROR_IO; an empty,
+   truncated or damaged file, or one that is not an image, is
+   CNN_ERROR_MALFORMED_DATA with stb_image's reason in the message. */
+CNNDEF cnn_result cnn_image_load(cnn_image *image, const char *path, int channels);
+CNNDEF cnn_result cnn_image_load_memory(cnn_image *image, const void *bytes, size_t size, int channels);
+
+/* cnn_image_load, then cnn_image_resize to (height, width) with the default
+   method: how cnn_image_folders_load reads every file. */
+CNNDEF cnn_result cnn_image_load_resized(cnn_image *image, const char *path, int channels, int height, int width);
+
+/* Writes an 8-bit PNG of a 1-channel (grey) or 3-channel (RGB) image: values
+   are clamped to [0, 1] and scaled to 0..255 (NaN writes 0). Needs
+   stb_image_write.h (else CNN_ERROR_STATE). Errors land in image->error. */
+CNNDEF cnn_result cnn_image_save_png(cnn_image *image, const char *path);
+
+/* out = in resized to (height, width), same channels. out must not be in. */
+CNNDEF cnn_result cnn_image_resize(const cnn_image *in, cnn_image *out, int height, int width, cnn_resize method);
+
+/* out = in with 1 or 3 channels: grey is 0.299 R + 0.587 G + 0.114 B; grey
+   to RGB repeats the channel; the same count copies. out must not be in. */
+CNNDEF cnn_result cnn_image_convert(const cnn_image *in, cnn_image *out, int channels);
+
+/* ---- characters: a drawing or photo of one character, made to look like
+   an EMNIST sample (Cohen et al., 2017) */
+
+typedef enum cnn_invert {
+    CNN_INVERT_AUTO = 0,   /* invert when the image's border is mostly light
+                              (mean above 0.5): dark ink on light paper */
+    CNN_INVERT_ALWAYS,
+    CNN_INVERT_NEVER       /* already light ink on a dark background */
+} cnn_invert;
+
+typedef struct cnn_character_desc {
+    int size;                     /* output side (default 28) */
+    int box;                      /* the ink is scaled to fit box x box, aspect
+                                     kept (default 20, as MNIST) */
+    float threshold;              /* ink: brighter than this once the background
+                                     is 0 and the brightest pixel 1 (default 0.2) */
+    cnn_invert invert;
+    cnn_orientation orientation;  /* DEFAULT or AS_STORED: upright, like the
+                                     picture - what cnn_dataset_load_csv gives
+                                     for EMNIST by default, so what a model
+                                     trained by `make demo` expects. TRANSPOSE:
+                                     EMNIST's stored orientation, for models
+                                     trained on IDX files as stored or on CSV
+                                     loaded with CNN_ORIENTATION_AS_STORED */
+    cnn_resize resize;            /* for the fit into the box */
+} cnn_character_desc;
+
+/* Prepares a character image (any size, grey or RGB) for a model trained on
+   EMNIST, into out (1, size, size):
+     1. grey; invert if the ink is dark (see cnn_invert);
+     2. background to 0 and the brightest pixel to 1: v = (v - border mean) /
+        (max - border mean), clamped to [0, 1];
+     3. crop to the bounding box of the pixels above threshold;
+     4. resize that box to fit box x box, keeping its aspect ratio;
+     5. place it in the size x size field so that its centre of mass is at
+        the centre of the field (to within rounding: a whole-pixel shift
+        plus a bilinear sub-pixel shift, which moves the centre of mass by
+        exactly the fraction); ink shifted past the edge is lost;
+     6. scale so the brightest pixel is 1 (as in EMNIST), and transpose if
+        orientation says so.
+   An image with no ink (contrast below 0.05) is CNN_ERROR_MALFORMED_DATA. */
+CNNDEF cnn_result cnn_image_to_character(const cnn_image *in, cnn_image *out, const cnn_character_desc *desc);
+
+/* ---- image folders as a dataset: root/<class>/<image>, one sub-folder per
+   class. Labels follow the sub-folder names sorted by strcmp; files too are
+   sorted, so the result does not depend on the file system's order. Names
+   starting with '.' are skipped, and so are files without an image
+   extension (png jpg jpeg bmp gif tga psd hdr pgm ppm pnm, any case). Uses
+   POSIX opendir/readdir (_findfirst on Windows). */
+
+typedef struct cnn_folder_desc {
+    int channels;         /* 1 grey or 3 RGB (default 3) */
+    int width, height;    /* every image is resized to this (default 32 x 32) */
+    float validation;     /* fraction of each class held out, rounded (default
+                             0.3; negative: none). Each class keeps at least
+                             one training image. */
+    uint64_t seed;        /* of the split, which is reproducible */
+} cnn_folder_desc;
+
+typedef struct cnn_image_folders {
+    cnn_dataset train;        /* (count, channels, height, width), labels */
+    cnn_dataset validation;   /* count 0 when nothing is held out */
+    int class_count;
+    char **class_names;       /* (class_count) label i is class_names[i] */
+    cnn_error error;          /* which folder or file was wrong, and why */
+} cnn_image_folders;
+
+/* Loads every image under root. A missing root is CNN_ERROR_IO; no
+   sub-folders, an empty class or an unreadable image is
+   CNN_ERROR_MALFORMED_DATA (or _IO) naming the file. On failure nothing is
+   left allocated. */
+CNNDEF cnn_result cnn_image_folders_load(cnn_image_folders *folders, const char *root, const cnn_folder_desc *desc);
+CNNDEF void cnn_image_folders_free(cnn_image_folders *folders);
+
+/* ---- augmentation: random changes to training images, drawn from rng */
+
+typedef struct cnn_augment_desc {
+    int flip;        /* non-zero: mirror left-right, half of the time */
+    float rotate;    /* rotate by a uniform angle in [-rotate, rotate] degrees */
+    float shift;     /* translate by up to shift * width and shift * height */
+} cnn_augment_desc;  /* all zero: no change */
+
+/* Changes count images of the given shape in place. Rotation and shift
+   resample bilinearly about the image centre; pixels from outside repeat
+   the nearest edge pixel. */
+CNNDEF cnn_result cnn_augment_images(float *images, int count, cnn_shape shape, const cnn_augment_desc *desc, cnn_rng *rng);
+
+/* What cnn_augment_batch needs: the settings and a random state of its
+   own, so augmenting does not change the model's shuffling. */
+typedef struct cnn_augmenter {
+    cnn_augment_desc desc;
+    cnn_rng rng;           /* seed it with cnn_rng_seed */
+} cnn_augmenter;
+
+/* A cnn_augment_callback for cnn_model_fit: fit.augment = cnn_augment_batch;
+   fit.augment_user = &augmenter. Training batches only: evaluation and
+   validation see the images unchanged. */
+CNNDEF cnn_result cnn_augment_batch(cnn_model *model, float *images, int *labels, int batch, void *augmenter);
+
+#endif /* CNN_IMAGES */
 
 #ifdef __cplusplus
 }
@@ -817,13 +1083,16 @@ CNN__PRIVATE void cnn__im2col(const cnn_layer *layer, const float *x, float *col
                 cnn__valid_columns(v, S, P, W, OW, &first, &last);
                 for (i = 0; i < OH; i++, out += OW) {
                     const int row = i * S + u - P;
-                    const float *in = x + ((size_t)c * H + row) * W + v - P;  /* in[j*S] = x[c, row, j*S+v-P] */
+                    const float *x_row;
                     if (row < 0 || row >= H) {
                         memset(out, 0, (size_t)OW * sizeof(float));
                         continue;
                     }
+                    /* the row is formed only once it is known to exist, and
+                       j*S+v-P >= 0 for j >= first: no pointer ever leaves x */
+                    x_row = x + ((size_t)c * H + row) * W;
                     for (j = 0; j < first; j++) out[j] = 0.0f;
-                    for (j = first; j < last; j++) out[j] = in[j * S];
+                    for (j = first; j < last; j++) out[j] = x_row[j * S + v - P];
                     for (j = last; j < OW; j++) out[j] = 0.0f;
                 }
             }
@@ -845,9 +1114,10 @@ CNN__PRIVATE void cnn__col2im(const cnn_layer *layer, const float *dcol, float *
                 cnn__valid_columns(v, S, P, W, OW, &first, &last);
                 for (i = 0; i < OH; i++, in += OW) {
                     const int row = i * S + u - P;
-                    float *out = dx + ((size_t)c * H + row) * W + v - P;
+                    float *dx_row;
                     if (row < 0 || row >= H) continue;
-                    for (j = first; j < last; j++) out[j * S] += in[j];
+                    dx_row = dx + ((size_t)c * H + row) * W;
+                    for (j = first; j < last; j++) dx_row[j * S + v - P] += in[j];
                 }
             }
 }
@@ -1957,8 +2227,9 @@ CNN__PRIVATE cnn_result cnn__check_dataset(cnn_model *model, const cnn_dataset *
 CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, const cnn_dataset *dataset, const cnn_fit_desc *desc)
 {
     cnn_fit_desc d;
-    int *order, epoch, start, i;
+    int *order, epoch, start, i, stop = 0, best_epoch = 0;
     size_t sample;
+    float *best = NULL, best_loss = 0.0f;  /* early stopping: (param_count) the best epoch's parameters */
     cnn_result result = CNN_OK;
     if (!model || !optimizer || !dataset) return CNN_ERROR_INVALID_ARGUMENT;
     if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
@@ -1971,8 +2242,18 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                          "need epochs >= 1 and batch_size between 1 and max_batch %d (got %d, %d)",
                          model->max_batch, d.epochs, d.batch_size);
+    if (d.patience < 0 || (d.patience > 0 && !d.validation))
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "early stopping needs patience >= 1 and a validation dataset (got patience %d%s)", d.patience,
+                         d.validation ? "" : ", no validation set");
+    if (d.validation && (result = cnn__check_dataset(model, d.validation)) != CNN_OK) return result;
+    if (d.patience > 0 && model->param_count > 0 && !(best = cnn__alloc_floats(model->param_count)))
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a copy of the best parameters");
     order = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
-    if (!order) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the shuffle order");
+    if (!order) {
+        CNN_FREE(best);
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the shuffle order");
+    }
     for (i = 0; i < dataset->count; i++) order[i] = i;
     sample = cnn_shape_count(model->input);
 
@@ -1994,7 +2275,10 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
                        dataset->images.data + (size_t)order[start + i] * sample, sample * sizeof(float));
                 model->labels[i] = dataset->labels[order[start + i]];
             }
-            result = cnn__train_step(model, optimizer, model->labels, batch, &loss, &correct);
+            if (d.augment && (result = d.augment(model, model->activations[0].data, model->labels, batch, d.augment_user)) != CNN_OK)
+                cnn__fail(&model->error, result, 0, 0, -1, "the augment callback failed: %s", cnn_result_string(result));
+            else
+                result = cnn__train_step(model, optimizer, model->labels, batch, &loss, &correct);
             if (result != CNN_OK) {
                 char reason[sizeof model->error.message];
                 memcpy(reason, model->error.message, sizeof reason);
@@ -2003,14 +2287,46 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
             }
             loss_sum += (double)loss * batch;
             right += correct;
+            if (d.on_batch) {
+                cnn_batch_stats progress;
+                progress.epoch = epoch;
+                progress.epochs = d.epochs;
+                progress.step = start / d.batch_size + 1;
+                progress.steps = (dataset->count + d.batch_size - 1) / d.batch_size;
+                progress.samples = start + batch;
+                progress.total = dataset->count;
+                progress.loss = (float)(loss_sum / (start + batch));
+                progress.accuracy = (float)right / (float)(start + batch);
+                if (d.on_batch(model, &progress, d.user)) {
+                    stop = 1;
+                    break;
+                }
+            }
         }
-        if (result != CNN_OK) break;
+        if (result != CNN_OK || stop) break;
+        memset(&stats, 0, sizeof stats);
         stats.epoch = epoch;
         stats.epochs = d.epochs;
         stats.loss = (float)(loss_sum / dataset->count);
         stats.accuracy = (float)right / (float)dataset->count;
+        if (d.validation) {
+            if ((result = cnn_model_evaluate(model, d.validation, &stats.validation_loss, &stats.validation_accuracy)) != CNN_OK) break;
+            stats.validated = 1;
+            /* improved: strictly lower loss; a NaN loss never improves */
+            if (best_epoch == 0 || stats.validation_loss < best_loss) {
+                best_epoch = epoch;
+                best_loss = stats.validation_loss;
+                if (best) memcpy(best, model->params, model->param_count * sizeof(float));
+            }
+            stats.best_epoch = best_epoch;
+            stats.stopping = d.patience > 0 && epoch - best_epoch >= d.patience && epoch < d.epochs;
+        }
         if (d.on_epoch && d.on_epoch(model, &stats, d.user)) break;
+        if (stats.stopping) break;
     }
+    /* early stopping leaves the best epoch's parameters, however training ended */
+    if (best && best_epoch > 0 && result == CNN_OK) memcpy(model->params, best, model->param_count * sizeof(float));
+    CNN_FREE(best);
     CNN_FREE(order);
     return result;
 }
@@ -2038,6 +2354,125 @@ CNNDEF cnn_result cnn_model_evaluate(cnn_model *model, const cnn_dataset *datase
     if (mean_loss) *mean_loss = (float)(loss_sum / dataset->count);
     if (accuracy) *accuracy = (float)right / (float)dataset->count;
     return CNN_OK;
+}
+
+/* ======================================================================== validation and metrics */
+
+CNNDEF cnn_result cnn_dataset_split(const cnn_dataset *source, float fraction, uint64_t seed, cnn_dataset *train, cnn_dataset *validation)
+{
+    cnn_rng rng;
+    unsigned char *held;  /* (count) 1: the sample goes to validation */
+    int count, held_count, i, t = 0, v = 0;
+    size_t sample;
+    cnn_result result;
+    if (!train || !validation) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(train, 0, sizeof *train);
+    memset(validation, 0, sizeof *validation);
+    cnn__clear_error(&train->error);
+    cnn__clear_error(&validation->error);
+    if (!source || !source->images.data || !source->labels || source->count < 2)
+        return cnn__fail(&train->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "splitting needs a dataset of at least 2 samples");
+    if (fraction == 0.0f) fraction = 0.1f;
+    if (!(fraction > 0.0f && fraction < 1.0f))
+        return cnn__fail(&train->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the validation fraction must be in (0, 1), got %g",
+                         (double)fraction);
+    count = source->count;
+    held_count = (int)floor((double)fraction * count + 0.5);
+    if (held_count < 1) held_count = 1;
+    if (held_count > count - 1) held_count = count - 1;
+    held = (unsigned char *)CNN_MALLOC((size_t)count);
+    if (!held) return cnn__fail(&train->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory splitting %d samples", count);
+    /* Floyd's sampling: held_count distinct indices, each subset equally likely */
+    memset(held, 0, (size_t)count);
+    cnn_rng_seed(&rng, seed);
+    for (i = count - held_count; i < count; i++) {
+        int j = (int)cnn_rng_below(&rng, (uint32_t)i + 1u);
+        held[held[j] ? i : j] = 1;
+    }
+    sample = (size_t)source->images.c * (size_t)source->images.h * (size_t)source->images.w;
+    result = cnn_tensor_alloc(&train->images, count - held_count, source->images.c, source->images.h, source->images.w);
+    if (result == CNN_OK)
+        result = cnn_tensor_alloc(&validation->images, held_count, source->images.c, source->images.h, source->images.w);
+    train->labels = (int *)CNN_MALLOC((size_t)(count - held_count) * sizeof(int));
+    validation->labels = (int *)CNN_MALLOC((size_t)held_count * sizeof(int));
+    if (result != CNN_OK || !train->labels || !validation->labels) {
+        CNN_FREE(held);
+        cnn_dataset_free(train);
+        cnn_dataset_free(validation);
+        return cnn__fail(&train->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory splitting %d samples", count);
+    }
+    for (i = 0; i < count; i++) {
+        cnn_dataset *part = held[i] ? validation : train;
+        int k = held[i] ? v++ : t++;
+        memcpy(part->images.data + (size_t)k * sample, source->images.data + (size_t)i * sample, sample * sizeof(float));
+        part->labels[k] = source->labels[i];
+    }
+    CNN_FREE(held);
+    train->count = t;
+    validation->count = v;
+    train->num_classes = validation->num_classes = source->num_classes;
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_confusion_count(const int *labels, const int *predicted, int count, int classes, int *matrix)
+{
+    int i;
+    if (!labels || !predicted || !matrix || count < 0 || classes <= 0 || classes > CNN_MAX_CLASSES) return CNN_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < count; i++)
+        if (labels[i] < 0 || labels[i] >= classes || predicted[i] < 0 || predicted[i] >= classes) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(matrix, 0, (size_t)classes * (size_t)classes * sizeof(int));
+    for (i = 0; i < count; i++) matrix[labels[i] * classes + predicted[i]]++;
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_confusion(cnn_model *model, const cnn_dataset *dataset, int *matrix)
+{
+    int *predicted, classes, i;
+    cnn_result result;
+    if (!model || !dataset || !matrix) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
+    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
+    classes = (int)cnn_shape_count(cnn_model_output_shape(model));
+    for (i = 0; i < dataset->count; i++)
+        if (dataset->labels[i] < 0 || dataset->labels[i] >= classes)
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "sample %d has label %d but the model has %d classes", i, dataset->labels[i], classes);
+    predicted = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
+    if (!predicted) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for %d predictions", dataset->count);
+    result = cnn_model_predict(model, dataset->images.data, dataset->count, predicted, NULL);
+    if (result == CNN_OK) result = cnn_confusion_count(dataset->labels, predicted, dataset->count, classes, matrix);
+    CNN_FREE(predicted);
+    return result;
+}
+
+/* precision = TP / (TP + FP) = diagonal / column sum,  recall = TP / (TP + FN) = diagonal / row sum */
+CNNDEF cnn_result cnn_confusion_metrics(const int *matrix, int classes, cnn_class_metrics *metrics)
+{
+    int k, j;
+    if (!matrix || !metrics || classes <= 0 || classes > CNN_MAX_CLASSES) return CNN_ERROR_INVALID_ARGUMENT;
+    for (k = 0; k < classes; k++) {
+        cnn_class_metrics *m = &metrics[k];
+        memset(m, 0, sizeof *m);
+        for (j = 0; j < classes; j++) {
+            m->support += matrix[k * classes + j];
+            m->predicted += matrix[j * classes + k];
+        }
+        m->correct = matrix[k * classes + k];
+        m->precision = m->predicted > 0 ? (float)m->correct / (float)m->predicted : 0.0f;
+        m->recall = m->support > 0 ? (float)m->correct / (float)m->support : 0.0f;
+        m->f1 = m->precision + m->recall > 0.0f ? 2.0f * m->precision * m->recall / (m->precision + m->recall) : 0.0f;
+    }
+    return CNN_OK;
+}
+
+CNNDEF float cnn_confusion_accuracy(const int *matrix, int classes)
+{
+    long total = 0, right = 0;
+    int k;
+    if (!matrix || classes <= 0) return 0.0f;
+    for (k = 0; k < classes * classes; k++) total += matrix[k];
+    for (k = 0; k < classes; k++) right += matrix[k * classes + k];
+    return total > 0 ? (float)((double)right / (double)total) : 0.0f;
 }
 
 /* ======================================================================== model files
@@ -2098,6 +2533,113 @@ CNN__PRIVATE long long cnn__file_size(FILE *file)
     size = ftell(file);
     if (fseek(file, 0, SEEK_SET) != 0) return -1;
     return size;
+}
+
+/* Every loader reads its input through a cnn__reader, which hands out the
+   bytes of an open file (through a buffer) or of a block of memory and
+   counts them. So the file and _memory versions of a loader share one
+   parser, and report the same errors at the same lines and bytes. */
+typedef struct cnn__reader {
+    FILE *file;                   /* NULL when reading memory */
+    unsigned char *owned;         /* a file reader's buffer */
+    const unsigned char *buffer;  /* owned, or the caller's memory */
+    size_t length, position;      /* bytes in buffer; the next one to hand out */
+    long long offset;             /* of the next byte in the whole input */
+    long long size;               /* of the whole input, -1 when unknown */
+    const char *name;             /* the path, or "<memory>", for messages */
+} cnn__reader;
+
+#define CNN__READER_BYTES 65536
+#define CNN__EOF (-1)
+
+/* Makes sure a byte is waiting; 0 at the end of the input (or an error). */
+CNN__PRIVATE int cnn__fill(cnn__reader *reader)
+{
+    if (reader->position < reader->length) return 1;
+    if (!reader->file) return 0;
+    reader->length = fread(reader->owned, 1, CNN__READER_BYTES, reader->file);
+    reader->position = 0;
+    return reader->length > 0;
+}
+
+CNN__PRIVATE int cnn__read_byte(cnn__reader *reader)
+{
+    if (!cnn__fill(reader)) return CNN__EOF;
+    reader->offset++;
+    return reader->buffer[reader->position++];
+}
+
+/* Copies up to count bytes into out; returns how many there were. */
+CNN__PRIVATE size_t cnn__read_bytes(cnn__reader *reader, void *out, size_t count)
+{
+    unsigned char *to = (unsigned char *)out;
+    size_t done = 0, n;
+    while (done < count && cnn__fill(reader)) {
+        n = reader->length - reader->position;
+        if (n > count - done) n = count - done;
+        memcpy(to + done, reader->buffer + reader->position, n);
+        reader->position += n;
+        reader->offset += (long long)n;
+        done += n;
+    }
+    return done;
+}
+
+/* 1 when reading the file failed (as opposed to reaching its end). */
+CNN__PRIVATE int cnn__reader_failed(const cnn__reader *reader)
+{
+    return reader->file && ferror(reader->file);
+}
+
+CNN__PRIVATE cnn_result cnn__open_reader(cnn__reader *reader, const char *path, cnn_error *error)
+{
+    memset(reader, 0, sizeof *reader);
+    reader->size = -1;
+    reader->name = path;
+    if (!path || !*path) return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no file name given");
+    reader->file = fopen(path, "rb");
+    if (!reader->file) return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", path);
+    reader->owned = (unsigned char *)CNN_MALLOC(CNN__READER_BYTES);
+    if (!reader->owned) {
+        fclose(reader->file);
+        reader->file = NULL;
+        return cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a read buffer");
+    }
+    reader->buffer = reader->owned;
+    reader->size = cnn__file_size(reader->file);
+    return CNN_OK;
+}
+
+/* A reader of size bytes at bytes, called name in messages. */
+CNN__PRIVATE cnn_result cnn__memory_reader(cnn__reader *reader, const void *bytes, size_t size, const char *name,
+                                           cnn_error *error)
+{
+    memset(reader, 0, sizeof *reader);
+    reader->size = -1;
+    reader->name = name;
+    if (!bytes) return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "%s: the pointer to the bytes is NULL", name);
+    reader->buffer = (const unsigned char *)bytes;
+    reader->length = size;
+    reader->size = (long long)size;
+    return CNN_OK;
+}
+
+/* Back to the first byte, for a second pass. */
+CNN__PRIVATE void cnn__rewind_reader(cnn__reader *reader)
+{
+    if (reader->file) {
+        rewind(reader->file);
+        reader->length = 0;
+    }
+    reader->position = 0;
+    reader->offset = 0;
+}
+
+CNN__PRIVATE void cnn__close_reader(cnn__reader *reader)
+{
+    if (reader->file) fclose(reader->file);
+    CNN_FREE(reader->owned);
+    memset(reader, 0, sizeof *reader);
 }
 
 CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path)
@@ -2162,17 +2704,19 @@ CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path)
 }
 
 /* Reads the whole header; on success the model has its layers but is not built. */
-CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, FILE *file, const char *path, long long file_size,
-                                         size_t *params_at)
+CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, cnn__reader *reader, size_t *params_at)
 {
     unsigned char buffer[CNN__LAYER_BYTES > CNN__HEADER_BYTES ? CNN__LAYER_BYTES : CNN__HEADER_BYTES];
     uint32_t version, layer_count, i;
     uint64_t param_count;
-    long long offset = 0;
+    long long offset = 0, file_size = reader->size;
+    const char *path = reader->name;
     cnn_result result;
     cnn_error *error = &model->error;
-    if (fread(buffer, 1, CNN__HEADER_BYTES, file) != CNN__HEADER_BYTES && ferror(file))
+    size_t got = cnn__read_bytes(reader, buffer, CNN__HEADER_BYTES);
+    if (got != CNN__HEADER_BYTES && cnn__reader_failed(reader))
         return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
+    if (got < CNN__HEADER_BYTES) file_size = (long long)got;
     if (file_size < CNN__HEADER_BYTES)
         return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size, "'%s' is too short to be a cnn.h model (%lld bytes)", path, file_size);
     if (memcmp(buffer, cnn__magic, 8) != 0)
@@ -2198,7 +2742,7 @@ CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, FILE *file, const cha
     for (i = 0; i < layer_count; i++, offset += CNN__LAYER_BYTES) {
         cnn_layer_desc desc;
         int field;
-        if (fread(buffer, 1, CNN__LAYER_BYTES, file) != CNN__LAYER_BYTES)
+        if (cnn__read_bytes(reader, buffer, CNN__LAYER_BYTES) != CNN__LAYER_BYTES)
             return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated inside layer %lu", path, (unsigned long)i + 1);
         for (field = 0; field < 6; field++)
             if (cnn__get_u32(buffer + 4 * field) > (uint32_t)INT_MAX)
@@ -2222,7 +2766,7 @@ CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, FILE *file, const cha
             return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu: %s", path, (unsigned long)i + 1, reason);
         }
     }
-    if (fread(buffer, 1, 8, file) != 8)
+    if (cnn__read_bytes(reader, buffer, 8) != 8)
         return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated before the parameter count", path);
     param_count = (uint64_t)cnn__get_u32(buffer) | (uint64_t)cnn__get_u32(buffer + 4) << 32;
     if (param_count != (uint64_t)model->param_count)
@@ -2237,26 +2781,18 @@ CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, FILE *file, const cha
     return CNN_OK;
 }
 
-CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch)
+/* Loads a model from an open reader, which it closes. */
+CNN__PRIVATE cnn_result cnn__load_model(cnn_model *model, cnn__reader *reader, int max_batch)
 {
     unsigned char chunk[4096];
     size_t params_at = 0, done, i;
-    long long file_size;
+    const char *path = reader->name;
     cnn_result result;
-    FILE *file;
-    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
-    memset(model, 0, sizeof *model);
-    cnn__clear_error(&model->error);
-    if (!path || max_batch <= 0)
-        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_load needs a path and max_batch >= 1");
-    file = fopen(path, "rb");
-    if (!file) return cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", path);
-    file_size = cnn__file_size(file);
-    result = cnn__load_header(model, file, path, file_size, &params_at);
+    result = cnn__load_header(model, reader, &params_at);
     if (result == CNN_OK) result = cnn_model_build(model, max_batch);
     for (done = 0; result == CNN_OK && done < model->param_count;) {
         size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
-        if (fread(chunk, 4, n, file) != n) {
+        if (cnn__read_bytes(reader, chunk, 4 * n) != 4 * n) {
             result = cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, (long long)(params_at + 4 * done), "read error in '%s'", path);
             break;
         }
@@ -2271,7 +2807,7 @@ CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_bat
         }
         done += n;
     }
-    fclose(file);
+    cnn__close_reader(reader);
     if (result != CNN_OK) {
         cnn_error error = model->error;
         cnn_model_free(model);
@@ -2280,51 +2816,36 @@ CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_bat
     return result;
 }
 
-/* ======================================================================== data files */
-
-/* A buffered byte reader that counts the bytes it has handed out. */
-typedef struct cnn__reader {
-    FILE *file;
-    unsigned char *buffer;
-    size_t length, position;
-    long long offset;   /* of the next byte */
-} cnn__reader;
-
-#define CNN__READER_BYTES 65536
-#define CNN__EOF (-1)
-
-CNN__PRIVATE int cnn__read_byte(cnn__reader *reader)
+/* Starts a model for loading: zeroed, with a clear error. */
+CNN__PRIVATE cnn_result cnn__begin_load(cnn_model *model, int max_batch)
 {
-    if (reader->position == reader->length) {
-        reader->length = fread(reader->buffer, 1, CNN__READER_BYTES, reader->file);
-        reader->position = 0;
-        if (reader->length == 0) return CNN__EOF;
-    }
-    reader->offset++;
-    return reader->buffer[reader->position++];
-}
-
-CNN__PRIVATE cnn_result cnn__open_reader(cnn__reader *reader, const char *path, cnn_error *error)
-{
-    memset(reader, 0, sizeof *reader);
-    if (!path) return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no file name given");
-    reader->file = fopen(path, "rb");
-    if (!reader->file) return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", path);
-    reader->buffer = (unsigned char *)CNN_MALLOC(CNN__READER_BYTES);
-    if (!reader->buffer) {
-        fclose(reader->file);
-        reader->file = NULL;
-        return cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
-    }
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(model, 0, sizeof *model);
+    cnn__clear_error(&model->error);
+    if (max_batch <= 0)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "loading a model needs max_batch >= 1, got %d", max_batch);
     return CNN_OK;
 }
 
-CNN__PRIVATE void cnn__close_reader(cnn__reader *reader)
+CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch)
 {
-    if (reader->file) fclose(reader->file);
-    CNN_FREE(reader->buffer);
-    memset(reader, 0, sizeof *reader);
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
+    if ((result = cnn__open_reader(&reader, path, &model->error)) != CNN_OK) return result;
+    return cnn__load_model(model, &reader, max_batch);
 }
+
+CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
+    if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &model->error)) != CNN_OK) return result;
+    return cnn__load_model(model, &reader, max_batch);
+}
+
+/* ======================================================================== data files */
 
 CNN__PRIVATE int cnn__is_space(int c) { return c == ' ' || c == '\t'; }
 CNN__PRIVATE int cnn__is_digit(int c) { return c >= '0' && c <= '9'; }
@@ -2426,27 +2947,41 @@ CNN__PRIVATE void cnn__finish_dataset(cnn_dataset *dataset, cnn_result result, i
     dataset->num_classes = num_classes ? num_classes : max_label + 1;
 }
 
-CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, const cnn_data_desc *desc)
+/* Starts a dataset for a CSV loader and checks its settings. */
+CNN__PRIVATE cnn_result cnn__begin_csv(cnn_dataset *dataset, const cnn_data_desc *desc, cnn_data_desc *d)
 {
-    cnn_data_desc d;
-    cnn__reader reader;
-    cnn_error *error;
     cnn_result result;
-    long pixels, line = 1, capacity = 1, rows = 0;
-    int c, transpose, max_label = -1;
     if (!dataset) return CNN_ERROR_INVALID_ARGUMENT;
-    if ((result = cnn__begin_dataset(dataset, desc, &d)) != CNN_OK) return result;
-    error = &dataset->error;
-    transpose = d.orientation != CNN_ORIENTATION_AS_STORED;
-    if (transpose && d.width != d.height)
-        return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "only square images can be transposed (%dx%d)", d.width, d.height);
-    pixels = (long)d.width * d.height;
-    if ((result = cnn__open_reader(&reader, path, error)) != CNN_OK) return result;
+    if ((result = cnn__begin_dataset(dataset, desc, d)) != CNN_OK) return result;
+    if (d->orientation != CNN_ORIENTATION_AS_STORED && d->width != d->height)
+        return cnn__fail(&dataset->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "only square images can be transposed (%dx%d)",
+                         d->width, d->height);
+    return CNN_OK;
+}
 
-    /* first pass: count lines, to allocate once */
-    while ((c = cnn__read_byte(&reader)) != CNN__EOF)
-        if (c == '\n') capacity++;
-    if (ferror(reader.file)) {
+/* Parses CSV from an open reader, which it closes. */
+CNN__PRIVATE cnn_result cnn__parse_csv(cnn_dataset *dataset, cnn__reader *reader_in, const cnn_data_desc *desc)
+{
+    const cnn_data_desc d = *desc;
+    cnn__reader reader = *reader_in;  /* taken over: closed here */
+    cnn_error *error = &dataset->error;
+    const char *path = reader.name;
+    cnn_result result = CNN_OK;
+    long pixels = (long)d.width * d.height, line = 1, capacity = 0, rows = 0, commas = 0;
+    int c, transpose = d.orientation != CNN_ORIENTATION_AS_STORED, max_label = -1;
+
+    /* first pass: count the lines that can be rows, those with a comma per
+       pixel at least, to allocate once, and no more than the input can
+       fill: a file of a million blank lines must not ask for gigabytes */
+    while ((c = cnn__read_byte(&reader)) != CNN__EOF) {
+        if (c == ',') commas++;
+        else if (c == '\n') {
+            capacity += commas >= pixels;
+            commas = 0;
+        }
+    }
+    capacity += commas >= pixels;
+    if (cnn__reader_failed(&reader)) {
         cnn__close_reader(&reader);
         return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "read error in '%s'", path);
     }
@@ -2456,18 +2991,19 @@ CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, c
     }
     if (d.max_rows && capacity > d.max_rows) capacity = d.max_rows;
     if (capacity > INT_MAX) capacity = INT_MAX;
-    rewind(reader.file);
-    reader.length = reader.position = 0;
-    reader.offset = 0;
+    if (capacity < 1) capacity = 1; /* no row can be right; the parse below says which line is wrong */
+    cnn__rewind_reader(&reader);
     if ((result = cnn__allocate_dataset(dataset, (int)capacity, d.height, d.width)) != CNN_OK) {
         cnn__close_reader(&reader);
         return result;
     }
 
-    /* second pass: parse */
+    /* second pass: parse. A line parsed while rows == capacity cannot be a
+       row (it was not counted), so nothing of it is stored: it ends in an
+       error, or is blank or the header. */
     cnn__first_byte(&reader, &c);
-    while (c != CNN__EOF && rows < capacity && result == CNN_OK) {
-        float *image = dataset->images.data + (size_t)rows * (size_t)pixels;
+    while (c != CNN__EOF && !(d.max_rows && rows >= d.max_rows) && result == CNN_OK) {
+        float *image = rows < capacity ? dataset->images.data + (size_t)rows * (size_t)pixels : NULL;
         long field = 0, value;
         int at_line_start = 1;
         for (;;) {
@@ -2492,7 +3028,7 @@ CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, c
                                        value, (d.num_classes ? d.num_classes : CNN_MAX_CLASSES) - 1);
                     break;
                 }
-                dataset->labels[rows] = (int)value;
+                if (image) dataset->labels[rows] = (int)value;
                 if (value > max_label) max_label = (int)value;
             } else if (field <= pixels) {
                 if (value < 0 || value > 255) {
@@ -2500,7 +3036,7 @@ CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, c
                                        "line %ld, field %ld: pixel value %ld is outside 0..255", line, field + 1, value);
                     break;
                 }
-                cnn__put_pixel(image, field - 1, d.width, d.height, transpose, (float)value / 255.0f);
+                if (image) cnn__put_pixel(image, field - 1, d.width, d.height, transpose, (float)value / 255.0f);
             }
             field++;
             if (c == ',') {
@@ -2520,25 +3056,54 @@ CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, c
                                "line %ld: expected %ld fields (a label and %ld pixels), found %ld", line, pixels + 1, pixels, field);
             break;
         }
+        if (field >= 0 && !image) { /* only when the file changed between the passes, or rows > INT_MAX */
+            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "line %ld: more rows than the first pass counted (%ld)",
+                               line, capacity);
+            break;
+        }
         if (field >= 0) rows++;
         if (c == '\n') c = cnn__read_byte(&reader);
         line++;
     }
-    if (result == CNN_OK && ferror(reader.file)) result = cnn__fail(error, CNN_ERROR_IO, line, 0, reader.offset, "read error in '%s'", path);
+    if (result == CNN_OK && cnn__reader_failed(&reader))
+        result = cnn__fail(error, CNN_ERROR_IO, line, 0, reader.offset, "read error in '%s'", path);
     if (result == CNN_OK && rows == 0) result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s' holds no images", path);
     cnn__close_reader(&reader);
     cnn__finish_dataset(dataset, result, (int)rows, max_label, d.num_classes);
     return result;
 }
 
+CNNDEF cnn_result cnn_dataset_load_csv(cnn_dataset *dataset, const char *path, const cnn_data_desc *desc)
+{
+    cnn_data_desc d;
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__begin_csv(dataset, desc, &d)) != CNN_OK) return result;
+    if ((result = cnn__open_reader(&reader, path, &dataset->error)) != CNN_OK) return result;
+    return cnn__parse_csv(dataset, &reader, &d);
+}
+
+CNNDEF cnn_result cnn_dataset_load_csv_memory(cnn_dataset *dataset, const void *bytes, size_t size, const cnn_data_desc *desc)
+{
+    cnn_data_desc d;
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__begin_csv(dataset, desc, &d)) != CNN_OK) return result;
+    if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &dataset->error)) != CNN_OK) return result;
+    return cnn__parse_csv(dataset, &reader, &d);
+}
+
 /* Reads an IDX header: 0, 0, type 0x08 (unsigned byte), dimension count,
    then each dimension as a big-endian u32. */
-CNN__PRIVATE cnn_result cnn__read_idx_header(FILE *file, const char *path, int want_dims, uint32_t *dims, cnn_error *error)
+CNN__PRIVATE cnn_result cnn__read_idx_header(cnn__reader *reader, int want_dims, uint32_t *dims, cnn_error *error)
 {
     unsigned char header[16];
     int i;
+    const char *path = reader->name;
     size_t length = 4 + 4 * (size_t)want_dims;
-    size_t got = fread(header, 1, length, file);
+    size_t got = cnn__read_bytes(reader, header, length);
+    if (cnn__reader_failed(reader))
+        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
     if (got < 4 || header[0] != 0 || header[1] != 0)
         return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 0, "'%s' is not an IDX file (bad magic number)", path);
     if (header[2] != 0x08)
@@ -2558,13 +3123,12 @@ CNN__PRIVATE cnn_result cnn__read_idx_header(FILE *file, const char *path, int w
     return CNN_OK;
 }
 
-/* Checks that a file holds exactly its header and payload. */
-CNN__PRIVATE cnn_result cnn__check_idx_size(FILE *file, const char *path, long long header, long long payload, cnn_error *error)
+/* Checks that an input holds exactly its header and payload. */
+CNN__PRIVATE cnn_result cnn__check_idx_size(const cnn__reader *reader, long long header, long long payload, cnn_error *error)
 {
-    long position = ftell(file);
-    long long size = cnn__file_size(file);
-    if (size < 0 || position < 0 || fseek(file, position, SEEK_SET) != 0)
-        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot seek in '%s'", path);
+    const char *path = reader->name;
+    long long size = reader->size;
+    if (size < 0) return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot find the size of '%s' (not a regular file?)", path);
     if (size < header + payload)
         return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, size, "'%s' is truncated: %lld bytes, its header promises %lld", path,
                          size, header + payload);
@@ -2574,31 +3138,23 @@ CNN__PRIVATE cnn_result cnn__check_idx_size(FILE *file, const char *path, long l
     return CNN_OK;
 }
 
-CNNDEF cnn_result cnn_dataset_load_idx(cnn_dataset *dataset, const char *images_path, const char *labels_path,
-                                       const cnn_data_desc *desc)
+/* Parses IDX images and labels from two open readers, which it closes. */
+CNN__PRIVATE cnn_result cnn__parse_idx(cnn_dataset *dataset, cnn__reader *images, cnn__reader *labels, const cnn_data_desc *desc)
 {
-    cnn_data_desc d;
-    cnn_error *error;
-    cnn_result result;
+    const cnn_data_desc d = *desc;
+    cnn_error *error = &dataset->error;
+    const char *images_path = images->name, *labels_path = labels->name;
+    cnn_result result = CNN_OK;
     uint32_t image_dims[3] = {0, 0, 0}, label_dims[1] = {0};
-    FILE *images = NULL, *labels = NULL;
     unsigned char *row = NULL;
     int count = 0, height = 0, width = 0, max_label = -1, n;
     long pixel;
-    if (!dataset) return CNN_ERROR_INVALID_ARGUMENT;
-    if ((result = cnn__begin_dataset(dataset, desc, &d)) != CNN_OK) return result;
-    error = &dataset->error;
-    if (!images_path || !labels_path) return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no file name given");
-    images = fopen(images_path, "rb");
-    labels = fopen(labels_path, "rb");
-    if (!images) result = cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", images_path);
-    else if (!labels) result = cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", labels_path);
-    if (result == CNN_OK) result = cnn__read_idx_header(images, images_path, 3, image_dims, error);
-    if (result == CNN_OK) result = cnn__read_idx_header(labels, labels_path, 1, label_dims, error);
+    if (result == CNN_OK) result = cnn__read_idx_header(images, 3, image_dims, error);
+    if (result == CNN_OK) result = cnn__read_idx_header(labels, 1, label_dims, error);
     if (result == CNN_OK && image_dims[0] != label_dims[0])
         result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 4, "'%s' holds %lu images but '%s' holds %lu labels", images_path,
                            (unsigned long)image_dims[0], labels_path, (unsigned long)label_dims[0]);
-    if (result == CNN_OK && (size_t)image_dims[1] * image_dims[2] > CNN__MAX_SAMPLE_SIZE)
+    if (result == CNN_OK && (uint64_t)image_dims[1] * image_dims[2] > CNN__MAX_SAMPLE_SIZE)
         result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 8, "'%s': images of %lux%lu are too large", images_path,
                            (unsigned long)image_dims[1], (unsigned long)image_dims[2]);
     if (result == CNN_OK) {
@@ -2608,16 +3164,16 @@ CNNDEF cnn_result cnn_dataset_load_idx(cnn_dataset *dataset, const char *images_
         if (d.orientation == CNN_ORIENTATION_TRANSPOSE && width != height)
             result = cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "only square images can be transposed (%dx%d)", width, height);
     }
-    if (result == CNN_OK) result = cnn__check_idx_size(images, images_path, 16, (long long)count * height * width, error);
-    if (result == CNN_OK) result = cnn__check_idx_size(labels, labels_path, 8, count, error);
+    if (result == CNN_OK) result = cnn__check_idx_size(images, 16, (long long)count * height * width, error);
+    if (result == CNN_OK) result = cnn__check_idx_size(labels, 8, count, error);
     if (result == CNN_OK && d.max_rows && count > d.max_rows) count = d.max_rows;
     if (result == CNN_OK) result = cnn__allocate_dataset(dataset, count, height, width);
     if (result == CNN_OK && !(row = (unsigned char *)CNN_MALLOC((size_t)height * width)))
         result = cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
     for (n = 0; result == CNN_OK && n < count; n++) {
-        int label = fgetc(labels);
+        int label = cnn__read_byte(labels);
         float *image = dataset->images.data + (size_t)n * height * width;
-        if (label == EOF || fread(row, 1, (size_t)height * width, images) != (size_t)height * width) {
+        if (label == CNN__EOF || cnn__read_bytes(images, row, (size_t)height * width) != (size_t)height * width) {
             result = cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "read error in '%s' or '%s'", images_path, labels_path);
             break;
         }
@@ -2632,10 +3188,40 @@ CNNDEF cnn_result cnn_dataset_load_idx(cnn_dataset *dataset, const char *images_
             cnn__put_pixel(image, pixel, width, height, d.orientation == CNN_ORIENTATION_TRANSPOSE, (float)row[pixel] / 255.0f);
     }
     CNN_FREE(row);
-    if (images) fclose(images);
-    if (labels) fclose(labels);
+    cnn__close_reader(images);
+    cnn__close_reader(labels);
     cnn__finish_dataset(dataset, result, count, max_label, d.num_classes);
     return result;
+}
+
+CNNDEF cnn_result cnn_dataset_load_idx(cnn_dataset *dataset, const char *images_path, const char *labels_path,
+                                       const cnn_data_desc *desc)
+{
+    cnn_data_desc d;
+    cnn__reader images, labels;
+    cnn_result result;
+    if (!dataset) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__begin_dataset(dataset, desc, &d)) != CNN_OK) return result;
+    if ((result = cnn__open_reader(&images, images_path, &dataset->error)) != CNN_OK) return result;
+    if ((result = cnn__open_reader(&labels, labels_path, &dataset->error)) != CNN_OK) {
+        cnn__close_reader(&images);
+        return result;
+    }
+    return cnn__parse_idx(dataset, &images, &labels, &d);
+}
+
+CNNDEF cnn_result cnn_dataset_load_idx_memory(cnn_dataset *dataset, const void *image_bytes, size_t image_size,
+                                              const void *label_bytes, size_t label_size, const cnn_data_desc *desc)
+{
+    cnn_data_desc d;
+    cnn__reader images, labels;
+    cnn_result result;
+    if (!dataset) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn__begin_dataset(dataset, desc, &d)) != CNN_OK) return result;
+    if ((result = cnn__memory_reader(&images, image_bytes, image_size, "<images in memory>", &dataset->error)) != CNN_OK ||
+        (result = cnn__memory_reader(&labels, label_bytes, label_size, "<labels in memory>", &dataset->error)) != CNN_OK)
+        return result;
+    return cnn__parse_idx(dataset, &images, &labels, &d);
 }
 
 CNNDEF void cnn_dataset_free(cnn_dataset *dataset)
@@ -2646,17 +3232,15 @@ CNNDEF void cnn_dataset_free(cnn_dataset *dataset)
     memset(dataset, 0, sizeof *dataset);
 }
 
-CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path)
+/* Parses a mapping file from an open reader, which it closes. */
+CNN__PRIVATE cnn_result cnn__parse_label_map(cnn_label_map *map, cnn__reader *reader_in)
 {
-    cnn__reader reader;
-    cnn_result result;
+    cnn__reader reader = *reader_in;  /* taken over: closed here */
+    const char *path = reader.name;
+    cnn_result result = CNN_OK;
     long line = 1, label, code;
     int c, i, seen[CNN_MAX_CLASSES];
-    if (!map) return CNN_ERROR_INVALID_ARGUMENT;
-    memset(map, 0, sizeof *map);
-    cnn__clear_error(&map->error);
     memset(seen, 0, sizeof seen);
-    if ((result = cnn__open_reader(&reader, path, &map->error)) != CNN_OK) return result;
     cnn__first_byte(&reader, &c);
     while (c != CNN__EOF && result == CNN_OK) {
         int has_label = cnn__read_number(&reader, &c, &label);
@@ -2682,13 +3266,41 @@ CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path)
         if (c == '\n') c = cnn__read_byte(&reader);
         line++;
     }
-    if (result == CNN_OK && ferror(reader.file)) result = cnn__fail(&map->error, CNN_ERROR_IO, 0, 0, reader.offset, "read error in '%s'", path);
-    cnn__close_reader(&reader);
+    if (result == CNN_OK && cnn__reader_failed(&reader))
+        result = cnn__fail(&map->error, CNN_ERROR_IO, 0, 0, reader.offset, "read error in '%s'", path);
     if (result == CNN_OK && map->count == 0) result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, 1, 0, 0, "'%s' maps no labels", path);
     for (i = 0; result == CNN_OK && i < map->count; i++)
         if (!seen[i]) result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1, "'%s' has no line for label %d", path, i);
+    cnn__close_reader(&reader);
     if (result != CNN_OK) map->count = 0;
     return result;
+}
+
+/* Starts an empty map with a clear error. */
+CNN__PRIVATE void cnn__begin_label_map(cnn_label_map *map)
+{
+    memset(map, 0, sizeof *map);
+    cnn__clear_error(&map->error);
+}
+
+CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if (!map) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__begin_label_map(map);
+    if ((result = cnn__open_reader(&reader, path, &map->error)) != CNN_OK) return result;
+    return cnn__parse_label_map(map, &reader);
+}
+
+CNNDEF cnn_result cnn_label_map_load_memory(cnn_label_map *map, const void *bytes, size_t size)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if (!map) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__begin_label_map(map);
+    if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &map->error)) != CNN_OK) return result;
+    return cnn__parse_label_map(map, &reader);
 }
 
 CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label)
@@ -2696,6 +3308,868 @@ CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label)
     if (!map || label < 0 || label >= map->count || label >= CNN_MAX_CLASSES) return '?';
     return map->codes[label];
 }
+
+/* ======================================================================== images (optional: CNN_IMAGES)
+
+   Plain C except for three calls into stb_image (stbi_load_from_memory,
+   stbi_image_free, stbi_failure_reason) and one into stb_image_write
+   (stbi_write_png_to_func), declared by the headers the including file
+   brings in. cnn.h reads and writes the files itself, so every I/O error is
+   its own, and stb's pixel buffers never outlive the call that got them.
+
+   stb_image says why a decode failed through stbi_failure_reason(): one
+   variable for the whole program, thread-local only where stb_image.h finds
+   a way (C11, C++11, GCC, MSVC; never with STBI_NO_THREAD_LOCALS). cnn.h
+   copies the reason into the image's cnn_error at once, but where it is a
+   plain global two threads decoding at the same moment may read each other's
+   reason - and so even report CNN_ERROR_MALFORMED_DATA for what was out of
+   memory, or the reverse. No thread-safety claim is made for those messages;
+   pixels never mix. stb's flip-on-load setting is global too: leave it off. */
+#ifdef CNN_IMAGES
+
+#ifndef STBI_INCLUDE_STB_IMAGE_H
+#error "cnn.h: CNN_IMAGES needs stb_image.h: include it before the cnn.h that defines CNN_IMPLEMENTATION (see OPTIONAL: IMAGES at the top of cnn.h)"
+#endif
+
+#include <stdlib.h> /* qsort */
+#ifdef _WIN32
+#include <io.h>     /* _findfirst */
+#else
+#include <dirent.h> /* opendir: POSIX, not C99 */
+#endif
+
+CNN__PRIVATE void cnn__image_reset(cnn_image *image)
+{
+    memset(image, 0, sizeof *image);
+    cnn__clear_error(&image->error);
+}
+
+CNN__PRIVATE int cnn__image_ok(const cnn_image *image)
+{
+    return image && image->data && image->c >= 1 && image->h >= 1 && image->w >= 1;
+}
+
+CNNDEF cnn_result cnn_image_alloc(cnn_image *image, int channels, int height, int width)
+{
+    size_t count;
+    if (!image) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__image_reset(image);
+    if (channels < 1 || height < 1 || width < 1)
+        return cnn__fail(&image->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "an image needs channels, height and width >= 1 (got %d, %d, %d)", channels, height, width);
+    count = cnn__mul_size(cnn__mul_size((size_t)channels, (size_t)height), (size_t)width);
+    image->data = cnn__alloc_floats(count);
+    if (!image->data)
+        return cnn__fail(&image->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a %dx%d image of %d channels",
+                         width, height, channels);
+    memset(image->data, 0, count * sizeof(float));
+    image->c = channels;
+    image->h = height;
+    image->w = width;
+    return CNN_OK;
+}
+
+CNNDEF void cnn_image_free(cnn_image *image)
+{
+    if (!image) return;
+    CNN_FREE(image->data);
+    cnn__image_reset(image);
+}
+
+/* Decodes with stb_image into image; name is the file's for messages, or
+   NULL for a buffer. stb always gives 8-bit RGBA here (it converts), so
+   there is one code path. */
+CNN__PRIVATE cnn_result cnn__image_decode(cnn_image *image, const unsigned char *bytes, size_t size, int channels, const char *name)
+{
+    int width = 0, height = 0, file_channels = 0;
+    unsigned char *pixels;
+    size_t plane, i;
+    cnn_result result;
+    const char *quote = name ? "'" : "";
+    if (!name) name = "the image in memory";
+    if (size > (size_t)INT_MAX)
+        return cnn__fail(&image->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1, "%s%s%s is too large for stb_image", quote, name, quote);
+    pixels = stbi_load_from_memory(bytes, (int)size, &width, &height, &file_channels, 4);
+    if (!pixels) {
+        const char *reason = stbi_failure_reason(); /* see the note above on threads */
+        if (!reason) reason = "no reason given";
+        if (!strcmp(reason, "outofmem") || !strcmp(reason, "Out of memory"))
+            return cnn__fail(&image->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory decoding %s%s%s", quote, name, quote);
+        return cnn__fail(&image->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1,
+                         "%s%s%s is not an image stb_image can read, or it is damaged (stb_image: %s)", quote, name, quote, reason);
+    }
+    if (channels == 0) channels = file_channels <= 2 ? 1 : 3;
+    result = cnn_image_alloc(image, channels, height, width);
+    if (result == CNN_OK) {
+        plane = (size_t)width * (size_t)height;
+        for (i = 0; i < plane; i++) {
+            const unsigned char *p = pixels + 4 * i;
+            /* over white: value = alpha * colour + (1 - alpha) * 1 */
+            const float alpha = (float)p[3] / 255.0f, white = 1.0f - alpha;
+            const float r = alpha * ((float)p[0] / 255.0f) + white;
+            const float g = alpha * ((float)p[1] / 255.0f) + white;
+            const float b = alpha * ((float)p[2] / 255.0f) + white;
+            if (channels == 3) {
+                image->data[i] = r;
+                image->data[plane + i] = g;
+                image->data[2 * plane + i] = b;
+            } else {
+                /* a grey file gives R = G = B: keep it exactly */
+                image->data[i] = file_channels <= 2 ? r : 0.299f * r + 0.587f * g + 0.114f * b;
+            }
+        }
+    }
+    stbi_image_free(pixels);
+    return result;
+}
+
+CNN__PRIVATE cnn_result cnn__image_check_channels(cnn_image *image, int channels)
+{
+    if (channels == 0 || channels == 1 || channels == 3) return CNN_OK;
+    return cnn__fail(&image->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                     "channels must be 0 (as in the file), 1 (grey) or 3 (RGB), not %d", channels);
+}
+
+CNNDEF cnn_result cnn_image_load_memory(cnn_image *image, const void *bytes, size_t size, int channels)
+{
+    cnn_result result;
+    if (!image) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__image_reset(image);
+    if ((result = cnn__image_check_channels(image, channels)) != CNN_OK) return result;
+    if (!bytes || size == 0) return cnn__fail(&image->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1, "no image bytes given");
+    return cnn__image_decode(image, (const unsigned char *)bytes, size, channels, NULL);
+}
+
+CNNDEF cnn_result cnn_image_load(cnn_image *image, const char *path, int channels)
+{
+    FILE *file;
+    unsigned char *bytes;
+    long size;
+    int first;
+    cnn_result result;
+    if (!image) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__image_reset(image);
+    if (!path) return cnn__fail(&image->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no path given");
+    if ((result = cnn__image_check_channels(image, channels)) != CNN_OK) return result;
+    file = fopen(path, "rb");
+    if (!file) return cnn__fail(&image->error, CNN_ERROR_IO, 0, 0, -1, "cannot open '%s' for reading", path);
+    first = fgetc(file); /* a folder opens on some systems but cannot be read */
+    if (first == EOF) {
+        result = ferror(file) ? cnn__fail(&image->error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path)
+                              : cnn__fail(&image->error, CNN_ERROR_MALFORMED_DATA, 0, 0, 0, "'%s' is empty", path);
+        fclose(file);
+        return result;
+    }
+    if (fseek(file, 0, SEEK_END) != 0 || (size = ftell(file)) <= 0 || fseek(file, 0, SEEK_SET) != 0) {
+        fclose(file);
+        return cnn__fail(&image->error, CNN_ERROR_IO, 0, 0, -1, "cannot find the size of '%s'", path);
+    }
+    bytes = (unsigned char *)CNN_MALLOC((size_t)size);
+    if (!bytes) {
+        fclose(file);
+        return cnn__fail(&image->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory reading '%s' (%ld bytes)", path, size);
+    }
+    if (fread(bytes, 1, (size_t)size, file) != (size_t)size)
+        result = cnn__fail(&image->error, CNN_ERROR_IO, 0, 0, -1, "read error in '%s'", path);
+    else
+        result = cnn__image_decode(image, bytes, (size_t)size, channels, path);
+    fclose(file);
+    CNN_FREE(bytes);
+    return result;
+}
+
+/* ---- PNG output through stb_image_write, into a file cnn.h opened */
+
+typedef struct cnn__png_sink {
+    FILE *file;
+    int failed;
+} cnn__png_sink;
+
+CNN__PRIVATE void cnn__png_write(void *context, void *data, int size)
+{
+    cnn__png_sink *sink = (cnn__png_sink *)context;
+    if (size > 0 && fwrite(data, 1, (size_t)size, sink->file) != (size_t)size) sink->failed = 1;
+}
+
+CNNDEF cnn_result cnn_image_save_png(cnn_image *image, const char *path)
+{
+#ifdef INCLUDE_STB_IMAGE_WRITE_H
+    cnn__png_sink sink;
+    unsigned char *bytes;
+    size_t plane, i;
+    int k, written;
+    if (!image) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!cnn__image_ok(image) || (image->c != 1 && image->c != 3) || !path)
+        return cnn__fail(&image->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_image_save_png needs a path and an image of 1 or 3 channels");
+    plane = (size_t)image->h * (size_t)image->w;
+    bytes = (unsigned char *)CNN_MALLOC(cnn__mul_size(plane, (size_t)image->c));
+    if (!bytes) return cnn__fail(&image->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory writing '%s'", path);
+    for (i = 0; i < plane; i++) /* planar floats to interleaved bytes */
+        for (k = 0; k < image->c; k++) {
+            float v = image->data[(size_t)k * plane + i];
+            v = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f; /* NaN fails v > 0: 0 */
+            bytes[i * (size_t)image->c + (size_t)k] = (unsigned char)(v * 255.0f + 0.5f);
+        }
+    sink.failed = 0;
+    sink.file = fopen(path, "wb");
+    if (!sink.file) {
+        CNN_FREE(bytes);
+        return cnn__fail(&image->error, CNN_ERROR_IO, 0, 0, -1, "cannot create '%s'", path);
+    }
+    written = stbi_write_png_to_func(cnn__png_write, &sink, image->w, image->h, image->c, bytes, image->w * image->c);
+    CNN_FREE(bytes);
+    if (fclose(sink.file) != 0) sink.failed = 1;
+    if (!written) return cnn__fail(&image->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "stb_image_write could not encode '%s'", path);
+    if (sink.failed) return cnn__fail(&image->error, CNN_ERROR_IO, 0, 0, -1, "cannot write '%s' (disk full?)", path);
+    return CNN_OK;
+#else
+    if (!image) return CNN_ERROR_INVALID_ARGUMENT;
+    (void)path;
+    return cnn__fail(&image->error, CNN_ERROR_STATE, 0, 0, -1,
+                     "cnn_image_save_png needs stb_image_write.h included before the implementation of cnn.h");
+#endif
+}
+
+/* ---- resizing
+
+   Both methods are separable: a 1-D resampling of every row, then of every
+   column. A 1-D plan from n_in to n_out samples gives each output o a few
+   taps: output[o] = sum over t of weight[o * taps + t] * input[index[o * taps + t]]. */
+
+CNN__PRIVATE cnn_resize cnn__resize_method(cnn_resize method, int n_in, int n_out)
+{
+    if (method != CNN_RESIZE_DEFAULT) return method;
+    return n_out < n_in ? CNN_RESIZE_AREA : CNN_RESIZE_BILINEAR;
+}
+
+CNN__PRIVATE int cnn__resize_taps(cnn_resize method, int n_in, int n_out)
+{
+    /* an area of in / out input pixels overlaps at most ceil(in / out) + 1 */
+    if (method == CNN_RESIZE_AREA) return (n_in + n_out - 1) / n_out + 1;
+    return 2;
+}
+
+CNN__PRIVATE void cnn__resize_plan(cnn_resize method, int n_in, int n_out, int taps, int *index, float *weight)
+{
+    const double scale = (double)n_in / (double)n_out;
+    int o, t;
+    for (o = 0; o < n_out; o++) {
+        int *ix = index + (size_t)o * (size_t)taps;
+        float *wt = weight + (size_t)o * (size_t)taps;
+        for (t = 0; t < taps; t++) {
+            ix[t] = 0;
+            wt[t] = 0.0f;
+        }
+        if (method == CNN_RESIZE_AREA) {
+            /* output o covers input [lo, hi); input pixel j covers [j, j + 1):
+               weight = overlap / scale, so the weights add up to 1 */
+            const double lo = o * scale, hi = (o + 1) * scale;
+            const int first = (int)lo;
+            for (t = 0; t < taps && first + t < n_in; t++) {
+                const int j = first + t;
+                const double overlap = (hi < j + 1 ? hi : j + 1) - (lo > j ? lo : j);
+                ix[t] = j;
+                wt[t] = overlap > 0.0 ? (float)(overlap / scale) : 0.0f;
+            }
+        } else {
+            /* output o samples input at (o + 0.5) * scale - 0.5, clamped */
+            double at = (o + 0.5) * scale - 0.5;
+            int j;
+            if (at < 0.0) at = 0.0;
+            if (at > n_in - 1) at = n_in - 1;
+            j = (int)at;
+            ix[0] = j;
+            ix[1] = j + 1 < n_in ? j + 1 : j;
+            wt[1] = (float)(at - j);
+            wt[0] = (float)(1.0 - (at - j));
+        }
+    }
+}
+
+CNNDEF cnn_result cnn_image_resize(const cnn_image *in, cnn_image *out, int height, int width, cnn_resize method)
+{
+    cnn_resize mx, my;
+    int tx, ty, c, x, y, t, *index;
+    float *weight, *rows;
+    size_t plan, ints, floats;
+    cnn_result result;
+    if (!out || out == in) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__image_reset(out);
+    if (!cnn__image_ok(in) || height < 1 || width < 1 || method < CNN_RESIZE_DEFAULT || method > CNN_RESIZE_BILINEAR)
+        return cnn__fail(&out->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "cnn_image_resize needs an image, a size >= 1x1 (got %dx%d) and a known method", width, height);
+    mx = cnn__resize_method(method, in->w, width);
+    my = cnn__resize_method(method, in->h, height);
+    tx = cnn__resize_taps(mx, in->w, width);
+    ty = cnn__resize_taps(my, in->h, height);
+    plan = (size_t)width * (size_t)tx + (size_t)height * (size_t)ty;
+    ints = plan;
+    floats = plan + cnn__mul_size(cnn__mul_size((size_t)in->c, (size_t)in->h), (size_t)width);
+    index = (int *)CNN_MALLOC(cnn__mul_size(ints, sizeof(int)));
+    weight = cnn__alloc_floats(floats);
+    if (!index || !weight || (result = cnn_image_alloc(out, in->c, height, width)) != CNN_OK) {
+        CNN_FREE(index);
+        CNN_FREE(weight);
+        cnn_image_free(out);
+        return cnn__fail(&out->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory resizing to %dx%d", width, height);
+    }
+    rows = weight + plan; /* (C, in H, width): every row resized */
+    cnn__resize_plan(mx, in->w, width, tx, index, weight);
+    cnn__resize_plan(my, in->h, height, ty, index + (size_t)width * tx, weight + (size_t)width * tx);
+    for (c = 0; c < in->c; c++)
+        for (y = 0; y < in->h; y++) {
+            const float *src = in->data + ((size_t)c * in->h + y) * in->w;
+            float *dst = rows + ((size_t)c * in->h + y) * width;
+            for (x = 0; x < width; x++) {
+                float sum = 0.0f;
+                for (t = 0; t < tx; t++) sum += weight[(size_t)x * tx + t] * src[index[(size_t)x * tx + t]];
+                dst[x] = sum;
+            }
+        }
+    for (c = 0; c < in->c; c++)
+        for (y = 0; y < height; y++) {
+            const int *iy = index + (size_t)width * tx + (size_t)y * ty;
+            const float *wy = weight + (size_t)width * tx + (size_t)y * ty;
+            float *dst = out->data + ((size_t)c * height + y) * width;
+            for (x = 0; x < width; x++) {
+                float sum = 0.0f;
+                for (t = 0; t < ty; t++) sum += wy[t] * rows[((size_t)c * in->h + iy[t]) * width + x];
+                dst[x] = sum;
+            }
+        }
+    CNN_FREE(index);
+    CNN_FREE(weight);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_image_convert(const cnn_image *in, cnn_image *out, int channels)
+{
+    size_t plane, i;
+    cnn_result result;
+    if (!out || out == in) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__image_reset(out);
+    if (!cnn__image_ok(in) || (channels != 1 && channels != 3) || (in->c != channels && in->c != 1 && in->c != 3))
+        return cnn__fail(&out->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_image_convert goes between 1 and 3 channels");
+    if ((result = cnn_image_alloc(out, channels, in->h, in->w)) != CNN_OK) return result;
+    plane = (size_t)in->h * (size_t)in->w;
+    if (in->c == channels)
+        memcpy(out->data, in->data, plane * (size_t)channels * sizeof(float));
+    else if (channels == 1)
+        for (i = 0; i < plane; i++) out->data[i] = 0.299f * in->data[i] + 0.587f * in->data[plane + i] + 0.114f * in->data[2 * plane + i];
+    else
+        for (i = 0; i < 3 * plane; i++) out->data[i] = in->data[i % plane];
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_image_load_resized(cnn_image *image, const char *path, int channels, int height, int width)
+{
+    cnn_image original;
+    cnn_result result;
+    if (!image) return CNN_ERROR_INVALID_ARGUMENT;
+    if ((result = cnn_image_load(&original, path, channels)) != CNN_OK) {
+        cnn__image_reset(image);
+        image->error = original.error;
+        return result;
+    }
+    if ((result = cnn_image_resize(&original, image, height, width, CNN_RESIZE_DEFAULT)) != CNN_OK) {
+        char reason[sizeof image->error.message];
+        memcpy(reason, image->error.message, sizeof reason);
+        cnn__fail(&image->error, result, 0, 0, -1, "'%s': %s", path, reason);
+    }
+    cnn_image_free(&original);
+    return result;
+}
+
+/* ---- characters */
+
+CNNDEF cnn_result cnn_image_to_character(const cnn_image *in, cnn_image *out, const cnn_character_desc *desc)
+{
+    cnn_character_desc d;
+    cnn_image grey, crop, fitted;
+    size_t plane, i;
+    double border = 0.0, mass = 0.0, mx = 0.0, my = 0.0, ox, oy;
+    float background, peak, fx, fy;
+    long border_count = 0;
+    int x, y, x0, x1, y0, y1, ix, iy, longest, fw, fh, size;
+    cnn_result result;
+    if (!out || out == in) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__image_reset(out);
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    if (d.size == 0) d.size = 28;
+    if (d.box == 0) d.box = 20;
+    if (d.threshold == 0.0f) d.threshold = 0.2f;
+    if (!cnn__image_ok(in) || (in->c != 1 && in->c != 3))
+        return cnn__fail(&out->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_image_to_character needs a grey or RGB image");
+    if (d.size < 1 || d.size > 4096 || d.box < 1 || d.box > d.size || !(d.threshold > 0.0f && d.threshold < 1.0f) ||
+        d.invert < CNN_INVERT_AUTO || d.invert > CNN_INVERT_NEVER || d.orientation < CNN_ORIENTATION_DEFAULT ||
+        d.orientation > CNN_ORIENTATION_TRANSPOSE || d.resize < CNN_RESIZE_DEFAULT || d.resize > CNN_RESIZE_BILINEAR)
+        return cnn__fail(&out->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "character settings out of range: need 1 <= box (%d) <= size (%d) <= 4096, 0 < threshold (%g) < 1, known enums",
+                         d.box, d.size, (double)d.threshold);
+    size = d.size;
+    memset(&crop, 0, sizeof crop);
+    memset(&fitted, 0, sizeof fitted);
+
+    /* 1. grey, and ink made light on dark */
+    if ((result = cnn_image_convert(in, &grey, 1)) != CNN_OK) {
+        out->error = grey.error;
+        return result;
+    }
+    plane = (size_t)grey.h * (size_t)grey.w;
+    for (y = 0; y < grey.h; y++)
+        for (x = 0; x < grey.w; x++)
+            if (y == 0 || y == grey.h - 1 || x == 0 || x == grey.w - 1) {
+                border += grey.data[(size_t)y * grey.w + x];
+                border_count++;
+            }
+    border /= (double)border_count;
+    if (d.invert == CNN_INVERT_ALWAYS || (d.invert == CNN_INVERT_AUTO && border > 0.5)) {
+        for (i = 0; i < plane; i++) grey.data[i] = 1.0f - grey.data[i];
+        border = 1.0 - border;
+    }
+    /* 2. background 0, brightest 1 */
+    background = (float)border;
+    peak = grey.data[0];
+    for (i = 1; i < plane; i++)
+        if (grey.data[i] > peak) peak = grey.data[i];
+    if (!(peak - background >= 0.05f)) {
+        cnn_image_free(&grey);
+        return cnn__fail(&out->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1,
+                         "no character found: the image is blank (ink %.3f against background %.3f)", (double)peak, (double)background);
+    }
+    for (i = 0; i < plane; i++) {
+        float v = (grey.data[i] - background) / (peak - background);
+        grey.data[i] = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;
+    }
+    /* 3. the ink's bounding box (the brightest pixel is 1 > threshold, so
+       there is one) */
+    x0 = grey.w; x1 = -1; y0 = grey.h; y1 = -1;
+    for (y = 0; y < grey.h; y++)
+        for (x = 0; x < grey.w; x++)
+            if (grey.data[(size_t)y * grey.w + x] > d.threshold) {
+                if (x < x0) x0 = x;
+                if (x > x1) x1 = x;
+                if (y < y0) y0 = y;
+                if (y > y1) y1 = y;
+            }
+    result = cnn_image_alloc(&crop, 1, y1 - y0 + 1, x1 - x0 + 1);
+    if (result == CNN_OK)
+        for (y = 0; y < crop.h; y++)
+            memcpy(crop.data + (size_t)y * crop.w, grey.data + (size_t)(y0 + y) * grey.w + x0, (size_t)crop.w * sizeof(float));
+    cnn_image_free(&grey);
+    /* 4. fit into box x box, aspect kept */
+    if (result == CNN_OK) {
+        longest = crop.w > crop.h ? crop.w : crop.h;
+        fw = (int)((double)crop.w * d.box / longest + 0.5);
+        fh = (int)((double)crop.h * d.box / longest + 0.5);
+        result = cnn_image_resize(&crop, &fitted, fh < 1 ? 1 : fh, fw < 1 ? 1 : fw, d.resize);
+        if (result != CNN_OK) out->error = fitted.error;
+    } else {
+        out->error = crop.error;
+    }
+    cnn_image_free(&crop);
+    if (result != CNN_OK) return result;
+    /* 5. centre of mass to the centre of the field. Pixel x spans [x, x + 1),
+       so its mass sits at x + 0.5 and the field's centre is size / 2. Moving
+       by o = ix + fx (ix whole, 0 <= fx < 1) puts (1 - fx) of each pixel at
+       x + ix and fx at x + ix + 1: the centre of mass moves by exactly o. */
+    for (y = 0; y < fitted.h; y++)
+        for (x = 0; x < fitted.w; x++) {
+            const double v = fitted.data[(size_t)y * fitted.w + x];
+            mass += v;
+            mx += v * (x + 0.5);
+            my += v * (y + 0.5);
+        }
+    if (!(mass > 0.0)) {
+        cnn_image_free(&fitted);
+        return cnn__fail(&out->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1, "no character found: no ink left after resizing");
+    }
+    ox = size / 2.0 - mx / mass;
+    oy = size / 2.0 - my / mass;
+    ix = (int)floor(ox);
+    iy = (int)floor(oy);
+    fx = (float)(ox - ix);
+    fy = (float)(oy - iy);
+    if ((result = cnn_image_alloc(out, 1, size, size)) != CNN_OK) {
+        cnn_image_free(&fitted);
+        return result;
+    }
+    peak = 0.0f;
+    for (y = 0; y < size; y++)
+        for (x = 0; x < size; x++) {
+            float v = 0.0f;
+            int dy, dx;
+            for (dy = 0; dy < 2; dy++)
+                for (dx = 0; dx < 2; dx++) {
+                    const int sy = y - iy - dy, sx = x - ix - dx;
+                    if (sy >= 0 && sy < fitted.h && sx >= 0 && sx < fitted.w)
+                        v += (dy ? fy : 1.0f - fy) * (dx ? fx : 1.0f - fx) * fitted.data[(size_t)sy * fitted.w + sx];
+                }
+            /* 6. EMNIST's orientation if asked: (row, column) swapped */
+            if (d.orientation == CNN_ORIENTATION_TRANSPOSE) out->data[(size_t)x * size + y] = v;
+            else out->data[(size_t)y * size + x] = v;
+            if (v > peak) peak = v;
+        }
+    cnn_image_free(&fitted);
+    if (peak > 0.0f)
+        for (i = 0; i < (size_t)size * size; i++) out->data[i] /= peak;
+    return CNN_OK;
+}
+
+/* ---- image folders */
+
+/* Names in a folder, each its own allocation. */
+typedef struct cnn__names {
+    char **names;
+    int count, capacity;
+} cnn__names;
+
+CNN__PRIVATE void cnn__names_free(cnn__names *list)
+{
+    int i;
+    for (i = 0; i < list->count; i++) CNN_FREE(list->names[i]);
+    CNN_FREE(list->names);
+    memset(list, 0, sizeof *list);
+}
+
+CNN__PRIVATE int cnn__names_add(cnn__names *list, const char *name)
+{
+    size_t length = strlen(name);
+    if (list->count == INT_MAX / 2) return 0;
+    if (list->count == list->capacity) { /* no realloc: CNN_MALLOC/CNN_FREE are the allocator */
+        int capacity = list->capacity ? 2 * list->capacity : 16;
+        char **grown = (char **)CNN_MALLOC((size_t)capacity * sizeof(char *));
+        if (!grown) return 0;
+        if (list->count) memcpy(grown, list->names, (size_t)list->count * sizeof(char *));
+        CNN_FREE(list->names);
+        list->names = grown;
+        list->capacity = capacity;
+    }
+    list->names[list->count] = (char *)CNN_MALLOC(length + 1);
+    if (!list->names[list->count]) return 0;
+    memcpy(list->names[list->count], name, length + 1);
+    list->count++;
+    return 1;
+}
+
+CNN__PRIVATE int cnn__compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "dir/name" in a new allocation, or NULL. */
+CNN__PRIVATE char *cnn__join_path(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    int slash = a > 0 && dir[a - 1] != '/' && dir[a - 1] != '\\';
+    char *path = (char *)CNN_MALLOC(a + (size_t)slash + b + 1);
+    if (!path) return NULL;
+    memcpy(path, dir, a);
+    if (slash) path[a] = '/';
+    memcpy(path + a + slash, name, b + 1);
+    return path;
+}
+
+CNN__PRIVATE int cnn__is_image_name(const char *name)
+{
+    static const char *const extensions[] = {"png", "jpg", "jpeg", "bmp", "gif", "tga", "psd", "hdr", "pgm", "ppm", "pnm"};
+    const char *dot = strrchr(name, '.');
+    size_t e, k;
+    if (!dot) return 0;
+    dot++;
+    for (e = 0; e < sizeof extensions / sizeof extensions[0]; e++) {
+        const char *x = extensions[e];
+        for (k = 0; x[k] && dot[k]; k++) {
+            int c = dot[k] >= 'A' && dot[k] <= 'Z' ? dot[k] - 'A' + 'a' : dot[k];
+            if (c != x[k]) break;
+        }
+        if (!x[k] && !dot[k]) return 1;
+    }
+    return 0;
+}
+
+/* The sub-folders (folders != 0) or the image files of dir, sorted. */
+CNN__PRIVATE cnn_result cnn__list_folder(const char *dir, int folders, cnn__names *list, cnn_error *error)
+{
+    int ok = 1;
+    memset(list, 0, sizeof *list);
+#ifdef _WIN32
+    {
+        struct _finddata_t found;
+        intptr_t handle;
+        char *pattern = cnn__join_path(dir, "*");
+        if (!pattern) return cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
+        handle = _findfirst(pattern, &found);
+        CNN_FREE(pattern);
+        if (handle == -1) return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open the folder '%s'", dir);
+        do {
+            const int is_folder = (found.attrib & _A_SUBDIR) != 0;
+            if (found.name[0] == '.') continue;
+            if (folders ? is_folder : !is_folder && cnn__is_image_name(found.name)) ok = cnn__names_add(list, found.name);
+        } while (ok && _findnext(handle, &found) == 0);
+        _findclose(handle);
+    }
+#else
+    {
+        DIR *folder = opendir(dir);
+        struct dirent *entry;
+        if (!folder) return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot open the folder '%s'", dir);
+        while (ok && (entry = readdir(folder)) != NULL) {
+            const char *name = entry->d_name;
+            if (name[0] == '.') continue;
+            if (folders) { /* d_type is not POSIX: a folder is what opens as one */
+                char *path = cnn__join_path(dir, name);
+                DIR *inner = path ? opendir(path) : NULL;
+                CNN_FREE(path);
+                if (!inner) continue;
+                closedir(inner);
+            } else if (!cnn__is_image_name(name)) {
+                continue;
+            }
+            ok = cnn__names_add(list, name);
+        }
+        closedir(folder);
+    }
+#endif
+    if (!ok) {
+        cnn__names_free(list);
+        return cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory listing '%s'", dir);
+    }
+    if (list->count > 1) qsort(list->names, (size_t)list->count, sizeof(char *), cnn__compare_names);
+    return CNN_OK;
+}
+
+CNNDEF void cnn_image_folders_free(cnn_image_folders *folders)
+{
+    if (!folders) return;
+    cnn_dataset_free(&folders->train);
+    cnn_dataset_free(&folders->validation);
+    CNN_FREE(folders->class_names);
+    memset(folders, 0, sizeof *folders);
+    cnn__clear_error(&folders->error);
+    cnn__clear_error(&folders->train.error);
+    cnn__clear_error(&folders->validation.error);
+}
+
+CNN__PRIVATE cnn_result cnn__folders_alloc(cnn_dataset *data, int count, int classes, const cnn_folder_desc *d)
+{
+    memset(data, 0, sizeof *data);
+    cnn__clear_error(&data->error);
+    data->num_classes = classes;
+    if (count == 0) return CNN_OK;
+    if (cnn_tensor_alloc(&data->images, count, d->channels, d->height, d->width) != CNN_OK) return CNN_ERROR_OUT_OF_MEMORY;
+    data->labels = (int *)CNN_MALLOC((size_t)count * sizeof(int));
+    if (!data->labels) return CNN_ERROR_OUT_OF_MEMORY;
+    data->count = count;
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_image_folders_load(cnn_image_folders *folders, const char *root, const cnn_folder_desc *desc)
+{
+    cnn_folder_desc d;
+    cnn__names classes, *files = NULL;
+    int *held_out = NULL, k, i, n_train = 0, n_val = 0;
+    size_t sample, name_bytes = 0;
+    cnn_rng rng;
+    cnn_result result = CNN_OK;
+    if (!folders) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(folders, 0, sizeof *folders);
+    cnn__clear_error(&folders->error);
+    cnn__clear_error(&folders->train.error);
+    cnn__clear_error(&folders->validation.error);
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    if (d.channels == 0) d.channels = 3;
+    if (d.width == 0) d.width = 32;
+    if (d.height == 0) d.height = 32;
+    if (d.validation == 0.0f) d.validation = 0.3f;
+    if (d.validation < 0.0f) d.validation = 0.0f;
+    if (!root || (d.channels != 1 && d.channels != 3) || d.width < 1 || d.height < 1 || d.width > 65536 || d.height > 65536 ||
+        !(d.validation < 1.0f))
+        return cnn__fail(&folders->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "cnn_image_folders_load needs a root, channels 1 or 3, a size of at least 1x1 and a validation fraction below 1");
+    if ((result = cnn__list_folder(root, 1, &classes, &folders->error)) != CNN_OK) return result;
+    if (classes.count == 0 || classes.count > CNN_MAX_CLASSES) {
+        if (classes.count == 0)
+            result = cnn__fail(&folders->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1,
+                               "'%s' has no sub-folders: put the images of each class in a sub-folder named after it", root);
+        else
+            result = cnn__fail(&folders->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1,
+                               "'%s' has %d sub-folders; at most %d classes are allowed", root, classes.count, CNN_MAX_CLASSES);
+        cnn__names_free(&classes);
+        return result;
+    }
+    files = (cnn__names *)CNN_MALLOC((size_t)classes.count * sizeof(cnn__names));
+    held_out = (int *)CNN_MALLOC((size_t)classes.count * sizeof(int));
+    if (!files || !held_out) result = cnn__fail(&folders->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
+    else memset(files, 0, (size_t)classes.count * sizeof(cnn__names));
+
+    /* the files of each class, sorted, then shuffled by the seed: the first
+       held_out[k] of them are the validation images */
+    cnn_rng_seed(&rng, d.seed);
+    for (k = 0; result == CNN_OK && k < classes.count; k++) {
+        char *path = cnn__join_path(root, classes.names[k]);
+        if (!path) {
+            result = cnn__fail(&folders->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
+            break;
+        }
+        result = cnn__list_folder(path, 0, &files[k], &folders->error);
+        if (result == CNN_OK && files[k].count == 0)
+            result = cnn__fail(&folders->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1,
+                               "class folder '%s' holds no images (png, jpg, bmp, gif, tga, psd, hdr, pnm)", path);
+        CNN_FREE(path);
+        if (result != CNN_OK) break;
+        for (i = files[k].count - 1; i > 0; i--) {
+            int j = (int)cnn_rng_below(&rng, (uint32_t)i + 1u);
+            char *swap = files[k].names[i];
+            files[k].names[i] = files[k].names[j];
+            files[k].names[j] = swap;
+        }
+        held_out[k] = (int)((double)files[k].count * d.validation + 0.5);
+        if (held_out[k] > files[k].count - 1) held_out[k] = files[k].count - 1;
+        if (files[k].count > INT_MAX / 2 - n_train - n_val) {
+            result = cnn__fail(&folders->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "too many images under '%s'", root);
+            break;
+        }
+        n_val += held_out[k];
+        n_train += files[k].count - held_out[k];
+        name_bytes += strlen(classes.names[k]) + 1;
+    }
+
+    /* the datasets and the class names: pointers, then the strings */
+    if (result == CNN_OK) {
+        if (cnn__folders_alloc(&folders->train, n_train, classes.count, &d) != CNN_OK ||
+            cnn__folders_alloc(&folders->validation, n_val, classes.count, &d) != CNN_OK ||
+            !(folders->class_names = (char **)CNN_MALLOC((size_t)classes.count * sizeof(char *) + name_bytes)))
+            result = cnn__fail(&folders->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1,
+                               "out of memory for %d images of %dx%dx%d", n_train + n_val, d.channels, d.height, d.width);
+    }
+    if (result == CNN_OK) {
+        char *at = (char *)(folders->class_names + classes.count);
+        folders->class_count = classes.count;
+        for (k = 0; k < classes.count; k++) {
+            size_t length = strlen(classes.names[k]) + 1;
+            memcpy(at, classes.names[k], length);
+            folders->class_names[k] = at;
+            at += length;
+        }
+    }
+
+    /* every image, resized, into its slot */
+    sample = (size_t)d.channels * (size_t)d.height * (size_t)d.width;
+    n_train = n_val = 0;
+    for (k = 0; result == CNN_OK && k < classes.count; k++) {
+        char *folder = cnn__join_path(root, classes.names[k]);
+        for (i = 0; result == CNN_OK && i < files[k].count; i++) {
+            cnn_dataset *into = i < held_out[k] ? &folders->validation : &folders->train;
+            int *slot = i < held_out[k] ? &n_val : &n_train;
+            char *path = folder ? cnn__join_path(folder, files[k].names[i]) : NULL;
+            cnn_image image;
+            if (!path) {
+                result = cnn__fail(&folders->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory");
+                break;
+            }
+            result = cnn_image_load_resized(&image, path, d.channels, d.height, d.width);
+            if (result == CNN_OK) {
+                memcpy(into->images.data + (size_t)*slot * sample, image.data, sample * sizeof(float));
+                into->labels[*slot] = k;
+                (*slot)++;
+                cnn_image_free(&image);
+            } else {
+                folders->error = image.error;
+            }
+            CNN_FREE(path);
+        }
+        CNN_FREE(folder);
+    }
+
+    for (k = 0; files && k < classes.count; k++) cnn__names_free(&files[k]);
+    CNN_FREE(files);
+    CNN_FREE(held_out);
+    cnn__names_free(&classes);
+    if (result != CNN_OK) {
+        cnn_error error = folders->error;
+        cnn_image_folders_free(folders);
+        folders->error = error;
+    }
+    return result;
+}
+
+/* ---- augmentation */
+
+CNNDEF cnn_result cnn_augment_images(float *images, int count, cnn_shape shape, const cnn_augment_desc *desc, cnn_rng *rng)
+{
+    const int C = shape.c, H = shape.h, W = shape.w;
+    size_t plane, sample;
+    float *copy = NULL;
+    int n, c, x, y;
+    if (!images || !desc || !rng || count < 0 || cnn_shape_count(shape) == 0 || !(desc->rotate >= 0.0f && desc->rotate <= 180.0f) ||
+        !(desc->shift >= 0.0f && desc->shift <= 1.0f))
+        return CNN_ERROR_INVALID_ARGUMENT;
+    plane = (size_t)H * (size_t)W;
+    sample = (size_t)C * plane;
+    if (desc->rotate > 0.0f || desc->shift > 0.0f) {
+        copy = cnn__alloc_floats(sample);
+        if (!copy) return CNN_ERROR_OUT_OF_MEMORY;
+    }
+    for (n = 0; n < count; n++) {
+        float *image = images + (size_t)n * sample;
+        const int flip = desc->flip && cnn_rng_below(rng, 2) == 1;
+        const double angle = desc->rotate > 0.0f ? (2.0 * cnn_rng_uniform(rng) - 1.0) * desc->rotate * CNN__PI / 180.0 : 0.0;
+        const double tx = desc->shift > 0.0f ? (2.0 * cnn_rng_uniform(rng) - 1.0) * desc->shift * W : 0.0;
+        const double ty = desc->shift > 0.0f ? (2.0 * cnn_rng_uniform(rng) - 1.0) * desc->shift * H : 0.0;
+        if (flip)
+            for (c = 0; c < C; c++)
+                for (y = 0; y < H; y++) {
+                    float *row = image + (size_t)c * plane + (size_t)y * W;
+                    for (x = 0; x < W / 2; x++) {
+                        float swap = row[x];
+                        row[x] = row[W - 1 - x];
+                        row[W - 1 - x] = swap;
+                    }
+                }
+        if (copy && (angle != 0.0 || tx != 0.0 || ty != 0.0)) {
+            /* each output pixel takes the input at the inverse of (rotate by
+               angle about the centre, then move by (tx, ty)), bilinearly */
+            const double cosine = cos(angle), sine = sin(angle), cx = (W - 1) / 2.0, cy = (H - 1) / 2.0;
+            memcpy(copy, image, sample * sizeof(float));
+            for (y = 0; y < H; y++)
+                for (x = 0; x < W; x++) {
+                    const double dx = x - cx - tx, dy = y - cy - ty;
+                    double sx = cosine * dx + sine * dy + cx, sy = -sine * dx + cosine * dy + cy;
+                    int x0, y0, x1, y1;
+                    float fx, fy;
+                    sx = sx < 0.0 ? 0.0 : (sx > W - 1 ? W - 1 : sx); /* outside: the nearest edge */
+                    sy = sy < 0.0 ? 0.0 : (sy > H - 1 ? H - 1 : sy);
+                    x0 = (int)sx;
+                    y0 = (int)sy;
+                    x1 = x0 + 1 < W ? x0 + 1 : x0;
+                    y1 = y0 + 1 < H ? y0 + 1 : y0;
+                    fx = (float)(sx - x0);
+                    fy = (float)(sy - y0);
+                    for (c = 0; c < C; c++) {
+                        const float *p = copy + (size_t)c * plane;
+                        const float top = (1.0f - fx) * p[(size_t)y0 * W + x0] + fx * p[(size_t)y0 * W + x1];
+                        const float bottom = (1.0f - fx) * p[(size_t)y1 * W + x0] + fx * p[(size_t)y1 * W + x1];
+                        image[(size_t)c * plane + (size_t)y * W + x] = (1.0f - fy) * top + fy * bottom;
+                    }
+                }
+        }
+    }
+    CNN_FREE(copy);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_augment_batch(cnn_model *model, float *images, int *labels, int batch, void *augmenter)
+{
+    cnn_augmenter *a = (cnn_augmenter *)augmenter;
+    (void)labels;
+    if (!model || !a) return CNN_ERROR_INVALID_ARGUMENT;
+    return cnn_augment_images(images, batch, model->input, &a->desc, &a->rng);
+}
+
+#endif /* CNN_IMAGES */
 
 #endif /* CNN_IMPLEMENTATION_DONE */
 #endif /* CNN_IMPLEMENTATION */

@@ -298,6 +298,7 @@ TEST(conv2d_gradients)
         {2, 5, 7, 2, 1, 2, 2, 3},
         {1, 9, 7, 2, 3, 2, 0, 3},
         {3, 6, 5, 3, 3, 1, 0, 2},
+        {1, 5, 7, 2, 3, 1, 1, 10}, /* more than one CNN__CHUNK of samples */
     };
     size_t k;
     for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -636,15 +637,20 @@ static double relative_difference(const float *a, const float *b, size_t n)
    outputs, dx, dw and db, on every combination of C in {1,2,3}, K in
    {1,3,5}, S in {1,2}, P in {0,1,2} with inputs 7x9 and 6x8 where they tile,
    batch 2, plus one large case (24x26, 624 output positions, more than the
-   GEMM's 512-column panel and 128-deep panel). Both sides add the same
-   products in different orders, so they differ by float rounding only:
+   GEMM's 512-column panel and 128-deep panel) and one batch of 19 (the
+   fast backward sums its weight gradient in chunks of CNN__CHUNK = 8
+   samples: 19 makes three chunks, the last one partial). The fast pair gets
+   its working memory the way the model's own passes do, from
+   cnn__model_workspace of a model built with that one layer. Both sides
+   add the same products in different orders, so they differ by float
+   rounding only:
    at most a few ulp of the largest |term| sum (~1e-6 relative here); we
    accept 1e-5 relative to the largest value of each tensor. dw and db must
    be *added to*, so they start from a nonzero value on both sides. */
 TEST(conv2d_fast_matches_reference)
 {
     static const int channels[] = {1, 2, 3}, kernels[] = {1, 3, 5}, strides[] = {1, 2}, paddings[] = {0, 1, 2};
-    static const int sizes[][2] = {{7, 9}, {6, 8}, {24, 26}};
+    static const int sizes[][3] = {{7, 9, 2}, {6, 8, 2}, {24, 26, 2}, {7, 9, 19}}; /* H, W, N */
     const double tol = 1e-5;
     size_t ci, ki, si, pi, zi;
     int cases = 0;
@@ -655,7 +661,7 @@ TEST(conv2d_fast_matches_reference)
                 for (si = 0; si < 2; si++)
                     for (pi = 0; pi < 3; pi++) {
                         const int C = channels[ci], K = kernels[ki], S = strides[si], P = paddings[pi];
-                        const int H = sizes[zi][0], W = sizes[zi][1], OC = 3, N = 2;
+                        const int H = sizes[zi][0], W = sizes[zi][1], OC = 3, N = sizes[zi][2];
                         cnn_model model;
                         cnn_layer *layer;
                         cnn_rng rng;
@@ -663,9 +669,11 @@ TEST(conv2d_fast_matches_reference)
                         size_t in_count, out_count, i;
                         double e[4];
                         char name[96];
+                        cnn__workspace work;
                         if (zi == 2 && !(C == 3 && K == 5 && S == 1 && P == 2)) continue; /* one large case */
+                        if (zi == 3 && !(C == 2 && K == 3 && S == 2 && P == 1)) continue; /* one large batch */
                         if ((H + 2 * P - K) % S != 0 || (W + 2 * P - K) % S != 0) continue;  /* does not tile */
-                        snprintf(name, sizeof name, "C%d %dx%d K%d S%d P%d", C, H, W, K, S, P);
+                        snprintf(name, sizeof name, "C%d %dx%d K%d S%d P%d N%d", C, H, W, K, S, P, N);
                         cnn_model_init(&model, C, H, W, 1);
                         if (cnn_add_conv2d(&model, OC, K, S, P) != CNN_OK || !build(&model, N, name)) {
                             CHECK(0, "%s: cannot build: %s", name, model.error.message);
@@ -697,8 +705,9 @@ TEST(conv2d_fast_matches_reference)
 
                         memcpy(layer->weight_grad, dw_start, layer->weight_count * sizeof(float));
                         memcpy(layer->bias_grad, db_start, layer->bias_count * sizeof(float));
-                        cnn__conv2d_forward(layer, N, x, y_fast, model.scratch);
-                        cnn__conv2d_backward(layer, N, x, dy, dx_fast, model.scratch);
+                        work = cnn__model_workspace(&model);
+                        cnn__conv2d_forward(layer, N, x, y_fast, &work);
+                        cnn__conv2d_backward(layer, N, x, dy, dx_fast, &work);
                         memcpy(dw_fast, layer->weight_grad, layer->weight_count * sizeof(float));
                         memcpy(db_fast, layer->bias_grad, layer->bias_count * sizeof(float));
 
@@ -720,8 +729,9 @@ TEST(conv2d_fast_matches_reference)
                         cnn_model_free(&model);
                     }
     /* 7x9: S=2 needs H + 2P - K even, true for odd sizes: all 54; 6x8:
-       only S=1 tiles (27 cases, K=5 P=0 included); plus the large one */
-    CHECK(cases == 54 + 27 + 1, "expected 82 shapes to be compared, got %d", cases);
+       only S=1 tiles (27 cases, K=5 P=0 included); plus the large shape
+       and the large batch */
+    CHECK(cases == 54 + 27 + 1 + 1, "expected 83 shapes to be compared, got %d", cases);
     if (verbose()) printf("    fast conv vs reference: %d shapes, worst relative difference %.2e\n", cases, worst);
 }
 

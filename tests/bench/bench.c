@@ -1,0 +1,270 @@
+/* bench.c - the cnn.h side of `make bench` (tests/bench/run.sh drives it).
+
+     bench MODEL BATCH SAMPLES THREADS DATA.csv
+     bench MODEL BATCH SAMPLES THREADS IMAGES.idx LABELS.idx
+     bench peak
+
+   MODEL is lenet5, cnn or mlp (the same models as tests/bench/bench_torch.py).
+   Trains on the first SAMPLES samples of DATA in consecutive batches of
+   BATCH with Adam (lr 1e-3) and prints one line of key=value pairs:
+
+     RESULT impl=cnn.h model=.. batch=.. threads=.. samples=.. seconds=..
+            samples_per_s=.. flops_per_sample=.. latency_us=.. maxrss_kb=..
+
+   Only the training steps are timed: loading, building and one warm-up
+   step come before the clock starts. latency_us is the median of single-
+   sample forward passes (eval mode) after the training. `bench peak` prints
+   one core's FP32 peak, measured with an FMA loop. */
+#define _POSIX_C_SOURCE 200112L
+#define CNN_IMPLEMENTATION
+#include "../../cnn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define LATENCY_WARMUP 20
+#define LATENCY_RUNS 300
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ---------------------------------------------------------------- peak */
+
+/* Each chain is x = x * m + c, which converges (m < 1) so the values stay
+   normal: denormals would slow the loop down. The chains are independent so
+   that the FMA pipes never wait for a previous result: Zen 3 has two pipes
+   with a latency of 4 cycles, so 8 chains in flight, 12 to be safe. */
+#define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define CHAIN_COUNT 12
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_AVX2_PEAK 1
+__attribute__((target("avx2,fma"))) static float fma_chains_avx2(long iterations)
+{
+    const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
+    __m256 total = _mm256_setzero_ps();
+    float lanes[8], sum = 0.0f;
+    long i;
+    int k;
+#define DECLARE(j) __m256 x##j = _mm256_set1_ps((float)(j));
+#define STEP(j) x##j = _mm256_fmadd_ps(x##j, m, c);
+#define ADD(j) total = _mm256_add_ps(total, x##j);
+    CHAINS(DECLARE)
+    for (i = 0; i < iterations; i++) { CHAINS(STEP) }
+    CHAINS(ADD) /* every chain feeds the result, so none is optimised away */
+    _mm256_storeu_ps(lanes, total);
+    for (k = 0; k < 8; k++) sum += lanes[k];
+    return sum;
+}
+#endif
+
+/* Without AVX2 + FMA: a multiply and an add per step, 2 flops, one lane. */
+static float fma_chains_scalar(long iterations)
+{
+    const float m = 0.999f, c = 0.001f;
+    long i;
+#undef DECLARE
+#undef STEP
+#undef ADD
+#define DECLARE(j) float x##j = (float)(j);
+#define STEP(j) x##j = x##j * m + c;
+#define ADD(j) + x##j
+    CHAINS(DECLARE)
+    for (i = 0; i < iterations; i++) { CHAINS(STEP) }
+    return 0.0f CHAINS(ADD);
+}
+
+/* Best of several short runs: other processes on the machine can only slow
+   a run down, never speed it up. */
+static int peak(void)
+{
+    const char *isa = "scalar";
+    double flops_per_iteration = CHAIN_COUNT * 2.0, best = 0.0;
+    long iterations = 2000000;
+    float sink = 0.0f;
+    int run, avx2 = 0;
+#ifdef HAVE_AVX2_PEAK
+    __builtin_cpu_init();
+    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    if (avx2) isa = "avx2+fma", flops_per_iteration = CHAIN_COUNT * 8 * 2.0;
+    for (run = 0; run < 50; run++) {
+        double start = now_seconds(), seconds;
+#ifdef HAVE_AVX2_PEAK
+        if (avx2) sink += fma_chains_avx2(iterations);
+        else
+#endif
+            sink += fma_chains_scalar(iterations);
+        seconds = now_seconds() - start;
+        if (flops_per_iteration * (double)iterations / seconds > best) best = flops_per_iteration * (double)iterations / seconds;
+    }
+    printf("PEAK isa=%s gflops_per_core=%.1f sink=%g\n", isa, best * 1e-9, (double)sink);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- models */
+
+/* Errors are sticky in cnn.h, so the adds are checked once, at the build. */
+static cnn_result build_model(cnn_model *m, const char *name, int classes, int max_batch)
+{
+    cnn_model_init(m, 1, 28, 28, 1);
+    if (!strcmp(name, "lenet5")) {
+        cnn_add_conv2d(m, 6, 5, 1, 2);
+        cnn_add_relu(m);
+        cnn_add_max_pool(m, 2, 2);
+        cnn_add_conv2d(m, 16, 5, 1, 0);
+        cnn_add_relu(m);
+        cnn_add_max_pool(m, 2, 2);
+        cnn_add_flatten(m);
+        cnn_add_dense(m, 120);
+        cnn_add_relu(m);
+        cnn_add_dense(m, 84);
+        cnn_add_relu(m);
+    } else if (!strcmp(name, "cnn")) { /* the seed CNN */
+        int block;
+        for (block = 0; block < 2; block++) {
+            int filters = block == 0 ? 32 : 64;
+            cnn_add_conv2d(m, filters, 3, 1, 1);
+            cnn_add_leaky_relu(m, 0.3f);
+            cnn_add_conv2d(m, filters, 3, 1, 1);
+            cnn_add_leaky_relu(m, 0.3f);
+            cnn_add_max_pool(m, 2, 2);
+            cnn_add_dropout(m, 0.25f);
+        }
+        cnn_add_flatten(m);
+        cnn_add_dense(m, 256);
+        cnn_add_relu(m);
+        cnn_add_dense(m, 128);
+        cnn_add_relu(m);
+    } else if (!strcmp(name, "mlp")) { /* the seed MLP */
+        cnn_add_flatten(m);
+        cnn_add_dense(m, 512);
+        cnn_add_relu(m);
+        cnn_add_dropout(m, 0.2f);
+        cnn_add_dense(m, 512);
+        cnn_add_relu(m);
+        cnn_add_dropout(m, 0.2f);
+    } else {
+        return CNN_ERROR_INVALID_ARGUMENT;
+    }
+    cnn_add_dense(m, classes);
+    cnn_add_softmax(m);
+    return cnn_model_build(m, max_batch);
+}
+
+/* Training FLOPs per sample, by the usual convention: a multiply-add is 2
+   FLOPs, only conv and dense layers count (activations, pooling, softmax and
+   the optimiser are left out), and training is 3x the forward pass (forward,
+   gradient of the input, gradient of the weights). */
+static double training_flops_per_sample(const cnn_model *m)
+{
+    double macs = 0.0;
+    int i;
+    for (i = 0; i < m->layer_count; i++) {
+        const cnn_layer *l = &m->layers[i];
+        double in = (double)cnn_shape_count(l->in), out = (double)cnn_shape_count(l->out);
+        if (l->desc.type == CNN_LAYER_CONV2D) macs += out * l->in.c * l->desc.kernel * l->desc.kernel;
+        else if (l->desc.type == CNN_LAYER_DENSE) macs += in * out;
+    }
+    return 3.0 * 2.0 * macs;
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+    cnn_dataset data;
+    cnn_data_desc data_desc;
+    cnn_model model;
+    cnn_optimizer adam;
+    cnn_result r;
+    struct rusage usage;
+    double latencies[LATENCY_RUNS], start, seconds;
+    const char *name;
+    size_t sample_size;
+    int batch, samples, threads, steps, i;
+
+    if (argc == 2 && !strcmp(argv[1], "peak")) return peak();
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: bench lenet5|cnn|mlp BATCH SAMPLES THREADS (DATA.csv | IMAGES LABELS)\n       bench peak\n");
+        return 2;
+    }
+    name = argv[1];
+    batch = atoi(argv[2]);
+    samples = atoi(argv[3]);
+    threads = atoi(argv[4]);
+    if (batch < 1 || samples < batch || threads < 1) {
+        fprintf(stderr, "bench: need 1 <= BATCH <= SAMPLES and THREADS >= 1\n");
+        return 2;
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(threads); /* the model takes its thread count at the build */
+#endif
+
+    memset(&data_desc, 0, sizeof data_desc);
+    data_desc.max_rows = samples;
+    r = argc == 6 ? cnn_dataset_load_csv(&data, argv[5], &data_desc) : cnn_dataset_load_idx(&data, argv[5], argv[6], &data_desc);
+    if (r != CNN_OK) {
+        fprintf(stderr, "bench: %s\n", data.error.message);
+        return 1;
+    }
+    if (data.count < samples) {
+        fprintf(stderr, "bench: asked for %d samples, the data has %d\n", samples, data.count);
+        return 1;
+    }
+    /* the classes seen in the samples: bench_torch.py counts them the same way */
+    if (build_model(&model, name, data.num_classes, batch) != CNN_OK || cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) {
+        fprintf(stderr, "bench: model '%s': %s\n", name, model.error.message);
+        return 1;
+    }
+
+    sample_size = cnn_shape_count(model.input);
+    steps = samples / batch;
+    r = cnn_model_train_step(&model, &adam, data.images.data, data.labels, batch, NULL, NULL); /* warm-up */
+    start = now_seconds();
+    for (i = 0; i < steps && r == CNN_OK; i++)
+        r = cnn_model_train_step(&model, &adam, data.images.data + (size_t)i * batch * sample_size, data.labels + (size_t)i * batch,
+                                 batch, NULL, NULL);
+    seconds = now_seconds() - start;
+    if (r != CNN_OK) {
+        fprintf(stderr, "bench: training failed: %s\n", model.error.message);
+        return 1;
+    }
+
+    /* batch-1 inference: each pass timed alone, the median reported */
+    for (i = 0; i < LATENCY_WARMUP + LATENCY_RUNS && r == CNN_OK; i++) {
+        double t = now_seconds();
+        r = cnn_model_forward(&model, data.images.data + (size_t)(i % data.count) * sample_size, 1, CNN_MODE_EVAL);
+        if (i >= LATENCY_WARMUP) latencies[i - LATENCY_WARMUP] = now_seconds() - t;
+    }
+    if (r != CNN_OK) {
+        fprintf(stderr, "bench: forward failed: %s\n", model.error.message);
+        return 1;
+    }
+    qsort(latencies, LATENCY_RUNS, sizeof latencies[0], compare_doubles);
+
+    getrusage(RUSAGE_SELF, &usage);
+    /* threads= is what the model really uses: 1 when cnn.h runs single-threaded */
+    printf("RESULT impl=cnn.h model=%s batch=%d threads=%d samples=%d seconds=%.4f samples_per_s=%.1f flops_per_sample=%.0f "
+           "latency_us=%.1f maxrss_kb=%ld\n",
+           name, batch, model.threads, steps * batch, seconds, steps * batch / seconds, training_flops_per_sample(&model),
+           latencies[LATENCY_RUNS / 2] * 1e6, (long)usage.ru_maxrss);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&model);
+    cnn_dataset_free(&data);
+    return 0;
+}
