@@ -31,6 +31,7 @@ typedef struct progress {
     const cnn_dataset *test;
     double started;
     float test_accuracy;
+    int epochs_done;
 } progress;
 
 static double now_seconds(void)
@@ -150,6 +151,7 @@ static int on_epoch(cnn_model *model, const cnn_epoch_stats *stats, void *user)
 {
     progress *p = (progress *)user;
     float test_loss;
+    p->epochs_done = stats->epoch;
     if (cnn_model_evaluate(model, p->test, &test_loss, &p->test_accuracy) != CNN_OK) {
         fprintf(stderr, "lenet5: evaluation failed: %s\n", model->error.message);
         return 1;
@@ -207,12 +209,14 @@ int main(int argc, char **argv)
         fit.on_epoch = on_epoch;
         fit.user = &p;
         p.test = &test;
+        p.epochs_done = 0;
         p.started = now_seconds();
         printf("training: %d epochs, batch %d, Adam lr %g, seed %lu\n", o.epochs, o.batch, (double)o.learning_rate, o.seed);
         if (cnn_model_fit(&model, &adam, &train, &fit) != CNN_OK) {
             fprintf(stderr, "lenet5: training stopped: %s\n", model.error.message);
             goto done;
         }
+        printf("trained %d epochs in %.1f s\n", p.epochs_done, now_seconds() - p.started);
         if (cnn_model_save(&model, o.model_path) != CNN_OK) {
             fprintf(stderr, "lenet5: %s\n", model.error.message);
             goto done;

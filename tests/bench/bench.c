@@ -5,16 +5,18 @@
      bench peak
 
    MODEL is lenet5, cnn or mlp (the same models as tests/bench/bench_torch.py).
-   Trains on the first SAMPLES samples of DATA in consecutive batches of
-   BATCH with Adam (lr 1e-3) and prints one line of key=value pairs:
+   Loads the first BENCH_ROWS samples of DATA, then trains on SAMPLES samples
+   taken from them in consecutive batches of BATCH, going round them as many
+   times as needed, with Adam (lr 1e-3); prints one line of key=value pairs:
 
      RESULT impl=cnn.h model=.. batch=.. threads=.. samples=.. seconds=..
             samples_per_s=.. flops_per_sample=.. latency_us=.. maxrss_kb=..
 
-   Only the training steps are timed: loading, building and one warm-up
-   step come before the clock starts. latency_us is the median of single-
-   sample forward passes (eval mode) after the training. `bench peak` prints
-   one core's FP32 peak, measured with an FMA loop. */
+   Only the training steps are timed: loading, building and WARMUP_STEPS
+   steps come before the clock starts. latency_us is the median of single-
+   sample forward passes (eval mode) after the training. maxrss_kb is the
+   peak resident memory of the whole process, data included.
+   `bench peak` prints one core's FP32 peak, measured with an FMA loop. */
 #define _POSIX_C_SOURCE 200112L
 #define CNN_IMPLEMENTATION
 #include "../../cnn.h"
@@ -25,6 +27,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+/* bench_torch.py uses the same numbers. A fixed number of rows keeps
+   the data's share of the peak memory the same (12.8 MB of floats) whatever
+   SAMPLES is; the time it takes to read a batch is tiny beside its step. */
+#define BENCH_ROWS 4096
+#define WARMUP_STEPS 2 /* PyTorch's first two steps are slower (allocations, kernel set-up) */
 #define LATENCY_WARMUP 20
 #define LATENCY_RUNS 300
 
@@ -166,21 +173,27 @@ static cnn_result build_model(cnn_model *m, const char *name, int classes, int m
     return cnn_model_build(m, max_batch);
 }
 
-/* Training FLOPs per sample, by the usual convention: a multiply-add is 2
-   FLOPs, only conv and dense layers count (activations, pooling, softmax and
-   the optimiser are left out), and training is 3x the forward pass (forward,
-   gradient of the input, gradient of the weights). */
+/* Training FLOPs per sample, counting the work that training needs, by the
+   usual convention: a multiply-add is 2 FLOPs and only conv and dense layers
+   count (activations, pooling, softmax and the optimiser are left out). Each
+   such layer costs its forward product twice more in the backward pass, once
+   for the gradient of its weights and once for the gradient of its input -
+   except a layer with no conv or dense layer before it, whose input gradient
+   nobody needs (PyTorch does not compute it). */
 static double training_flops_per_sample(const cnn_model *m)
 {
-    double macs = 0.0;
-    int i;
+    double flops = 0.0;
+    int i, trainable_before = 0;
     for (i = 0; i < m->layer_count; i++) {
         const cnn_layer *l = &m->layers[i];
-        double in = (double)cnn_shape_count(l->in), out = (double)cnn_shape_count(l->out);
-        if (l->desc.type == CNN_LAYER_CONV2D) macs += out * l->in.c * l->desc.kernel * l->desc.kernel;
-        else if (l->desc.type == CNN_LAYER_DENSE) macs += in * out;
+        double in = (double)cnn_shape_count(l->in), out = (double)cnn_shape_count(l->out), macs;
+        if (l->desc.type == CNN_LAYER_CONV2D) macs = out * l->in.c * l->desc.kernel * l->desc.kernel;
+        else if (l->desc.type == CNN_LAYER_DENSE) macs = in * out;
+        else continue;
+        flops += 2.0 * macs * (trainable_before ? 3.0 : 2.0);
+        trainable_before = 1;
     }
-    return 3.0 * 2.0 * macs;
+    return flops;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -196,7 +209,7 @@ int main(int argc, char **argv)
     double latencies[LATENCY_RUNS], start, seconds;
     const char *name;
     size_t sample_size;
-    int batch, samples, threads, steps, i;
+    int batch, samples, threads, steps, usable_rows, i;
 
     if (argc == 2 && !strcmp(argv[1], "peak")) return peak();
     if (argc != 6 && argc != 7) {
@@ -216,17 +229,18 @@ int main(int argc, char **argv)
 #endif
 
     memset(&data_desc, 0, sizeof data_desc);
-    data_desc.max_rows = samples;
+    data_desc.max_rows = BENCH_ROWS;
     r = argc == 6 ? cnn_dataset_load_csv(&data, argv[5], &data_desc) : cnn_dataset_load_idx(&data, argv[5], argv[6], &data_desc);
     if (r != CNN_OK) {
         fprintf(stderr, "bench: %s\n", data.error.message);
         return 1;
     }
-    if (data.count < samples) {
-        fprintf(stderr, "bench: asked for %d samples, the data has %d\n", samples, data.count);
+    usable_rows = data.count - data.count % batch; /* whole batches only, as bench_torch.py */
+    if (usable_rows < batch) {
+        fprintf(stderr, "bench: a batch of %d needs as many samples, the data has %d\n", batch, data.count);
         return 1;
     }
-    /* the classes seen in the samples: bench_torch.py counts them the same way */
+    /* the classes seen in the rows: bench_torch.py counts them the same way */
     if (build_model(&model, name, data.num_classes, batch) != CNN_OK || cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) {
         fprintf(stderr, "bench: model '%s': %s\n", name, model.error.message);
         return 1;
@@ -234,11 +248,13 @@ int main(int argc, char **argv)
 
     sample_size = cnn_shape_count(model.input);
     steps = samples / batch;
-    r = cnn_model_train_step(&model, &adam, data.images.data, data.labels, batch, NULL, NULL); /* warm-up */
+    for (i = 0; i < WARMUP_STEPS && r == CNN_OK; i++)
+        r = cnn_model_train_step(&model, &adam, data.images.data, data.labels, batch, NULL, NULL);
     start = now_seconds();
-    for (i = 0; i < steps && r == CNN_OK; i++)
-        r = cnn_model_train_step(&model, &adam, data.images.data + (size_t)i * batch * sample_size, data.labels + (size_t)i * batch,
-                                 batch, NULL, NULL);
+    for (i = 0; i < steps && r == CNN_OK; i++) {
+        size_t first = (size_t)i * batch % (size_t)usable_rows; /* round the rows */
+        r = cnn_model_train_step(&model, &adam, data.images.data + first * sample_size, data.labels + first, batch, NULL, NULL);
+    }
     seconds = now_seconds() - start;
     if (r != CNN_OK) {
         fprintf(stderr, "bench: training failed: %s\n", model.error.message);

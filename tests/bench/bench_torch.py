@@ -1,19 +1,24 @@
 #!/usr/bin/python3
 """bench_torch.py - the PyTorch side of `make bench` (tests/bench/run.sh
-drives it); the same interface and output as tests/bench/bench.c:
+drives it); the same interface, work and output as tests/bench/bench.c:
 
     bench_torch.py MODEL BATCH SAMPLES THREADS DATA.csv
     bench_torch.py MODEL BATCH SAMPLES THREADS IMAGES.idx LABELS.idx
 
-Same models, same first SAMPLES samples (scaled by 1/255, EMNIST CSV images
-transposed as cnn.h does), same batches, Adam lr 1e-3, one warm-up step.
-Run it with Debian's /usr/bin/python3 and python3-torch.
+Same models, same first BENCH_ROWS samples (scaled by 1/255, EMNIST CSV
+images transposed as cnn.h does), same batches taken round them in the same
+order, Adam lr 1e-3, the same warm-up steps before the clock starts, the same
+batch-1 latency measurement. Run it with Debian's /usr/bin/python3 and
+python3-torch.
 """
 import os
 import sys
 
-# Before torch loads: its OpenMP pool is sized from OMP_NUM_THREADS, and a
-# BLAS with threads of its own would fight that pool for the same cores.
+# Before torch loads: its OpenMP pool is sized from OMP_NUM_THREADS, and
+# OpenBLAS (Debian's torch calls it for linear layers and for convolutions
+# that do not go to oneDNN) has a thread pool of its own that would fight the
+# OpenMP threads for the same cores. run.sh sets these explicitly (see there
+# for why these values); the defaults here are the same.
 THREADS = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -27,19 +32,25 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+# the same numbers as in bench.c
+BENCH_ROWS = 4096
+WARMUP_STEPS = 2
 LATENCY_WARMUP, LATENCY_RUNS = 20, 300
 
 
-def load(paths, samples):
-    """The first `samples` images (N, 1, 28, 28) in [0, 1] and their labels."""
+def load(paths, rows):
+    """The first `rows` images (N, 1, 28, 28) in [0, 1] and their labels.
+    Read as bytes and turned into floats once, so that the peak memory holds
+    one float copy of the data, as cnn.h's does."""
     if len(paths) == 1:  # Kaggle EMNIST CSV: label, then 784 pixels stored transposed
-        rows = np.loadtxt(paths[0], delimiter=",", max_rows=samples, dtype=np.float32)
-        labels = rows[:, 0].astype(np.int64)
-        images = rows[:, 1:].reshape(-1, 28, 28).transpose(0, 2, 1)
+        table = np.loadtxt(paths[0], delimiter=",", max_rows=rows, dtype=np.uint8, ndmin=2)
+        labels = table[:, 0].astype(np.int64)
+        pixels = table[:, 1:].reshape(-1, 28, 28).transpose(0, 2, 1)
     else:  # IDX: 16-byte header before the images, 8 before the labels
-        images = np.fromfile(paths[0], np.uint8, samples * 784, offset=16).reshape(-1, 28, 28).astype(np.float32)
-        labels = np.fromfile(paths[1], np.uint8, samples, offset=8).astype(np.int64)
-    images = np.ascontiguousarray(images / np.float32(255.0), dtype=np.float32)
+        pixels = np.fromfile(paths[0], np.uint8, rows * 784, offset=16).reshape(-1, 28, 28)
+        labels = np.fromfile(paths[1], np.uint8, rows, offset=8).astype(np.int64)
+    images = pixels.astype(np.float32)  # a new C-ordered array: the transpose is done here
+    images /= np.float32(255.0)
     return torch.from_numpy(images).reshape(-1, 1, 28, 28), torch.from_numpy(labels)
 
 
@@ -65,30 +76,49 @@ def build(name, classes):
     return nn.Sequential(*layers)
 
 
+def blas_in_use():
+    """Which BLAS the process loaded: Debian's libblas.so.3 is the reference
+    BLAS (in .../blas/) or OpenBLAS (in .../openblas-pthread/, -openmp or
+    -serial), whichever its alternatives system points to."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            name, folder = os.path.basename(path), os.path.basename(os.path.dirname(path))
+            if "openblas" in name or "openblas" in folder:
+                return folder if folder.startswith("openblas") else name
+            if name.startswith("libblas.so"):
+                return "reference" if folder == "blas" else folder
+    return "unknown"
+
+
 def main():
     if len(sys.argv) not in (6, 7):
         sys.exit(__doc__)
     name, batch, samples = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if batch < 1 or samples < batch or THREADS < 1:
+        sys.exit("bench_torch.py: need 1 <= BATCH <= SAMPLES and THREADS >= 1")
     torch.set_num_threads(THREADS)
     torch.manual_seed(1)
-    images, labels = load(sys.argv[5:], samples)
-    if len(labels) < samples:
-        sys.exit("bench_torch.py: asked for %d samples, the data has %d" % (samples, len(labels)))
+    images, labels = load(sys.argv[5:], BENCH_ROWS)
+    usable_rows = len(labels) - len(labels) % batch  # whole batches only, as bench.c
+    if usable_rows < batch:
+        sys.exit("bench_torch.py: a batch of %d needs as many samples, the data has %d" % (batch, len(labels)))
     net = build(name, int(labels.max()) + 1)  # the classes seen, as bench.c counts them
     adam = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)  # cnn.h's (Keras') epsilon
 
-    def step(i):
-        x, y = images[i * batch:(i + 1) * batch], labels[i * batch:(i + 1) * batch]
+    def step(first):
+        x, y = images[first:first + batch], labels[first:first + batch]  # views, no copies
         adam.zero_grad(set_to_none=True)
         F.cross_entropy(net(x), y).backward()
         adam.step()
 
     net.train()
-    step(0)  # warm-up: first-call allocations and kernel choices
+    for _ in range(WARMUP_STEPS):
+        step(0)
     steps = samples // batch
     start = time.perf_counter()
     for i in range(steps):
-        step(i)
+        step(i * batch % usable_rows)
     seconds = time.perf_counter() - start
 
     # batch-1 inference, softmax included as in cnn.h's forward pass
@@ -103,9 +133,9 @@ def main():
     latency = sorted(latencies[LATENCY_WARMUP:])[LATENCY_RUNS // 2]
 
     print("RESULT impl=pytorch model=%s batch=%d threads=%d samples=%d seconds=%.4f samples_per_s=%.1f "
-          "latency_us=%.1f maxrss_kb=%d torch=%s" %
+          "latency_us=%.1f maxrss_kb=%d torch=%s blas=%s" %
           (name, batch, torch.get_num_threads(), steps * batch, seconds, steps * batch / seconds,
-           latency * 1e6, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, torch.__version__))
+           latency * 1e6, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, torch.__version__, blas_in_use()))
 
 
 if __name__ == "__main__":

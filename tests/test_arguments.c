@@ -1,0 +1,477 @@
+/* test_arguments.c - every public function, called with arguments that are
+   wrong (NULL pointers, zero or negative sizes, shapes that do not fit, a
+   batch larger than max_batch, labels out of range, a model not built),
+   returns an error - with a message wherever there is a cnn_error to hold
+   one - and never crashes (run it under `make sanitize` to see that no
+   wrong call reads or writes out of bounds). Functions that return no
+   cnn_result answer with a neutral value instead (0, NULL, '?'). */
+#define CNN_IMPLEMENTATION
+#include "../cnn.h"
+#include "test.h"
+
+/* The call must return want; where it has a cnn_error, that must hold the
+   same code and a message. */
+#define EXPECT(call, want, error) expect_result((call), (want), (error), #call, __LINE__)
+
+static void expect_result(cnn_result got, cnn_result want, const cnn_error *error, const char *call, int line)
+{
+    if (got != want) {
+        test_current_failed++;
+        printf("    line %d: %s returned %d (%s), expected %d (%s)\n", line, call, (int)got, cnn_result_string(got), (int)want,
+               cnn_result_string(want));
+    } else if (error && (error->code != want || error->message[0] == '\0')) {
+        test_current_failed++;
+        printf("    line %d: %s: its cnn_error holds code %d and message '%s'\n", line, call, (int)error->code, error->message);
+    }
+}
+
+#define NO_ERROR_STRUCT ((const cnn_error *)NULL)
+
+/* A small built model: (1, 6, 6) -> conv 2@3x3 -> relu -> flatten -> dense 3 -> softmax. */
+static int small_model(cnn_model *model, int max_batch)
+{
+    return cnn_model_init(model, 1, 6, 6, 1) == CNN_OK && cnn_add_conv2d(model, 2, 3, 1, 0) == CNN_OK &&
+           cnn_add_relu(model) == CNN_OK && cnn_add_flatten(model) == CNN_OK && cnn_add_dense(model, 3) == CNN_OK &&
+           cnn_add_softmax(model) == CNN_OK && cnn_model_build(model, max_batch) == CNN_OK;
+}
+
+static void small_dataset(cnn_dataset *data, int count, int side)
+{
+    int i;
+    memset(data, 0, sizeof *data);
+    cnn_tensor_alloc(&data->images, count, 1, side, side);
+    data->labels = (int *)calloc((size_t)count, sizeof(int));
+    for (i = 0; i < count; i++) data->labels[i] = i % 3;
+    data->count = count;
+    data->num_classes = 3;
+}
+
+TEST(results_rng_and_tensors)
+{
+    cnn_tensor tensor;
+    cnn_shape shape;
+    int i;
+    /* every code has a sentence, and so does a code that does not exist */
+    for (i = CNN_ERROR_STATE; i <= CNN_OK; i++) CHECK(strlen(cnn_result_string((cnn_result)i)) > 0, "code %d", i);
+    CHECK(strcmp(cnn_result_string((cnn_result)12345), "unknown result code") == 0, "unknown code");
+    CHECK(strcmp(cnn_layer_type_name((cnn_layer_type)999), "unknown") == 0, "unknown layer type");
+    /* a NULL rng */
+    cnn_rng_seed(NULL, 1);
+    CHECK(cnn_rng_next(NULL) == 0 && cnn_rng_uniform(NULL) == 0.0f && cnn_rng_normal(NULL) == 0.0f && cnn_rng_below(NULL, 5) == 0,
+          "NULL rng");
+    /* tensors */
+    EXPECT(cnn_tensor_alloc(NULL, 1, 1, 1, 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_tensor_alloc(&tensor, 0, 1, 1, 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    CHECK(tensor.data == NULL, "data left after a refused alloc");
+    EXPECT(cnn_tensor_alloc(&tensor, 2, -1, 3, 3), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_tensor_alloc(&tensor, INT_MAX, INT_MAX, INT_MAX, INT_MAX), CNN_ERROR_OUT_OF_MEMORY, NO_ERROR_STRUCT);
+    CHECK(tensor.data == NULL && tensor.n == 0, "tensor left set after a refused alloc");
+    cnn_tensor_free(NULL);
+    CHECK(cnn_tensor_count(NULL) == 0, "count of NULL");
+    EXPECT(cnn_tensor_alloc(&tensor, 2, 1, 3, 4), CNN_OK, NO_ERROR_STRUCT);
+    CHECK(cnn_tensor_at(&tensor, 1, 0, 2, 3) == tensor.data + 23, "last element");
+    CHECK(cnn_tensor_at(&tensor, 2, 0, 0, 0) == NULL && cnn_tensor_at(&tensor, 0, 1, 0, 0) == NULL &&
+          cnn_tensor_at(&tensor, 0, 0, 3, 0) == NULL && cnn_tensor_at(&tensor, 0, 0, 0, 4) == NULL &&
+          cnn_tensor_at(&tensor, -1, 0, 0, 0) == NULL && cnn_tensor_at(NULL, 0, 0, 0, 0) == NULL, "out of range gives NULL");
+    cnn_tensor_free(&tensor);
+    CHECK(tensor.data == NULL, "freed");
+    cnn_tensor_free(&tensor); /* twice is harmless */
+    shape.c = 3; shape.h = -2; shape.w = 4;
+    CHECK(cnn_shape_count(shape) == 0, "negative shape counts 0");
+}
+
+TEST(model_definition)
+{
+    cnn_model model;
+    cnn_layer_desc desc;
+    char buffer[8];
+    EXPECT(cnn_model_init(NULL, 1, 2, 2, 0), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_init(&model, 0, 28, 28, 0), CNN_ERROR_BAD_SHAPE, &model.error);
+    EXPECT(cnn_model_init(&model, 1, -28, 28, 0), CNN_ERROR_BAD_SHAPE, &model.error);
+    EXPECT(cnn_model_init(&model, 65536, 65536, 65536, 0), CNN_ERROR_BAD_SHAPE, &model.error);
+    /* layers on a model whose init failed keep the first error */
+    EXPECT(cnn_add_relu(&model), CNN_ERROR_BAD_SHAPE, &model.error);
+    EXPECT(cnn_model_build(&model, 4), CNN_ERROR_BAD_SHAPE, &model.error);
+    /* every add with a NULL model */
+    EXPECT(cnn_model_add(NULL, &desc), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_conv2d(NULL, 1, 1, 1, 0), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_dense(NULL, 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_relu(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_leaky_relu(NULL, 0.1f), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_sigmoid(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_tanh(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_max_pool(NULL, 2, 2), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_avg_pool(NULL, 2, 2), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_flatten(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_dropout(NULL, 0.5f), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_softmax(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_build(NULL, 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    cnn_model_free(NULL);
+    CHECK(cnn_model_summary(NULL, buffer, sizeof buffer) == 0, "summary of NULL");
+    CHECK(cnn_model_output_shape(NULL).c == 0, "output shape of NULL");
+    /* each wrong setting, each on a fresh model (errors are sticky) */
+#define FRESH() cnn_model_init(&model, 1, 8, 8, 0)
+    FRESH(); EXPECT(cnn_model_add(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 0, 3, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, -3, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 0, 0), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 1, -1), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 9, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error);     /* kernel > input */
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 2, 0), CNN_ERROR_BAD_SHAPE, &model.error);     /* stride does not tile 8 */
+    FRESH(); EXPECT(cnn_add_conv2d(&model, INT_MAX, 3, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error); /* output too large */
+    FRESH(); EXPECT(cnn_add_dense(&model, 10), CNN_ERROR_BAD_SHAPE, &model.error);              /* not flat */
+    FRESH(); cnn_add_flatten(&model); EXPECT(cnn_add_dense(&model, 0), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); cnn_add_flatten(&model); EXPECT(cnn_add_dense(&model, -5), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_max_pool(&model, 0, 2), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_avg_pool(&model, 2, -1), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_max_pool(&model, 9, 1), CNN_ERROR_BAD_SHAPE, &model.error);         /* window > input */
+    FRESH(); EXPECT(cnn_add_dropout(&model, 1.0f), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_dropout(&model, -0.5f), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_leaky_relu(&model, (float)INFINITY), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_softmax(&model), CNN_ERROR_BAD_SHAPE, &model.error);                /* not flat */
+    FRESH();
+    memset(&desc, 0, sizeof desc);
+    desc.type = (cnn_layer_type)77;
+    EXPECT(cnn_model_add(&model, &desc), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH();
+    desc.type = CNN_LAYER_RELU;
+    desc.init = (cnn_init)9;
+    EXPECT(cnn_model_add(&model, &desc), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); EXPECT(cnn_model_build(&model, 4), CNN_ERROR_STATE, &model.error);                 /* no layers */
+    FRESH(); cnn_add_relu(&model); EXPECT(cnn_model_build(&model, 0), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); cnn_add_relu(&model); EXPECT(cnn_model_build(&model, -3), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    /* too many layers */
+    {
+        int i;
+        cnn_result r = CNN_OK;
+        FRESH();
+        for (i = 0; i <= CNN_MAX_LAYERS && r == CNN_OK; i++) r = cnn_add_relu(&model);
+        CHECK(r == CNN_ERROR_BAD_SHAPE && i == CNN_MAX_LAYERS + 1, "layer %d: %d", i, (int)r);
+    }
+    /* a built model takes no more layers and no second build */
+    CHECK(small_model(&model, 2), "build");
+    EXPECT(cnn_add_relu(&model), CNN_ERROR_STATE, &model.error);
+    EXPECT(cnn_model_build(&model, 2), CNN_ERROR_STATE, &model.error);
+    cnn_model_free(&model);
+    cnn_model_free(&model); /* twice is harmless */
+#undef FRESH
+}
+
+TEST(forward_backward_and_loss)
+{
+    cnn_model model, unbuilt, no_softmax;
+    float input[3 * 36], grad[3 * 3];
+    int labels[3] = {0, 1, 2}, bad_labels[3] = {0, 3, 1}, negative_labels[3] = {-1, 0, 0}, classes[3];
+    memset(input, 0, sizeof input);
+    memset(grad, 0, sizeof grad);
+    CHECK(small_model(&model, 3), "build");
+    cnn_model_init(&unbuilt, 1, 6, 6, 0);
+    cnn_add_flatten(&unbuilt);
+    cnn_add_softmax(&unbuilt);
+    /* NULL model */
+    EXPECT(cnn_model_forward(NULL, input, 1, CNN_MODE_EVAL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_loss(NULL, labels, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_backward(NULL, labels), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_backward_from(NULL, grad), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_predict(NULL, input, 1, classes, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    CHECK(cnn_model_output(NULL) == NULL, "output of NULL");
+    cnn_model_zero_grad(NULL);
+    /* not built */
+    EXPECT(cnn_model_forward(&unbuilt, input, 1, CNN_MODE_EVAL), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_model_loss(&unbuilt, labels, NULL, NULL), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_model_backward(&unbuilt, labels), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_model_backward_from(&unbuilt, grad), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_model_predict(&unbuilt, input, 1, classes, NULL), CNN_ERROR_STATE, &unbuilt.error);
+    CHECK(cnn_model_output(&unbuilt) == NULL, "output of an unbuilt model");
+    cnn_model_zero_grad(&unbuilt);
+    /* built, but no forward pass yet */
+    EXPECT(cnn_model_loss(&model, labels, NULL, NULL), CNN_ERROR_STATE, &model.error);
+    EXPECT(cnn_model_backward(&model, labels), CNN_ERROR_STATE, &model.error);
+    EXPECT(cnn_model_backward_from(&model, grad), CNN_ERROR_STATE, &model.error);
+    /* NULL data, bad batch sizes, bad mode */
+    EXPECT(cnn_model_forward(&model, NULL, 1, CNN_MODE_EVAL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_forward(&model, input, 0, CNN_MODE_EVAL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_forward(&model, input, -1, CNN_MODE_EVAL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_forward(&model, input, 4, CNN_MODE_EVAL), CNN_ERROR_INVALID_ARGUMENT, &model.error); /* > max_batch 3 */
+    EXPECT(cnn_model_forward(&model, input, 1, (cnn_mode)7), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_forward(&model, input, 3, CNN_MODE_TRAIN), CNN_OK, NO_ERROR_STRUCT);
+    /* labels: NULL, too large, negative */
+    EXPECT(cnn_model_loss(&model, NULL, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_loss(&model, bad_labels, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    CHECK(strstr(model.error.message, "label 3 of sample 1") != NULL, "message: %s", model.error.message);
+    EXPECT(cnn_model_loss(&model, negative_labels, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_backward(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_backward(&model, bad_labels), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_backward_from(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_loss(&model, labels, NULL, NULL), CNN_OK, NO_ERROR_STRUCT); /* NULL outputs are allowed */
+    /* predict */
+    EXPECT(cnn_model_predict(&model, NULL, 1, classes, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_predict(&model, input, 1, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_predict(&model, input, 0, classes, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_predict(&model, input, -2, classes, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    /* a model without softmax has no cross-entropy */
+    cnn_model_init(&no_softmax, 1, 6, 6, 0);
+    cnn_add_flatten(&no_softmax);
+    cnn_add_dense(&no_softmax, 3);
+    CHECK(cnn_model_build(&no_softmax, 1) == CNN_OK, "build");
+    EXPECT(cnn_model_forward(&no_softmax, input, 1, CNN_MODE_EVAL), CNN_OK, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_loss(&no_softmax, labels, NULL, NULL), CNN_ERROR_STATE, &no_softmax.error);
+    EXPECT(cnn_model_backward(&no_softmax, labels), CNN_ERROR_STATE, &no_softmax.error);
+    cnn_model_free(&no_softmax);
+    cnn_model_free(&unbuilt);
+    cnn_model_free(&model);
+}
+
+TEST(optimizers_and_training)
+{
+    cnn_model model, other, unbuilt, no_weights;
+    cnn_optimizer adam, other_adam;
+    cnn_optimizer_desc desc;
+    cnn_dataset data, wrong_shape, short_data, bad_labels;
+    cnn_fit_desc fit;
+    float input[2 * 36], loss, accuracy;
+    int labels[2] = {0, 1}, out_of_range[2] = {0, 5}, correct, matrix[9];
+    memset(input, 0, sizeof input);
+    CHECK(small_model(&model, 2), "build");
+    /* a model of another size, whose optimiser does not fit model */
+    CHECK(cnn_model_init(&other, 1, 6, 6, 0) == CNN_OK && cnn_add_flatten(&other) == CNN_OK && cnn_add_dense(&other, 4) == CNN_OK &&
+          cnn_add_softmax(&other) == CNN_OK && cnn_model_build(&other, 2) == CNN_OK, "build other");
+    cnn_model_init(&unbuilt, 1, 6, 6, 0);
+    cnn_add_relu(&unbuilt);
+    cnn_model_init(&no_weights, 1, 6, 6, 0);
+    cnn_add_relu(&no_weights);
+    cnn_model_build(&no_weights, 1);
+    /* optimiser init: NULLs, unbuilt, no weights, bad settings */
+    EXPECT(cnn_optimizer_init(NULL, &model, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_optimizer_init(&adam, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_optimizer_init(&adam, &unbuilt, NULL), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_optimizer_init(&adam, &no_weights, NULL), CNN_ERROR_STATE, &no_weights.error);
+    memset(&desc, 0, sizeof desc);
+    desc.type = (cnn_optimizer_type)5;
+    EXPECT(cnn_optimizer_init(&adam, &model, &desc), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    desc.type = CNN_OPTIMIZER_SGD;
+    desc.learning_rate = -1.0f;
+    EXPECT(cnn_optimizer_init(&adam, &model, &desc), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    desc.learning_rate = (float)NAN;
+    EXPECT(cnn_optimizer_init(&adam, &model, &desc), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    desc.learning_rate = 0.1f;
+    desc.momentum = 1.0f;
+    EXPECT(cnn_optimizer_init(&adam, &model, &desc), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    memset(&desc, 0, sizeof desc);
+    desc.beta2 = 1.5f;
+    EXPECT(cnn_optimizer_init(&adam, &model, &desc), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    CHECK(adam.first_moment == NULL, "state left after a refused init");
+    /* step: NULLs, an optimiser never initialised, one made for another model */
+    EXPECT(cnn_optimizer_init(&adam, &model, NULL), CNN_OK, NO_ERROR_STRUCT);
+    EXPECT(cnn_optimizer_init(&other_adam, &other, NULL), CNN_OK, NO_ERROR_STRUCT);
+    EXPECT(cnn_optimizer_step(NULL, &model), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_optimizer_step(&adam, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    {
+        cnn_optimizer zeroed;
+        memset(&zeroed, 0, sizeof zeroed);
+        EXPECT(cnn_optimizer_step(&zeroed, &model), CNN_ERROR_STATE, &model.error);
+    }
+    EXPECT(cnn_optimizer_step(&adam, &unbuilt), CNN_ERROR_STATE, &unbuilt.error);
+    cnn_optimizer_free(NULL);
+    /* train step */
+    EXPECT(cnn_model_train_step(NULL, &adam, input, labels, 2, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_train_step(&model, NULL, input, labels, 2, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_train_step(&model, &adam, NULL, labels, 2, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_train_step(&model, &adam, input, NULL, 2, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_train_step(&model, &adam, input, labels, 0, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_train_step(&model, &adam, input, labels, 3, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_train_step(&model, &adam, input, out_of_range, 2, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_train_step(&unbuilt, &adam, input, labels, 1, NULL, NULL), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_model_train_step(&model, &other_adam, input, labels, 2, NULL, NULL), CNN_ERROR_STATE, &model.error);
+    CHECK(other_adam.step == 0 && adam.step == 0, "an optimiser stepped on a refused call");
+    EXPECT(cnn_model_train_step(&model, &adam, input, labels, 2, &loss, &correct), CNN_OK, NO_ERROR_STRUCT);
+    /* fit and evaluate: NULLs, empty, wrong shapes, short tensors, labels out of range, bad settings */
+    small_dataset(&data, 4, 6);
+    small_dataset(&wrong_shape, 4, 5);
+    small_dataset(&short_data, 4, 6);
+    short_data.count = 9; /* more samples than images */
+    small_dataset(&bad_labels, 4, 6);
+    bad_labels.labels[2] = 7;
+    memset(&fit, 0, sizeof fit);
+    fit.epochs = 1;
+    EXPECT(cnn_model_fit(NULL, &adam, &data, &fit), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_fit(&model, NULL, &data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_fit(&model, &adam, NULL, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_fit(&unbuilt, &adam, &data, &fit), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_model_fit(&model, &adam, &wrong_shape, &fit), CNN_ERROR_BAD_SHAPE, &model.error);
+    EXPECT(cnn_model_fit(&model, &adam, &short_data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_fit(&model, &adam, &bad_labels, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    CHECK(strstr(model.error.message, "epoch 1, step") != NULL, "message: %s", model.error.message);
+    fit.batch_size = 3; /* > max_batch 2 */
+    EXPECT(cnn_model_fit(&model, &adam, &data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    fit.batch_size = -1;
+    EXPECT(cnn_model_fit(&model, &adam, &data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    fit.batch_size = 0;
+    fit.epochs = -2;
+    EXPECT(cnn_model_fit(&model, &adam, &data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    fit.epochs = 1;
+    fit.patience = 2; /* without validation */
+    EXPECT(cnn_model_fit(&model, &adam, &data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    fit.patience = -1;
+    fit.validation = &data;
+    EXPECT(cnn_model_fit(&model, &adam, &data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    fit.patience = 0;
+    fit.validation = &wrong_shape;
+    EXPECT(cnn_model_fit(&model, &adam, &data, &fit), CNN_ERROR_BAD_SHAPE, &model.error);
+    fit.validation = &data;
+    EXPECT(cnn_model_fit(&model, &adam, &data, &fit), CNN_OK, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_evaluate(NULL, &data, &loss, &accuracy), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_evaluate(&model, NULL, &loss, &accuracy), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_evaluate(&unbuilt, &data, &loss, &accuracy), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_model_evaluate(&model, &wrong_shape, &loss, &accuracy), CNN_ERROR_BAD_SHAPE, &model.error);
+    EXPECT(cnn_model_evaluate(&model, &short_data, &loss, &accuracy), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_evaluate(&model, &bad_labels, &loss, &accuracy), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_evaluate(&model, &data, NULL, NULL), CNN_OK, NO_ERROR_STRUCT);
+    /* confusion */
+    EXPECT(cnn_model_confusion(NULL, &data, matrix), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_confusion(&model, NULL, matrix), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_confusion(&model, &data, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_confusion(&unbuilt, &data, matrix), CNN_ERROR_STATE, &unbuilt.error);
+    EXPECT(cnn_model_confusion(&model, &bad_labels, matrix), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_confusion(&model, &short_data, matrix), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    cnn_dataset_free(&data);
+    cnn_dataset_free(&wrong_shape);
+    short_data.count = 4;
+    cnn_dataset_free(&short_data);
+    cnn_dataset_free(&bad_labels);
+    cnn_optimizer_free(&adam);
+    cnn_optimizer_free(&adam); /* twice is harmless */
+    cnn_optimizer_free(&other_adam);
+    cnn_model_free(&unbuilt);
+    cnn_model_free(&no_weights);
+    cnn_model_free(&other);
+    cnn_model_free(&model);
+}
+
+TEST(metrics_and_split)
+{
+    cnn_dataset data, train, validation, short_data;
+    cnn_class_metrics metrics[3];
+    int labels[3] = {0, 1, 2}, predicted[3] = {0, 2, 1}, bad[3] = {0, 3, 1}, matrix[9];
+    small_dataset(&data, 10, 4);
+    EXPECT(cnn_dataset_split(NULL, 0.2f, 1, &train, &validation), CNN_ERROR_INVALID_ARGUMENT, &train.error);
+    EXPECT(cnn_dataset_split(&data, 0.2f, 1, NULL, &validation), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_dataset_split(&data, 0.2f, 1, &train, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_dataset_split(&data, 1.0f, 1, &train, &validation), CNN_ERROR_INVALID_ARGUMENT, &train.error);
+    EXPECT(cnn_dataset_split(&data, -0.5f, 1, &train, &validation), CNN_ERROR_INVALID_ARGUMENT, &train.error);
+    EXPECT(cnn_dataset_split(&data, (float)NAN, 1, &train, &validation), CNN_ERROR_INVALID_ARGUMENT, &train.error);
+    CHECK(train.images.data == NULL && validation.images.data == NULL, "left allocated after a refused split");
+    small_dataset(&short_data, 3, 4);
+    short_data.count = 30;
+    EXPECT(cnn_dataset_split(&short_data, 0.2f, 1, &train, &validation), CNN_ERROR_INVALID_ARGUMENT, &train.error);
+    short_data.count = 1;
+    EXPECT(cnn_dataset_split(&short_data, 0.2f, 1, &train, &validation), CNN_ERROR_INVALID_ARGUMENT, &train.error);
+    short_data.count = 3;
+    cnn_dataset_free(&short_data);
+    EXPECT(cnn_confusion_count(NULL, predicted, 3, 3, matrix), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_count(labels, NULL, 3, 3, matrix), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_count(labels, predicted, 3, 3, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_count(labels, predicted, -1, 3, matrix), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_count(labels, predicted, 3, 0, matrix), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_count(labels, predicted, 3, CNN_MAX_CLASSES + 1, matrix), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_count(bad, predicted, 3, 3, matrix), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_count(labels, bad, 3, 3, matrix), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_count(labels, predicted, 3, 3, matrix), CNN_OK, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_metrics(NULL, 3, metrics), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_metrics(matrix, 3, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_metrics(matrix, 0, metrics), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_confusion_metrics(matrix, -3, metrics), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    CHECK(cnn_confusion_accuracy(NULL, 3) == 0.0f && cnn_confusion_accuracy(matrix, 0) == 0.0f, "accuracy of nothing");
+    cnn_dataset_free(&data);
+}
+
+TEST(files_and_loaders)
+{
+    cnn_model model, loaded;
+    cnn_dataset data;
+    cnn_data_desc desc;
+    static cnn_label_map map;
+    const char *csv = "1,0,255,0,255\n";
+    const char *missing = test_path("no-such-file");
+    CHECK(small_model(&model, 1), "build");
+    /* save: NULL or empty path, unbuilt model, a folder that does not exist */
+    EXPECT(cnn_model_save(NULL, "x.cnn"), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_save(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_save(&model, ""), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_save(&model, test_path("no-such-folder/model.cnn")), CNN_ERROR_IO, &model.error);
+    {
+        cnn_model unbuilt;
+        cnn_model_init(&unbuilt, 1, 2, 2, 0);
+        EXPECT(cnn_model_save(&unbuilt, test_path("unbuilt.cnn")), CNN_ERROR_STATE, &unbuilt.error);
+    }
+    /* load */
+    EXPECT(cnn_model_load(NULL, "x.cnn", 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_load(&loaded, NULL, 1), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    EXPECT(cnn_model_load(&loaded, missing, 1), CNN_ERROR_IO, &loaded.error);
+    CHECK(cnn_model_save(&model, test_path("arguments.cnn")) == CNN_OK, "save: %s", model.error.message);
+    EXPECT(cnn_model_load(&loaded, test_path("arguments.cnn"), 0), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    EXPECT(cnn_model_load(&loaded, test_path("arguments.cnn"), -1), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    EXPECT(cnn_model_load_memory(NULL, "x", 1, 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_load_memory(&loaded, NULL, 10, 1), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    EXPECT(cnn_model_load_memory(&loaded, "x", 0, 1), CNN_ERROR_BAD_MODEL_FILE, &loaded.error);
+    EXPECT(cnn_model_load_memory(&loaded, "x", 1, 0), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    CHECK(loaded.memory == NULL, "a refused load left memory");
+    remove(test_path("arguments.cnn"));
+    /* datasets */
+    memset(&desc, 0, sizeof desc);
+    EXPECT(cnn_dataset_load_csv(NULL, "x.csv", NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_dataset_load_csv(&data, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    EXPECT(cnn_dataset_load_csv(&data, "", NULL), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    EXPECT(cnn_dataset_load_csv(&data, missing, NULL), CNN_ERROR_IO, &data.error);
+    EXPECT(cnn_dataset_load_csv_memory(NULL, csv, strlen(csv), NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_dataset_load_csv_memory(&data, NULL, 5, NULL), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, 0, NULL), CNN_ERROR_MALFORMED_DATA, &data.error);
+    desc.width = -2;
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, strlen(csv), &desc), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    desc.width = 2; desc.height = 2; desc.num_classes = -1;
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, strlen(csv), &desc), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    desc.num_classes = CNN_MAX_CLASSES + 1;
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, strlen(csv), &desc), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    desc.num_classes = 0; desc.max_rows = -1;
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, strlen(csv), &desc), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    desc.max_rows = 0; desc.orientation = (cnn_orientation)9;
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, strlen(csv), &desc), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    desc.orientation = CNN_ORIENTATION_DEFAULT; desc.width = 4; desc.height = 1; /* transposing needs a square */
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, strlen(csv), &desc), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    desc.width = desc.height = 2; desc.num_classes = 1; /* label 1 is out of range */
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, strlen(csv), &desc), CNN_ERROR_MALFORMED_DATA, &data.error);
+    desc.num_classes = 0;
+    EXPECT(cnn_dataset_load_csv_memory(&data, csv, strlen(csv), &desc), CNN_OK, NO_ERROR_STRUCT);
+    cnn_dataset_free(&data);
+    cnn_dataset_free(NULL);
+    EXPECT(cnn_dataset_load_idx(NULL, "a", "b", NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_dataset_load_idx(&data, NULL, "b", NULL), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    EXPECT(cnn_dataset_load_idx(&data, missing, NULL, NULL), CNN_ERROR_IO, &data.error);
+    EXPECT(cnn_dataset_load_idx_memory(NULL, "a", 1, "b", 1, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_dataset_load_idx_memory(&data, NULL, 1, "b", 1, NULL), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    EXPECT(cnn_dataset_load_idx_memory(&data, "a", 1, NULL, 1, NULL), CNN_ERROR_INVALID_ARGUMENT, &data.error);
+    EXPECT(cnn_dataset_load_idx_memory(&data, "a", 0, "b", 0, NULL), CNN_ERROR_MALFORMED_DATA, &data.error);
+    CHECK(data.images.data == NULL && data.labels == NULL, "left allocated");
+    /* label maps */
+    EXPECT(cnn_label_map_load(NULL, "x"), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_label_map_load(&map, NULL), CNN_ERROR_INVALID_ARGUMENT, &map.error);
+    EXPECT(cnn_label_map_load(&map, missing), CNN_ERROR_IO, &map.error);
+    EXPECT(cnn_label_map_load_memory(NULL, "0 48\n", 5), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_label_map_load_memory(&map, NULL, 5), CNN_ERROR_INVALID_ARGUMENT, &map.error);
+    EXPECT(cnn_label_map_load_memory(&map, "0 48\n", 0), CNN_ERROR_MALFORMED_DATA, &map.error);
+    EXPECT(cnn_label_map_load_memory(&map, "0 48\n", 5), CNN_OK, NO_ERROR_STRUCT);
+    CHECK(cnn_label_map_char(NULL, 0) == '?' && cnn_label_map_char(&map, -1) == '?' && cnn_label_map_char(&map, 1) == '?' &&
+          cnn_label_map_char(&map, CNN_MAX_CLASSES + 5) == '?' && cnn_label_map_char(&map, 0) == '0', "label_map_char");
+    cnn_model_free(&model);
+}
+
+int main(void)
+{
+    RUN(results_rng_and_tensors);
+    RUN(model_definition);
+    RUN(forward_backward_and_loss);
+    RUN(optimizers_and_training);
+    RUN(metrics_and_split);
+    RUN(files_and_loaders);
+    return test_report();
+}
