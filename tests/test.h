@@ -4,7 +4,8 @@
    int main(void) { RUN(name); ...; return test_report(); }
 
    A test passes when none of its CHECKs fails. The last line a program
-   prints is "RESULT <passed> <failed>", which tests/run.sh adds up. */
+   prints is "RESULT <passed> <failed>", which tests/run.sh adds up.
+   Include it after cnn.h: make_random_dataset uses its types. */
 #ifndef CNN_TEST_H
 #define CNN_TEST_H
 
@@ -83,6 +84,24 @@ static inline double test_max_abs_diff(const float *a, const float *b, size_t n)
         if (d > worst || d != d) worst = d;
     }
     return worst;
+}
+
+/* A dataset of count random images (1, side, side) with random labels below
+   classes, from seed; 0 when out of memory. */
+static inline int make_random_dataset(cnn_dataset *data, int count, int side, int classes, uint64_t seed)
+{
+    cnn_rng rng;
+    size_t i;
+    memset(data, 0, sizeof *data);
+    cnn_rng_seed(&rng, seed);
+    if (cnn_tensor_alloc(&data->images, count, 1, side, side) != CNN_OK) return 0;
+    data->labels = (int *)malloc((size_t)count * sizeof(int));
+    if (!data->labels) return 0;
+    for (i = 0; i < cnn_tensor_count(&data->images); i++) data->images.data[i] = cnn_rng_uniform(&rng);
+    for (i = 0; i < (size_t)count; i++) data->labels[i] = (int)cnn_rng_below(&rng, (uint32_t)classes);
+    data->count = count;
+    data->num_classes = classes;
+    return 1;
 }
 
 #endif

@@ -6,23 +6,6 @@
 #include "../cnn.h"
 #include "test.h"
 
-/* A dataset of count random grey images (1, side, side) with random labels. */
-static int make_random_dataset(cnn_dataset *data, int count, int side, int classes, uint64_t seed)
-{
-    cnn_rng rng;
-    size_t i;
-    memset(data, 0, sizeof *data);
-    cnn_rng_seed(&rng, seed);
-    if (cnn_tensor_alloc(&data->images, count, 1, side, side) != CNN_OK) return 0;
-    data->labels = (int *)malloc((size_t)count * sizeof(int));
-    if (!data->labels) return 0;
-    for (i = 0; i < cnn_tensor_count(&data->images); i++) data->images.data[i] = cnn_rng_uniform(&rng);
-    for (i = 0; i < (size_t)count; i++) data->labels[i] = (int)cnn_rng_below(&rng, (uint32_t)classes);
-    data->count = count;
-    data->num_classes = classes;
-    return 1;
-}
-
 static int build_small_cnn(cnn_model *model, int side, int classes, int max_batch, uint64_t seed)
 {
     return cnn_model_init(model, 1, side, side, seed) == CNN_OK && cnn_add_conv2d(model, 8, 3, 1, 1) == CNN_OK &&
