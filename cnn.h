@@ -86,11 +86,12 @@
      $(pkg-config --cflags stb). Folders are listed with POSIX opendir
      (_findfirst on Windows).
 
-     Untrusted files: cnn.h checks what it can before stb_image decodes (the
-     JPEG Huffman tables and 16-bit PNM files that crash stb_image v2.27,
-     Debian 12's), but fuzzing still finds damaged JPEGs on which v2.27
-     trips its own assert (an abort) or reads out of bounds. Decode images
-     from strangers with stb_image v2.28 or newer.
+     Untrusted files: stb_image v2.27 (Debian 12's) decodes some damaged
+     files unsafely. cnn.h refuses the kinds found so far (by fuzzing)
+     before stb_image sees them: JPEG Huffman tables that are over-full or
+     never defined, JPEG quantisation tables never defined, 16-bit PNM
+     files. A newer stb_image is still the safer choice for images from
+     strangers.
 
    THREADS
      Compile with -fopenmp and a model uses OpenMP threads for its layers.
@@ -1120,7 +1121,10 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
       that the kernel walks memory front to back. A panel at an edge is
       padded with zeros. Packing reads through a row and a column stride, so
       a transposed operand (x^T, w^T, col^T in the layers) needs no
-      transpose of its own.
+      transpose of its own. A B stored row by row can also be read where it
+      lies, 16 floats of a row at a time (only a last, narrower panel is
+      packed): that pays when few A panels meet it, as in a dense layer
+      at inference.
    2. kernel: one A panel times one B panel is a CNN__MR x CNN__NR tile of C
       (6 x 16), summed over k in 12 vector registers of 8 floats: each value
       of B loaded serves 6 rows, each value of A 16 columns.
@@ -1154,7 +1158,10 @@ CNN__PRIVATE void cnn__pack(int M, int K, int width, const float *x, size_t row_
         for (k = 0; k < K; k++) {
             const float *column = x + (size_t)i0 * row_stride + (size_t)k * col_stride;
             if (row_stride == 1 && rows == width) {
-                memcpy(packed, column, (size_t)width * sizeof(float));
+                /* a size the compiler knows turns the copy into a few vector
+                   moves instead of a call to memcpy for 24 or 64 bytes */
+                if (width == CNN__NR) memcpy(packed, column, CNN__NR * sizeof(float));
+                else memcpy(packed, column, (size_t)width * sizeof(float));
             } else {
                 for (r = 0; r < rows; r++) packed[r] = column[(size_t)r * row_stride];
                 for (; r < width; r++) packed[r] = 0.0f;
@@ -1177,20 +1184,21 @@ CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, s
 }
 
 /* C (rows x cols, at most MR x NR) += one A panel (K, MR) @ one B panel
-   (K, NR). (Plain static: clang refuses target_clones together with the
-   unused attribute, and the multiply always uses this function.) */
+   (K, NR) whose rows are b_step floats apart. (Plain static: clang refuses
+   target_clones together with the unused attribute, and the multiply
+   always uses this function.) */
 #if defined(__GNUC__) || defined(__clang__)
 /* 8 floats that GCC and clang treat as one vector: one AVX register, or two
    SSE ones. acc += b * a with a scalar a multiplies every lane by a. */
 typedef float cnn__f8 __attribute__((vector_size(32)));
 
-CNN__HOT static void cnn__gemm_kernel(int K, const float *a, const float *b, float *C, int ldc, int rows, int cols)
+CNN__HOT static void cnn__gemm_kernel(int K, const float *a, const float *b, size_t b_step, float *C, int ldc, int rows, int cols)
 {
     cnn__f8 acc[CNN__MR][2], b0, b1, c0, c1;
     float tile[CNN__MR][CNN__NR];
     int k, r, c;
     memset(acc, 0, sizeof acc);
-    for (k = 0; k < K; k++, a += CNN__MR, b += CNN__NR) {
+    for (k = 0; k < K; k++, a += CNN__MR, b += b_step) {
         memcpy(&b0, b, sizeof b0);       /* B[k][0..7] */
         memcpy(&b1, b + 8, sizeof b1);   /* B[k][8..15] */
         acc[0][0] += b0 * a[0]; acc[0][1] += b1 * a[0];
@@ -1217,12 +1225,12 @@ CNN__HOT static void cnn__gemm_kernel(int K, const float *a, const float *b, flo
 }
 #else
 /* The same with plain floats, for other compilers. */
-static void cnn__gemm_kernel(int K, const float *a, const float *b, float *C, int ldc, int rows, int cols)
+static void cnn__gemm_kernel(int K, const float *a, const float *b, size_t b_step, float *C, int ldc, int rows, int cols)
 {
     float acc[CNN__MR][CNN__NR];
     int k, r, c;
     memset(acc, 0, sizeof acc);
-    for (k = 0; k < K; k++, a += CNN__MR, b += CNN__NR)
+    for (k = 0; k < K; k++, a += CNN__MR, b += b_step)
         for (r = 0; r < CNN__MR; r++)
             for (c = 0; c < CNN__NR; c++) acc[r][c] += b[c] * a[r];
     for (r = 0; r < rows; r++)
@@ -1230,12 +1238,47 @@ static void cnn__gemm_kernel(int K, const float *a, const float *b, float *C, in
 }
 #endif
 
-/* C += A @ B from packed A and B. Threads take whole tiles. When A is the
+/* B as the kernel reads it: panel q (columns q*NR ..) starts at
+   data + q * panel_step and its rows are row_step floats apart; when edge is
+   not NULL, the last panel is read from there instead, packed. */
+typedef struct {
+    const float *data, *edge;
+    size_t panel_step, row_step;
+} cnn__matrix_b;
+
+/* B (K x N) packed whole by cnn__pack_b */
+CNN__PRIVATE cnn__matrix_b cnn__b_packed(int K, const float *packed)
+{
+    cnn__matrix_b b;
+    b.data = packed;
+    b.edge = NULL;
+    b.panel_step = (size_t)CNN__NR * (size_t)K;
+    b.row_step = CNN__NR;
+    return b;
+}
+
+/* B (K x N) read where it lies: B[k][j] at data[k * row_stride + j]. A last
+   panel narrower than NR is packed into edge (K * NR floats). */
+CNN__PRIVATE cnn__matrix_b cnn__b_in_place(int K, int N, const float *data, size_t row_stride, float *edge)
+{
+    cnn__matrix_b b;
+    const int last = N % CNN__NR;
+    b.data = data;
+    b.edge = NULL;
+    b.panel_step = CNN__NR;
+    b.row_step = row_stride;
+    if (last) {
+        cnn__pack_b(K, last, data + (N - last), row_stride, 1, edge);
+        b.edge = edge;
+    }
+    return b;
+}
+
+/* C += A @ B from packed A. Threads take whole tiles. When A is the
    smaller operand, each B panel meets every A panel in turn, so A is read
    again and again from the cache while each B panel is read once; when B is
    smaller, the other way round. */
-CNN__PRIVATE void cnn__gemm_packed(int M, int N, int K, const float *packed_a, const float *packed_b,
-                                   float *C, int ldc, int threads)
+CNN__PRIVATE void cnn__gemm(int M, int N, int K, const float *packed_a, cnn__matrix_b b, float *C, int ldc, int threads)
 {
     const int row_panels = (M + CNN__MR - 1) / CNN__MR, col_panels = (N + CNN__NR - 1) / CNN__NR;
     const int tiles = row_panels * col_panels, a_smaller = M <= N;
@@ -1247,8 +1290,10 @@ CNN__PRIVATE void cnn__gemm_packed(int M, int N, int K, const float *packed_a, c
         const int q = a_smaller ? tile / row_panels : tile % col_panels;   /* column panel */
         const int rows = M - p * CNN__MR < CNN__MR ? M - p * CNN__MR : CNN__MR;
         const int cols = N - q * CNN__NR < CNN__NR ? N - q * CNN__NR : CNN__NR;
-        cnn__gemm_kernel(K, packed_a + (size_t)p * CNN__MR * K, packed_b + (size_t)q * CNN__NR * K,
-                         C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols);
+        const int packed_edge = b.edge && q == col_panels - 1;
+        cnn__gemm_kernel(K, packed_a + (size_t)p * CNN__MR * K, packed_edge ? b.edge : b.data + (size_t)q * b.panel_step,
+                         packed_edge ? (size_t)CNN__NR : b.row_step, C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc,
+                         rows, cols);
     }
 }
 
@@ -1415,8 +1460,8 @@ typedef struct cnn__workspace {
 
 /* Floats of workspace conv2d needs. Shared: w packed as A for the forward
    multiply, w^T packed as A for dcol, the chunk partials. Per thread: col,
-   then for the forward col packed as B; for the backward dy packed as A, col^T
-   packed as B, dy packed as B, and dcol. */
+   then for the forward col packed as B; for the backward col packed as A,
+   dy^T packed as B, dy packed as B, and dcol. */
 CNN__PRIVATE size_t cnn__conv2d_shared(const cnn_layer *layer, int max_batch)
 {
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
@@ -1456,7 +1501,7 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
         cnn__pack_b(window, positions, col, (size_t)positions, 1, packed_col);
         for (o = 0; o < OC; o++)
             for (p = 0; p < positions; p++) out[(size_t)o * positions + p] = layer->bias[o];
-        cnn__gemm_packed(OC, positions, window, packed_weight, packed_col, out, positions, 1);
+        cnn__gemm(OC, positions, window, packed_weight, cnn__b_packed(window, packed_col), out, positions, 1);
     }
 }
 
@@ -1499,11 +1544,11 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
             cnn__im2col(layer, x + (size_t)n * in_size, col);
             cnn__pack_a(window, positions, col, (size_t)positions, 1, packed_col);
             cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad_t);
-            cnn__gemm_packed(window, OC, positions, packed_col, packed_grad_t, weight_grad_t, OC, 1);
+            cnn__gemm(window, OC, positions, packed_col, cnn__b_packed(positions, packed_grad_t), weight_grad_t, OC, 1);
             if (!dx) continue;
             cnn__pack_b(OC, positions, grad, (size_t)positions, 1, packed_grad);
             memset(dcol, 0, (size_t)window * positions * sizeof(float));
-            cnn__gemm_packed(window, positions, OC, packed_weight_t, packed_grad, dcol, positions, 1);
+            cnn__gemm(window, positions, OC, packed_weight_t, cnn__b_packed(OC, packed_grad), dcol, positions, 1);
             cnn__col2im(layer, dcol, dx + (size_t)n * in_size);
         }
     }
@@ -1538,12 +1583,23 @@ CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float 
 {
     const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
     float *packed_x = work->shared, *packed_weight = packed_x + cnn__packed_a_size(N, IN);
+    cnn__matrix_b weight;
     int n, o;
     for (n = 0; n < N; n++)
         for (o = 0; o < OUT; o++) y[(size_t)n * OUT + o] = layer->bias[o];
     cnn__pack_a(N, IN, x, (size_t)IN, 1, packed_x);
-    cnn__pack_b(IN, OUT, layer->weight, (size_t)OUT, 1, packed_weight);
-    cnn__gemm_packed(N, OUT, IN, packed_x, packed_weight, y, OUT, work->threads);
+    /* A batch of one panel of x (up to MR samples: one at inference) meets
+       each panel of w once, so w is read in place: packing it would cost
+       more than the multiply. A larger batch reads each panel of w once per
+       panel of x, and a packed, contiguous panel stays in the cache better
+       than 16 floats from each of IN rows. */
+    if (N <= CNN__MR) {
+        weight = cnn__b_in_place(IN, OUT, layer->weight, (size_t)OUT, packed_weight);
+    } else {
+        cnn__pack_b(IN, OUT, layer->weight, (size_t)OUT, 1, packed_weight);
+        weight = cnn__b_packed(IN, packed_weight);
+    }
+    cnn__gemm(N, OUT, IN, packed_x, weight, y, OUT, work->threads);
 }
 
 /* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T
@@ -1559,13 +1615,13 @@ CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float
     packed_b = packed_a + cnn__packed_a_size(IN, N);
     cnn__pack_a(IN, N, x, 1, (size_t)IN, packed_a);           /* x^T (IN, N) */
     cnn__pack_b(N, OUT, dy, (size_t)OUT, 1, packed_b);        /* dy (N, OUT) */
-    cnn__gemm_packed(IN, OUT, N, packed_a, packed_b, layer->weight_grad, OUT, work->threads);
+    cnn__gemm(IN, OUT, N, packed_a, cnn__b_packed(N, packed_b), layer->weight_grad, OUT, work->threads);
     if (!dx) return;
     packed_b = packed_a + cnn__packed_a_size(N, OUT);
     cnn__pack_a(N, OUT, dy, (size_t)OUT, 1, packed_a);        /* dy (N, OUT) */
     cnn__pack_b(OUT, IN, layer->weight, 1, (size_t)OUT, packed_b); /* w^T (OUT, IN) */
     memset(dx, 0, (size_t)N * IN * sizeof(float));
-    cnn__gemm_packed(N, IN, OUT, packed_a, packed_b, dx, IN, work->threads);
+    cnn__gemm(N, IN, OUT, packed_a, cnn__b_packed(OUT, packed_b), dx, IN, work->threads);
 }
 
 /* ---------------------------------------------------------------- activations
@@ -3960,54 +4016,95 @@ CNNDEF void cnn_image_free(cnn_image *image)
     cnn__image_reset(image);
 }
 
-/* 0 when bytes are a JPEG with a Huffman table (DHT segment) that declares
-   more than 256 codes, or more codes of some length than that length holds,
-   else 1. stb_image up to v2.27 (Debian 12's) checks neither: it writes past
-   the end of its table's size array, or decodes with a table that reads
-   outside its arrays - memory errors found by fuzzing
-   (tests/fuzz/fuzz_image.c); v2.28 refuses such files itself. So cnn.h
-   refuses them before stb_image sees them. The walk
-   goes from marker to marker: 0xFF, a marker byte, and for most markers a
-   big-endian length that counts itself; after a scan header (SOS) the
+/* What is wrong with a JPEG that stb_image up to v2.27 (Debian 12's) would
+   decode unsafely, or NULL when bytes are not a JPEG or none of it is found.
+   Fuzzing (tests/fuzz/fuzz_image.c) and valgrind found these faults, so
+   cnn.h refuses them before stb_image sees them:
+   - a Huffman table (DHT segment) that declares more than 256 codes, or
+     more codes of some length than that length holds: v2.27 writes past
+     its table's size array, or decodes with a table that reads outside it;
+   - a scan (SOS) that decodes with a Huffman table no DHT segment defined:
+     v2.27 decodes with uninitialised memory (its assert, or a SEGV);
+   - a frame whose components name a quantisation table no DQT segment
+     defined before the scan: uninitialised memory again.
+   The walk goes from marker to marker: 0xFF, a marker byte, and for most
+   markers a big-endian length that counts itself; after a scan header the
    entropy-coded data runs to the next 0xFF that is not 0xFF 0x00 or a
    restart marker. stb_image reads zeros past the end of its input, so a
-   table cut short counts only the bytes that are there. Anything else odd
-   is left to stb_image to judge. */
-CNN__PRIVATE int cnn__jpeg_tables_ok(const unsigned char *bytes, size_t size)
+   table cut short counts only the bytes that are there, and a header cut
+   short reads as zeros. Anything else odd is left to stb_image to judge. */
+CNN__PRIVATE unsigned cnn__byte_or_zero(const unsigned char *bytes, size_t size, size_t at)
+{
+    return at < size ? bytes[at] : 0u;
+}
+
+CNN__PRIVATE const char *cnn__jpeg_problem(const unsigned char *bytes, size_t size)
 {
     size_t at = 2, end, q;
-    if (size < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8) return 1;
+    unsigned huffman_defined = 0; /* bit id: DC tables 0-3; bit 4 + id: AC tables 0-3 */
+    unsigned quant_defined = 0, quant_used = 0; /* bit id, tables 0-3 */
+    int progressive = 0;
+    if (size < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8) return NULL;
     while (at + 4 <= size) {
         int marker;
-        if (bytes[at] != 0xFF) return 1;
+        if (bytes[at] != 0xFF) return NULL;
         while (at < size && bytes[at] == 0xFF) at++; /* fill bytes */
-        if (at + 3 > size) return 1;
+        if (at + 3 > size) return NULL;
         marker = bytes[at++];
-        if (marker == 0xD9) return 1;                                    /* end of image */
+        if (marker == 0xD9) return NULL;                                 /* end of image */
         if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue; /* no length */
         end = at + ((size_t)bytes[at] << 8 | bytes[at + 1]);
-        if (end < at + 2) return 1;
+        if (end < at + 2) return NULL;
         if (end > size) end = size;
-        if (marker == 0xC4)
-            for (q = at + 2; q < end;) { /* each table: class and id, 16 counts, the codes */
+        if (marker == 0xC4) /* DHT: each table is class and id, 16 counts, the codes */
+            for (q = at + 2; q < end;) {
                 size_t codes = 0, k, code = 0;
+                unsigned table_class = bytes[q] >> 4, id = bytes[q] & 15u;
                 for (k = 1; k <= 16 && q + k < end; k++) {
                     codes += bytes[q + k];
                     /* canonical Huffman codes: more codes of length k than
                        fit in k bits (after the shorter ones) cannot be */
                     code += bytes[q + k];
-                    if (code > ((size_t)1 << k)) return 0;
+                    if (code > ((size_t)1 << k)) return "a Huffman table declares more codes than fit";
                     code <<= 1;
                 }
-                if (codes > 256) return 0;
+                if (codes > 256) return "a Huffman table declares more codes than fit";
+                if (table_class <= 1 && id <= 3) huffman_defined |= 1u << (table_class * 4 + id);
                 q += 17 + codes;
             }
+        if (marker == 0xDB) /* DQT: each table is precision and id, then 64 values of 8 or 16 bits */
+            for (q = at + 2; q < end; q += (bytes[q] >> 4) ? 129 : 65)
+                if ((bytes[q] & 15u) <= 3) quant_defined |= 1u << (bytes[q] & 15u);
+        if (marker >= 0xC0 && marker <= 0xC2) { /* SOF: baseline, extended, progressive */
+            unsigned components = cnn__byte_or_zero(bytes, size, at + 7), i, table;
+            progressive = marker == 0xC2;
+            quant_used = 0;
+            for (i = 0; i < components && i < 4; i++) /* each: id, sampling, quantisation table */
+                if ((table = cnn__byte_or_zero(bytes, size, at + 10 + 3 * i)) <= 3) quant_used |= 1u << table;
+        }
+        if (marker == 0xDA) { /* SOS: components, each with its DC and AC table ids; then the spectral range */
+            unsigned components = cnn__byte_or_zero(bytes, size, at + 2), i;
+            unsigned spectral_start = cnn__byte_or_zero(bytes, size, at + 3 + 2 * components);
+            unsigned refining = cnn__byte_or_zero(bytes, size, at + 5 + 2 * components) >> 4;
+            /* a progressive scan decodes either the first pass of DC
+               coefficients (DC tables) or AC coefficients (AC tables) */
+            int uses_dc = !progressive || (spectral_start == 0 && refining == 0);
+            int uses_ac = !progressive || spectral_start > 0;
+            for (i = 0; i < components && i < 4; i++) {
+                unsigned tables = cnn__byte_or_zero(bytes, size, at + 4 + 2 * i);
+                unsigned dc = tables >> 4, ac = tables & 15u;
+                if ((uses_dc && dc <= 3 && !(huffman_defined >> dc & 1u)) ||
+                    (uses_ac && ac <= 3 && !(huffman_defined >> (4 + ac) & 1u)))
+                    return "a scan uses a Huffman table that was never defined";
+            }
+            if (quant_used & ~quant_defined) return "a component uses a quantisation table that was never defined";
+        }
         at = end;
         if (marker == 0xDA) /* skip the entropy-coded data */
             while (at + 1 < size && !(bytes[at] == 0xFF && bytes[at + 1] != 0x00 && !(bytes[at + 1] >= 0xD0 && bytes[at + 1] <= 0xD7)))
                 at++;
     }
-    return 1;
+    return NULL;
 }
 
 /* Decodes with stb_image into image; name is the file's for messages, or
@@ -4019,13 +4116,13 @@ CNN__PRIVATE cnn_result cnn__image_decode(cnn_image *image, const unsigned char 
     unsigned char *pixels;
     size_t plane, i;
     cnn_result result;
-    const char *quote = name ? "'" : "";
+    const char *quote = name ? "'" : "", *jpeg_problem;
     if (!name) name = "the image in memory";
     if (size > (size_t)INT_MAX)
         return cnn__fail(&image->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1, "%s%s%s is too large for stb_image", quote, name, quote);
-    if (!cnn__jpeg_tables_ok(bytes, size))
-        return cnn__fail(&image->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1,
-                         "%s%s%s is a damaged JPEG: a Huffman table declares more codes than fit", quote, name, quote);
+    if ((jpeg_problem = cnn__jpeg_problem(bytes, size)) != NULL)
+        return cnn__fail(&image->error, CNN_ERROR_MALFORMED_DATA, 0, 0, -1, "%s%s%s is a damaged JPEG: %s", quote, name, quote,
+                         jpeg_problem);
     /* stb_image up to v2.27 turns a 16-bit PNM (maximum value above 255) into
        the 4 channels asked for below as if it were 8-bit, and then reads
        past the end of that buffer (found by fuzzing); so cnn.h refuses them */

@@ -571,6 +571,47 @@ TEST(dense_by_hand)
     cnn_model_free(&model);
 }
 
+/* Dense forward reads w in place for batches of up to 6 samples (one panel
+   of the multiply) and packs it for larger ones; both must add the same
+   products in the same order. 37 -> 40 outputs: two whole panels of 16
+   columns and a last one of 8. Every batch size from 1 to 9 must give each
+   sample's outputs bit for bit as a batch of 9 does, and those must match
+   the sum in double to 1e-6 relative. */
+TEST(dense_forward_same_for_every_batch_size)
+{
+    enum { IN = 37, OUT = 40, MOST = 9 };
+    float x[MOST * IN], all[MOST * OUT];
+    cnn_model model;
+    cnn_layer *dense;
+    cnn_rng rng;
+    int batch, n, o, i, exact = 1;
+    double worst = 0.0;
+    cnn_rng_seed(&rng, 7);
+    for (i = 0; i < MOST * IN; i++) x[i] = cnn_rng_uniform(&rng) * 2.0f - 1.0f;
+    cnn_model_init(&model, IN, 1, 1, 3);
+    cnn_add_dense(&model, OUT);
+    if (!build(&model, MOST)) return;
+    dense = &model.layers[0];
+    for (o = 0; o < OUT; o++) dense->bias[o] = 0.01f * (float)o;
+    cnn_model_forward(&model, x, MOST, CNN_MODE_EVAL);
+    memcpy(all, cnn_model_output(&model), sizeof all);
+    for (n = 0; n < MOST; n++)
+        for (o = 0; o < OUT; o++) {
+            double sum = dense->bias[o], error;
+            for (i = 0; i < IN; i++) sum += (double)x[n * IN + i] * dense->weight[i * OUT + o];
+            error = fabs(all[n * OUT + o] - sum) / (fabs(sum) > 1.0 ? fabs(sum) : 1.0);
+            if (error > worst) worst = error;
+        }
+    CHECK(worst < 1e-6, "batch of %d against double: worst relative error %.3g", MOST, worst);
+    for (batch = 1; batch < MOST; batch++) {
+        cnn_model_forward(&model, x, batch, CNN_MODE_EVAL);
+        if (memcmp(cnn_model_output(&model), all, (size_t)batch * OUT * sizeof(float)) != 0) exact = 0;
+        CHECK(exact, "a batch of %d differs from the same samples in a batch of %d", batch, MOST);
+        if (!exact) break;
+    }
+    cnn_model_free(&model);
+}
+
 /* ---------------------------------------------------------------- initialisers */
 
 static void moments(const float *w, size_t n, double *mean, double *sd, double *max_abs)
@@ -867,6 +908,7 @@ int main(void)
     RUN(tanh_by_hand);
     RUN(dropout_by_hand);
     RUN(dense_by_hand);
+    RUN(dense_forward_same_for_every_batch_size);
     RUN(glorot_and_he_uniform_bounds);
     RUN(he_normal_spread);
     RUN(init_is_reproducible);
