@@ -2518,21 +2518,30 @@ CNNDEF cnn_result cnn_optimizer_init(cnn_optimizer *optimizer, cnn_model *model,
      p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
    The corrections undo the pull of m and v towards their zero start.
 
-   One pass of the update, as step number `step`. With write == 0 it changes
-   nothing: it returns the index of the first parameter whose gradient, new
-   value or new optimiser state would not be finite, or param_count when
-   all would be. Both passes compute the very same expressions, so the dry
-   pass predicts the real one exactly, and a step that would put NaN or
-   infinity into the model is refused before anything changes. */
-CNN__PRIVATE size_t cnn__optimizer_pass(const cnn_optimizer *optimizer, cnn_model *model, long step, int write)
+   A step runs twice over the parameters: a dry pass (write == 0) that
+   changes nothing and returns the index of the first parameter whose
+   gradient, new value or new optimiser state would not be finite (or `end`
+   when all would be), then, only if there is none, the real pass. So a step
+   that would put NaN or infinity into the model is refused before anything
+   changes. The dry pass computes the very same expressions as the real one,
+   with one shortcut for Adam's new value: when |p| and |m| are below the
+   bounds set up in cnn__optimizer_pass, the new value is provably finite
+   (see there) and its square root and division, most of the cost, are
+   skipped. This pass covers parameters begin .. end-1. */
+typedef struct {
+    float step_size, root_correction2; /* lr / (1 - b1^t) and sqrt(1 - b2^t) */
+    float max_param, max_moment;       /* the dry pass's bounds */
+} cnn__adam_step;
+
+CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_model *model, const cnn__adam_step *adam, int write,
+                                         size_t begin, size_t end)
 {
     float *params = model->params, *m = optimizer->first_moment, *v = optimizer->second_moment;
     const float *grads = model->grads;
-    const size_t count = model->param_count;
     size_t i;
     if (optimizer->desc.type == CNN_OPTIMIZER_SGD) {
         const float lr = optimizer->desc.learning_rate, momentum = optimizer->desc.momentum;
-        for (i = 0; i < count; i++) {
+        for (i = begin; i < end; i++) {
             const float new_m = momentum * m[i] + grads[i];
             const float new_p = params[i] - lr * new_m;
             if (write) {
@@ -2544,22 +2553,60 @@ CNN__PRIVATE size_t cnn__optimizer_pass(const cnn_optimizer *optimizer, cnn_mode
         }
     } else {
         const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
-        const float step_size = (float)(optimizer->desc.learning_rate / (1.0 - pow(b1, (double)step)));
-        const float root_correction2 = (float)sqrt(1.0 - pow(b2, (double)step));
-        for (i = 0; i < count; i++) {
+        const float step_size = adam->step_size, root_correction2 = adam->root_correction2;
+        for (i = begin; i < end; i++) {
             const float g = grads[i];
             const float new_m = b1 * m[i] + (1.0f - b1) * g;
             const float new_v = b2 * v[i] + (1.0f - b2) * g * g;
-            const float new_p = params[i] - step_size * new_m / (sqrtf(new_v) / root_correction2 + eps);
             if (write) {
                 m[i] = new_m;
                 v[i] = new_v;
-                params[i] = new_p;
-            } else if (!cnn__is_finite(g) || !cnn__is_finite(new_m) || !cnn__is_finite(new_v) || !cnn__is_finite(new_p)) {
+                params[i] -= step_size * new_m / (sqrtf(new_v) / root_correction2 + eps);
+            } else if (!cnn__is_finite(g) || !cnn__is_finite(new_m) || !cnn__is_finite(new_v)) {
+                return i;
+            } else if (!(fabsf(params[i]) <= adam->max_param && fabsf(new_m) <= adam->max_moment) &&
+                       !cnn__is_finite(params[i] - step_size * new_m / (sqrtf(new_v) / root_correction2 + eps))) {
                 return i;
             }
         }
     }
+    return end;
+}
+
+/* One pass over all parameters, as step number `step`; returns the first bad
+   index of a dry pass, or param_count. Each thread takes one fixed block of
+   parameters: every update is independent of the others, so the result does
+   not depend on the number of threads, and the dry pass reports the first
+   bad index of the first block that has one, which is the first overall. */
+CNN__PRIVATE size_t cnn__optimizer_pass(const cnn_optimizer *optimizer, cnn_model *model, long step, int write)
+{
+    const size_t count = model->param_count;
+    size_t first_bad[256];
+    cnn__adam_step adam;
+    int threads = count < 65536 ? 1 : model->threads, block;
+    const size_t block_size = (count + (size_t)threads - 1) / (size_t)threads;
+    memset(&adam, 0, sizeof adam);
+    if (optimizer->desc.type == CNN_OPTIMIZER_ADAM) {
+        const double b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
+        const double step_size = optimizer->desc.learning_rate / (1.0 - pow(b1, (double)step));
+        adam.step_size = (float)step_size;
+        adam.root_correction2 = (float)sqrt(1.0 - pow(b2, (double)step));
+        /* With v >= 0 finite, sqrt(v) / sqrt(1 - b2^t) + eps is finite and at
+           least eps, so |step_size * m / (...)| <= step_size * |m| / eps,
+           which max_moment keeps below FLT_MAX / 4 (with room for rounding);
+           and |p| <= FLT_MAX / 4 as well, so p minus it is finite. */
+        adam.max_param = FLT_MAX / 4.0f;
+        adam.max_moment = (float)(FLT_MAX / 8.0 * eps / (step_size > 1.0 ? step_size : 1.0));
+    }
+    CNN__PARALLEL_FOR
+    for (block = 0; block < threads; block++) {
+        const size_t begin = (size_t)block * block_size < count ? (size_t)block * block_size : count;
+        const size_t end = begin + block_size < count ? begin + block_size : count;
+        first_bad[block] = cnn__optimizer_range(optimizer, model, &adam, write, begin, end);
+        if (first_bad[block] == end) first_bad[block] = count;
+    }
+    for (block = 0; block < threads; block++)
+        if (first_bad[block] < count) return first_bad[block];
     return count;
 }
 

@@ -83,6 +83,38 @@ TEST(adam_overflowing_moment_is_refused)
     cnn_model_free(&model);
 }
 
+/* Adam's new value overflows although g, m and v are finite: a weight of
+   3.3e38 moved by the learning rate 3e37 (Adam's first step moves a weight
+   by about the learning rate) is past FLT_MAX (3.4e38). The optimiser skips the exact
+   check of the new value only where |p| and |m| are small enough to prove
+   it finite; here it must not. */
+TEST(adam_overflowing_update_is_refused)
+{
+    cnn_model model;
+    cnn_optimizer adam;
+    cnn_optimizer_desc desc;
+    float *before;
+    CHECK(build_dense(&model, 1), "build");
+    memset(&desc, 0, sizeof desc);
+    desc.learning_rate = 3e37f;
+    CHECK(cnn_optimizer_init(&adam, &model, &desc) == CNN_OK, "optimizer");
+    model.params[2] = 3.3e38f;
+    before = (float *)malloc(model.param_count * sizeof(float));
+    memcpy(before, model.params, model.param_count * sizeof(float));
+    cnn_model_zero_grad(&model);
+    model.grads[2] = -1.0f;
+    CHECK(cnn_optimizer_step(&adam, &model) == CNN_ERROR_NOT_FINITE, "code %d", (int)model.error.code);
+    CHECK(strstr(model.error.message, "the update of parameter 2 ") != NULL, "message: %s", model.error.message);
+    CHECK(memcmp(before, model.params, model.param_count * sizeof(float)) == 0, "weights changed");
+    /* the same gradient on the other side brings the weight down: finite */
+    model.grads[2] = 1.0f;
+    CHECK(cnn_optimizer_step(&adam, &model) == CNN_OK, "code %d: %s", (int)model.error.code, model.error.message);
+    CHECK(model.params[2] < 3.3e38f && isfinite(model.params[2]), "weight %g", (double)model.params[2]);
+    free(before);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&model);
+}
+
 /* A NaN gradient (from a custom loss through cnn_model_backward_from) is
    refused by the optimiser, for SGD and Adam alike. */
 TEST(nan_gradient_is_refused)
@@ -219,6 +251,7 @@ int main(void)
 {
     RUN(overflowing_update_is_refused);
     RUN(adam_overflowing_moment_is_refused);
+    RUN(adam_overflowing_update_is_refused);
     RUN(nan_gradient_is_refused);
     RUN(fit_stops_naming_epoch_and_step_with_last_good_weights);
     RUN(fit_stops_on_overflowing_weights);

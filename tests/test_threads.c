@@ -1,12 +1,16 @@
 /* test_threads.c - built with -fopenmp (see the Makefile): the same training
    with 1 and with 2 threads gives bit-identical weights, because every sum
-   is added in one fixed order whatever the number of threads. */
+   is added in one fixed order whatever the number of threads; and a step
+   the optimiser refuses names the same first bad parameter on 2 threads as
+   on one. */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
 
 /* Trains a conv net (conv, leaky ReLU, max-pool, dropout, dense) for a few
-   steps with the given number of threads and returns its parameters. */
+   steps with the given number of threads and returns its parameters. The
+   dense layer of 256 gives it 76,005 parameters: more than the 65,536 from
+   which the optimiser shares its update between threads. */
 static float *train_with_threads(int threads, size_t *count)
 {
     cnn_model model;
@@ -32,7 +36,7 @@ static float *train_with_threads(int threads, size_t *count)
     if (cnn_model_init(&model, 1, 12, 12, 7) == CNN_OK && cnn_add_conv2d(&model, 8, 3, 1, 1) == CNN_OK &&
         cnn_add_leaky_relu(&model, 0.3f) == CNN_OK && cnn_add_conv2d(&model, 8, 3, 1, 1) == CNN_OK &&
         cnn_add_relu(&model) == CNN_OK && cnn_add_max_pool(&model, 2, 2) == CNN_OK && cnn_add_dropout(&model, 0.25f) == CNN_OK &&
-        cnn_add_flatten(&model) == CNN_OK && cnn_add_dense(&model, 32) == CNN_OK && cnn_add_relu(&model) == CNN_OK &&
+        cnn_add_flatten(&model) == CNN_OK && cnn_add_dense(&model, 256) == CNN_OK && cnn_add_relu(&model) == CNN_OK &&
         cnn_add_dense(&model, 5) == CNN_OK && cnn_add_softmax(&model) == CNN_OK && cnn_model_build(&model, 40) == CNN_OK &&
         cnn_optimizer_init(&adam, &model, NULL) == CNN_OK) {
         CHECK(model.threads == threads, "model uses %d threads, asked for %d", model.threads, threads);
@@ -66,8 +70,61 @@ TEST(one_and_two_threads_train_identically)
     free(two);
 }
 
+/* On 2 threads each thread checks its own half of the parameters before a
+   step. A NaN gradient in each half must be reported at the first one, a
+   NaN only in the second half at that one, and neither step may change a
+   weight or the optimiser's state. */
+TEST(two_threads_refuse_at_the_first_bad_parameter)
+{
+    cnn_model model;
+    cnn_optimizer optimizer;
+    cnn_optimizer_desc desc;
+    float *before;
+    size_t first_half, second_half;
+    char expected[64];
+    int type;
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    for (type = 0; type < 2; type++) {
+        memset(&desc, 0, sizeof desc);
+        desc.type = type ? CNN_OPTIMIZER_SGD : CNN_OPTIMIZER_ADAM;
+        if (cnn_model_init(&model, 300, 1, 1, 1) != CNN_OK || cnn_add_dense(&model, 256) != CNN_OK ||
+            cnn_add_softmax(&model) != CNN_OK || cnn_model_build(&model, 1) != CNN_OK ||
+            cnn_optimizer_init(&optimizer, &model, &desc) != CNN_OK) {
+            CHECK(0, "build: %s", model.error.message);
+            cnn_model_free(&model);
+            return;
+        }
+        first_half = model.param_count / 2 - 100;  /* 77,056 parameters: blocks 0..38527 and 38528.. */
+        second_half = model.param_count / 2 + 100;
+        before = (float *)malloc(model.param_count * sizeof(float));
+        memcpy(before, model.params, model.param_count * sizeof(float));
+        cnn_model_zero_grad(&model);
+        model.grads[second_half] = (float)NAN;
+        model.grads[first_half] = (float)NAN;
+        CHECK(cnn_optimizer_step(&optimizer, &model) == CNN_ERROR_NOT_FINITE, "code %d", (int)model.error.code);
+        snprintf(expected, sizeof expected, "parameter %lu ", (unsigned long)first_half);
+        CHECK(strstr(model.error.message, expected) != NULL, "message: %s", model.error.message);
+        model.grads[first_half] = 0.0f;
+        CHECK(cnn_optimizer_step(&optimizer, &model) == CNN_ERROR_NOT_FINITE, "code %d", (int)model.error.code);
+        snprintf(expected, sizeof expected, "parameter %lu ", (unsigned long)second_half);
+        CHECK(strstr(model.error.message, expected) != NULL, "message: %s", model.error.message);
+        CHECK(memcmp(before, model.params, model.param_count * sizeof(float)) == 0, "weights changed");
+        CHECK(optimizer.step == 0 && optimizer.first_moment[first_half] == 0.0f, "optimiser state changed");
+        model.grads[second_half] = 1.0f;
+        CHECK(cnn_optimizer_step(&optimizer, &model) == CNN_OK, "a finite step: %s", model.error.message);
+        CHECK(model.params[second_half] != before[second_half] && model.params[first_half] == before[first_half],
+              "the finite step moved the wrong weights");
+        free(before);
+        cnn_optimizer_free(&optimizer);
+        cnn_model_free(&model);
+    }
+}
+
 int main(void)
 {
     RUN(one_and_two_threads_train_identically);
+    RUN(two_threads_refuse_at_the_first_bad_parameter);
     return test_report();
 }
