@@ -2581,7 +2581,7 @@ CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_mod
 CNN__PRIVATE size_t cnn__optimizer_pass(const cnn_optimizer *optimizer, cnn_model *model, long step, int write)
 {
     const size_t count = model->param_count;
-    size_t first_bad[256];
+    size_t first_bad[256]; /* one per thread: model->threads is at most 256 */
     cnn__adam_step adam;
     int threads = count < 65536 ? 1 : model->threads, block;
     const size_t block_size = (count + (size_t)threads - 1) / (size_t)threads;
