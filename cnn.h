@@ -2524,14 +2524,21 @@ CNNDEF cnn_result cnn_optimizer_init(cnn_optimizer *optimizer, cnn_model *model,
    when all would be), then, only if there is none, the real pass. So a step
    that would put NaN or infinity into the model is refused before anything
    changes. The dry pass computes the very same expressions as the real one,
-   with one shortcut for Adam's new value: when |p| and |m| are below the
-   bounds set up in cnn__optimizer_pass, the new value is provably finite
+   with one shortcut for Adam's new value: when |p| <= FLT_MAX / 4 and |m|
+   is below the bound set up in cnn__optimizer_pass, it is provably finite
    (see there) and its square root and division, most of the cost, are
    skipped. This pass covers parameters begin .. end-1. */
 typedef struct {
     float step_size, root_correction2; /* lr / (1 - b1^t) and sqrt(1 - b2^t) */
-    float max_param, max_moment;       /* the dry pass's bounds */
+    float max_moment;                  /* the dry pass's bound on |m| */
 } cnn__adam_step;
+
+/* Adam's new value of a weight p, from its new moments m and v: the one
+   expression both passes use */
+CNN__PRIVATE float cnn__adam_new_param(float p, float m, float v, const cnn__adam_step *adam, float eps)
+{
+    return p - adam->step_size * m / (sqrtf(v) / adam->root_correction2 + eps);
+}
 
 CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_model *model, const cnn__adam_step *adam, int write,
                                          size_t begin, size_t end)
@@ -2553,7 +2560,6 @@ CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_mod
         }
     } else {
         const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
-        const float step_size = adam->step_size, root_correction2 = adam->root_correction2;
         for (i = begin; i < end; i++) {
             const float g = grads[i];
             const float new_m = b1 * m[i] + (1.0f - b1) * g;
@@ -2561,11 +2567,11 @@ CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_mod
             if (write) {
                 m[i] = new_m;
                 v[i] = new_v;
-                params[i] -= step_size * new_m / (sqrtf(new_v) / root_correction2 + eps);
+                params[i] = cnn__adam_new_param(params[i], new_m, new_v, adam, eps);
             } else if (!cnn__is_finite(g) || !cnn__is_finite(new_m) || !cnn__is_finite(new_v)) {
                 return i;
-            } else if (!(fabsf(params[i]) <= adam->max_param && fabsf(new_m) <= adam->max_moment) &&
-                       !cnn__is_finite(params[i] - step_size * new_m / (sqrtf(new_v) / root_correction2 + eps))) {
+            } else if (!(fabsf(params[i]) <= FLT_MAX / 4.0f && fabsf(new_m) <= adam->max_moment) &&
+                       !cnn__is_finite(cnn__adam_new_param(params[i], new_m, new_v, adam, eps))) {
                 return i;
             }
         }
@@ -2595,7 +2601,6 @@ CNN__PRIVATE size_t cnn__optimizer_pass(const cnn_optimizer *optimizer, cnn_mode
            least eps, so |step_size * m / (...)| <= step_size * |m| / eps,
            which max_moment keeps below FLT_MAX / 4 (with room for rounding);
            and |p| <= FLT_MAX / 4 as well, so p minus it is finite. */
-        adam.max_param = FLT_MAX / 4.0f;
         adam.max_moment = (float)(FLT_MAX / 8.0 * eps / (step_size > 1.0 ? step_size : 1.0));
     }
     CNN__PARALLEL_FOR
