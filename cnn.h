@@ -1144,11 +1144,12 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
       CNN__NR columns, each laid out in the order the kernel reads it, so
       that the kernel walks memory front to back. A panel at an edge is
       padded with zeros. Packing reads through a row and a column stride, so
-      a transposed operand (x^T, w^T, col^T in the layers) needs no
-      transpose of its own. A B stored row by row can also be read where it
-      lies, 16 floats of a row at a time (only a last, narrower panel is
-      packed): that pays when few A panels meet it, as in a dense layer
-      at inference.
+      a transposed operand (x^T, w^T, dy^T in the layers) needs no
+      transpose of its own. An operand stored row by row can also be read
+      where it lies: B 16 floats of a row at a time (only a last, narrower
+      panel is packed), A one float from each of 6 rows at a time. That
+      saves a copy where the operand is used only a few times, as col and
+      dy in conv2d and the weights of a dense layer at inference.
    2. kernel: one A panel times one B panel is a CNN__MR x CNN__NR tile of C
       (6 x 16), summed over k in 12 vector registers of 8 floats: each value
       of B loaded serves 6 rows, each value of A 16 columns.
@@ -1208,10 +1209,10 @@ CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, s
 }
 
 /* C (rows x cols, at most MR x NR) += one A panel (MR x K) @ one B panel
-   (K x NR). A[r][k] is at a[r * a_row + k * a_step]: a_row = 1, a_step = MR
-   for a packed panel. Row k of B is 16 floats at b + k * b_step. (Plain static: clang refuses
-   target_clones together with the unused attribute, and the multiply
-   always uses this function.) */
+   (K x NR). A[r][k] is at a[r * a_row + k * a_step] (a_row = 1 and
+   a_step = MR for a packed panel); row k of B is 16 floats at
+   b + k * b_step. (Plain static: clang refuses target_clones together with
+   the unused attribute, and the multiply always uses this function.) */
 #if CNN__VECTORS
 CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
                                       float *C, int ldc, int rows, int cols)
