@@ -238,6 +238,8 @@ typedef struct cnn_layer {
     float *weight, *bias;                 /* conv2d (OC, C, K, K); dense (IN, OUT) */
     float *weight_grad, *bias_grad;       /* same shapes, in model.grads */
     int *argmax;               /* max pool: (N, C, OH, OW) input index of each max */
+    int *shifts;               /* conv2d with stride 1: (C*K*K) where each window
+                                  row starts in the padded input (or NULL) */
     float *mask;               /* dropout: (N, size) 0 or 1 / (1 - rate) */
 } cnn_layer;
 
@@ -896,15 +898,21 @@ CNNDEF cnn_result cnn_mistakes_save_png(const cnn_dataset *dataset, const int *p
 #define CNN_ASSERT(x) assert(x)
 #endif
 
-/* Private helpers are static; under CNN_STATIC some may go unused. */
+/* Private helpers are static; under CNN_STATIC some may go unused.
+   CNN__INLINE marks small helpers of the hot loops: GCC will not inline a
+   plain function into one compiled for another target (see CNN__HOT)
+   unless told to, and a call per short row costs more than the row. */
 #if defined(__GNUC__) || defined(__clang__)
 #define CNN__PRIVATE static __attribute__((unused))
+#define CNN__INLINE static inline __attribute__((always_inline, unused))
 #define CNN__RESTRICT __restrict__
 #elif defined(_MSC_VER)
 #define CNN__PRIVATE static
+#define CNN__INLINE static
 #define CNN__RESTRICT __restrict
 #else
 #define CNN__PRIVATE static
+#define CNN__INLINE static
 #define CNN__RESTRICT
 #endif
 
@@ -1175,7 +1183,7 @@ CNN__PRIVATE size_t cnn__packed_b_size(int K, int N)
    p*width + r, column k goes to packed[(p*K + k) * width + r], and rows past
    M are zeros. A is packed with width MR; B (K x N) is packed as its
    transpose (N x K) with width NR, which gives panels of NR columns. */
-CNN__PRIVATE void cnn__pack(int M, int K, int width, const float *x, size_t row_stride, size_t col_stride, float *packed)
+CNN__HOT static void cnn__pack(int M, int K, int width, const float *x, size_t row_stride, size_t col_stride, float *packed)
 {
     int i0, k, r;
     for (i0 = 0; i0 < M; i0 += width) {
@@ -1211,21 +1219,23 @@ CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, s
 /* C (rows x cols, at most MR x NR) += one A panel (MR x K) @ one B panel
    (K x NR). A[r][k] is at a[r * a_row + k * a_step] (a_row = 1 and
    a_step = MR for a packed panel); row k of B is 16 floats at
-   b + k * b_step. (Plain static: clang refuses target_clones together with
+   b + k * b_step, or at b + b_rows[k] when b_rows is not NULL. (Plain static: clang refuses target_clones together with
    the unused attribute, and the multiply always uses this function.) */
 #if CNN__VECTORS
 CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
-                                      float *C, int ldc, int rows, int cols)
+                                      const int *b_rows, float *C, int ldc, int rows, int cols)
 {
     const float *a0 = a, *a1 = a0 + a_row, *a2 = a1 + a_row, *a3 = a2 + a_row, *a4 = a3 + a_row, *a5 = a4 + a_row;
+    const cnn__f8 zero = {0};
     cnn__f8 acc[CNN__MR][2], b0, b1, c0, c1;
     float tile[CNN__MR][CNN__NR];
     int k, r, c;
     size_t at = 0;
-    memset(acc, 0, sizeof acc);
-    for (k = 0; k < K; k++, at += a_step, b += b_step) {
-        CNN__LOAD8(b0, b);       /* B[k][0..7] */
-        CNN__LOAD8(b1, b + 8);   /* B[k][8..15] */
+    for (r = 0; r < CNN__MR; r++) acc[r][0] = acc[r][1] = zero; /* not memset: GCC would clear memory first */
+    for (k = 0; k < K; k++, at += a_step) {
+        const float *b_row = b_rows ? b + b_rows[k] : b + (size_t)k * b_step;
+        CNN__LOAD8(b0, b_row);       /* B[k][0..7] */
+        CNN__LOAD8(b1, b_row + 8);   /* B[k][8..15] */
         acc[0][0] += b0 * a0[at]; acc[0][1] += b1 * a0[at];
         acc[1][0] += b0 * a1[at]; acc[1][1] += b1 * a1[at];
         acc[2][0] += b0 * a2[at]; acc[2][1] += b1 * a2[at];
@@ -1251,24 +1261,28 @@ CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_
 #else
 /* The same with plain floats, for other compilers. */
 static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
-                             float *C, int ldc, int rows, int cols)
+                             const int *b_rows, float *C, int ldc, int rows, int cols)
 {
     float acc[CNN__MR][CNN__NR];
     int k, r, c;
     memset(acc, 0, sizeof acc);
-    for (k = 0; k < K; k++, a += a_step, b += b_step)
+    for (k = 0; k < K; k++, a += a_step) {
+        const float *b_row = b_rows ? b + b_rows[k] : b + (size_t)k * b_step;
         for (r = 0; r < CNN__MR; r++)
-            for (c = 0; c < CNN__NR; c++) acc[r][c] += b[c] * a[r * a_row];
+            for (c = 0; c < CNN__NR; c++) acc[r][c] += b_row[c] * a[r * a_row];
+    }
     for (r = 0; r < rows; r++)
         for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] += acc[r][c];
 }
 #endif
 
 /* B as the kernel reads it: panel q (columns q*NR ..) starts at
-   data + q * panel_step and its rows are row_step floats apart; when edge is
-   not NULL, the last panel is read from there instead, packed. */
+   data + q * panel_step and its rows are row_step floats apart, or, when
+   rows is not NULL, row k starts rows[k] floats after the panel's start;
+   when edge is not NULL, the last panel is read from there instead, packed. */
 typedef struct {
     const float *data, *edge;
+    const int *rows;
     size_t panel_step, row_step;
 } cnn__matrix_b;
 
@@ -1278,6 +1292,7 @@ CNN__PRIVATE cnn__matrix_b cnn__b_packed(int K, const float *packed)
     cnn__matrix_b b;
     b.data = packed;
     b.edge = NULL;
+    b.rows = NULL;
     b.panel_step = (size_t)CNN__NR * (size_t)K;
     b.row_step = CNN__NR;
     return b;
@@ -1291,12 +1306,27 @@ CNN__PRIVATE cnn__matrix_b cnn__b_in_place(int K, int N, const float *data, size
     const int last = N % CNN__NR;
     b.data = data;
     b.edge = NULL;
+    b.rows = NULL;
     b.panel_step = CNN__NR;
     b.row_step = row_stride;
     if (last) {
         cnn__pack_b(K, last, data + (N - last), row_stride, 1, edge);
         b.edge = edge;
     }
+    return b;
+}
+
+/* B (K x N) as rows that start at data + rows[k], each read 16 floats at a
+   time, the last panel too: its columns past N are read but not kept, so
+   NR - 1 floats past the end of the last row must be readable. */
+CNN__PRIVATE cnn__matrix_b cnn__b_shifted(const float *data, const int *rows)
+{
+    cnn__matrix_b b;
+    b.data = data;
+    b.edge = NULL;
+    b.rows = rows;
+    b.panel_step = CNN__NR;
+    b.row_step = 0;
     return b;
 }
 
@@ -1352,6 +1382,7 @@ CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b 
         const int packed_edge = b.edge && q == col_panels - 1;
         cnn__gemm_kernel(K, a.data + (size_t)p * a.panel_step, a.row_step, a.k_step,
                          packed_edge ? b.edge : b.data + (size_t)q * b.panel_step, packed_edge ? (size_t)CNN__NR : b.row_step,
+                         packed_edge ? NULL : b.rows,
                          C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols);
     }
 }
@@ -1437,7 +1468,7 @@ CNN__PRIVATE void cnn__conv2d_backward_reference(const cnn_layer *layer, int N, 
    a copy may overlap the ones before, which is why a copy of 8 or more
    needs no loop of single floats; that the start of each 8 is not simply
    j also keeps GCC from turning the loop back into a call to memcpy. */
-CNN__PRIVATE void cnn__copy_run(float *CNN__RESTRICT to, const float *CNN__RESTRICT from, int count)
+CNN__INLINE void cnn__copy_run(float *CNN__RESTRICT to, const float *CNN__RESTRICT from, int count)
 {
     int j;
 #if CNN__VECTORS
@@ -1454,21 +1485,7 @@ CNN__PRIVATE void cnn__copy_run(float *CNN__RESTRICT to, const float *CNN__RESTR
     for (j = 0; j < count; j++) to[j] = from[j];
 }
 
-/* to[j] = 0 for j < count, the same way */
-CNN__PRIVATE void cnn__zero_run(float *to, int count)
-{
-    int j;
-#if CNN__VECTORS
-    const cnn__f8 zero = {0};
-    if (count >= 8) {
-        for (j = 0; j < count; j += 8) CNN__STORE8(to + (j + 8 <= count ? j : count - 8), zero);
-        return;
-    }
-#endif
-    for (j = 0; j < count; j++) to[j] = 0.0f;
-}
-
-CNN__PRIVATE void cnn__add_run(float *CNN__RESTRICT to, const float *CNN__RESTRICT from, int count)
+CNN__INLINE void cnn__add_run(float *CNN__RESTRICT to, const float *CNN__RESTRICT from, int count)
 {
     int j = 0;
 #if CNN__VECTORS
@@ -1483,75 +1500,93 @@ CNN__PRIVATE void cnn__add_run(float *CNN__RESTRICT to, const float *CNN__RESTRI
     for (; j < count; j++) to[j] += from[j];
 }
 
-/* The output columns j whose input column j*S + v - P falls inside 0..W-1:
-   first <= j < last. Outside them the window reads padding. */
-CNN__PRIVATE void cnn__valid_columns(int v, int S, int P, int W, int OW, int *first, int *last)
+/* to[j] = value for j < count, 8 at a time (the last 8 may overlap) */
+CNN__INLINE void cnn__fill_run(float *to, float value, int count)
 {
-    int lo = P - v > 0 ? (P - v + S - 1) / S : 0;        /* ceil((P - v) / S) */
-    int hi = W - 1 + P - v >= 0 ? (W - 1 + P - v) / S + 1 : 0;
-    *first = lo < OW ? lo : OW;
-    *last = hi < OW ? hi : OW;
-    if (*last < *first) *last = *first;
+    int j;
+#if CNN__VECTORS
+    const cnn__f8 v = {value, value, value, value, value, value, value, value};
+    if (count >= 8) {
+        for (j = 0; j < count; j += 8) CNN__STORE8(to + (j + 8 <= count ? j : count - 8), v);
+        return;
+    }
+#endif
+    for (j = 0; j < count; j++) to[j] = value;
+}
+
+/* Floats of x with its zero padding: (C, H + 2P, W + 2P). */
+CNN__PRIVATE size_t cnn__padded_size(const cnn_layer *layer)
+{
+    const int P = layer->desc.padding;
+    return (size_t)layer->in.c * (size_t)(layer->in.h + 2 * P) * (size_t)(layer->in.w + 2 * P);
+}
+
+/* padded (C, H + 2P, W + 2P) = x (C, H, W) with P zeros on every side */
+CNN__HOT static void cnn__pad(const cnn_layer *layer, const float *x, float *padded)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w, P = layer->desc.padding;
+    const int Hp = H + 2 * P, Wp = W + 2 * P;
+    int c, i;
+    memset(padded, 0, cnn__padded_size(layer) * sizeof(float));
+    for (c = 0; c < C; c++)
+        for (i = 0; i < H; i++) cnn__copy_run(padded + ((size_t)c * Hp + i + P) * Wp + P, x + ((size_t)c * H + i) * W, W);
 }
 
 /* col (C*K*K, OH*OW): row (c, u, v) holds x[c, i*S+u-P, j*S+v-P] for every
    output position (i, j), zero where that falls in the padding. x is one
-   sample (C, H, W). */
-CNN__PRIVATE void cnn__im2col(const cnn_layer *layer, const float *x, float *col)
+   sample (C, H, W). It is first copied into padded, zeros around it, so
+   that every window lies inside and the copies need no bounds checks; with
+   no padding x is read as it is. With stride 1 a window row is a run of
+   an input row. */
+CNN__HOT static void cnn__im2col(const cnn_layer *layer, const float *x, float *padded, float *col)
 {
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
     const int OH = layer->out.h, OW = layer->out.w;
     const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
-    int c, u, v, i, j, first, last;
+    const int Hp = H + 2 * P, Wp = W + 2 * P;
+    const float *in;
+    float *out = col;
+    int c, u, v, i, j;
+    if (P > 0) {
+        cnn__pad(layer, x, padded);
+        x = padded;
+    }
     for (c = 0; c < C; c++)
         for (u = 0; u < K; u++)
             for (v = 0; v < K; v++) {
-                float *out = col + ((size_t)(c * K + u) * K + v) * OH * OW;
-                cnn__valid_columns(v, S, P, W, OW, &first, &last);
                 for (i = 0; i < OH; i++, out += OW) {
-                    const int row = i * S + u - P;
-                    const float *x_row;
-                    if (row < 0 || row >= H || first == last) {
-                        cnn__zero_run(out, OW);
-                        continue;
-                    }
-                    if (first > 0 || last < OW) cnn__zero_run(out, OW); /* padding at the sides */
-                    /* the row is formed only once it is known to exist, and
-                       j*S+v-P >= 0 for j >= first: no pointer ever leaves x */
-                    x_row = x + ((size_t)c * H + row) * W;
-                    if (S == 1) /* the common case: the window row is a run of x's row */
-                        cnn__copy_run(out + first, x_row + first + v - P, last - first);
-                    else
-                        for (j = first; j < last; j++) out[j] = x_row[j * S + v - P];
+                    in = x + ((size_t)c * Hp + i * S + u) * Wp + v; /* the window at (i, 0), its (u, v) */
+                    if (S == 1) cnn__copy_run(out, in, OW);
+                    else for (j = 0; j < OW; j++) out[j] = in[j * S];
                 }
             }
 }
 
 /* The adjoint of im2col: dx (C, H, W) = sum of every window's gradient in
-   dcol put back where im2col took it from. */
-CNN__PRIVATE void cnn__col2im(const cnn_layer *layer, const float *dcol, float *dx)
+   dcol put back where im2col took it from, summed in padded (with padding)
+   and then cropped. */
+CNN__HOT static void cnn__col2im(const cnn_layer *layer, const float *dcol, float *padded, float *dx)
 {
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
     const int OH = layer->out.h, OW = layer->out.w;
     const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
-    int c, u, v, i, j, first, last;
-    memset(dx, 0, (size_t)C * H * W * sizeof(float));
+    const int Hp = H + 2 * P, Wp = W + 2 * P;
+    float *sum = P > 0 ? padded : dx, *to;
+    const float *in = dcol;
+    int c, u, v, i, j;
+    memset(sum, 0, cnn__padded_size(layer) * sizeof(float));
     for (c = 0; c < C; c++)
         for (u = 0; u < K; u++)
             for (v = 0; v < K; v++) {
-                const float *in = dcol + ((size_t)(c * K + u) * K + v) * OH * OW;
-                cnn__valid_columns(v, S, P, W, OW, &first, &last);
                 for (i = 0; i < OH; i++, in += OW) {
-                    const int row = i * S + u - P;
-                    float *dx_row;
-                    if (row < 0 || row >= H) continue;
-                    dx_row = dx + ((size_t)c * H + row) * W;
-                    if (S == 1)
-                        cnn__add_run(dx_row + first + v - P, in + first, last - first);
-                    else
-                        for (j = first; j < last; j++) dx_row[j * S + v - P] += in[j];
+                    to = sum + ((size_t)c * Hp + i * S + u) * Wp + v;
+                    if (S == 1) cnn__add_run(to, in, OW);
+                    else for (j = 0; j < OW; j++) to[j * S] += in[j];
                 }
             }
+    if (P > 0)
+        for (c = 0; c < C; c++)
+            for (i = 0; i < H; i++) cnn__copy_run(dx + ((size_t)c * H + i) * W, padded + ((size_t)c * Hp + i + P) * Wp + P, W);
 }
 
 /* Working memory of the fast conv2d and dense layers, one block cut in two:
@@ -1580,11 +1615,26 @@ CNN__PRIVATE int cnn__conv2d_col_rows(const cnn_layer *layer)
     return (window + 1 + CNN__MR - 1) / CNN__MR * CNN__MR;
 }
 
+/* Whether the forward pass goes without col (stride 1, see
+   cnn__conv2d_forward_shifted): then the layer has shifts. */
+CNN__PRIVATE int cnn__conv2d_shifted(const cnn_layer *layer)
+{
+    return layer->desc.stride == 1 && cnn__padded_size(layer) + CNN__NR <= (size_t)INT_MAX;
+}
+
+/* Columns of the wide output of the stride-1 forward pass (see there): the
+   OH rows of the output, each W + 2P wide, but the last only OW. */
+CNN__PRIVATE int cnn__conv2d_wide_count(const cnn_layer *layer)
+{
+    return (layer->out.h - 1) * (layer->in.w + 2 * layer->desc.padding) + layer->out.w;
+}
+
 /* Floats of workspace conv2d needs. Shared: w packed as A for the forward
-   multiply, w^T packed as A for dcol, the chunk partials. Per thread: col,
-   then for the forward the last, narrower panel of col packed as B; for
-   the backward dy^T packed as B, the last panel of dy packed as B, and
-   dcol. */
+   multiply, w^T packed as A for dcol, the chunk partials. Per thread, for
+   the forward with stride 1: the padded sample and NR floats more, the
+   wide output; else col, the padded sample, and the last, narrower panel
+   of col packed as B. For the backward: col, the padded sample, dy^T
+   packed as B, the last panel of dy packed as B, and dcol. */
 CNN__PRIVATE size_t cnn__conv2d_shared(const cnn_layer *layer, int max_batch)
 {
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
@@ -1597,15 +1647,43 @@ CNN__PRIVATE size_t cnn__conv2d_per_thread(const cnn_layer *layer)
 {
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
     const int positions = layer->out.h * layer->out.w;
-    size_t forward = (size_t)window * CNN__NR;
-    size_t backward = cnn__packed_b_size(positions, OC) + (size_t)OC * CNN__NR + (size_t)window * positions;
-    return (size_t)cnn__conv2d_col_rows(layer) * positions + (forward > backward ? forward : backward);
+    const size_t col = (size_t)cnn__conv2d_col_rows(layer) * positions + cnn__padded_size(layer);
+    size_t forward = col + (size_t)window * CNN__NR;
+    size_t backward = col + cnn__packed_b_size(positions, OC) + (size_t)OC * CNN__NR + (size_t)window * positions;
+    if (cnn__conv2d_shifted(layer)) forward = cnn__padded_size(layer) + CNN__NR + (size_t)OC * cnn__conv2d_wide_count(layer);
+    return forward > backward ? forward : backward;
+}
+
+/* Forward with stride 1, one sample, without col: the row (c, u, v) of col
+   is, for each output row i, OW floats of the padded input's row c, i + u
+   from column v, and the next output row starts W + 2P floats further on.
+   So from padded + shifts[(c, u, v)], with rows W + 2P wide, the padded
+   input read as it lies is the whole row of col, only with K - 1 more
+   columns after each output row (the windows that would hang over the
+   right edge). The multiply reads B so, computes those columns too, into
+   a wide output, and they are left out when it is copied to y. That costs
+   (K - 1) / (W + 2P) more multiply-adds and saves writing and reading col.
+   The sums are the same, in the same order, as through col. */
+CNN__PRIVATE void cnn__conv2d_forward_shifted(const cnn_layer *layer, const float *packed_weight, const float *x,
+                                              float *padded, float *y)
+{
+    const int OC = layer->out.c, OH = layer->out.h, OW = layer->out.w, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    const int Wp = layer->in.w + 2 * layer->desc.padding, wide_count = cnn__conv2d_wide_count(layer);
+    float *wide = padded + cnn__padded_size(layer) + CNN__NR; /* (OC, wide_count) */
+    int o, i;
+    cnn__pad(layer, x, padded);
+    memset(padded + cnn__padded_size(layer), 0, CNN__NR * sizeof(float)); /* read by the last panel, not kept */
+    for (o = 0; o < OC; o++) cnn__fill_run(wide + (size_t)o * wide_count, layer->bias[o], wide_count);
+    cnn__gemm(OC, wide_count, window, cnn__a_packed(window, packed_weight), cnn__b_shifted(padded, layer->shifts), wide, wide_count, 1);
+    for (o = 0; o < OC; o++)
+        for (i = 0; i < OH; i++) cnn__copy_run(y + ((size_t)o * OH + i) * OW, wide + (size_t)o * wide_count + (size_t)i * Wp, OW);
 }
 
 /* Fast forward: per sample, y (OC, OH*OW) = b + w (OC, C*K*K) @ col.
    Samples are independent, so threads take whole samples. The few panels
    of w are packed once; col is read where im2col put it, since each of its
-   panels meets those few panels of w only, right after each other. */
+   panels meets those few panels of w only, right after each other. With
+   stride 1, col is not even written (above). */
 CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float *x, float *y, const cnn__workspace *work)
 {
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
@@ -1618,12 +1696,16 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
     CNN__PARALLEL_FOR
     for (n = 0; n < N; n++) {
         float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* (C*K*K, OH*OW) */
-        float *edge = col + (size_t)cnn__conv2d_col_rows(layer) * positions;
+        float *padded = col + (size_t)cnn__conv2d_col_rows(layer) * positions;   /* (C, H+2P, W+2P) */
+        float *edge = padded + cnn__padded_size(layer);
         float *out = y + (size_t)n * out_size;
-        int o, p;
-        cnn__im2col(layer, x + (size_t)n * in_size, col);
-        for (o = 0; o < OC; o++)
-            for (p = 0; p < positions; p++) out[(size_t)o * positions + p] = layer->bias[o];
+        int o;
+        if (layer->shifts) {
+            cnn__conv2d_forward_shifted(layer, packed_weight, x + (size_t)n * in_size, col, out);
+            continue;
+        }
+        cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
+        for (o = 0; o < OC; o++) cnn__fill_run(out + (size_t)o * positions, layer->bias[o], positions);
         cnn__gemm(OC, positions, window, cnn__a_packed(window, packed_weight),
                   cnn__b_in_place(window, positions, col, (size_t)positions, edge), out, positions, 1);
     }
@@ -1653,7 +1735,8 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
     CNN__PARALLEL_FOR
     for (chunk = 0; chunk < chunks; chunk++) {
         float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* (col_rows, OH*OW) */
-        float *packed_grad_t = col + (size_t)col_rows * positions;                 /* dy^T (OH*OW, OC) as B */
+        float *padded = col + (size_t)col_rows * positions;                        /* (C, H+2P, W+2P) */
+        float *packed_grad_t = padded + cnn__padded_size(layer);                    /* dy^T (OH*OW, OC) as B */
         float *edge = packed_grad_t + cnn__packed_b_size(positions, OC);            /* last panel of dy as B */
         float *dcol = edge + (size_t)OC * CNN__NR;                                  /* (C*K*K, OH*OW) */
         float *weight_grad_t = partials + (size_t)chunk * partial_size;             /* dw^T, then db */
@@ -1663,7 +1746,7 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
         memset(ones + positions, 0, (size_t)(col_rows - window - 1) * positions * sizeof(float));
         for (n = chunk * CNN__CHUNK; n < last; n++) {
             const float *grad = dy + (size_t)n * out_size;
-            cnn__im2col(layer, x + (size_t)n * in_size, col);
+            cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
             cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad_t);
             cnn__gemm(window + 1, OC, positions, cnn__a_in_place(col, (size_t)positions), cnn__b_packed(positions, packed_grad_t),
                       weight_grad_t, OC, 1);
@@ -1671,7 +1754,7 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
             memset(dcol, 0, (size_t)window * positions * sizeof(float));
             cnn__gemm(window, positions, OC, cnn__a_packed(OC, packed_weight_t),
                       cnn__b_in_place(OC, positions, grad, (size_t)positions, edge), dcol, positions, 1);
-            cnn__col2im(layer, dcol, dx + (size_t)n * in_size);
+            cnn__col2im(layer, dcol, padded, dx + (size_t)n * in_size);
         }
     }
     for (chunk = 0; chunk < chunks; chunk++) {
@@ -1701,20 +1784,65 @@ CNN__PRIVATE size_t cnn__dense_shared(const cnn_layer *layer, int max_batch)
     return most > input_grad ? most : input_grad;
 }
 
+#if CNN__VECTORS
+/* y (OUT) = b + x (IN) @ w (IN, OUT) for one sample, OUT >= 8: the rows of
+   w, each scaled by its x, summed in 8 vectors of 8 outputs at a time.
+   Every output sums its IN products in the order i = 0, 1, ... from zero
+   and then adds its bias, as the matrix multiply does, so a sample gets
+   the same bits alone as in a batch. The 8 vectors of a block start at
+   most at OUT - 8: in the last block some overlap and compute the same
+   outputs twice, with the same result, instead of reading past a row. */
+CNN__HOT static void cnn__dense_forward_one(int IN, int OUT, const float *x, const float *w, const float *bias, float *y)
+{
+    int block, i, j, start[8];
+    cnn__f8 acc[8], row, sum;
+    for (block = 0; block < OUT; block += 64) {
+        const float *w_row = w;
+        cnn__f8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+        for (j = 0; j < 8; j++) start[j] = block + 8 * j < OUT - 8 ? block + 8 * j : OUT - 8;
+        /* written out, so that the 8 sums stay in registers */
+        for (i = 0; i < IN; i++, w_row += OUT) {
+            CNN__LOAD8(row, w_row + start[0]); a0 += row * x[i];
+            CNN__LOAD8(row, w_row + start[1]); a1 += row * x[i];
+            CNN__LOAD8(row, w_row + start[2]); a2 += row * x[i];
+            CNN__LOAD8(row, w_row + start[3]); a3 += row * x[i];
+            CNN__LOAD8(row, w_row + start[4]); a4 += row * x[i];
+            CNN__LOAD8(row, w_row + start[5]); a5 += row * x[i];
+            CNN__LOAD8(row, w_row + start[6]); a6 += row * x[i];
+            CNN__LOAD8(row, w_row + start[7]); a7 += row * x[i];
+        }
+        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = a4; acc[5] = a5; acc[6] = a6; acc[7] = a7;
+        for (j = 0; j < 8; j++) {
+            CNN__LOAD8(sum, bias + start[j]);
+            sum += acc[j];
+            CNN__STORE8(y + start[j], sum);
+        }
+    }
+}
+#endif
+
 CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float *x, float *y, const cnn__workspace *work)
 {
     const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
     float *packed_x = work->shared, *packed_weight = packed_x + cnn__packed_a_size(N, IN);
     cnn__matrix_b weight;
     int n, o;
+#if CNN__VECTORS
+    /* Fewer samples than a panel of MR rows (one at inference) would leave
+       most of the multiply's rows empty: each sample goes through w alone. */
+    if (N < CNN__MR && OUT >= 8) {
+        for (n = 0; n < N; n++) cnn__dense_forward_one(IN, OUT, x + (size_t)n * IN, layer->weight, layer->bias, y + (size_t)n * OUT);
+        return;
+    }
+#endif
     for (n = 0; n < N; n++)
         for (o = 0; o < OUT; o++) y[(size_t)n * OUT + o] = layer->bias[o];
     cnn__pack_a(N, IN, x, (size_t)IN, 1, packed_x);
-    /* A batch of one panel of x (up to MR samples: one at inference) meets
-       each panel of w once, so w is read in place: packing it would cost
-       more than the multiply. A larger batch reads each panel of w once per
-       panel of x, and a packed, contiguous panel stays in the cache better
-       than 16 floats from each of IN rows. */
+    /* A batch of one panel of x (up to MR samples) meets each panel of w
+       once, so w is read in place: packing it would cost more than the
+       multiply. A larger batch reads each panel of w once per panel of x,
+       and a packed, contiguous panel stays in the cache better than 16
+       floats from each of IN rows. */
     if (N <= CNN__MR) {
         weight = cnn__b_in_place(IN, OUT, layer->weight, (size_t)OUT, packed_weight);
     } else {
@@ -1899,19 +2027,20 @@ CNN__HOT static void cnn__max_pool_plane_2x2(int W, int OH, int OW, const float 
     int i, j;
     for (i = 0; i < OH; i++)
         for (j = 0; j < OW; j += 8) {
-            const int windows = OW - j < 8 ? OW - j : 8, first = 2 * i * W + 2 * j;
+            /* A last group of fewer than 8 windows moves back to end at the
+               row's last window, when the row has 8: the windows it does
+               again come out the same. In a narrower row it works on
+               copies padded with zeros and keeps only its own windows. */
+            const int start = j + 8 <= OW || OW < 8 ? j : OW - 8;
+            const int windows = OW - start < 8 ? OW - start : 8, first = 2 * i * W + 2 * start;
             float top[16], bottom[16], best_values[8];
-            int best_indices[8];
+            int best_indices[8], k;
             cnn__f8 top0, top1, bottom0, bottom1, best, value;
             cnn__i8 best_at, take;
-            /* a last, narrower group works on copies padded with zeros and
-               keeps only its own windows */
             const float *top_row = in + first, *bottom_row = in + first + W;
             if (windows < 8) {
-                memset(top, 0, sizeof top);
-                memset(bottom, 0, sizeof bottom);
-                memcpy(top, top_row, (size_t)(2 * windows) * sizeof(float));
-                memcpy(bottom, bottom_row, (size_t)(2 * windows) * sizeof(float));
+                for (k = 0; k < 16; k++) top[k] = k < 2 * windows ? top_row[k] : 0.0f;
+                for (k = 0; k < 16; k++) bottom[k] = k < 2 * windows ? bottom_row[k] : 0.0f;
                 top_row = top;
                 bottom_row = bottom;
             }
@@ -1934,14 +2063,16 @@ CNN__HOT static void cnn__max_pool_plane_2x2(int W, int OH, int OW, const float 
             best = CNN__SELECT8(take, value, best);
             best_at = (take & (even + first + W + 1)) | (~take & best_at);
             if (windows == 8) {
-                CNN__STORE8(out + i * OW + j, best);
-                memcpy(argmax + i * OW + j, &best_at, sizeof best_at);
+                CNN__STORE8(out + i * OW + start, best);
+                memcpy(argmax + i * OW + start, &best_at, sizeof best_at);
                 continue;
             }
             CNN__STORE8(best_values, best);
             memcpy(best_indices, &best_at, sizeof best_indices);
-            memcpy(out + i * OW + j, best_values, (size_t)windows * sizeof(float));
-            memcpy(argmax + i * OW + j, best_indices, (size_t)windows * sizeof(int));
+            for (k = 0; k < windows; k++) {
+                out[i * OW + start + k] = best_values[k];
+                argmax[i * OW + start + k] = best_indices[k];
+            }
         }
 }
 #endif
@@ -2349,6 +2480,8 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
         ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, sizes[i + 1])));
         if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
         if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_size(&ints, cnn__mul_size(batch, sizes[i + 1]));
+        if (layer->desc.type == CNN_LAYER_CONV2D && cnn__conv2d_shifted(layer))
+            ok &= cnn__add_size(&ints, (size_t)layer->in.c * layer->desc.kernel * layer->desc.kernel);
         if (layer->desc.type == CNN_LAYER_CONV2D) {
             need = cnn__conv2d_shared(layer, max_batch);
             need_per_thread = cnn__conv2d_per_thread(layer);
@@ -2398,6 +2531,14 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
         layer->bias_grad = layer->weight_grad + layer->weight_count;
         if (layer->desc.type == CNN_LAYER_DROPOUT) { layer->mask = cursor; cursor += batch * sizes[i + 1]; }
         if (layer->desc.type == CNN_LAYER_MAX_POOL) { layer->argmax = int_cursor; int_cursor += batch * sizes[i + 1]; }
+        if (layer->desc.type == CNN_LAYER_CONV2D && cnn__conv2d_shifted(layer)) {
+            const int K = layer->desc.kernel, Hp = layer->in.h + 2 * layer->desc.padding, Wp = layer->in.w + 2 * layer->desc.padding;
+            int c, u, v;
+            layer->shifts = int_cursor;
+            for (c = 0; c < layer->in.c; c++)
+                for (u = 0; u < K; u++)
+                    for (v = 0; v < K; v++) *int_cursor++ = (c * Hp + u) * Wp + v;
+        }
         if (layer->weight_count) cnn__init_weights(layer, &model->rng);
     }
     model->scratch = cursor;
@@ -2829,10 +2970,63 @@ CNN__HOT static void cnn__adam_update(const cnn_optimizer *optimizer, cnn_model 
     }
 }
 
+/* Adam's dry pass over parameters begin .. end-1: the first whose gradient,
+   new moments or new value would not be finite, or end. The vector loop
+   clears 8 values at a time in the common case, all finite and inside the
+   bounds; a group with any value outside them goes to the plain loop,
+   which alone decides. */
+CNN__HOT static size_t cnn__adam_check(const cnn_optimizer *optimizer, const cnn_model *model, const cnn__adam_step *adam,
+                                       size_t begin, size_t end)
+{
+    const float *params = model->params, *m = optimizer->first_moment, *v = optimizer->second_moment;
+    const float *grads = model->grads;
+    const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
+    size_t i = begin, group_end;
+#if CNN__VECTORS
+    const cnn__i8 magnitude = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+    cnn__f8 g, new_m, new_v, p;
+    cnn__i8 ok;
+    int lane, all;
+#endif
+    while (i < end) {
+        group_end = i + 8 <= end ? i + 8 : end;
+#if CNN__VECTORS
+        if (group_end == i + 8) {
+            CNN__LOAD8(g, grads + i);
+            CNN__LOAD8(new_m, m + i);
+            CNN__LOAD8(new_v, v + i);
+            CNN__LOAD8(p, params + i);
+            new_m = b1 * new_m + (1.0f - b1) * g;
+            new_v = b2 * new_v + (1.0f - b2) * g * g;
+            /* |x| is x's bits with the sign cleared; NaN compares false */
+            g = (cnn__f8)((cnn__i8)g & magnitude);
+            new_m = (cnn__f8)((cnn__i8)new_m & magnitude);
+            p = (cnn__f8)((cnn__i8)p & magnitude);
+            ok = (g <= FLT_MAX) & (new_m <= adam->max_moment) & (new_v <= FLT_MAX) & (p <= FLT_MAX / 4.0f);
+            for (all = -1, lane = 0; lane < 8; lane++) all &= ok[lane];
+            if (all) {
+                i = group_end;
+                continue;
+            }
+        }
+#endif
+        for (; i < group_end; i++) {
+            const float g1 = grads[i];
+            const float m1 = b1 * m[i] + (1.0f - b1) * g1;
+            const float v1 = b2 * v[i] + (1.0f - b2) * g1 * g1;
+            if (!cnn__is_finite(g1) || !cnn__is_finite(m1) || !cnn__is_finite(v1)) return i;
+            if (!(fabsf(params[i]) <= FLT_MAX / 4.0f && fabsf(m1) <= adam->max_moment) &&
+                !cnn__is_finite(cnn__adam_new_param(params[i], m1, v1, adam, eps)))
+                return i;
+        }
+    }
+    return end;
+}
+
 CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_model *model, const cnn__adam_step *adam, int write,
                                          size_t begin, size_t end)
 {
-    float *params = model->params, *m = optimizer->first_moment, *v = optimizer->second_moment;
+    float *params = model->params, *m = optimizer->first_moment;
     const float *grads = model->grads;
     size_t i;
     if (optimizer->desc.type == CNN_OPTIMIZER_SGD) {
@@ -2850,18 +3044,7 @@ CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_mod
     } else if (write) {
         cnn__adam_update(optimizer, model, adam, begin, end);
     } else {
-        const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
-        for (i = begin; i < end; i++) {
-            const float g = grads[i];
-            const float new_m = b1 * m[i] + (1.0f - b1) * g;
-            const float new_v = b2 * v[i] + (1.0f - b2) * g * g;
-            if (!cnn__is_finite(g) || !cnn__is_finite(new_m) || !cnn__is_finite(new_v)) {
-                return i;
-            } else if (!(fabsf(params[i]) <= FLT_MAX / 4.0f && fabsf(new_m) <= adam->max_moment) &&
-                       !cnn__is_finite(cnn__adam_new_param(params[i], new_m, new_v, adam, eps))) {
-                return i;
-            }
-        }
+        return cnn__adam_check(optimizer, model, adam, begin, end);
     }
     return end;
 }

@@ -3,7 +3,9 @@
 
    Each fast path claims to compute exactly what the plain code computes,
    only several values at a time: activations 8 at a time, the 2 x 2 max
-   pool 8 windows at a time, Adam 4 parameters at a time. So the checks here
+   pool 8 windows at a time, Adam 4 parameters at a time and its check for
+   values that are not finite 8 at a time, a dense layer on fewer samples
+   than the multiply's panel one sample at a time. So the checks here
    are bitwise, against the plain formula (written out again in the test)
    or the plain loop (cnn__max_pool_plane), on counts and widths that leave
    every kind of remainder, and on values that test the rules at their
@@ -136,10 +138,100 @@ TEST(adam_update_matches_the_formula)
     cnn_model_free(&model);
 }
 
+/* Adam's dry pass (8 parameters at a time, a group with anything unusual
+   again one at a time) finds the first parameter a step would make not
+   finite, wherever it lies in or after the groups of 8, and refuses the
+   step without changing anything; a parameter that is huge but stays
+   finite does not stop the step. */
+TEST(adam_check_finds_the_first_bad_parameter)
+{
+    enum { COUNT = 8 * 9 + 5 };
+    static const int places[] = {0, 1, 7, 8, 13, 15, 16, 40, 71, 72, 75, COUNT - 1};
+    static const float bad_grads[] = {NAN, INFINITY, -INFINITY, 1e30f}; /* 1e30^2 overflows v */
+    cnn_model model;
+    cnn_optimizer adam;
+    float before[COUNT];
+    char expected[64];
+    int place, kind, i, wrong = 0, cases = 0;
+    cnn_model_init(&model, COUNT - 1, 1, 1, 1);
+    cnn_add_dense(&model, 1);
+    if (cnn_model_build(&model, 1) != CNN_OK || cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) {
+        CHECK(0, "set-up failed: %s", model.error.message);
+        cnn_model_free(&model);
+        return;
+    }
+    for (place = 0; place < (int)(sizeof places / sizeof places[0]); place++)
+        for (kind = 0; kind < (int)(sizeof bad_grads / sizeof bad_grads[0]); kind++) {
+            const int at = places[place];
+            for (i = 0; i < COUNT; i++) model.grads[i] = 0.001f * (float)(i % 7 - 3);
+            model.grads[at] = bad_grads[kind];
+            if (at + 3 < COUNT) model.grads[at + 3] = NAN; /* a later one must not be the one reported */
+            memcpy(before, model.params, sizeof before);
+            snprintf(expected, sizeof expected, "parameter %d (", at);
+            cases++;
+            if (cnn_optimizer_step(&adam, &model) != CNN_ERROR_NOT_FINITE || !strstr(model.error.message, expected) ||
+                memcmp(before, model.params, sizeof before) != 0) {
+                if (wrong++ == 0) printf("    bad gradient %g at %d: \"%s\"\n", (double)bad_grads[kind], at, model.error.message);
+            }
+        }
+    CHECK(wrong == 0, "%d of %d steps with a bad gradient went wrong", wrong, cases);
+    /* huge parameters (past the shortcut's bound) that stay finite */
+    for (i = 0; i < COUNT; i++) model.grads[i] = 0.001f;
+    model.params[9] = FLT_MAX / 2.0f;
+    model.params[COUNT - 2] = -FLT_MAX;
+    CHECK(cnn_optimizer_step(&adam, &model) == CNN_OK, "a finite step was refused: %s", model.error.message);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&model);
+}
+
+/* A dense layer's forward pass on fewer than CNN__MR samples (one sample at
+   a time through w) gives the bits the multiply gives for the same sample
+   in a batch of 8, for widths that leave every kind of last block. */
+TEST(dense_on_few_samples_matches_the_batch)
+{
+    static const int outs[] = {1, 7, 8, 9, 47, 63, 64, 65, 84, 120, 130};
+    enum { IN = 37, BATCH = 8 };
+    float x[BATCH * IN], batch_y[BATCH * 130];
+    cnn_rng rng;
+    int o, n, few, i, bad = 0;
+    cnn_rng_seed(&rng, 11);
+    fill_awkward(x, BATCH * IN, &rng, 0);
+    for (i = 0; i < BATCH * IN; i++) /* finite inputs: a NaN would only make the products NaN alike */
+        if (!(fabsf(x[i]) <= 10.0f)) x[i] = 0.5f;
+    for (o = 0; o < (int)(sizeof outs / sizeof outs[0]); o++) {
+        const int OUT = outs[o];
+        cnn_model model;
+        cnn_model_init(&model, IN, 1, 1, (uint64_t)OUT);
+        cnn_add_flatten(&model);
+        cnn_add_dense(&model, OUT);
+        if (cnn_model_build(&model, BATCH) != CNN_OK || cnn_model_forward(&model, x, BATCH, CNN_MODE_EVAL) != CNN_OK) {
+            CHECK(0, "dense %d: %s", OUT, model.error.message);
+            cnn_model_free(&model);
+            continue;
+        }
+        for (i = 0; i < model.layer_count; i++) /* nonzero biases, so that adding them shows */
+            if (model.layers[i].bias_count)
+                for (n = 0; n < OUT; n++) model.layers[i].bias[n] = 0.25f * (float)(n % 5) - 0.5f;
+        cnn_model_forward(&model, x, BATCH, CNN_MODE_EVAL);
+        memcpy(batch_y, cnn_model_output(&model), (size_t)(BATCH * OUT) * sizeof(float));
+        for (few = 1; few < CNN__MR; few++)
+            for (n = 0; n + few <= BATCH; n += few) {
+                const float *y;
+                cnn_model_forward(&model, x + n * IN, few, CNN_MODE_EVAL);
+                y = cnn_model_output(&model);
+                for (i = 0; i < few * OUT; i++) bad += !same_bits(y[i], batch_y[n * OUT + i]);
+            }
+        cnn_model_free(&model);
+    }
+    CHECK(bad == 0, "%d outputs differ from the batch's", bad);
+}
+
 int main(void)
 {
     RUN(activations_match_the_plain_formulas);
     RUN(max_pool_2x2_matches_the_plain_loop);
     RUN(adam_update_matches_the_formula);
+    RUN(adam_check_finds_the_first_bad_parameter);
+    RUN(dense_on_few_samples_matches_the_batch);
     return test_report();
 }
