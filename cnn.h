@@ -262,8 +262,10 @@ typedef struct cnn_model {
     int max_batch;      /* activations are sized for this many samples */
     int batch;          /* samples in the last forward pass (0: none yet) */
     cnn_mode mode;      /* mode of the last forward pass */
-    cnn_tensor activations[CNN_MAX_LAYERS + 1];  /* [0] input, [i+1] layer i output */
-    cnn_tensor activation_grads[CNN_MAX_LAYERS + 1];
+    cnn_tensor activations[CNN_MAX_LAYERS + 1];       /* [0] input, [i+1] layer i output */
+    cnn_tensor activation_grads[CNN_MAX_LAYERS + 1];  /* d loss / d activations[i], in two
+                                                         buffers taken in turn: after a
+                                                         backward pass only [0] is left */
     float *scratch;     /* working memory of conv2d and dense: a shared part,
                            then one part per thread */
     size_t scratch_shared, scratch_per_thread;  /* sizes of those parts, in floats */
@@ -2458,7 +2460,7 @@ CNN__PRIVATE int cnn__add_size(size_t *total, size_t b)
 
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
 {
-    size_t floats = 0, ints = 0, shared = 0, per_thread = 0, batch = (size_t)max_batch;
+    size_t floats = 0, ints = 0, shared = 0, per_thread = 0, batch = (size_t)max_batch, largest;
     size_t sizes[CNN_MAX_LAYERS + 1];
     float *cursor;
     int *int_cursor;
@@ -2469,15 +2471,17 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     if (model->layer_count == 0) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model has no layers");
     if (max_batch <= 0) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "max_batch must be >= 1, got %d", max_batch);
 
-    /* count: params, grads, activations and their gradients, dropout masks, scratch */
-    sizes[0] = cnn_shape_count(model->input);
+    /* count: params, grads, activations, two buffers for their gradients,
+       dropout masks, scratch */
+    largest = sizes[0] = cnn_shape_count(model->input);
     ok &= cnn__add_size(&floats, cnn__mul_size(2, model->param_count));
-    ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, sizes[0])));
+    ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[0]));
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
         size_t need = 0, need_per_thread = 0;
         sizes[i + 1] = cnn_shape_count(layer->out);
-        ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, sizes[i + 1])));
+        if (sizes[i + 1] > largest) largest = sizes[i + 1];
+        ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
         if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
         if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_size(&ints, cnn__mul_size(batch, sizes[i + 1]));
         if (layer->desc.type == CNN_LAYER_CONV2D && cnn__conv2d_shifted(layer))
@@ -2491,6 +2495,7 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
         if (need_per_thread > per_thread) per_thread = need_per_thread;
     }
     model->threads = CNN__MAX_THREADS() < 1 ? 1 : CNN__MAX_THREADS() > 256 ? 256 : CNN__MAX_THREADS();
+    ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, largest)));
     ok &= cnn__add_size(&floats, shared);
     ok &= cnn__add_size(&floats, cnn__mul_size(per_thread, (size_t)model->threads));
     ok &= cnn__add_size(&ints, batch);
@@ -2513,14 +2518,19 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     cursor = (float *)model->memory;
     model->params = cursor; cursor += model->param_count;
     model->grads = cursor; cursor += model->param_count;
+    /* A layer's backward pass reads the gradient of its output and writes
+       that of its input, and nothing later needs either: two buffers taken
+       in turn hold them all. */
     for (i = 0; i <= model->layer_count; i++) {
         cnn_shape shape = i == 0 ? model->input : model->layers[i - 1].out;
         cnn_tensor *act = &model->activations[i], *grad = &model->activation_grads[i];
         act->n = grad->n = max_batch;
         act->c = grad->c = shape.c; act->h = grad->h = shape.h; act->w = grad->w = shape.w;
         act->data = cursor; cursor += batch * sizes[i];
-        grad->data = cursor; cursor += batch * sizes[i];
     }
+    for (i = 0; i <= model->layer_count; i++)
+        model->activation_grads[i].data = cursor + (size_t)(model->layer_count - i) % 2 * batch * largest;
+    cursor += 2 * batch * largest;
     int_cursor = (int *)model->int_memory;
     model->labels = int_cursor; int_cursor += max_batch;
     for (i = 0; i < model->layer_count; i++) {
