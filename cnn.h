@@ -956,6 +956,14 @@ typedef int cnn__i8 __attribute__((vector_size(32)));
 #define CNN__VECTORS 0
 #endif
 
+/* __builtin_shufflevector(a, b, i0, .., i7) picks lanes of a (0..7) and b
+   (8..15): the 2 x 2 max pool and the transposing pack use it. */
+#if CNN__VECTORS && defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define CNN__SHUFFLES 1
+#endif
+#endif
+
 /* Threads, when compiled with OpenMP. Work is split so that every sum is
    still added in one fixed order: results do not depend on the number of
    threads. CNN__PARALLEL_FOR uses a variable named threads from its scope. */
@@ -1185,12 +1193,74 @@ CNN__PRIVATE size_t cnn__packed_b_size(int K, int N)
    p*width + r, column k goes to packed[(p*K + k) * width + r], and rows past
    M are zeros. A is packed with width MR; B (K x N) is packed as its
    transpose (N x K) with width NR, which gives panels of NR columns. */
+#ifdef CNN__SHUFFLES
+/* to[j * NR + i] = w[i][j] for i, j < 8: an 8 x 8 block transposed in three
+   rounds of shuffles. t pairs rows 2m and 2m+1 lane by lane; u gathers
+   lanes j and j + 4 of 4 rows; the last round joins the halves of 8 rows. */
+CNN__INLINE void cnn__transpose8(const cnn__f8 *w, float *to)
+{
+    cnn__f8 t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7, column;
+    t0 = __builtin_shufflevector(w[0], w[1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t1 = __builtin_shufflevector(w[0], w[1], 2, 10, 3, 11, 6, 14, 7, 15);
+    t2 = __builtin_shufflevector(w[2], w[3], 0, 8, 1, 9, 4, 12, 5, 13);
+    t3 = __builtin_shufflevector(w[2], w[3], 2, 10, 3, 11, 6, 14, 7, 15);
+    t4 = __builtin_shufflevector(w[4], w[5], 0, 8, 1, 9, 4, 12, 5, 13);
+    t5 = __builtin_shufflevector(w[4], w[5], 2, 10, 3, 11, 6, 14, 7, 15);
+    t6 = __builtin_shufflevector(w[6], w[7], 0, 8, 1, 9, 4, 12, 5, 13);
+    t7 = __builtin_shufflevector(w[6], w[7], 2, 10, 3, 11, 6, 14, 7, 15);
+    u0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);   /* lanes 0 and 4 of rows 0..3 */
+    u1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15); /* lanes 1 and 5 */
+    u2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);   /* lanes 2 and 6 */
+    u3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15); /* lanes 3 and 7 */
+    u4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);   /* the same of rows 4..7 */
+    u5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+    u6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
+    u7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+    column = __builtin_shufflevector(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to, column);
+    column = __builtin_shufflevector(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + CNN__NR, column);
+    column = __builtin_shufflevector(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + 2 * CNN__NR, column);
+    column = __builtin_shufflevector(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + 3 * CNN__NR, column);
+    column = __builtin_shufflevector(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 4 * CNN__NR, column);
+    column = __builtin_shufflevector(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 5 * CNN__NR, column);
+    column = __builtin_shufflevector(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 6 * CNN__NR, column);
+    column = __builtin_shufflevector(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 7 * CNN__NR, column);
+}
+
+/* One panel of NR rows of X whose rows are runs (col_stride 1), columns
+   k0 .. k0 + 7: the rows are read 8 floats at a time and transposed, instead
+   of gathering each column's 16 values one at a time from rows far apart.
+   Rows past `rows` are zeros. */
+CNN__INLINE void cnn__pack_transposed8(int rows, int k0, const float *x, size_t row_stride, float *packed)
+{
+    const cnn__f8 zero = {0};
+    cnn__f8 v[CNN__NR];
+    int r;
+    for (r = 0; r < CNN__NR; r++) {
+        if (r < rows) CNN__LOAD8(v[r], x + (size_t)r * row_stride + k0);
+        else v[r] = zero;
+    }
+    cnn__transpose8(v, packed + (size_t)k0 * CNN__NR);
+    if (rows > 8) {
+        cnn__transpose8(v + 8, packed + (size_t)k0 * CNN__NR + 8);
+        return;
+    }
+    for (r = 0; r < 8; r++) CNN__STORE8(packed + (size_t)(k0 + r) * CNN__NR + 8, zero);
+}
+#endif
+
 CNN__HOT static void cnn__pack(int M, int K, int width, const float *x, size_t row_stride, size_t col_stride, float *packed)
 {
     int i0, k, r;
     for (i0 = 0; i0 < M; i0 += width) {
         const int rows = M - i0 < width ? M - i0 : width;
-        for (k = 0; k < K; k++) {
+        k = 0;
+#ifdef CNN__SHUFFLES
+        if (width == CNN__NR && col_stride == 1 && row_stride != 1) {
+            for (; k + 8 <= K; k += 8) cnn__pack_transposed8(rows, k, x + (size_t)i0 * row_stride, row_stride, packed);
+            packed += (size_t)k * CNN__NR;
+        }
+#endif
+        for (; k < K; k++) {
             const float *column = x + (size_t)i0 * row_stride + (size_t)k * col_stride;
             if (row_stride == 1 && rows == width) {
                 /* a size the compiler knows turns the copy into a few vector
@@ -1985,6 +2055,53 @@ CNN__PRIVATE void cnn__tanh_backward(size_t count, const float *y, const float *
     for (i = 0; i < count; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
+/* An activation layer, forward or backward, on count values: a large
+   batch is cut into one block per thread. Each value depends on its own
+   inputs only, so the blocks change nothing in the result. */
+#define CNN__ELEMENTWISE_BLOCK 32768 /* fewer values than this are not worth a second thread */
+CNN__PRIVATE void cnn__activation_forward(const cnn_layer *layer, size_t count, const float *x, float *y, int threads)
+{
+    const int blocks = count < 2 * CNN__ELEMENTWISE_BLOCK ? 1 : threads;
+    const size_t block_size = ((count + (size_t)blocks - 1) / (size_t)blocks + 7) / 8 * 8; /* whole vectors of 8 */
+    int block;
+    if (blocks == 1) threads = 1;
+    CNN__PARALLEL_FOR
+    for (block = 0; block < blocks; block++) {
+        const size_t begin = (size_t)block * block_size < count ? (size_t)block * block_size : count;
+        const size_t n = count - begin < block_size ? count - begin : block_size;
+        switch (layer->desc.type) {
+        case CNN_LAYER_RELU: cnn__relu_forward(n, x + begin, y + begin); break;
+        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward(n, layer->desc.alpha, x + begin, y + begin); break;
+        case CNN_LAYER_SIGMOID: cnn__sigmoid_forward(n, x + begin, y + begin); break;
+        case CNN_LAYER_TANH: cnn__tanh_forward(n, x + begin, y + begin); break;
+        default: CNN_ASSERT(0); break;
+        }
+    }
+}
+
+/* x and y are the layer's input and output: ReLU looks at x, sigmoid and
+   tanh at y. */
+CNN__PRIVATE void cnn__activation_backward(const cnn_layer *layer, size_t count, const float *x, const float *y,
+                                           const float *dy, float *dx, int threads)
+{
+    const int blocks = count < 2 * CNN__ELEMENTWISE_BLOCK ? 1 : threads;
+    const size_t block_size = ((count + (size_t)blocks - 1) / (size_t)blocks + 7) / 8 * 8;
+    int block;
+    if (blocks == 1) threads = 1;
+    CNN__PARALLEL_FOR
+    for (block = 0; block < blocks; block++) {
+        const size_t begin = (size_t)block * block_size < count ? (size_t)block * block_size : count;
+        const size_t n = count - begin < block_size ? count - begin : block_size;
+        switch (layer->desc.type) {
+        case CNN_LAYER_RELU: cnn__relu_backward(n, x + begin, dy + begin, dx + begin); break;
+        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(n, layer->desc.alpha, x + begin, dy + begin, dx + begin); break;
+        case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(n, y + begin, dy + begin, dx + begin); break;
+        case CNN_LAYER_TANH: cnn__tanh_backward(n, y + begin, dy + begin, dx + begin); break;
+        default: CNN_ASSERT(0); break;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- pooling
 
    Windows of K x K moved by S, no padding: OH = (H - K) / S + 1; rows and
@@ -2011,13 +2128,7 @@ CNN__PRIVATE void cnn__max_pool_plane(int W, int OH, int OW, int K, int S, const
         }
 }
 
-#if CNN__VECTORS && defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector)
-#define CNN__POOL_VECTORS 1
-#endif
-#endif
-
-#ifdef CNN__POOL_VECTORS
+#ifdef CNN__SHUFFLES
 /* One plane, 2 x 2 windows moved by 2 (the usual pool), 8 windows at a
    time: the even and odd columns of the window's two input rows are the
    four candidates of 8 windows, taken in the same order and by the same
@@ -2092,7 +2203,7 @@ CNN__PRIVATE void cnn__max_pool_forward(const cnn_layer *layer, int N, const flo
         const float *in = x + (size_t)plane * H * W;
         float *out = y + (size_t)plane * OH * OW;
         int *plane_argmax = argmax + (size_t)plane * OH * OW;
-#ifdef CNN__POOL_VECTORS
+#ifdef CNN__SHUFFLES
         if (K == 2 && S == 2) {
             cnn__max_pool_plane_2x2(W, OH, OW, in, out, plane_argmax);
             continue;
@@ -2102,17 +2213,20 @@ CNN__PRIVATE void cnn__max_pool_forward(const cnn_layer *layer, int N, const flo
     }
 }
 
-CNN__PRIVATE void cnn__max_pool_backward(const cnn_layer *layer, int N, const float *dy, const int *argmax, float *dx)
+CNN__PRIVATE void cnn__max_pool_backward(const cnn_layer *layer, int N, const float *dy, const int *argmax, float *dx, int threads)
 {
     const size_t in_plane = (size_t)layer->in.h * layer->in.w;
     const size_t out_plane = (size_t)layer->out.h * layer->out.w;
     const int planes = N * layer->in.c;
     int plane;
-    size_t k;
-    memset(dx, 0, (size_t)planes * in_plane * sizeof(float));
-    for (plane = 0; plane < planes; plane++)
-        for (k = 0; k < out_plane; k++)
-            dx[(size_t)plane * in_plane + argmax[(size_t)plane * out_plane + k]] += dy[(size_t)plane * out_plane + k];
+    if ((size_t)planes * in_plane < 2 * CNN__ELEMENTWISE_BLOCK) threads = 1;
+    CNN__PARALLEL_FOR
+    for (plane = 0; plane < planes; plane++) { /* each plane of dx is its own */
+        float *plane_dx = dx + (size_t)plane * in_plane;
+        size_t k;
+        memset(plane_dx, 0, in_plane * sizeof(float));
+        for (k = 0; k < out_plane; k++) plane_dx[argmax[(size_t)plane * out_plane + k]] += dy[(size_t)plane * out_plane + k];
+    }
 }
 
 CNN__PRIVATE void cnn__avg_pool_forward(const cnn_layer *layer, int N, const float *x, float *y)
@@ -2663,10 +2777,9 @@ CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
         switch (layer->desc.type) {
         case CNN_LAYER_CONV2D: cnn__conv2d_forward(layer, N, x, y, &work); break;
         case CNN_LAYER_DENSE: cnn__dense_forward(layer, N, x, y, &work); break;
-        case CNN_LAYER_RELU: cnn__relu_forward(count, x, y); break;
-        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward(count, layer->desc.alpha, x, y); break;
-        case CNN_LAYER_SIGMOID: cnn__sigmoid_forward(count, x, y); break;
-        case CNN_LAYER_TANH: cnn__tanh_forward(count, x, y); break;
+        case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+            cnn__activation_forward(layer, count, x, y, work.threads);
+            break;
         case CNN_LAYER_MAX_POOL: cnn__max_pool_forward(layer, N, x, y, layer->argmax, work.threads); break;
         case CNN_LAYER_AVG_POOL: cnn__avg_pool_forward(layer, N, x, y); break;
         case CNN_LAYER_SOFTMAX: cnn__softmax_forward(N, layer->out.c, x, y); break;
@@ -2706,11 +2819,10 @@ CNN__PRIVATE void cnn__backward(cnn_model *model, int last, int want_input_grad)
         switch (layer->desc.type) {
         case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, i > first || want_input_grad ? dx : NULL, &work); break;
         case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, i > first || want_input_grad ? dx : NULL, &work); break;
-        case CNN_LAYER_RELU: cnn__relu_backward(count, x, dy, dx); break;
-        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(count, layer->desc.alpha, x, dy, dx); break;
-        case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(count, y, dy, dx); break;
-        case CNN_LAYER_TANH: cnn__tanh_backward(count, y, dy, dx); break;
-        case CNN_LAYER_MAX_POOL: cnn__max_pool_backward(layer, N, dy, layer->argmax, dx); break;
+        case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+            cnn__activation_backward(layer, count, x, y, dy, dx, work.threads);
+            break;
+        case CNN_LAYER_MAX_POOL: cnn__max_pool_backward(layer, N, dy, layer->argmax, dx, work.threads); break;
         case CNN_LAYER_AVG_POOL: cnn__avg_pool_backward(layer, N, dy, dx); break;
         case CNN_LAYER_SOFTMAX: cnn__softmax_backward(N, layer->out.c, y, dy, dx); break;
         case CNN_LAYER_DROPOUT:

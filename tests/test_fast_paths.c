@@ -5,7 +5,8 @@
    only several values at a time: activations 8 at a time, the 2 x 2 max
    pool 8 windows at a time, Adam 4 parameters at a time and its check for
    values that are not finite 8 at a time, a dense layer on fewer samples
-   than the multiply's panel one sample at a time. So the checks here
+   than the multiply's panel one sample at a time, the packing of a
+   transposed operand 8 x 8 at a time. So the checks here
    are bitwise, against the plain formula (written out again in the test)
    or the plain loop (cnn__max_pool_plane), on counts and widths that leave
    every kind of remainder, and on values that test the rules at their
@@ -226,6 +227,34 @@ TEST(dense_on_few_samples_matches_the_batch)
     CHECK(bad == 0, "%d outputs differ from the batch's", bad);
 }
 
+/* Packing B = X^T (X's rows are runs, so B's columns are): the 8 x 8
+   transposes give B's panels in the layout the kernel reads, NR columns
+   per row of the panel and zeros past N, for sizes that leave every kind
+   of remainder, from rows with a gap between them. */
+TEST(transposing_pack_matches_the_layout)
+{
+    static const int ks[] = {1, 7, 8, 9, 16, 17, 33};
+    static const int ns[] = {1, 5, 6, 8, 9, 15, 16, 17, 31, 33};
+    enum { MOST_K = 33, MOST_N = 33, GAP = 3 };
+    float x[MOST_N * (MOST_K + GAP)], packed[((MOST_N + CNN__NR - 1) / CNN__NR) * CNN__NR * MOST_K];
+    cnn_rng rng;
+    int a, b, k, q, r, bad = 0;
+    cnn_rng_seed(&rng, 13);
+    fill_awkward(x, (int)(sizeof x / sizeof x[0]), &rng, 0);
+    for (a = 0; a < (int)(sizeof ks / sizeof ks[0]); a++)
+        for (b = 0; b < (int)(sizeof ns / sizeof ns[0]); b++) {
+            const int K = ks[a], N = ns[b], stride = K + GAP;
+            cnn__pack_b(K, N, x, 1, (size_t)stride, packed); /* B[k][j] = x[j * stride + k] */
+            for (q = 0; q * CNN__NR < N; q++)
+                for (k = 0; k < K; k++)
+                    for (r = 0; r < CNN__NR; r++) {
+                        const int j = q * CNN__NR + r;
+                        bad += !same_bits(packed[((size_t)q * K + k) * CNN__NR + r], j < N ? x[j * stride + k] : 0.0f);
+                    }
+        }
+    CHECK(bad == 0, "%d packed values out of place", bad);
+}
+
 int main(void)
 {
     RUN(activations_match_the_plain_formulas);
@@ -233,5 +262,6 @@ int main(void)
     RUN(adam_update_matches_the_formula);
     RUN(adam_check_finds_the_first_bad_parameter);
     RUN(dense_on_few_samples_matches_the_batch);
+    RUN(transposing_pack_matches_the_layout);
     return test_report();
 }
