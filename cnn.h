@@ -3181,7 +3181,7 @@ CNN__PRIVATE size_t cnn__optimizer_pass(const cnn_optimizer *optimizer, cnn_mode
     const size_t count = model->param_count;
     size_t first_bad[256]; /* one per thread: model->threads is at most 256 */
     cnn__adam_step adam;
-    int threads = count < 65536 ? 1 : model->threads, block;
+    int threads = count < 16384 ? 1 : model->threads, block; /* fewer are not worth a second thread */
     const size_t block_size = (count + (size_t)threads - 1) / (size_t)threads;
     memset(&adam, 0, sizeof adam);
     if (optimizer->desc.type == CNN_OPTIMIZER_ADAM) {
