@@ -1291,8 +1291,9 @@ CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, s
 /* C (rows x cols, at most MR x NR) += one A panel (MR x K) @ one B panel
    (K x NR). A[r][k] is at a[r * a_row + k * a_step] (a_row = 1 and
    a_step = MR for a packed panel); row k of B is 16 floats at
-   b + k * b_step, or at b + b_rows[k] when b_rows is not NULL. (Plain static: clang refuses target_clones together with
-   the unused attribute, and the multiply always uses this function.) */
+   b + k * b_step, or at b + b_rows[k] when b_rows is not NULL. (Plain
+   static: clang refuses target_clones together with the unused attribute,
+   and the multiply always uses this function.) */
 #if CNN__VECTORS
 CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
                                       const int *b_rows, float *C, int ldc, int rows, int cols)
@@ -2056,24 +2057,38 @@ CNN__PRIVATE void cnn__tanh_backward(size_t count, const float *y, const float *
 }
 
 /* An activation layer, forward or backward, on count values: a large
-   batch is cut into one block per thread. Each value depends on its own
-   inputs only, so the blocks change nothing in the result. */
+   batch is cut into one block per thread, of whole vectors of 8. Each value
+   depends on its own inputs only, so the blocks change nothing in the
+   result. */
 #define CNN__ELEMENTWISE_BLOCK 32768 /* fewer values than this are not worth a second thread */
+
+CNN__PRIVATE int cnn__elementwise_blocks(size_t count, int threads)
+{
+    return count < 2 * CNN__ELEMENTWISE_BLOCK ? 1 : threads;
+}
+
+/* The first value of block `block` of `blocks`, and in *n how many it has */
+CNN__PRIVATE size_t cnn__elementwise_block(size_t count, int blocks, int block, size_t *n)
+{
+    const size_t size = ((count + (size_t)blocks - 1) / (size_t)blocks + 7) / 8 * 8;
+    const size_t begin = (size_t)block * size < count ? (size_t)block * size : count;
+    *n = count - begin < size ? count - begin : size;
+    return begin;
+}
+
 CNN__PRIVATE void cnn__activation_forward(const cnn_layer *layer, size_t count, const float *x, float *y, int threads)
 {
-    const int blocks = count < 2 * CNN__ELEMENTWISE_BLOCK ? 1 : threads;
-    const size_t block_size = ((count + (size_t)blocks - 1) / (size_t)blocks + 7) / 8 * 8; /* whole vectors of 8 */
+    const int blocks = cnn__elementwise_blocks(count, threads);
     int block;
-    if (blocks == 1) threads = 1;
+    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
     CNN__PARALLEL_FOR
     for (block = 0; block < blocks; block++) {
-        const size_t begin = (size_t)block * block_size < count ? (size_t)block * block_size : count;
-        const size_t n = count - begin < block_size ? count - begin : block_size;
+        size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
         switch (layer->desc.type) {
-        case CNN_LAYER_RELU: cnn__relu_forward(n, x + begin, y + begin); break;
-        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward(n, layer->desc.alpha, x + begin, y + begin); break;
-        case CNN_LAYER_SIGMOID: cnn__sigmoid_forward(n, x + begin, y + begin); break;
-        case CNN_LAYER_TANH: cnn__tanh_forward(n, x + begin, y + begin); break;
+        case CNN_LAYER_RELU: cnn__relu_forward(n, x + at, y + at); break;
+        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward(n, layer->desc.alpha, x + at, y + at); break;
+        case CNN_LAYER_SIGMOID: cnn__sigmoid_forward(n, x + at, y + at); break;
+        case CNN_LAYER_TANH: cnn__tanh_forward(n, x + at, y + at); break;
         default: CNN_ASSERT(0); break;
         }
     }
@@ -2084,19 +2099,17 @@ CNN__PRIVATE void cnn__activation_forward(const cnn_layer *layer, size_t count, 
 CNN__PRIVATE void cnn__activation_backward(const cnn_layer *layer, size_t count, const float *x, const float *y,
                                            const float *dy, float *dx, int threads)
 {
-    const int blocks = count < 2 * CNN__ELEMENTWISE_BLOCK ? 1 : threads;
-    const size_t block_size = ((count + (size_t)blocks - 1) / (size_t)blocks + 7) / 8 * 8;
+    const int blocks = cnn__elementwise_blocks(count, threads);
     int block;
-    if (blocks == 1) threads = 1;
+    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
     CNN__PARALLEL_FOR
     for (block = 0; block < blocks; block++) {
-        const size_t begin = (size_t)block * block_size < count ? (size_t)block * block_size : count;
-        const size_t n = count - begin < block_size ? count - begin : block_size;
+        size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
         switch (layer->desc.type) {
-        case CNN_LAYER_RELU: cnn__relu_backward(n, x + begin, dy + begin, dx + begin); break;
-        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(n, layer->desc.alpha, x + begin, dy + begin, dx + begin); break;
-        case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(n, y + begin, dy + begin, dx + begin); break;
-        case CNN_LAYER_TANH: cnn__tanh_backward(n, y + begin, dy + begin, dx + begin); break;
+        case CNN_LAYER_RELU: cnn__relu_backward(n, x + at, dy + at, dx + at); break;
+        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(n, layer->desc.alpha, x + at, dy + at, dx + at); break;
+        case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(n, y + at, dy + at, dx + at); break;
+        case CNN_LAYER_TANH: cnn__tanh_backward(n, y + at, dy + at, dx + at); break;
         default: CNN_ASSERT(0); break;
         }
     }
