@@ -1858,38 +1858,35 @@ CNN__PRIVATE size_t cnn__dense_shared(const cnn_layer *layer, int max_batch)
 }
 
 #if CNN__VECTORS
-/* y (OUT) = b + x (IN) @ w (IN, OUT) for one sample, OUT >= 8: the rows of
-   w, each scaled by its x, summed in 8 vectors of 8 outputs at a time.
-   Every output sums its IN products in the order i = 0, 1, ... from zero
-   and then adds its bias, as the matrix multiply does, so a sample gets
-   the same bits alone as in a batch. The 8 vectors of a block start at
-   most at OUT - 8: in the last block some overlap and compute the same
-   outputs twice, with the same result, instead of reading past a row. */
-CNN__HOT static void cnn__dense_forward_one(int IN, int OUT, const float *x, const float *w, const float *bias, float *y)
+/* y (OUT) = b + x (IN) @ w (IN, OUT) for one sample, OUT >= 8, outputs
+   block .. block + 63 of it: the rows of w, each scaled by its x, summed in
+   8 vectors of 8 outputs. Every output sums its IN products in the order
+   i = 0, 1, ... from zero and then adds its bias, as the matrix multiply
+   does, so a sample gets the same bits alone as in a batch. The 8 vectors
+   start at most at OUT - 8: in the last block some overlap and compute the
+   same outputs twice, with the same result, instead of reading past a row. */
+CNN__HOT static void cnn__dense_forward_one(int IN, int OUT, int block, const float *x, const float *w, const float *bias, float *y)
 {
-    int block, i, j, start[8];
-    cnn__f8 acc[8], row, sum;
-    for (block = 0; block < OUT; block += 64) {
-        const float *w_row = w;
-        cnn__f8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
-        for (j = 0; j < 8; j++) start[j] = block + 8 * j < OUT - 8 ? block + 8 * j : OUT - 8;
-        /* written out, so that the 8 sums stay in registers */
-        for (i = 0; i < IN; i++, w_row += OUT) {
-            CNN__LOAD8(row, w_row + start[0]); a0 += row * x[i];
-            CNN__LOAD8(row, w_row + start[1]); a1 += row * x[i];
-            CNN__LOAD8(row, w_row + start[2]); a2 += row * x[i];
-            CNN__LOAD8(row, w_row + start[3]); a3 += row * x[i];
-            CNN__LOAD8(row, w_row + start[4]); a4 += row * x[i];
-            CNN__LOAD8(row, w_row + start[5]); a5 += row * x[i];
-            CNN__LOAD8(row, w_row + start[6]); a6 += row * x[i];
-            CNN__LOAD8(row, w_row + start[7]); a7 += row * x[i];
-        }
-        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = a4; acc[5] = a5; acc[6] = a6; acc[7] = a7;
-        for (j = 0; j < 8; j++) {
-            CNN__LOAD8(sum, bias + start[j]);
-            sum += acc[j];
-            CNN__STORE8(y + start[j], sum);
-        }
+    const float *w_row = w;
+    cnn__f8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0}, acc[8], row, sum;
+    int i, j, start[8];
+    for (j = 0; j < 8; j++) start[j] = block + 8 * j < OUT - 8 ? block + 8 * j : OUT - 8;
+    /* written out, so that the 8 sums stay in registers */
+    for (i = 0; i < IN; i++, w_row += OUT) {
+        CNN__LOAD8(row, w_row + start[0]); a0 += row * x[i];
+        CNN__LOAD8(row, w_row + start[1]); a1 += row * x[i];
+        CNN__LOAD8(row, w_row + start[2]); a2 += row * x[i];
+        CNN__LOAD8(row, w_row + start[3]); a3 += row * x[i];
+        CNN__LOAD8(row, w_row + start[4]); a4 += row * x[i];
+        CNN__LOAD8(row, w_row + start[5]); a5 += row * x[i];
+        CNN__LOAD8(row, w_row + start[6]); a6 += row * x[i];
+        CNN__LOAD8(row, w_row + start[7]); a7 += row * x[i];
+    }
+    acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = a4; acc[5] = a5; acc[6] = a6; acc[7] = a7;
+    for (j = 0; j < 8; j++) {
+        CNN__LOAD8(sum, bias + start[j]);
+        sum += acc[j];
+        CNN__STORE8(y + start[j], sum);
     }
 }
 #endif
@@ -1902,9 +1899,16 @@ CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float 
     int n, o;
 #if CNN__VECTORS
     /* Fewer samples than a panel of MR rows (one at inference) would leave
-       most of the multiply's rows empty: each sample goes through w alone. */
+       most of the multiply's rows empty: each sample goes through w alone,
+       in blocks of 64 outputs, which threads share when w is large (then
+       reading w is most of the time, and each thread reads its part). */
     if (N < CNN__MR && OUT >= 8) {
-        for (n = 0; n < N; n++) cnn__dense_forward_one(IN, OUT, x + (size_t)n * IN, layer->weight, layer->bias, y + (size_t)n * OUT);
+        const int blocks = (OUT + 63) / 64;
+        int task, threads = (double)IN * OUT < 65536.0 ? 1 : work->threads;
+        CNN__PARALLEL_FOR
+        for (task = 0; task < N * blocks; task++)
+            cnn__dense_forward_one(IN, OUT, task % blocks * 64, x + (size_t)(task / blocks) * IN, layer->weight, layer->bias,
+                                   y + (size_t)(task / blocks) * OUT);
         return;
     }
 #endif

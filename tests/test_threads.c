@@ -1,6 +1,7 @@
 /* test_threads.c - built with -fopenmp (see the Makefile): the same training
-   with 1 and with 2 threads gives bit-identical weights, because every sum
-   is added in one fixed order whatever the number of threads; and a step
+   with 1 and with 2 threads gives bit-identical weights and then the same
+   answers for single samples, because every sum is added in one fixed
+   order whatever the number of threads; and a step
    the optimiser refuses names the same first bad parameter on 2 threads as
    on one. */
 #define CNN_IMPLEMENTATION
@@ -8,9 +9,12 @@
 #include "test.h"
 
 /* Trains a conv net (conv, leaky ReLU, max-pool, dropout, dense) for a few
-   steps with the given number of threads and returns its parameters. The
-   dense layer of 256 gives it 76,005 parameters: more than the 65,536 from
-   which the optimiser shares its update between threads. */
+   steps with the given number of threads and returns its parameters,
+   followed by its outputs for SINGLES samples passed one at a time. The
+   dense layer of 256 gives it 76,005 parameters, more than the 16,384 from
+   which the optimiser shares its update between threads, and 288 x 256
+   weights, enough for threads to share a single sample's pass through it. */
+#define SINGLES 5
 static float *train_with_threads(int threads, size_t *count)
 {
     cnn_model model;
@@ -43,9 +47,14 @@ static float *train_with_threads(int threads, size_t *count)
         memset(&fit, 0, sizeof fit);
         fit.epochs = 2; /* 100 samples in batches of 40: full and partial batches */
         CHECK(cnn_model_fit(&model, &adam, &data, &fit) == CNN_OK, "fit: %s", model.error.message);
-        params = (float *)malloc(model.param_count * sizeof(float));
+        params = (float *)malloc((model.param_count + SINGLES * 5) * sizeof(float));
         memcpy(params, model.params, model.param_count * sizeof(float));
-        *count = model.param_count;
+        *count = model.param_count + SINGLES * 5;
+        for (i = 0; i < SINGLES; i++) {
+            CHECK(cnn_model_forward(&model, data.images.data + i * 144, 1, CNN_MODE_EVAL) == CNN_OK, "forward: %s",
+                  model.error.message);
+            memcpy(params + model.param_count + i * 5, cnn_model_output(&model), 5 * sizeof(float));
+        }
         cnn_optimizer_free(&adam);
     } else {
         CHECK(0, "build: %s", model.error.message);
@@ -65,7 +74,8 @@ TEST(one_and_two_threads_train_identically)
 #endif
     CHECK(one && two && count1 == count2, "both trained");
     if (one && two && count1 == count2)
-        CHECK(memcmp(one, two, count1 * sizeof(float)) == 0, "weights differ by up to %g", test_max_abs_diff(one, two, count1));
+        CHECK(memcmp(one, two, count1 * sizeof(float)) == 0, "weights or answers differ by up to %g",
+              test_max_abs_diff(one, two, count1));
     free(one);
     free(two);
 }
