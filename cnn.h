@@ -1600,7 +1600,7 @@ CNN__HOT static void cnn__pad(const cnn_layer *layer, const float *x, float *pad
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w, P = layer->desc.padding;
     const int Hp = H + 2 * P, Wp = W + 2 * P;
     int c, i;
-    memset(padded, 0, cnn__padded_size(layer) * sizeof(float));
+    if (P > 0) memset(padded, 0, cnn__padded_size(layer) * sizeof(float)); /* else the rows cover it all */
     for (c = 0; c < C; c++)
         for (i = 0; i < H; i++) cnn__copy_run(padded + ((size_t)c * Hp + i + P) * Wp + P, x + ((size_t)c * H + i) * W, W);
 }
