@@ -1721,9 +1721,10 @@ CNN__PRIVATE size_t cnn__conv2d_per_thread(const cnn_layer *layer)
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
     const int positions = layer->out.h * layer->out.w;
     const size_t col = (size_t)cnn__conv2d_col_rows(layer) * positions + cnn__padded_size(layer);
-    size_t forward = col + (size_t)window * CNN__NR;
-    size_t backward = col + cnn__packed_b_size(positions, OC) + (size_t)OC * CNN__NR + (size_t)window * positions;
-    if (cnn__conv2d_shifted(layer)) forward = cnn__padded_size(layer) + CNN__NR + (size_t)OC * cnn__conv2d_wide_count(layer);
+    const size_t forward = cnn__conv2d_shifted(layer)
+                               ? cnn__padded_size(layer) + CNN__NR + (size_t)OC * cnn__conv2d_wide_count(layer)
+                               : col + (size_t)window * CNN__NR;
+    const size_t backward = col + cnn__packed_b_size(positions, OC) + (size_t)OC * CNN__NR + (size_t)window * positions;
     return forward > backward ? forward : backward;
 }
 
@@ -1768,15 +1769,16 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
     cnn__pack_a(OC, window, layer->weight, (size_t)window, 1, packed_weight);
     CNN__PARALLEL_FOR
     for (n = 0; n < N; n++) {
-        float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* (C*K*K, OH*OW) */
-        float *padded = col + (size_t)cnn__conv2d_col_rows(layer) * positions;   /* (C, H+2P, W+2P) */
-        float *edge = padded + cnn__padded_size(layer);
-        float *out = y + (size_t)n * out_size;
+        float *mine = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* this thread's part */
+        float *out = y + (size_t)n * out_size, *col, *padded, *edge;
         int o;
         if (layer->shifts) {
-            cnn__conv2d_forward_shifted(layer, packed_weight, x + (size_t)n * in_size, col, out);
+            cnn__conv2d_forward_shifted(layer, packed_weight, x + (size_t)n * in_size, mine, out);
             continue;
         }
+        col = mine;                                                     /* (C*K*K, OH*OW) */
+        padded = col + (size_t)cnn__conv2d_col_rows(layer) * positions; /* (C, H+2P, W+2P) */
+        edge = padded + cnn__padded_size(layer);
         cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
         for (o = 0; o < OC; o++) cnn__fill_run(out + (size_t)o * positions, layer->bias[o], positions);
         cnn__gemm(OC, positions, window, cnn__a_packed(window, packed_weight),
