@@ -1171,10 +1171,11 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
    2. kernel: one A panel times one B panel is a CNN__MR x CNN__NR tile of C
       (6 x 16), summed over k in 12 vector registers of 8 floats: each value
       of B loaded serves 6 rows, each value of A 16 columns.
-   3. the tile is added to C, only the part that lies inside C.
+   3. the tile is added to C (or stored in it, where C is not yet summed
+      into), only the part that lies inside C.
    Every element of C sums its K products in the order k = 0, 1, ..., K-1,
-   starting from zero, and that sum is then added to C: results never depend
-   on the tiling or on the number of threads. */
+   starting from zero, and that sum is then added to C: results never
+   depend on the tiling or on the number of threads. */
 enum { CNN__MR = 6, CNN__NR = 16 };
 
 /* Floats of a packed A (M x K), and of a packed B (K x N). */
@@ -1289,14 +1290,16 @@ CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, s
 }
 
 /* C (rows x cols, at most MR x NR) += one A panel (MR x K) @ one B panel
-   (K x NR). A[r][k] is at a[r * a_row + k * a_step] (a_row = 1 and
+   (K x NR), or = when accumulate is 0 (then C need not be zeroed first:
+   the sum starts from +0, so it is never -0, and 0 + sum is sum to the
+   bit). A[r][k] is at a[r * a_row + k * a_step] (a_row = 1 and
    a_step = MR for a packed panel); row k of B is 16 floats at
    b + k * b_step, or at b + b_rows[k] when b_rows is not NULL. (Plain
    static: clang refuses target_clones together with the unused attribute,
    and the multiply always uses this function.) */
 #if CNN__VECTORS
 CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
-                                      const int *b_rows, float *C, int ldc, int rows, int cols)
+                                      const int *b_rows, float *C, int ldc, int rows, int cols, int accumulate)
 {
     const float *a0 = a, *a1 = a0 + a_row, *a2 = a1 + a_row, *a3 = a2 + a_row, *a4 = a3 + a_row, *a5 = a4 + a_row;
     const cnn__f8 zero = {0};
@@ -1318,10 +1321,14 @@ CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_
     }
     if (rows == CNN__MR && cols == CNN__NR) {
         for (r = 0; r < CNN__MR; r++, C += ldc) {
-            CNN__LOAD8(c0, C);
-            CNN__LOAD8(c1, C + 8);
-            c0 += acc[r][0];
-            c1 += acc[r][1];
+            c0 = acc[r][0];
+            c1 = acc[r][1];
+            if (accumulate) {
+                CNN__LOAD8(b0, C);
+                CNN__LOAD8(b1, C + 8);
+                c0 += b0;
+                c1 += b1;
+            }
             CNN__STORE8(C, c0);
             CNN__STORE8(C + 8, c1);
         }
@@ -1329,12 +1336,12 @@ CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_
     }
     memcpy(tile, acc, sizeof tile);
     for (r = 0; r < rows; r++)
-        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] += tile[r][c];
+        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] = accumulate ? C[(size_t)r * ldc + c] + tile[r][c] : tile[r][c];
 }
 #else
 /* The same with plain floats, for other compilers. */
 static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
-                             const int *b_rows, float *C, int ldc, int rows, int cols)
+                             const int *b_rows, float *C, int ldc, int rows, int cols, int accumulate)
 {
     float acc[CNN__MR][CNN__NR];
     int k, r, c;
@@ -1345,7 +1352,7 @@ static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step,
             for (c = 0; c < CNN__NR; c++) acc[r][c] += b_row[c] * a[r * a_row];
     }
     for (r = 0; r < rows; r++)
-        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] += acc[r][c];
+        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] = accumulate ? C[(size_t)r * ldc + c] + acc[r][c] : acc[r][c];
 }
 #endif
 
@@ -1436,11 +1443,11 @@ CNN__PRIVATE cnn__matrix_a cnn__a_in_place(const float *data, size_t row_stride)
     return a;
 }
 
-/* C += A @ B. Threads take whole tiles. When A is the
+/* C += A @ B, or C = A @ B when accumulate is 0. Threads take whole tiles. When A is the
    smaller operand, each B panel meets every A panel in turn, so A is read
    again and again from the cache while each B panel is read once; when B is
    smaller, the other way round. */
-CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b b, float *C, int ldc, int threads)
+CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b b, float *C, int ldc, int accumulate, int threads)
 {
     const int row_panels = (M + CNN__MR - 1) / CNN__MR, col_panels = (N + CNN__NR - 1) / CNN__NR;
     const int tiles = row_panels * col_panels, a_smaller = M <= N;
@@ -1456,7 +1463,7 @@ CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b 
         cnn__gemm_kernel(K, a.data + (size_t)p * a.panel_step, a.row_step, a.k_step,
                          packed_edge ? b.edge : b.data + (size_t)q * b.panel_step, packed_edge ? (size_t)CNN__NR : b.row_step,
                          packed_edge ? NULL : b.rows,
-                         C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols);
+                         C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols, accumulate);
     }
 }
 
@@ -1702,12 +1709,37 @@ CNN__PRIVATE int cnn__conv2d_wide_count(const cnn_layer *layer)
     return (layer->out.h - 1) * (layer->in.w + 2 * layer->desc.padding) + layer->out.w;
 }
 
+/* Whether the backward pass sums the weight gradient as dw (OC, C*K*K)
+   = dy @ col^T, OC rows of C, rather than as its transpose col @ dy^T, OC
+   columns: whichever leaves less of the kernel's tiles empty. The first
+   layer of LeNet-5 is the case: OC = 6 fills one panel of 6 rows, and
+   would fill 6 of 16 columns. Both sum the same products in the same
+   order. */
+CNN__PRIVATE int cnn__conv2d_grad_by_rows(const cnn_layer *layer)
+{
+    const int OC = layer->out.c, rows = layer->in.c * layer->desc.kernel * layer->desc.kernel + 1; /* col and ones */
+    const double tiles_by_rows = (double)((OC + CNN__MR - 1) / CNN__MR) * ((rows + CNN__NR - 1) / CNN__NR);
+    const double tiles_by_columns = (double)((rows + CNN__MR - 1) / CNN__MR) * ((OC + CNN__NR - 1) / CNN__NR);
+    return tiles_by_rows < tiles_by_columns;
+}
+
+/* Floats of the packed operands of the backward pass's weight gradient:
+   dy^T as B; or, by rows, dy as A and [col; ones]^T as B. */
+CNN__PRIVATE size_t cnn__conv2d_grad_operands(const cnn_layer *layer)
+{
+    const int OC = layer->out.c, rows = layer->in.c * layer->desc.kernel * layer->desc.kernel + 1;
+    const int positions = layer->out.h * layer->out.w;
+    return cnn__conv2d_grad_by_rows(layer) ? cnn__packed_a_size(OC, positions) + cnn__packed_b_size(positions, rows)
+                                           : cnn__packed_b_size(positions, OC);
+}
+
 /* Floats of workspace conv2d needs. Shared: w packed as A for the forward
    multiply, w^T packed as A for dcol, the chunk partials. Per thread, for
    the forward with stride 1: the padded sample and NR floats more, the
    wide output; else col, the padded sample, and the last, narrower panel
-   of col packed as B. For the backward: col, the padded sample, dy^T
-   packed as B, the last panel of dy packed as B, and dcol. */
+   of col packed as B. For the backward: col, the padded sample, the
+   weight gradient's packed operands, the last panel of dy packed as B, and
+   dcol. */
 CNN__PRIVATE size_t cnn__conv2d_shared(const cnn_layer *layer, int max_batch)
 {
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
@@ -1724,7 +1756,7 @@ CNN__PRIVATE size_t cnn__conv2d_per_thread(const cnn_layer *layer)
     const size_t forward = cnn__conv2d_shifted(layer)
                                ? cnn__padded_size(layer) + CNN__NR + (size_t)OC * cnn__conv2d_wide_count(layer)
                                : col + (size_t)window * CNN__NR;
-    const size_t backward = col + cnn__packed_b_size(positions, OC) + (size_t)OC * CNN__NR + (size_t)window * positions;
+    const size_t backward = col + cnn__conv2d_grad_operands(layer) + (size_t)OC * CNN__NR + (size_t)window * positions;
     return forward > backward ? forward : backward;
 }
 
@@ -1748,7 +1780,7 @@ CNN__PRIVATE void cnn__conv2d_forward_shifted(const cnn_layer *layer, const floa
     cnn__pad(layer, x, padded);
     memset(padded + cnn__padded_size(layer), 0, CNN__NR * sizeof(float)); /* read by the last panel, not kept */
     for (o = 0; o < OC; o++) cnn__fill_run(wide + (size_t)o * wide_count, layer->bias[o], wide_count);
-    cnn__gemm(OC, wide_count, window, cnn__a_packed(window, packed_weight), cnn__b_shifted(padded, layer->shifts), wide, wide_count, 1);
+    cnn__gemm(OC, wide_count, window, cnn__a_packed(window, packed_weight), cnn__b_shifted(padded, layer->shifts), wide, wide_count, 1, 1);
     for (o = 0; o < OC; o++)
         for (i = 0; i < OH; i++) cnn__copy_run(y + ((size_t)o * OH + i) * OW, wide + (size_t)o * wide_count + (size_t)i * Wp, OW);
 }
@@ -1782,7 +1814,7 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
         cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
         for (o = 0; o < OC; o++) cnn__fill_run(out + (size_t)o * positions, layer->bias[o], positions);
         cnn__gemm(OC, positions, window, cnn__a_packed(window, packed_weight),
-                  cnn__b_in_place(window, positions, col, (size_t)positions, edge), out, positions, 1);
+                  cnn__b_in_place(window, positions, col, (size_t)positions, edge), out, positions, 1, 1);
     }
 }
 
@@ -1791,7 +1823,9 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
    dcol (C*K*K, OH*OW) = w^T @ dy;  dx = col2im(dcol).
    The bias is a weight whose input is always 1: with a row of ones under
    col, the same multiply gives db as a last row under dw^T, where the chunk
-   partials keep it. dx may be NULL when nobody needs it (the first layer in
+   partials keep it. When that fills the kernel's tiles badly, the partials
+   are the transpose, (dw | db) (OC, C*K*K + 1) += dy @ [col; ones]^T
+   (see cnn__conv2d_grad_by_rows). dx may be NULL when nobody needs it (the first layer in
    training), which skips the last two. Threads take whole chunks of samples
    (see CNN__CHUNK). */
 CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
@@ -1802,6 +1836,7 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
     const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
     const size_t partial_size = layer->weight_count + layer->bias_count;
     const int chunks = (N + CNN__CHUNK - 1) / CNN__CHUNK, threads = work->threads;
+    const int by_rows = cnn__conv2d_grad_by_rows(layer);
     float *packed_weight_t = work->shared + cnn__packed_a_size(OC, window);    /* w^T (C*K*K, OC) as A */
     float *partials = packed_weight_t + cnn__packed_a_size(window, OC);        /* (chunks, (C*K*K + 1) * OC) */
     int chunk;
@@ -1811,10 +1846,11 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
     for (chunk = 0; chunk < chunks; chunk++) {
         float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* (col_rows, OH*OW) */
         float *padded = col + (size_t)col_rows * positions;                        /* (C, H+2P, W+2P) */
-        float *packed_grad_t = padded + cnn__padded_size(layer);                    /* dy^T (OH*OW, OC) as B */
-        float *edge = packed_grad_t + cnn__packed_b_size(positions, OC);            /* last panel of dy as B */
+        float *packed_grad = padded + cnn__padded_size(layer);   /* dy^T (OH*OW, OC) as B, or dy as A */
+        float *packed_col_t = packed_grad + cnn__packed_a_size(OC, positions);      /* by rows: [col; ones]^T as B */
+        float *edge = packed_grad + cnn__conv2d_grad_operands(layer);               /* last panel of dy as B */
         float *dcol = edge + (size_t)OC * CNN__NR;                                  /* (C*K*K, OH*OW) */
-        float *weight_grad_t = partials + (size_t)chunk * partial_size;             /* dw^T, then db */
+        float *weight_grad = partials + (size_t)chunk * partial_size;               /* dw^T, then db; or (dw | db) */
         int n, p, last = (chunk + 1) * CNN__CHUNK < N ? (chunk + 1) * CNN__CHUNK : N;
         float *ones = col + (size_t)window * positions;
         for (p = 0; p < positions; p++) ones[p] = 1.0f;
@@ -1822,22 +1858,36 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
         for (n = chunk * CNN__CHUNK; n < last; n++) {
             const float *grad = dy + (size_t)n * out_size;
             cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
-            cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad_t);
-            cnn__gemm(window + 1, OC, positions, cnn__a_in_place(col, (size_t)positions), cnn__b_packed(positions, packed_grad_t),
-                      weight_grad_t, OC, 1);
+            if (by_rows) {
+                /* dy is read where it lies when its rows make whole panels */
+                cnn__matrix_a grad_rows = cnn__a_in_place(grad, (size_t)positions);
+                if (OC % CNN__MR) {
+                    cnn__pack_a(OC, positions, grad, (size_t)positions, 1, packed_grad);
+                    grad_rows = cnn__a_packed(positions, packed_grad);
+                }
+                cnn__pack_b(positions, window + 1, col, 1, (size_t)positions, packed_col_t);
+                cnn__gemm(OC, window + 1, positions, grad_rows, cnn__b_packed(positions, packed_col_t), weight_grad,
+                          window + 1, 1, 1);
+            } else {
+                cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad);
+                cnn__gemm(window + 1, OC, positions, cnn__a_in_place(col, (size_t)positions), cnn__b_packed(positions, packed_grad),
+                          weight_grad, OC, 1, 1);
+            }
             if (!dx) continue;
-            memset(dcol, 0, (size_t)window * positions * sizeof(float));
             cnn__gemm(window, positions, OC, cnn__a_packed(OC, packed_weight_t),
-                      cnn__b_in_place(OC, positions, grad, (size_t)positions, edge), dcol, positions, 1);
+                      cnn__b_in_place(OC, positions, grad, (size_t)positions, edge), dcol, positions, 0, 1);
             cnn__col2im(layer, dcol, padded, dx + (size_t)n * in_size);
         }
     }
     for (chunk = 0; chunk < chunks; chunk++) {
         const float *partial = partials + (size_t)chunk * partial_size;
         int o, k;
-        for (o = 0; o < OC; o++)
-            for (k = 0; k < window; k++) layer->weight_grad[(size_t)o * window + k] += partial[(size_t)k * OC + o];
-        for (o = 0; o < OC; o++) layer->bias_grad[o] += partial[(size_t)window * OC + o];
+        for (o = 0; o < OC; o++) {
+            const float *row = partial + (size_t)o * (window + 1); /* by rows: (dw | db)[o] */
+            for (k = 0; k < window; k++)
+                layer->weight_grad[(size_t)o * window + k] += by_rows ? row[k] : partial[(size_t)k * OC + o];
+            layer->bias_grad[o] += by_rows ? row[window] : partial[(size_t)window * OC + o];
+        }
     }
 }
 
@@ -1928,7 +1978,7 @@ CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float 
         cnn__pack_b(IN, OUT, layer->weight, (size_t)OUT, 1, packed_weight);
         weight = cnn__b_packed(IN, packed_weight);
     }
-    cnn__gemm(N, OUT, IN, cnn__a_packed(IN, packed_x), weight, y, OUT, work->threads);
+    cnn__gemm(N, OUT, IN, cnn__a_packed(IN, packed_x), weight, y, OUT, 1, work->threads);
 }
 
 /* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T
@@ -1944,13 +1994,12 @@ CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float
     packed_b = packed_a + cnn__packed_a_size(IN, N);
     cnn__pack_a(IN, N, x, 1, (size_t)IN, packed_a);           /* x^T (IN, N) */
     cnn__pack_b(N, OUT, dy, (size_t)OUT, 1, packed_b);        /* dy (N, OUT) */
-    cnn__gemm(IN, OUT, N, cnn__a_packed(N, packed_a), cnn__b_packed(N, packed_b), layer->weight_grad, OUT, work->threads);
+    cnn__gemm(IN, OUT, N, cnn__a_packed(N, packed_a), cnn__b_packed(N, packed_b), layer->weight_grad, OUT, 1, work->threads);
     if (!dx) return;
     packed_b = packed_a + cnn__packed_a_size(N, OUT);
     cnn__pack_a(N, OUT, dy, (size_t)OUT, 1, packed_a);        /* dy (N, OUT) */
     cnn__pack_b(OUT, IN, layer->weight, 1, (size_t)OUT, packed_b); /* w^T (OUT, IN) */
-    memset(dx, 0, (size_t)N * IN * sizeof(float));
-    cnn__gemm(N, IN, OUT, cnn__a_packed(OUT, packed_a), cnn__b_packed(OUT, packed_b), dx, IN, work->threads);
+    cnn__gemm(N, IN, OUT, cnn__a_packed(OUT, packed_a), cnn__b_packed(OUT, packed_b), dx, IN, 0, work->threads);
 }
 
 /* ---------------------------------------------------------------- activations

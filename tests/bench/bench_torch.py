@@ -5,6 +5,11 @@ drives it); the same interface, work and output as tests/bench/bench.c:
     bench_torch.py MODEL BATCH SAMPLES THREADS DATA.csv
     bench_torch.py MODEL BATCH SAMPLES THREADS IMAGES.idx LABELS.idx
 
+BENCH_TORCH_LAYOUT=channels_last stores the conv models' weights and the
+images channels last (NHWC, PyTorch's torch.channels_last), which is faster
+for PyTorch's convolutions in some rows and slower in others: run.sh runs
+both and keeps the better. The default is PyTorch's usual NCHW.
+
 Same models, same first BENCH_ROWS samples (scaled by 1/255, EMNIST CSV
 images transposed as cnn.h does), same batches taken round them in the same
 order, Adam lr 1e-3, the same warm-up steps before the clock starts, the same
@@ -20,6 +25,7 @@ import sys
 # OpenMP threads for the same cores. run.sh sets these explicitly (see there
 # for why these values); the defaults here are the same.
 THREADS = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+LAYOUT = os.environ.get("BENCH_TORCH_LAYOUT", "contiguous")
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
@@ -104,6 +110,11 @@ def main():
     if usable_rows < batch:
         sys.exit("bench_torch.py: a batch of %d needs as many samples, the data has %d" % (batch, len(labels)))
     net = build(name, int(labels.max()) + 1)  # the classes seen, as bench.c counts them
+    if LAYOUT == "channels_last":
+        net = net.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    elif LAYOUT != "contiguous":
+        sys.exit("bench_torch.py: BENCH_TORCH_LAYOUT is contiguous or channels_last, not " + LAYOUT)
     adam = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)  # cnn.h's (Keras') epsilon
 
     def step(first):
@@ -133,9 +144,9 @@ def main():
     latency = sorted(latencies[LATENCY_WARMUP:])[LATENCY_RUNS // 2]
 
     print("RESULT impl=pytorch model=%s batch=%d threads=%d samples=%d seconds=%.4f samples_per_s=%.1f "
-          "latency_us=%.1f maxrss_kb=%d torch=%s blas=%s" %
+          "latency_us=%.1f maxrss_kb=%d torch=%s blas=%s layout=%s" %
           (name, batch, torch.get_num_threads(), steps * batch, seconds, steps * batch / seconds,
-           latency * 1e6, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, torch.__version__, blas_in_use()))
+           latency * 1e6, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, torch.__version__, blas_in_use(), LAYOUT))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,10 @@
 #                  e.g. BENCH_TORCH_ENV="OPENBLAS_NUM_THREADS=n"
 #
 # The two programs take turns on each row, and which goes first alternates,
-# so that a slow spell of the machine falls on both alike.
+# so that a slow spell of the machine falls on both alike. PyTorch runs the
+# conv models twice in each turn, once in each memory layout (NCHW, and
+# channels_last: NHWC), and the table keeps the better figures of the two:
+# neither layout is faster for it on every row.
 set -u
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then
     echo "usage: sh tests/bench/run.sh DIR DATA.csv | DIR IMAGES.idx LABELS.idx" >&2
@@ -80,15 +83,17 @@ echo "$peak_line" >>"$results"
 
 # Runs one program once; keeps its RESULT line, tagged with the thread count
 # asked for, and prints its rate. Failures are reported and counted, not fatal.
-run_one() { # IMPL THREADS MODEL BATCH SAMPLES
+run_one() { # IMPL THREADS MODEL BATCH SAMPLES (IMPL: cnn.h, or pytorch:LAYOUT)
     impl=$1 threads=$2 name=cnn.h
     shift 2
-    [ "$impl" = pytorch ] && name=PyTorch
     if [ "$impl" = cnn.h ]; then
         set -- env OMP_NUM_THREADS="$threads" "$bench" "$1" "$2" "$3" "$threads"
     else
+        layout=${impl#pytorch:}
+        name=PyTorch
+        [ "$layout" = channels_last ] && name="PyTorch NHWC"
         # shellcheck disable=SC2046 # torch_env's words are separate settings
-        set -- env $(torch_env "$threads") "$python" "$here/bench_torch.py" "$1" "$2" "$3" "$threads"
+        set -- env $(torch_env "$threads") BENCH_TORCH_LAYOUT="$layout" "$python" "$here/bench_torch.py" "$1" "$2" "$3" "$threads"
     fi
     if [ -n "$labels" ]; then set -- "$@" "$images" "$labels"; else set -- "$@" "$images"; fi
     if output=$("$@" </dev/null 2>"$dir/stderr.txt") && line=$(echo "$output" | grep '^RESULT '); then
@@ -104,6 +109,9 @@ run_one() { # IMPL THREADS MODEL BATCH SAMPLES
 echo "$configs" | while read -r model batch samples; do
     # scaled, rounded to whole batches, at least one
     samples=$(awk -v s="$samples" -v k="$scale" -v b="$batch" 'BEGIN { n = int(s * k / b + 0.5); if (n < 1) n = 1; print n * b }')
+    peers="pytorch:contiguous" # the MLP has no conv, so no layout to choose
+    [ "$model" = mlp ] || peers="pytorch:contiguous pytorch:channels_last"
+    reversed=$(echo "$peers" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }')
     for threads in $thread_counts; do
         rep=1
         while [ "$rep" -le "$repeats" ]; do
@@ -112,9 +120,9 @@ echo "$configs" | while read -r model batch samples; do
                 run_one cnn.h "$threads" "$model" "$batch" "$samples"
             elif [ $((rep % 2)) = 1 ]; then
                 run_one cnn.h "$threads" "$model" "$batch" "$samples"
-                run_one pytorch "$threads" "$model" "$batch" "$samples"
+                for peer in $peers; do run_one "$peer" "$threads" "$model" "$batch" "$samples"; done
             else
-                run_one pytorch "$threads" "$model" "$batch" "$samples"
+                for peer in $reversed; do run_one "$peer" "$threads" "$model" "$batch" "$samples"; done
                 run_one cnn.h "$threads" "$model" "$batch" "$samples"
             fi
             echo
@@ -155,29 +163,49 @@ function times(a, b) { return a == "" || b == "" || b == 0 ? "-" : sprintf("%.2f
     fields($0, f)
     row = f["model"] SUBSEP f["batch"] SUBSEP f["asked"]
     if (!(row in seen)) { seen[row] = 1; rows[++row_count] = row }
-    add(row SUBSEP f["impl"] SUBSEP "rate", f["samples_per_s"])
-    add(row SUBSEP f["impl"] SUBSEP "latency", f["latency_us"])
-    add(row SUBSEP f["impl"] SUBSEP "rss", f["maxrss_kb"] / 1024)
-    if (f["impl"] == "cnn.h") { flops[row] = f["flops_per_sample"]; used[row] = f["threads"] }
-    else { torch_version = f["torch"]; blas = f["blas"] }
+    impl = f["impl"]
+    if (impl == "pytorch") {
+        impl = impl ":" f["layout"]
+        if (!((row, impl) in peer_seen)) { peer_seen[row, impl] = 1; peers[row] = peers[row] " " impl }
+        torch_version = f["torch"]; blas = f["blas"]
+    } else { flops[row] = f["flops_per_sample"]; used[row] = f["threads"] }
+    add(row SUBSEP impl SUBSEP "rate", f["samples_per_s"])
+    add(row SUBSEP impl SUBSEP "latency", f["latency_us"])
+    add(row SUBSEP impl SUBSEP "rss", f["maxrss_kb"] / 1024)
+}
+# PyTorch on the row: its best layout by samples/s into best_layout, and
+# the best of its layouts in each column into t (rate), tl, trss
+function pytorch_best(row,    n, i, list, x) {
+    t = tl = trss = best_layout = ""
+    n = split(peers[row], list, " ")
+    for (i = 1; i <= n; i++) {
+        x = median(row SUBSEP list[i] SUBSEP "rate")
+        if (x != "" && (t == "" || x > t)) { t = x; best_layout = list[i] }
+        x = median(row SUBSEP list[i] SUBSEP "latency")
+        if (x != "" && (tl == "" || x < tl)) tl = x
+        x = median(row SUBSEP list[i] SUBSEP "rss")
+        if (x != "" && (trss == "" || x < trss)) trss = x
+    }
+    sub(/^pytorch:/, "", best_layout)
+    best_layout = best_layout == "channels_last" ? "NHWC" : best_layout == "contiguous" ? "NCHW" : "-"
 }
 END {
     sub(/ +$/, "", torch_env)
-    print "| model | batch | threads | cnn.h samples/s | PyTorch samples/s | ratio | cnn.h GFLOP/s | of peak | cnn.h latency µs | PyTorch latency µs | ratio | cnn.h RSS MB | PyTorch RSS MB |"
-    print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    print "| model | batch | threads | cnn.h samples/s | PyTorch samples/s | PyTorch layout | ratio | cnn.h GFLOP/s | of peak | cnn.h latency µs | PyTorch latency µs | ratio | cnn.h RSS MB | PyTorch RSS MB |"
+    print "|---|--:|--:|--:|--:|:-:|--:|--:|--:|--:|--:|--:|--:|--:|"
     for (r = 1; r <= row_count; r++) {
         row = rows[r]
         split(row, key, SUBSEP)
-        c = median(row SUBSEP "cnn.h" SUBSEP "rate"); t = median(row SUBSEP "pytorch" SUBSEP "rate")
-        cl = median(row SUBSEP "cnn.h" SUBSEP "latency"); tl = median(row SUBSEP "pytorch" SUBSEP "latency")
+        c = median(row SUBSEP "cnn.h" SUBSEP "rate"); cl = median(row SUBSEP "cnn.h" SUBSEP "latency")
+        pytorch_best(row)
         gflops = c == "" ? "" : c * flops[row] * 1e-9
         share = gflops == "" || peak == "" ? "" : 100 * gflops / (peak * used[row])
         threads = key[3] (used[row] != "" && used[row] != key[3] ? " (cnn.h " used[row] ")" : "")
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", \
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", \
             key[1] == "cnn" ? "seed CNN" : key[1] == "mlp" ? "seed MLP" : "LeNet-5", key[2], threads, \
-            num(c, "%.0f"), num(t, "%.0f"), times(c, t), num(gflops, "%.1f"), num(share, "%.0f%%"), \
+            num(c, "%.0f"), num(t, "%.0f"), best_layout, times(c, t), num(gflops, "%.1f"), num(share, "%.0f%%"), \
             num(cl, "%.0f"), num(tl, "%.0f"), times(tl, cl), \
-            num(median(row SUBSEP "cnn.h" SUBSEP "rss"), "%.1f"), num(median(row SUBSEP "pytorch" SUBSEP "rss"), "%.0f")
+            num(median(row SUBSEP "cnn.h" SUBSEP "rss"), "%.1f"), num(trss, "%.0f")
         if (key[3] == 1) one[key[1] SUBSEP key[2]] = c
         else if (key[3] == 2 && used[row] == 2 && one[key[1] SUBSEP key[2]] != "" && c != "")
             speedup = speedup sprintf("%s%s/%s %.2fx", speedup == "" ? "" : ", ", key[1] == "cnn" ? "seed CNN" : key[1] == "mlp" ? "seed MLP" : "LeNet-5", key[2], c / one[key[1] SUBSEP key[2]])
@@ -187,7 +215,9 @@ END {
     print runs " of each program per row" (have_torch == 1 ? ", the two taking turns" : "") ". ratio: cnn.h samples/s"
     print "over PyTorch'\''s (above 1: cnn.h trains faster); latency ratio: PyTorch'\''s latency over cnn.h'\''s"
     print "(above 1: cnn.h answers sooner). GFLOP/s: the conv and dense work training needs; of peak:"
-    print "of the measured FP32 peak times the threads cnn.h used."
+    print "of the measured FP32 peak times the threads cnn.h used. PyTorch ran the conv models in both"
+    print "memory layouts, NCHW and channels_last (NHWC); each PyTorch column is the better of the two"
+    print "(highest samples/s, lowest latency, lowest RSS), and PyTorch layout is the faster in samples/s."
     if (speedup != "") print "cnn.h, 2 threads over 1 thread (samples/s): " speedup
     print "Machine: " cpu ", " cores " cores; FP32 peak " num(peak, "%.1f") " GFLOP/s per core (" isa " FMA loop)."
     print "Data: the first 4096 samples of " data "."
