@@ -639,10 +639,11 @@ static double relative_difference(const float *a, const float *b, size_t n)
    batch 2, plus one large case (24x26, 624 output positions, 39 column
    panels of the multiply) and one batch of 19 (the fast backward sums its
    weight gradient in chunks of CNN__CHUNK = 8 samples: 19 makes three
-   chunks, the last one partial); all with 3 and with 6 output channels
-   (with few rows of col, the weight gradient is summed by rows, see
-   cnn__conv2d_grad_by_rows: dy is packed for 3, read in place for 6, a
-   whole panel of rows). The fast pair gets
+   chunks, the last one partial), and every K, S and P on 21x23 with 13
+   channels (up to 326 rows of col); all with 3, 6 and 16 output channels (the weight gradient is summed by
+   rows for 3 and 6 where col has few rows, see cnn__conv2d_grad_by_rows,
+   with dy packed for 3 and read in place for 6, a whole panel of rows; and
+   the other way round for 16). The fast pair gets
    its working memory the way the model's own passes do, from
    cnn__model_workspace of a model built with that one layer. Both sides
    add the same products in different orders, so they differ by float
@@ -652,16 +653,16 @@ static double relative_difference(const float *a, const float *b, size_t n)
    be *added to*, so they start from a nonzero value on both sides. */
 TEST(conv2d_fast_matches_reference)
 {
-    static const int channels[] = {1, 2, 3}, kernels[] = {1, 3, 5}, strides[] = {1, 2}, paddings[] = {0, 1, 2};
-    static const int sizes[][3] = {{7, 9, 2}, {6, 8, 2}, {24, 26, 2}, {7, 9, 19}}; /* H, W, N */
-    static const int outputs[] = {3, 6};
+    static const int channels[] = {1, 2, 3, 13}, kernels[] = {1, 3, 5}, strides[] = {1, 2}, paddings[] = {0, 1, 2};
+    static const int sizes[][3] = {{7, 9, 2}, {6, 8, 2}, {24, 26, 2}, {7, 9, 19}, {21, 23, 2}}; /* H, W, N */
+    static const int outputs[] = {3, 6, 16};
     const double tol = 1e-5;
     size_t oi, ci, ki, si, pi, zi;
     int cases = 0;
     double worst = 0.0;
-    for (oi = 0; oi < 2; oi++)
+    for (oi = 0; oi < 3; oi++)
         for (zi = 0; zi < sizeof sizes / sizeof sizes[0]; zi++)
-            for (ci = 0; ci < 3; ci++)
+            for (ci = 0; ci < 4; ci++)
                 for (ki = 0; ki < 3; ki++)
                     for (si = 0; si < 2; si++)
                         for (pi = 0; pi < 3; pi++) {
@@ -677,6 +678,7 @@ TEST(conv2d_fast_matches_reference)
                             cnn__workspace work;
                             if (zi == 2 && !(C == 3 && K == 5 && S == 1 && P == 2)) continue; /* one large case */
                             if (zi == 3 && !(C == 2 && K == 3 && S == 2 && P == 1)) continue; /* one large batch */
+                            if ((zi == 4) != (C == 13)) continue; /* many channels: only in 21x23 */
                             if ((H + 2 * P - K) % S != 0 || (W + 2 * P - K) % S != 0) continue;  /* does not tile */
                             snprintf(name, sizeof name, "C%d %dx%d K%d S%d P%d N%d OC%d", C, H, W, K, S, P, N, OC);
                             cnn_model_init(&model, C, H, W, 1);
@@ -735,8 +737,9 @@ TEST(conv2d_fast_matches_reference)
                         }
     /* 7x9: S=2 needs H + 2P - K even, true for odd sizes: all 54; 6x8:
        only S=1 tiles (27 cases, K=5 P=0 included); plus the large shape
-       and the large batch; each with 3 and with 6 output channels */
-    CHECK(cases == 2 * (54 + 27 + 1 + 1), "expected 166 shapes to be compared, got %d", cases);
+       and the large batch; 21x23 with 13 channels: all 18 tile; each with
+       3, 6 and 16 output channels */
+    CHECK(cases == 3 * (54 + 27 + 1 + 1 + 18), "expected 303 shapes to be compared, got %d", cases);
     if (verbose()) printf("    fast conv vs reference: %d shapes, worst relative difference %.2e\n", cases, worst);
 }
 
