@@ -6,9 +6,10 @@ drives it); the same interface, work and output as tests/bench/bench.c:
     bench_torch.py MODEL BATCH SAMPLES THREADS IMAGES.idx LABELS.idx
 
 BENCH_TORCH_LAYOUT=channels_last stores the conv models' weights and the
-images channels last (NHWC, PyTorch's torch.channels_last), which is faster
-for PyTorch's convolutions in some rows and slower in others: run.sh runs
-both and keeps the better. The default is PyTorch's usual NCHW.
+images channels last (NHWC, PyTorch's torch.channels_last), which is usually
+the faster for PyTorch's convolutions, by a margin that depends on the model,
+the batch and the machine: run.sh runs both and keeps the better. The default
+is PyTorch's usual NCHW.
 
 Same models, same first BENCH_ROWS samples (scaled by 1/255, EMNIST CSV
 images transposed as cnn.h does), same batches taken round them in the same

@@ -22,7 +22,7 @@
 # so that a slow spell of the machine falls on both alike. PyTorch runs the
 # conv models twice in each turn, once in each memory layout (NCHW, and
 # channels_last: NHWC), and the table keeps the better figures of the two:
-# neither layout is faster for it on every row.
+# which is faster depends on the model, the batch and the machine.
 set -u
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then
     echo "usage: sh tests/bench/run.sh DIR DATA.csv | DIR IMAGES.idx LABELS.idx" >&2
