@@ -1056,6 +1056,26 @@ CNNDEF uint32_t cnn_rng_next(cnn_rng *rng)
     return (xorshifted >> rotation) | (xorshifted << ((0u - rotation) & 31u));
 }
 
+/* rng as after `steps` calls of cnn_rng_next, in O(log steps): n LCG steps
+   are one affine map, s -> A s + C with A = a^n and C = c (a^(n-1) + ... +
+   1), built up by squaring (F. Brown, "Random number generation with
+   arbitrary strides", 1994). It lets threads draw disjoint parts of one
+   stream: the numbers are the same as drawn one after another. */
+CNN__PRIVATE void cnn__rng_advance(cnn_rng *rng, uint64_t steps)
+{
+    uint64_t multiplier = 6364136223846793005ULL, increment = rng->increment; /* one step */
+    uint64_t total_multiplier = 1, total_increment = 0;                          /* no step */
+    for (; steps > 0; steps >>= 1) {
+        if (steps & 1) {
+            total_multiplier *= multiplier;
+            total_increment = total_increment * multiplier + increment;
+        }
+        increment *= multiplier + 1; /* the map applied twice */
+        multiplier *= multiplier;
+    }
+    rng->state = total_multiplier * rng->state + total_increment;
+}
+
 CNNDEF float cnn_rng_uniform(cnn_rng *rng)
 {
     if (!rng) return 0.0f;
@@ -1249,44 +1269,56 @@ CNN__INLINE void cnn__pack_transposed8(int rows, int k0, const float *x, size_t 
 }
 #endif
 
-CNN__HOT static void cnn__pack(int M, int K, int width, const float *x, size_t row_stride, size_t col_stride, float *packed)
+/* one panel: rows i0 .. i0 + width - 1 of X */
+CNN__HOT static void cnn__pack_panel(int M, int K, int width, int i0, const float *x, size_t row_stride, size_t col_stride,
+                                     float *packed)
 {
-    int i0, k, r;
-    for (i0 = 0; i0 < M; i0 += width) {
-        const int rows = M - i0 < width ? M - i0 : width;
-        k = 0;
+    const int rows = M - i0 < width ? M - i0 : width;
+    int k = 0, r;
 #ifdef CNN__SHUFFLES
-        if (width == CNN__NR && col_stride == 1 && row_stride != 1) {
-            for (; k + 8 <= K; k += 8) cnn__pack_transposed8(rows, k, x + (size_t)i0 * row_stride, row_stride, packed);
-            packed += (size_t)k * CNN__NR;
-        }
+    if (width == CNN__NR && col_stride == 1 && row_stride != 1) {
+        for (; k + 8 <= K; k += 8) cnn__pack_transposed8(rows, k, x + (size_t)i0 * row_stride, row_stride, packed);
+        packed += (size_t)k * CNN__NR;
+    }
 #endif
-        for (; k < K; k++) {
-            const float *column = x + (size_t)i0 * row_stride + (size_t)k * col_stride;
-            if (row_stride == 1 && rows == width) {
-                /* a size the compiler knows turns the copy into a few vector
-                   moves instead of a call to memcpy for 24 or 64 bytes */
-                if (width == CNN__NR) memcpy(packed, column, CNN__NR * sizeof(float));
-                else memcpy(packed, column, (size_t)width * sizeof(float));
-            } else {
-                for (r = 0; r < rows; r++) packed[r] = column[(size_t)r * row_stride];
-                for (; r < width; r++) packed[r] = 0.0f;
-            }
-            packed += width;
+    for (; k < K; k++) {
+        const float *column = x + (size_t)i0 * row_stride + (size_t)k * col_stride;
+        if (row_stride == 1 && rows == width) {
+            /* a size the compiler knows turns the copy into a few vector
+               moves instead of a call to memcpy for 24 or 64 bytes */
+            if (width == CNN__NR) memcpy(packed, column, CNN__NR * sizeof(float));
+            else memcpy(packed, column, (size_t)width * sizeof(float));
+        } else {
+            for (r = 0; r < rows; r++) packed[r] = column[(size_t)r * row_stride];
+            for (; r < width; r++) packed[r] = 0.0f;
         }
+        packed += width;
     }
 }
 
-/* A (M x K), A[i][k] at a[i * row_stride + k * col_stride], in panels of MR rows */
-CNN__PRIVATE void cnn__pack_a(int M, int K, const float *a, size_t row_stride, size_t col_stride, float *packed)
+/* Threads take whole panels, when there are enough floats to share (a
+   dense layer's weights, every step). */
+CNN__PRIVATE void cnn__pack(int M, int K, int width, const float *x, size_t row_stride, size_t col_stride, float *packed,
+                            int threads)
 {
-    cnn__pack(M, K, CNN__MR, a, row_stride, col_stride, packed);
+    const int panels = (M + width - 1) / width;
+    int panel;
+    if ((double)M * K < 32768.0) threads = 1;
+    CNN__PARALLEL_FOR
+    for (panel = 0; panel < panels; panel++)
+        cnn__pack_panel(M, K, width, panel * width, x, row_stride, col_stride, packed + (size_t)panel * width * (size_t)K);
+}
+
+/* A (M x K), A[i][k] at a[i * row_stride + k * col_stride], in panels of MR rows */
+CNN__PRIVATE void cnn__pack_a(int M, int K, const float *a, size_t row_stride, size_t col_stride, float *packed, int threads)
+{
+    cnn__pack(M, K, CNN__MR, a, row_stride, col_stride, packed, threads);
 }
 
 /* B (K x N), B[k][j] at b[k * row_stride + j * col_stride], in panels of NR columns */
-CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, size_t col_stride, float *packed)
+CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, size_t col_stride, float *packed, int threads)
 {
-    cnn__pack(N, K, CNN__NR, b, col_stride, row_stride, packed);
+    cnn__pack(N, K, CNN__NR, b, col_stride, row_stride, packed, threads);
 }
 
 /* C (rows x cols, at most MR x NR) += one A panel (MR x K) @ one B panel
@@ -1390,7 +1422,7 @@ CNN__PRIVATE cnn__matrix_b cnn__b_in_place(int K, int N, const float *data, size
     b.panel_step = CNN__NR;
     b.row_step = row_stride;
     if (last) {
-        cnn__pack_b(K, last, data + (N - last), row_stride, 1, edge);
+        cnn__pack_b(K, last, data + (N - last), row_stride, 1, edge, 1);
         b.edge = edge;
     }
     return b;
@@ -1798,7 +1830,7 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
     const int threads = work->threads;
     float *packed_weight = work->shared;
     int n;
-    cnn__pack_a(OC, window, layer->weight, (size_t)window, 1, packed_weight);
+    cnn__pack_a(OC, window, layer->weight, (size_t)window, 1, packed_weight, threads);
     CNN__PARALLEL_FOR
     for (n = 0; n < N; n++) {
         float *mine = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* this thread's part */
@@ -1840,7 +1872,7 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
     float *packed_weight_t = work->shared + cnn__packed_a_size(OC, window);    /* w^T (C*K*K, OC) as A */
     float *partials = packed_weight_t + cnn__packed_a_size(window, OC);        /* (chunks, (C*K*K + 1) * OC) */
     int chunk;
-    cnn__pack_a(window, OC, layer->weight, 1, (size_t)window, packed_weight_t);
+    cnn__pack_a(window, OC, layer->weight, 1, (size_t)window, packed_weight_t, threads);
     memset(partials, 0, (size_t)chunks * partial_size * sizeof(float));
     CNN__PARALLEL_FOR
     for (chunk = 0; chunk < chunks; chunk++) {
@@ -1862,14 +1894,14 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
                 /* dy is read where it lies when its rows make whole panels */
                 cnn__matrix_a grad_rows = cnn__a_in_place(grad, (size_t)positions);
                 if (OC % CNN__MR) {
-                    cnn__pack_a(OC, positions, grad, (size_t)positions, 1, packed_grad);
+                    cnn__pack_a(OC, positions, grad, (size_t)positions, 1, packed_grad, 1);
                     grad_rows = cnn__a_packed(positions, packed_grad);
                 }
-                cnn__pack_b(positions, window + 1, col, 1, (size_t)positions, packed_col_t);
+                cnn__pack_b(positions, window + 1, col, 1, (size_t)positions, packed_col_t, 1);
                 cnn__gemm(OC, window + 1, positions, grad_rows, cnn__b_packed(positions, packed_col_t), weight_grad,
                           window + 1, 1, 1);
             } else {
-                cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad);
+                cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad, 1);
                 cnn__gemm(window + 1, OC, positions, cnn__a_in_place(col, (size_t)positions), cnn__b_packed(positions, packed_grad),
                           weight_grad, OC, 1, 1);
             }
@@ -1966,7 +1998,7 @@ CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float 
 #endif
     for (n = 0; n < N; n++)
         for (o = 0; o < OUT; o++) y[(size_t)n * OUT + o] = layer->bias[o];
-    cnn__pack_a(N, IN, x, (size_t)IN, 1, packed_x);
+    cnn__pack_a(N, IN, x, (size_t)IN, 1, packed_x, work->threads);
     /* A batch of one panel of x (up to MR samples) meets each panel of w
        once, so w is read in place: packing it would cost more than the
        multiply. A larger batch reads each panel of w once per panel of x,
@@ -1975,7 +2007,7 @@ CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float 
     if (N <= CNN__MR) {
         weight = cnn__b_in_place(IN, OUT, layer->weight, (size_t)OUT, packed_weight);
     } else {
-        cnn__pack_b(IN, OUT, layer->weight, (size_t)OUT, 1, packed_weight);
+        cnn__pack_b(IN, OUT, layer->weight, (size_t)OUT, 1, packed_weight, work->threads);
         weight = cnn__b_packed(IN, packed_weight);
     }
     cnn__gemm(N, OUT, IN, cnn__a_packed(IN, packed_x), weight, y, OUT, 1, work->threads);
@@ -1992,13 +2024,13 @@ CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float
     for (n = 0; n < N; n++)
         for (o = 0; o < OUT; o++) layer->bias_grad[o] += dy[(size_t)n * OUT + o];
     packed_b = packed_a + cnn__packed_a_size(IN, N);
-    cnn__pack_a(IN, N, x, 1, (size_t)IN, packed_a);           /* x^T (IN, N) */
-    cnn__pack_b(N, OUT, dy, (size_t)OUT, 1, packed_b);        /* dy (N, OUT) */
+    cnn__pack_a(IN, N, x, 1, (size_t)IN, packed_a, work->threads);                 /* x^T (IN, N) */
+    cnn__pack_b(N, OUT, dy, (size_t)OUT, 1, packed_b, work->threads);              /* dy (N, OUT) */
     cnn__gemm(IN, OUT, N, cnn__a_packed(N, packed_a), cnn__b_packed(N, packed_b), layer->weight_grad, OUT, 1, work->threads);
     if (!dx) return;
     packed_b = packed_a + cnn__packed_a_size(N, OUT);
-    cnn__pack_a(N, OUT, dy, (size_t)OUT, 1, packed_a);        /* dy (N, OUT) */
-    cnn__pack_b(OUT, IN, layer->weight, 1, (size_t)OUT, packed_b); /* w^T (OUT, IN) */
+    cnn__pack_a(N, OUT, dy, (size_t)OUT, 1, packed_a, work->threads);              /* dy (N, OUT) */
+    cnn__pack_b(OUT, IN, layer->weight, 1, (size_t)OUT, packed_b, work->threads); /* w^T (OUT, IN) */
     cnn__gemm(N, IN, OUT, cnn__a_packed(OUT, packed_a), cnn__b_packed(OUT, packed_b), dx, IN, 0, work->threads);
 }
 
@@ -2340,15 +2372,28 @@ CNN__PRIVATE void cnn__avg_pool_backward(const cnn_layer *layer, int N, const fl
    Inverted dropout: in training each value is kept with probability 1 - rate
    and scaled by 1 / (1 - rate), so its expected value is unchanged and
    evaluation needs no rescaling: y = x * mask, dx = dy * mask. In evaluation
-   y = x. */
-CNN__PRIVATE void cnn__dropout_forward(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng)
+   y = x. Value i of the mask takes draw i of the model's random stream:
+   threads take blocks of values, each from its own copy of the stream
+   moved on to the block's first draw, so the mask is the same for any
+   number of threads. */
+CNN__PRIVATE void cnn__dropout_forward(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng,
+                                       int threads)
 {
     const float keep_scale = 1.0f / (1.0f - rate);
-    size_t i;
-    for (i = 0; i < count; i++) {
-        mask[i] = cnn_rng_uniform(rng) < rate ? 0.0f : keep_scale;
-        y[i] = x[i] * mask[i];
+    const int blocks = cnn__elementwise_blocks(count, threads);
+    int block;
+    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
+    CNN__PARALLEL_FOR
+    for (block = 0; block < blocks; block++) {
+        cnn_rng mine = *rng;
+        size_t n, i, at = cnn__elementwise_block(count, blocks, block, &n);
+        cnn__rng_advance(&mine, at);
+        for (i = at; i < at + n; i++) {
+            mask[i] = cnn_rng_uniform(&mine) < rate ? 0.0f : keep_scale;
+            y[i] = x[i] * mask[i];
+        }
     }
+    cnn__rng_advance(rng, count);
 }
 
 CNN__PRIVATE void cnn__dropout_backward(size_t count, const float *mask, const float *dy, float *dx)
@@ -2853,7 +2898,7 @@ CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
         case CNN_LAYER_SOFTMAX: cnn__softmax_forward(N, layer->out.c, x, y); break;
         case CNN_LAYER_DROPOUT:
             if (mode == CNN_MODE_TRAIN) {
-                cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng);
+                cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng, work.threads);
                 break;
             }
             memcpy(y, x, count * sizeof(float));

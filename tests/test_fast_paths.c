@@ -6,7 +6,8 @@
    pool 8 windows at a time, Adam 4 parameters at a time and its check for
    values that are not finite 8 at a time, a dense layer on fewer samples
    than the multiply's panel one sample at a time, the packing of a
-   transposed operand 8 x 8 at a time. So the checks here
+   transposed operand 8 x 8 at a time, a dropout mask a block per thread.
+   So the checks here
    are bitwise, against the plain formula (written out again in the test)
    or the plain loop (cnn__max_pool_plane), on counts and widths that leave
    every kind of remainder, and on values that test the rules at their
@@ -244,7 +245,7 @@ TEST(transposing_pack_matches_the_layout)
     for (a = 0; a < (int)(sizeof ks / sizeof ks[0]); a++)
         for (b = 0; b < (int)(sizeof ns / sizeof ns[0]); b++) {
             const int K = ks[a], N = ns[b], stride = K + GAP;
-            cnn__pack_b(K, N, x, 1, (size_t)stride, packed); /* B[k][j] = x[j * stride + k] */
+            cnn__pack_b(K, N, x, 1, (size_t)stride, packed, 1); /* B[k][j] = x[j * stride + k] */
             for (q = 0; q * CNN__NR < N; q++)
                 for (k = 0; k < K; k++)
                     for (r = 0; r < CNN__NR; r++) {
@@ -255,6 +256,54 @@ TEST(transposing_pack_matches_the_layout)
     CHECK(bad == 0, "%d packed values out of place", bad);
 }
 
+/* Moving the random stream on by n draws at once lands where n draws one
+   after another do, for n from 0 to 70 and some large n, and a dropout
+   mask drawn in blocks (as threads draw it; here the blocks run one after
+   the other) is the mask drawn in one go, with the stream left one draw
+   per value on. */
+TEST(dropout_in_blocks_draws_the_same_mask)
+{
+    enum { COUNT = 3 * 65536 + 5 };
+    static const uint64_t far[] = {1000, 65536, 123457, 1000003};
+    float *x = (float *)malloc(COUNT * sizeof(float)), *y[2], *mask[2];
+    cnn_rng stepped, jumped, rng[2];
+    int threads, bad = 0;
+    uint64_t n, i;
+    size_t k;
+    for (n = 0; n < 70 + sizeof far / sizeof far[0]; n++) {
+        const uint64_t steps = n < 70 ? n : far[n - 70];
+        cnn_rng_seed(&stepped, 5 + n);
+        jumped = stepped;
+        for (i = 0; i < steps; i++) cnn_rng_next(&stepped);
+        cnn__rng_advance(&jumped, steps);
+        bad += stepped.state != jumped.state || stepped.increment != jumped.increment;
+    }
+    CHECK(bad == 0, "%d jumps ahead land elsewhere than the steps", bad);
+    if (!x) return;
+    for (k = 0; k < COUNT; k++) x[k] = (float)k;
+    for (threads = 1; threads <= 2; threads++) {
+        y[threads - 1] = (float *)malloc(COUNT * sizeof(float));
+        mask[threads - 1] = (float *)malloc(COUNT * sizeof(float));
+        cnn_rng_seed(&rng[threads - 1], 77);
+        if (y[threads - 1] && mask[threads - 1])
+            cnn__dropout_forward(COUNT, 0.3f, x, y[threads - 1], mask[threads - 1], &rng[threads - 1], threads);
+    }
+    if (y[0] && y[1] && mask[0] && mask[1]) {
+        CHECK(cnn__elementwise_blocks(COUNT, 2) == 2, "the mask is not split in two");
+        CHECK(memcmp(mask[0], mask[1], COUNT * sizeof(float)) == 0 && memcmp(y[0], y[1], COUNT * sizeof(float)) == 0,
+              "the mask drawn in two blocks differs from the one drawn in one");
+        cnn_rng_seed(&stepped, 77);
+        for (k = 0; k < COUNT; k++) cnn_rng_next(&stepped);
+        CHECK(rng[0].state == stepped.state && rng[1].state == stepped.state,
+              "the stream is not left %d draws on, as one draw per value leaves it", COUNT);
+    }
+    for (threads = 0; threads < 2; threads++) {
+        free(y[threads]);
+        free(mask[threads]);
+    }
+    free(x);
+}
+
 int main(void)
 {
     RUN(activations_match_the_plain_formulas);
@@ -263,5 +312,6 @@ int main(void)
     RUN(adam_check_finds_the_first_bad_parameter);
     RUN(dense_on_few_samples_matches_the_batch);
     RUN(transposing_pack_matches_the_layout);
+    RUN(dropout_in_blocks_draws_the_same_mask);
     return test_report();
 }
