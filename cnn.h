@@ -1297,14 +1297,20 @@ CNN__HOT static void cnn__pack_panel(int M, int K, int width, int i0, const floa
 }
 
 /* Threads take whole panels, when there are enough floats to share (a
-   dense layer's weights, every step). */
+   dense layer's weights, every step). On one thread there is no OpenMP
+   region at all: even a region of one thread costs about a microsecond,
+   and the conv layers pack for every sample. */
 CNN__PRIVATE void cnn__pack(int M, int K, int width, const float *x, size_t row_stride, size_t col_stride, float *packed,
                             int threads)
 {
     const int panels = (M + width - 1) / width;
     int panel;
-    if ((double)M * K < 32768.0) threads = 1;
-    CNN__PARALLEL_FOR
+    if (threads > 1 && (double)M * K >= 32768.0) {
+        CNN__PARALLEL_FOR
+        for (panel = 0; panel < panels; panel++)
+            cnn__pack_panel(M, K, width, panel * width, x, row_stride, col_stride, packed + (size_t)panel * width * (size_t)K);
+        return;
+    }
     for (panel = 0; panel < panels; panel++)
         cnn__pack_panel(M, K, width, panel * width, x, row_stride, col_stride, packed + (size_t)panel * width * (size_t)K);
 }
@@ -1475,28 +1481,37 @@ CNN__PRIVATE cnn__matrix_a cnn__a_in_place(const float *data, size_t row_stride)
     return a;
 }
 
-/* C += A @ B, or C = A @ B when accumulate is 0. Threads take whole tiles. When A is the
-   smaller operand, each B panel meets every A panel in turn, so A is read
-   again and again from the cache while each B panel is read once; when B is
-   smaller, the other way round. */
+/* Tile `tile` of C += A @ B (or =). When A is the smaller operand, each B
+   panel meets every A panel in turn, so A is read again and again from the
+   cache while each B panel is read once; when B is smaller, the other way
+   round. */
+CNN__PRIVATE void cnn__gemm_tile(int M, int N, int K, const cnn__matrix_a *a, const cnn__matrix_b *b, float *C, int ldc,
+                                 int accumulate, int tile)
+{
+    const int row_panels = (M + CNN__MR - 1) / CNN__MR, col_panels = (N + CNN__NR - 1) / CNN__NR, a_smaller = M <= N;
+    const int p = a_smaller ? tile % row_panels : tile / col_panels;   /* row panel */
+    const int q = a_smaller ? tile / row_panels : tile % col_panels;   /* column panel */
+    const int rows = M - p * CNN__MR < CNN__MR ? M - p * CNN__MR : CNN__MR;
+    const int cols = N - q * CNN__NR < CNN__NR ? N - q * CNN__NR : CNN__NR;
+    const int packed_edge = b->edge && q == col_panels - 1;
+    cnn__gemm_kernel(K, a->data + (size_t)p * a->panel_step, a->row_step, a->k_step,
+                     packed_edge ? b->edge : b->data + (size_t)q * b->panel_step, packed_edge ? (size_t)CNN__NR : b->row_step,
+                     packed_edge ? NULL : b->rows, C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols,
+                     accumulate);
+}
+
+/* C += A @ B, or C = A @ B when accumulate is 0. Threads take whole tiles;
+   on one thread there is no OpenMP region (see cnn__pack). */
 CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b b, float *C, int ldc, int accumulate, int threads)
 {
-    const int row_panels = (M + CNN__MR - 1) / CNN__MR, col_panels = (N + CNN__NR - 1) / CNN__NR;
-    const int tiles = row_panels * col_panels, a_smaller = M <= N;
+    const int tiles = ((M + CNN__MR - 1) / CNN__MR) * ((N + CNN__NR - 1) / CNN__NR);
     int tile;
-    if ((double)M * N * K < 65536.0) threads = 1; /* too little work to share */
-    CNN__PARALLEL_FOR
-    for (tile = 0; tile < tiles; tile++) {
-        const int p = a_smaller ? tile % row_panels : tile / col_panels;   /* row panel */
-        const int q = a_smaller ? tile / row_panels : tile % col_panels;   /* column panel */
-        const int rows = M - p * CNN__MR < CNN__MR ? M - p * CNN__MR : CNN__MR;
-        const int cols = N - q * CNN__NR < CNN__NR ? N - q * CNN__NR : CNN__NR;
-        const int packed_edge = b.edge && q == col_panels - 1;
-        cnn__gemm_kernel(K, a.data + (size_t)p * a.panel_step, a.row_step, a.k_step,
-                         packed_edge ? b.edge : b.data + (size_t)q * b.panel_step, packed_edge ? (size_t)CNN__NR : b.row_step,
-                         packed_edge ? NULL : b.rows,
-                         C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols, accumulate);
+    if (threads > 1 && (double)M * N * K >= 65536.0) { /* else too little work to share */
+        CNN__PARALLEL_FOR
+        for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile);
+        return;
     }
+    for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile);
 }
 
 /* ======================================================================== layers
