@@ -1872,9 +1872,9 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
    col, the same multiply gives db as a last row under dw^T, where the chunk
    partials keep it. When that fills the kernel's tiles badly, the partials
    are the transpose, (dw | db) (OC, C*K*K + 1) += dy @ [col; ones]^T
-   (see cnn__conv2d_grad_by_rows). dx may be NULL when nobody needs it (the first layer in
-   training), which skips the last two. Threads take whole chunks of samples
-   (see CNN__CHUNK). */
+   (see cnn__conv2d_grad_by_rows). dx may be NULL when nobody needs it (the
+   first layer in training), which skips the last two. Threads take whole
+   chunks of samples (see CNN__CHUNK). */
 CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
                                        float *dx, const cnn__workspace *work)
 {
@@ -1893,7 +1893,7 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
     for (chunk = 0; chunk < chunks; chunk++) {
         float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* (col_rows, OH*OW) */
         float *padded = col + (size_t)col_rows * positions;                        /* (C, H+2P, W+2P) */
-        float *packed_grad = padded + cnn__padded_size(layer);   /* dy^T (OH*OW, OC) as B, or dy as A */
+        float *packed_grad = padded + cnn__padded_size(layer);                      /* dy^T as B, or dy as A */
         float *packed_col_t = packed_grad + cnn__packed_a_size(OC, positions);      /* by rows: [col; ones]^T as B */
         float *edge = packed_grad + cnn__conv2d_grad_operands(layer);               /* last panel of dy as B */
         float *dcol = edge + (size_t)OC * CNN__NR;                                  /* (C*K*K, OH*OW) */
