@@ -633,30 +633,100 @@ static double relative_difference(const float *a, const float *b, size_t n)
     return scale > 0.0 ? diff / scale : diff;
 }
 
+/* One shape of the comparison below: builds a model of that one conv2d
+   layer (the fast pair gets its working memory the way the model's own
+   passes do, from cnn__model_workspace), runs both pairs on the same random
+   x, dy and starting dw, db, and checks y, dx, dw and db. dw and db must be
+   *added to*, so they start from a nonzero value on both sides. Returns 1
+   if the shape was compared, and raises *worst to its largest relative
+   difference. */
+static int compare_conv2d_shape(int C, int H, int W, int K, int S, int P, int N, int OC, uint64_t seed, double *worst)
+{
+    const double tol = 1e-5;
+    cnn_model model;
+    cnn_layer *layer;
+    cnn_rng rng;
+    float *x, *dy, *y_fast, *y_ref, *dx_fast, *dx_ref, *dw_fast, *db_fast, *dw_start, *db_start;
+    size_t in_count, out_count, i;
+    double e[4];
+    char name[96];
+    cnn__workspace work;
+    snprintf(name, sizeof name, "C%d %dx%d K%d S%d P%d N%d OC%d", C, H, W, K, S, P, N, OC);
+    cnn_model_init(&model, C, H, W, 1);
+    if (cnn_add_conv2d(&model, OC, K, S, P) != CNN_OK || !build(&model, N, name)) {
+        CHECK(0, "%s: cannot build: %s", name, model.error.message);
+        cnn_model_free(&model);
+        return 0;
+    }
+    layer = &model.layers[0];
+    in_count = (size_t)N * cnn_shape_count(layer->in);
+    out_count = (size_t)N * cnn_shape_count(layer->out);
+    x = (float *)malloc(in_count * sizeof(float));
+    dx_fast = (float *)malloc(in_count * sizeof(float));
+    dx_ref = (float *)malloc(in_count * sizeof(float));
+    dy = (float *)malloc(out_count * sizeof(float));
+    y_fast = (float *)malloc(out_count * sizeof(float));
+    y_ref = (float *)malloc(out_count * sizeof(float));
+    dw_fast = (float *)malloc(layer->weight_count * sizeof(float));
+    dw_start = (float *)malloc(layer->weight_count * sizeof(float));
+    db_fast = (float *)malloc(layer->bias_count * sizeof(float));
+    db_start = (float *)malloc(layer->bias_count * sizeof(float));
+    cnn_rng_seed(&rng, seed);
+    fill_params(&model, &rng);
+    fill_uniform(&rng, x, in_count, -1.0f, 1.0f);
+    fill_uniform(&rng, dy, out_count, -1.0f, 1.0f);
+    fill_uniform(&rng, dw_start, layer->weight_count, -1.0f, 1.0f);
+    fill_uniform(&rng, db_start, layer->bias_count, -1.0f, 1.0f);
+    /* dx is overwritten, not added to: start it as garbage */
+    for (i = 0; i < in_count; i++) dx_fast[i] = dx_ref[i] = 1234.5f;
+
+    memcpy(layer->weight_grad, dw_start, layer->weight_count * sizeof(float));
+    memcpy(layer->bias_grad, db_start, layer->bias_count * sizeof(float));
+    work = cnn__model_workspace(&model);
+    cnn__conv2d_forward(layer, N, x, y_fast, &work);
+    cnn__conv2d_backward(layer, N, x, dy, dx_fast, &work);
+    memcpy(dw_fast, layer->weight_grad, layer->weight_count * sizeof(float));
+    memcpy(db_fast, layer->bias_grad, layer->bias_count * sizeof(float));
+
+    memcpy(layer->weight_grad, dw_start, layer->weight_count * sizeof(float));
+    memcpy(layer->bias_grad, db_start, layer->bias_count * sizeof(float));
+    cnn__conv2d_forward_reference(layer, N, x, y_ref);
+    cnn__conv2d_backward_reference(layer, N, x, dy, dx_ref);
+
+    e[0] = relative_difference(y_fast, y_ref, out_count);
+    e[1] = relative_difference(dx_fast, dx_ref, in_count);
+    e[2] = relative_difference(dw_fast, layer->weight_grad, layer->weight_count);
+    e[3] = relative_difference(db_fast, layer->bias_grad, layer->bias_count);
+    CHECK(e[0] <= tol && e[1] <= tol && e[2] <= tol && e[3] <= tol,
+          "%s: fast vs reference relative differences y %.3g dx %.3g dw %.3g db %.3g (limit %.0e)", name, e[0], e[1],
+          e[2], e[3], tol);
+    for (i = 0; i < 4; i++) if (e[i] > *worst || e[i] != e[i]) *worst = e[i];
+    free(x); free(dx_fast); free(dx_ref); free(dy); free(y_fast); free(y_ref);
+    free(dw_fast); free(dw_start); free(db_fast); free(db_start);
+    cnn_model_free(&model);
+    return 1;
+}
+
 /* The fast conv2d pair (im2col + GEMM) against the reference nested loops,
    outputs, dx, dw and db, on every combination of C in {1,2,3}, K in
-   {1,3,5}, S in {1,2}, P in {0,1,2} with inputs 7x9 and 6x8 where they tile,
-   batch 2, plus one large case (24x26, 624 output positions, 39 column
-   panels of the multiply) and one batch of 19 (the fast backward sums its
-   weight gradient in chunks of CNN__CHUNK = 8 samples: 19 makes three
-   chunks, the last one partial), and every K, S and P on 21x23 with 13
-   channels (up to 326 rows of col); all with 3, 6 and 16 output channels (the weight gradient is summed by
-   rows for 3 and 6 where col has few rows, see cnn__conv2d_grad_by_rows,
-   with dy packed for 3 and read in place for 6, a whole panel of rows; and
-   the other way round for 16). The fast pair gets
-   its working memory the way the model's own passes do, from
-   cnn__model_workspace of a model built with that one layer. Both sides
-   add the same products in different orders, so they differ by float
-   rounding only:
-   at most a few ulp of the largest |term| sum (~1e-6 relative here); we
-   accept 1e-5 relative to the largest value of each tensor. dw and db must
-   be *added to*, so they start from a nonzero value on both sides. */
+   {1,3,5}, S in {1,2}, P in {0,1,2} with inputs 7x9 and 6x8 where they
+   tile, batch 2, plus one large case (24x26, 624 output positions, 39
+   column panels of the multiply) and one batch of 19 (the fast backward
+   sums its weight gradient in chunks of CNN__CHUNK = 8 samples: 19 makes
+   three chunks, the last one partial), and every K, S and P on 21x23 with
+   13 channels (up to 326 rows of col). All with 3, 6 and 16 output
+   channels: the weight gradient is summed by rows for 3 and 6, where col
+   has few rows (see cnn__conv2d_grad_by_rows), with dy packed for 3 and
+   read in place for 6, a whole panel of rows; and the other way round for
+   16. Both sides add the same products in different orders, so they
+   differ by float rounding only: at most a few ulp of the largest |term|
+   sum (~1e-6 relative here); we accept 1e-5 relative to the largest value
+   of each tensor. */
 TEST(conv2d_fast_matches_reference)
 {
     static const int channels[] = {1, 2, 3, 13}, kernels[] = {1, 3, 5}, strides[] = {1, 2}, paddings[] = {0, 1, 2};
     static const int sizes[][3] = {{7, 9, 2}, {6, 8, 2}, {24, 26, 2}, {7, 9, 19}, {21, 23, 2}}; /* H, W, N */
     static const int outputs[] = {3, 6, 16};
-    const double tol = 1e-5;
     size_t oi, ci, ki, si, pi, zi;
     int cases = 0;
     double worst = 0.0;
@@ -667,73 +737,12 @@ TEST(conv2d_fast_matches_reference)
                     for (si = 0; si < 2; si++)
                         for (pi = 0; pi < 3; pi++) {
                             const int C = channels[ci], K = kernels[ki], S = strides[si], P = paddings[pi];
-                            const int H = sizes[zi][0], W = sizes[zi][1], OC = outputs[oi], N = sizes[zi][2];
-                            cnn_model model;
-                            cnn_layer *layer;
-                            cnn_rng rng;
-                            float *x, *dy, *y_fast, *y_ref, *dx_fast, *dx_ref, *dw_fast, *db_fast, *dw_start, *db_start;
-                            size_t in_count, out_count, i;
-                            double e[4];
-                            char name[96];
-                            cnn__workspace work;
+                            const int H = sizes[zi][0], W = sizes[zi][1], N = sizes[zi][2];
                             if (zi == 2 && !(C == 3 && K == 5 && S == 1 && P == 2)) continue; /* one large case */
                             if (zi == 3 && !(C == 2 && K == 3 && S == 2 && P == 1)) continue; /* one large batch */
                             if ((zi == 4) != (C == 13)) continue; /* many channels: only in 21x23 */
                             if ((H + 2 * P - K) % S != 0 || (W + 2 * P - K) % S != 0) continue;  /* does not tile */
-                            snprintf(name, sizeof name, "C%d %dx%d K%d S%d P%d N%d OC%d", C, H, W, K, S, P, N, OC);
-                            cnn_model_init(&model, C, H, W, 1);
-                            if (cnn_add_conv2d(&model, OC, K, S, P) != CNN_OK || !build(&model, N, name)) {
-                                CHECK(0, "%s: cannot build: %s", name, model.error.message);
-                                cnn_model_free(&model);
-                                continue;
-                            }
-                            cases++;
-                            layer = &model.layers[0];
-                            in_count = (size_t)N * cnn_shape_count(layer->in);
-                            out_count = (size_t)N * cnn_shape_count(layer->out);
-                            x = (float *)malloc(in_count * sizeof(float));
-                            dx_fast = (float *)malloc(in_count * sizeof(float));
-                            dx_ref = (float *)malloc(in_count * sizeof(float));
-                            dy = (float *)malloc(out_count * sizeof(float));
-                            y_fast = (float *)malloc(out_count * sizeof(float));
-                            y_ref = (float *)malloc(out_count * sizeof(float));
-                            dw_fast = (float *)malloc(layer->weight_count * sizeof(float));
-                            dw_start = (float *)malloc(layer->weight_count * sizeof(float));
-                            db_fast = (float *)malloc(layer->bias_count * sizeof(float));
-                            db_start = (float *)malloc(layer->bias_count * sizeof(float));
-                            cnn_rng_seed(&rng, 900 + (uint64_t)cases);
-                            fill_params(&model, &rng);
-                            fill_uniform(&rng, x, in_count, -1.0f, 1.0f);
-                            fill_uniform(&rng, dy, out_count, -1.0f, 1.0f);
-                            fill_uniform(&rng, dw_start, layer->weight_count, -1.0f, 1.0f);
-                            fill_uniform(&rng, db_start, layer->bias_count, -1.0f, 1.0f);
-                            /* dx is overwritten, not added to: start it as garbage */
-                            for (i = 0; i < in_count; i++) dx_fast[i] = dx_ref[i] = 1234.5f;
-
-                            memcpy(layer->weight_grad, dw_start, layer->weight_count * sizeof(float));
-                            memcpy(layer->bias_grad, db_start, layer->bias_count * sizeof(float));
-                            work = cnn__model_workspace(&model);
-                            cnn__conv2d_forward(layer, N, x, y_fast, &work);
-                            cnn__conv2d_backward(layer, N, x, dy, dx_fast, &work);
-                            memcpy(dw_fast, layer->weight_grad, layer->weight_count * sizeof(float));
-                            memcpy(db_fast, layer->bias_grad, layer->bias_count * sizeof(float));
-
-                            memcpy(layer->weight_grad, dw_start, layer->weight_count * sizeof(float));
-                            memcpy(layer->bias_grad, db_start, layer->bias_count * sizeof(float));
-                            cnn__conv2d_forward_reference(layer, N, x, y_ref);
-                            cnn__conv2d_backward_reference(layer, N, x, dy, dx_ref);
-
-                            e[0] = relative_difference(y_fast, y_ref, out_count);
-                            e[1] = relative_difference(dx_fast, dx_ref, in_count);
-                            e[2] = relative_difference(dw_fast, layer->weight_grad, layer->weight_count);
-                            e[3] = relative_difference(db_fast, layer->bias_grad, layer->bias_count);
-                            CHECK(e[0] <= tol && e[1] <= tol && e[2] <= tol && e[3] <= tol,
-                                  "%s: fast vs reference relative differences y %.3g dx %.3g dw %.3g db %.3g (limit %.0e)",
-                                  name, e[0], e[1], e[2], e[3], tol);
-                            for (i = 0; i < 4; i++) if (e[i] > worst || e[i] != e[i]) worst = e[i];
-                            free(x); free(dx_fast); free(dx_ref); free(dy); free(y_fast); free(y_ref);
-                            free(dw_fast); free(dw_start); free(db_fast); free(db_start);
-                            cnn_model_free(&model);
+                            cases += compare_conv2d_shape(C, H, W, K, S, P, N, outputs[oi], 900 + (uint64_t)cases + 1, &worst);
                         }
     /* 7x9: S=2 needs H + 2P - K even, true for odd sizes: all 54; 6x8:
        only S=1 tiles (27 cases, K=5 P=0 included); plus the large shape
