@@ -58,6 +58,10 @@
      CNN_ASSERT(x)            your assert; it only guards the library's own
                               invariants, never your input
      CNN_MAX_LAYERS           most layers in one model (default 64)
+     CNN_NO_FAST              the plain library alone: every layer as the
+                              plain loops of its formula, without the FAST
+                              section's multiply kernel, vector code and
+                              threads (slower, the same answers to rounding)
      CNN_NO_CLONES            compile the hot loops once only; by default GCC
                               and clang on x86-64 Linux add an AVX2 copy that
                               the loader picks when the CPU has it
@@ -238,8 +242,6 @@ typedef struct cnn_layer {
     float *weight, *bias;                 /* conv2d (OC, C, K, K); dense (IN, OUT) */
     float *weight_grad, *bias_grad;       /* same shapes, in model.grads */
     int *argmax;               /* max pool: (N, C, OH, OW) input index of each max */
-    int *shifts;               /* conv2d with stride 1: (C*K*K) where each window
-                                  row starts in the padded input (or NULL) */
     float *mask;               /* dropout: (N, size) 0 or 1 / (1 - rate) */
 } cnn_layer;
 
@@ -266,10 +268,9 @@ typedef struct cnn_model {
     cnn_tensor activation_grads[CNN_MAX_LAYERS + 1];  /* d loss / d activations[i], in two
                                                          buffers taken in turn: after a
                                                          backward pass only [0] is left */
-    float *scratch;     /* working memory of conv2d and dense: a shared part,
-                           then one part per thread */
-    size_t scratch_shared, scratch_per_thread;  /* sizes of those parts, in floats */
     int threads;        /* worker threads (OpenMP), fixed at build; 1 without OpenMP */
+    struct cnn__fast *fast;  /* private: the FAST section's working memory (NULL
+                                under CNN_NO_FAST); the same layout either way */
     int *labels;        /* (max_batch) labels of the batch being trained */
     void *memory;       /* the blocks above live in these allocations */
     void *int_memory;
@@ -346,21 +347,6 @@ CNNDEF cnn_result cnn_model_backward_from(cnn_model *model, const float *output_
 /* Most probable class of each of count samples (any count; batched inside).
    probabilities may be NULL, else it receives (count, classes). */
 CNNDEF cnn_result cnn_model_predict(cnn_model *model, const float *input, int count, int *classes, float *probabilities);
-
-/* Saves architecture and parameters (format below). The file is written
-   under a temporary name (PATH.tmp), flushed to the disk (fsync, on POSIX
-   systems) and renamed, so that neither an interrupted save nor a crash
-   afterwards leaves PATH half-written: it holds the old model or the new.
-   A PATH.tmp left by an interrupted save is simply overwritten. */
-CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path);
-
-/* Loads a model saved by cnn_model_save and builds it for max_batch. The
-   model must not be initialised; on failure it is left freed. */
-CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch);
-
-/* The same, from the size bytes of a model file in memory; messages name
-   the input "<memory>". */
-CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch);
 
 /* ---------------------------------------------------------------- optimisers */
 
@@ -665,6 +651,24 @@ CNNDEF int cnn_progress_epoch(cnn_model *model, const cnn_epoch_stats *stats, vo
    Classes are named by map's characters (map NULL: by number). */
 CNNDEF size_t cnn_confusion_report(const int *matrix, int classes, const cnn_label_map *map, char *buffer, size_t size);
 
+/* ---------------------------------------------------------------- model files */
+
+/* Saves architecture and parameters (the format is described in the
+   implementation, under "model files"). The file is written
+   under a temporary name (PATH.tmp), flushed to the disk (fsync, on POSIX
+   systems) and renamed, so that neither an interrupted save nor a crash
+   afterwards leaves PATH half-written: it holds the old model or the new.
+   A PATH.tmp left by an interrupted save is simply overwritten. */
+CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path);
+
+/* Loads a model saved by cnn_model_save and builds it for max_batch. The
+   model must not be initialised; on failure it is left freed. */
+CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch);
+
+/* The same, from the size bytes of a model file in memory; messages name
+   the input "<memory>". */
+CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch);
+
 /* ---------------------------------------------------------------- images (optional)
 
    Declared only with CNN_IMAGES defined; see OPTIONAL: IMAGES at the top for
@@ -880,6 +884,13 @@ CNNDEF cnn_result cnn_mistakes_save_png(const cnn_dataset *dataset, const int *p
 
 /* ========================================================================
    IMPLEMENTATION
+
+   In the API's order: results, random numbers, tensors, the layers, the
+   model, optimisers, data files, training, validation and metrics,
+   progress and history, model files. That is the whole library, each layer
+   as the plain loops of its formula. Then the FAST section: the same
+   layers again, lowered to one matrix multiply, in vectors and on threads
+   (left out under CNN_NO_FAST). Then the optional IMAGES section.
    ======================================================================== */
 #ifdef CNN_IMPLEMENTATION
 #ifndef CNN_IMPLEMENTATION_DONE
@@ -891,6 +902,15 @@ CNNDEF cnn_result cnn_mistakes_save_png(const cnn_dataset *dataset, const int *p
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/time.h> /* gettimeofday: the progress reporter's clock */
+#include <unistd.h>   /* fsync for saved files, isatty for the progress bar */
+#ifndef __cplusplus
+extern int fileno(FILE *stream); /* POSIX; stdio.h hides it under -std=c99 */
+#endif
+#else
+#include <time.h>     /* clock */
+#endif
 
 #if defined(CNN_MALLOC) && defined(CNN_FREE)
 /* the caller's allocator */
@@ -907,89 +927,31 @@ CNNDEF cnn_result cnn_mistakes_save_png(const cnn_dataset *dataset, const int *p
 #define CNN_ASSERT(x) assert(x)
 #endif
 
-/* Private helpers are static; under CNN_STATIC some may go unused.
-   CNN__INLINE marks small helpers of the hot loops: GCC will not inline a
-   plain function into one compiled for another target (see CNN__HOT)
-   unless told to, and a call per short row costs more than the row. */
+/* Private helpers are static; under CNN_STATIC some may go unused. */
 #if defined(__GNUC__) || defined(__clang__)
 #define CNN__PRIVATE static __attribute__((unused))
-#define CNN__INLINE static inline __attribute__((always_inline, unused))
-#define CNN__RESTRICT __restrict__
-#elif defined(_MSC_VER)
-#define CNN__PRIVATE static
-#define CNN__INLINE static
-#define CNN__RESTRICT __restrict
 #else
 #define CNN__PRIVATE static
-#define CNN__INLINE static
-#define CNN__RESTRICT
 #endif
 
 #define CNN__PI 3.14159265358979323846
-
-/* The hot loops are compiled twice on x86-64 with GCC or clang: once for the
-   baseline (SSE2) and once for AVX2, and the loader picks the one the CPU
-   runs (function multi-versioning). AVX2 here means wider vectors only, never
-   fused multiply-add, so both versions round every operation the same way
-   and give bit-identical results. Define CNN_NO_CLONES to build one version. */
-#if !defined(CNN_NO_CLONES) && defined(__x86_64__) && defined(__linux__) && \
-    ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8) || (defined(__clang__) && __clang_major__ >= 14))
-#define CNN__HOT __attribute__((target_clones("avx2", "default")))
-#else
-#define CNN__HOT
-#endif
-
-/* Vectors of 8 floats that GCC and clang treat as one value: one AVX
-   register, or two SSE ones. Arithmetic works lane by lane (v * a with a
-   scalar a multiplies every lane by a), and a comparison gives a vector of
-   ints, -1 where it holds and 0 where not. The hot loops use them to state
-   the vector code themselves instead of hoping the compiler finds it: at
-   -O2, GCC 12 vectorises only loops it needs no extra code for, and an
-   activation like "x < 0 ? alpha * x : x" never qualifies (it may not
-   compute alpha * x for lanes that do not need it, in case that traps).
-   Other compilers take the plain loops that follow each vector loop. */
-#if defined(__GNUC__) || defined(__clang__)
-#define CNN__VECTORS 1
-typedef float cnn__f8 __attribute__((vector_size(32)));
-typedef int cnn__i8 __attribute__((vector_size(32)));
-
-/* Macros rather than functions: passing a vector by value to a function
-   compiled without AVX changes the ABI, and GCC warns about it. */
-#define CNN__LOAD8(v, from) memcpy(&(v), (from), sizeof(cnn__f8)) /* any alignment */
-#define CNN__STORE8(to, v) memcpy((to), &(v), sizeof(cnn__f8))
-/* the lanes of a where mask is -1, of b where it is 0 */
-#define CNN__SELECT8(mask, a, b) ((cnn__f8)(((mask) & (cnn__i8)(a)) | (~(mask) & (cnn__i8)(b))))
-#else
-#define CNN__VECTORS 0
-#endif
-
-/* __builtin_shufflevector(a, b, i0, .., i7) picks lanes of a (0..7) and b
-   (8..15): the 2 x 2 max pool and the transposing pack use it. */
-#if CNN__VECTORS && defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector)
-#define CNN__SHUFFLES 1
-#endif
-#endif
-
-/* Threads, when compiled with OpenMP. Work is split so that every sum is
-   still added in one fixed order: results do not depend on the number of
-   threads. CNN__PARALLEL_FOR uses a variable named threads from its scope. */
-#ifdef _OPENMP
-#include <omp.h>
-#define CNN__PARALLEL_FOR _Pragma("omp parallel for num_threads(threads) schedule(static)")
-#define CNN__THREAD_ID() omp_get_thread_num()
-#define CNN__MAX_THREADS() omp_get_max_threads()
-#else
-#define CNN__PARALLEL_FOR (void)threads;
-#define CNN__THREAD_ID() 0
-#define CNN__MAX_THREADS() 1
-#endif
 
 /* Shape legend used in the comments below:
      N   batch size               C, H, W     input channels, height, width
      OC  output channels          OH, OW      output height, width
      K   kernel side              S, P        stride, padding
      IN, OUT                      dense input and output sizes            */
+
+/* What the plain part calls in the FAST section, which comes after it:
+   the model's working memory for the fast layers, each layer's fast twin
+   (they answer 0 where a layer has none) and the optimisers' twin. */
+#ifndef CNN_NO_FAST
+CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch);
+CNN__PRIVATE void cnn__fast_free(cnn_model *model);
+CNN__PRIVATE int cnn__layer_forward_fast(cnn_model *model, int i);
+CNN__PRIVATE int cnn__layer_backward_fast(cnn_model *model, int i, int want_input_grad);
+CNN__PRIVATE size_t cnn__optimizer_pass_fast(const cnn_optimizer *optimizer, cnn_model *model, long step, int write);
+#endif
 
 /* ---------------------------------------------------------------- results */
 
@@ -1061,26 +1023,6 @@ CNNDEF uint32_t cnn_rng_next(cnn_rng *rng)
     xorshifted = (uint32_t)(((old >> 18) ^ old) >> 27);
     rotation = (uint32_t)(old >> 59);
     return (xorshifted >> rotation) | (xorshifted << ((0u - rotation) & 31u));
-}
-
-/* rng as after `steps` calls of cnn_rng_next, in O(log steps): n LCG steps
-   are one affine map, s -> A s + C with A = a^n and C = c (a^(n-1) + ... +
-   1), built up by squaring (F. Brown, "Random number generation with
-   arbitrary strides", 1994). It lets threads draw disjoint parts of one
-   stream: the numbers are the same as drawn one after another. */
-CNN__PRIVATE void cnn__rng_advance(cnn_rng *rng, uint64_t steps)
-{
-    uint64_t multiplier = 6364136223846793005ULL, increment = rng->increment; /* one step */
-    uint64_t total_multiplier = 1, total_increment = 0;                          /* no step */
-    for (; steps > 0; steps >>= 1) {
-        if (steps & 1) {
-            total_multiplier *= multiplier;
-            total_increment = total_increment * multiplier + increment;
-        }
-        increment *= multiplier + 1; /* the map applied twice */
-        multiplier *= multiplier;
-    }
-    rng->state = total_multiplier * rng->state + total_increment;
 }
 
 CNNDEF float cnn_rng_uniform(cnn_rng *rng)
@@ -1181,368 +1123,24 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
     return tensor->data + (((size_t)n * (size_t)tensor->c + (size_t)c) * (size_t)tensor->h + (size_t)h) * (size_t)tensor->w + (size_t)w;
 }
 
-/* ---------------------------------------------------------------- matrix multiply
-
-   C (M x N) += A (M x K) @ B (K x N). This one routine carries the conv and
-   dense layers. It works as GotoBLAS and BLIS do, in three steps:
-   1. pack: A is copied into panels of CNN__MR rows and B into panels of
-      CNN__NR columns, each laid out in the order the kernel reads it, so
-      that the kernel walks memory front to back. A panel at an edge is
-      padded with zeros. Packing reads through a row and a column stride, so
-      a transposed operand (x^T, w^T, dy^T in the layers) needs no
-      transpose of its own. An operand stored row by row can also be read
-      where it lies: B 16 floats of a row at a time (only a last, narrower
-      panel is packed), A one float from each of 6 rows at a time. That
-      saves a copy where the operand is used only a few times, as col and
-      dy in conv2d and the weights of a dense layer at inference.
-   2. kernel: one A panel times one B panel is a CNN__MR x CNN__NR tile of C
-      (6 x 16), summed over k in 12 vector registers of 8 floats: each value
-      of B loaded serves 6 rows, each value of A 16 columns.
-   3. the tile is added to C (or stored in it, where C is not yet summed
-      into), only the part that lies inside C.
-   Every element of C sums its K products in the order k = 0, 1, ..., K-1,
-   starting from zero, and that sum is then added to C: results never
-   depend on the tiling or on the number of threads. */
-enum { CNN__MR = 6, CNN__NR = 16 };
-
-/* Floats of a packed A (M x K), and of a packed B (K x N). */
-CNN__PRIVATE size_t cnn__packed_a_size(int M, int K)
-{
-    return (size_t)((M + CNN__MR - 1) / CNN__MR) * CNN__MR * (size_t)K;
-}
-
-CNN__PRIVATE size_t cnn__packed_b_size(int K, int N)
-{
-    return (size_t)((N + CNN__NR - 1) / CNN__NR) * CNN__NR * (size_t)K;
-}
-
-/* packed = the M x K matrix X, where X[i][k] is x[i * row_stride +
-   k * col_stride], as panels of `width` rows, each stored (K, width): row
-   p*width + r, column k goes to packed[(p*K + k) * width + r], and rows past
-   M are zeros. A is packed with width MR; B (K x N) is packed as its
-   transpose (N x K) with width NR, which gives panels of NR columns. */
-#ifdef CNN__SHUFFLES
-/* to[j * NR + i] = w[i][j] for i, j < 8: an 8 x 8 block transposed in three
-   rounds of shuffles. t pairs rows 2m and 2m+1 lane by lane; u gathers
-   lanes j and j + 4 of 4 rows; the last round joins the halves of 8 rows. */
-CNN__INLINE void cnn__transpose8(const cnn__f8 *w, float *to)
-{
-    cnn__f8 t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7, column;
-    t0 = __builtin_shufflevector(w[0], w[1], 0, 8, 1, 9, 4, 12, 5, 13);
-    t1 = __builtin_shufflevector(w[0], w[1], 2, 10, 3, 11, 6, 14, 7, 15);
-    t2 = __builtin_shufflevector(w[2], w[3], 0, 8, 1, 9, 4, 12, 5, 13);
-    t3 = __builtin_shufflevector(w[2], w[3], 2, 10, 3, 11, 6, 14, 7, 15);
-    t4 = __builtin_shufflevector(w[4], w[5], 0, 8, 1, 9, 4, 12, 5, 13);
-    t5 = __builtin_shufflevector(w[4], w[5], 2, 10, 3, 11, 6, 14, 7, 15);
-    t6 = __builtin_shufflevector(w[6], w[7], 0, 8, 1, 9, 4, 12, 5, 13);
-    t7 = __builtin_shufflevector(w[6], w[7], 2, 10, 3, 11, 6, 14, 7, 15);
-    u0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);   /* lanes 0 and 4 of rows 0..3 */
-    u1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15); /* lanes 1 and 5 */
-    u2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);   /* lanes 2 and 6 */
-    u3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15); /* lanes 3 and 7 */
-    u4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);   /* the same of rows 4..7 */
-    u5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
-    u6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
-    u7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
-    column = __builtin_shufflevector(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to, column);
-    column = __builtin_shufflevector(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + CNN__NR, column);
-    column = __builtin_shufflevector(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + 2 * CNN__NR, column);
-    column = __builtin_shufflevector(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + 3 * CNN__NR, column);
-    column = __builtin_shufflevector(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 4 * CNN__NR, column);
-    column = __builtin_shufflevector(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 5 * CNN__NR, column);
-    column = __builtin_shufflevector(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 6 * CNN__NR, column);
-    column = __builtin_shufflevector(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 7 * CNN__NR, column);
-}
-
-/* One panel of NR rows of X whose rows are runs (col_stride 1), columns
-   k0 .. k0 + 7: the rows are read 8 floats at a time and transposed, instead
-   of gathering each column's 16 values one at a time from rows far apart.
-   Rows past `rows` are zeros. */
-CNN__INLINE void cnn__pack_transposed8(int rows, int k0, const float *x, size_t row_stride, float *packed)
-{
-    const cnn__f8 zero = {0};
-    cnn__f8 v[CNN__NR];
-    int r;
-    for (r = 0; r < CNN__NR; r++) {
-        if (r < rows) CNN__LOAD8(v[r], x + (size_t)r * row_stride + k0);
-        else v[r] = zero;
-    }
-    cnn__transpose8(v, packed + (size_t)k0 * CNN__NR);
-    if (rows > 8) {
-        cnn__transpose8(v + 8, packed + (size_t)k0 * CNN__NR + 8);
-        return;
-    }
-    for (r = 0; r < 8; r++) CNN__STORE8(packed + (size_t)(k0 + r) * CNN__NR + 8, zero);
-}
-#endif
-
-/* one panel: rows i0 .. i0 + width - 1 of X */
-CNN__HOT static void cnn__pack_panel(int M, int K, int width, int i0, const float *x, size_t row_stride, size_t col_stride,
-                                     float *packed)
-{
-    const int rows = M - i0 < width ? M - i0 : width;
-    int k = 0, r;
-#ifdef CNN__SHUFFLES
-    if (width == CNN__NR && col_stride == 1 && row_stride != 1) {
-        for (; k + 8 <= K; k += 8) cnn__pack_transposed8(rows, k, x + (size_t)i0 * row_stride, row_stride, packed);
-        packed += (size_t)k * CNN__NR;
-    }
-#endif
-    for (; k < K; k++) {
-        const float *column = x + (size_t)i0 * row_stride + (size_t)k * col_stride;
-        if (row_stride == 1 && rows == width) {
-            /* a size the compiler knows turns the copy into a few vector
-               moves instead of a call to memcpy for 24 or 64 bytes */
-            if (width == CNN__NR) memcpy(packed, column, CNN__NR * sizeof(float));
-            else memcpy(packed, column, (size_t)width * sizeof(float));
-        } else {
-            for (r = 0; r < rows; r++) packed[r] = column[(size_t)r * row_stride];
-            for (; r < width; r++) packed[r] = 0.0f;
-        }
-        packed += width;
-    }
-}
-
-/* Threads take whole panels, when there are enough floats to share (a
-   dense layer's weights, every step). On one thread there is no OpenMP
-   region at all: even a region of one thread costs about a microsecond,
-   and the conv layers pack for every sample. */
-CNN__PRIVATE void cnn__pack(int M, int K, int width, const float *x, size_t row_stride, size_t col_stride, float *packed,
-                            int threads)
-{
-    const int panels = (M + width - 1) / width;
-    int panel;
-    if (threads > 1 && (double)M * K >= 32768.0) {
-        CNN__PARALLEL_FOR
-        for (panel = 0; panel < panels; panel++)
-            cnn__pack_panel(M, K, width, panel * width, x, row_stride, col_stride, packed + (size_t)panel * width * (size_t)K);
-        return;
-    }
-    for (panel = 0; panel < panels; panel++)
-        cnn__pack_panel(M, K, width, panel * width, x, row_stride, col_stride, packed + (size_t)panel * width * (size_t)K);
-}
-
-/* A (M x K), A[i][k] at a[i * row_stride + k * col_stride], in panels of MR rows */
-CNN__PRIVATE void cnn__pack_a(int M, int K, const float *a, size_t row_stride, size_t col_stride, float *packed, int threads)
-{
-    cnn__pack(M, K, CNN__MR, a, row_stride, col_stride, packed, threads);
-}
-
-/* B (K x N), B[k][j] at b[k * row_stride + j * col_stride], in panels of NR columns */
-CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, size_t col_stride, float *packed, int threads)
-{
-    cnn__pack(N, K, CNN__NR, b, col_stride, row_stride, packed, threads);
-}
-
-/* C (rows x cols, at most MR x NR) += one A panel (MR x K) @ one B panel
-   (K x NR), or = when accumulate is 0 (then C need not be zeroed first:
-   the sum starts from +0, so it is never -0, and 0 + sum is sum to the
-   bit). A[r][k] is at a[r * a_row + k * a_step] (a_row = 1 and
-   a_step = MR for a packed panel); row k of B is 16 floats at
-   b + k * b_step, or at b + b_rows[k] when b_rows is not NULL. (Plain
-   static: clang refuses target_clones together with the unused attribute,
-   and the multiply always uses this function.) */
-#if CNN__VECTORS
-CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
-                                      const int *b_rows, float *C, int ldc, int rows, int cols, int accumulate)
-{
-    const float *a0 = a, *a1 = a0 + a_row, *a2 = a1 + a_row, *a3 = a2 + a_row, *a4 = a3 + a_row, *a5 = a4 + a_row;
-    const cnn__f8 zero = {0};
-    cnn__f8 acc[CNN__MR][2], b0, b1, c0, c1;
-    float tile[CNN__MR][CNN__NR];
-    int k, r, c;
-    size_t at = 0;
-    for (r = 0; r < CNN__MR; r++) acc[r][0] = acc[r][1] = zero; /* not memset: GCC would clear memory first */
-    for (k = 0; k < K; k++, at += a_step) {
-        const float *b_row = b_rows ? b + b_rows[k] : b + (size_t)k * b_step;
-        CNN__LOAD8(b0, b_row);       /* B[k][0..7] */
-        CNN__LOAD8(b1, b_row + 8);   /* B[k][8..15] */
-        acc[0][0] += b0 * a0[at]; acc[0][1] += b1 * a0[at];
-        acc[1][0] += b0 * a1[at]; acc[1][1] += b1 * a1[at];
-        acc[2][0] += b0 * a2[at]; acc[2][1] += b1 * a2[at];
-        acc[3][0] += b0 * a3[at]; acc[3][1] += b1 * a3[at];
-        acc[4][0] += b0 * a4[at]; acc[4][1] += b1 * a4[at];
-        acc[5][0] += b0 * a5[at]; acc[5][1] += b1 * a5[at];
-    }
-    if (rows == CNN__MR && cols == CNN__NR) {
-        for (r = 0; r < CNN__MR; r++, C += ldc) {
-            c0 = acc[r][0];
-            c1 = acc[r][1];
-            if (accumulate) {
-                CNN__LOAD8(b0, C);
-                CNN__LOAD8(b1, C + 8);
-                c0 += b0;
-                c1 += b1;
-            }
-            CNN__STORE8(C, c0);
-            CNN__STORE8(C + 8, c1);
-        }
-        return;
-    }
-    memcpy(tile, acc, sizeof tile);
-    for (r = 0; r < rows; r++)
-        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] = accumulate ? C[(size_t)r * ldc + c] + tile[r][c] : tile[r][c];
-}
-#else
-/* The same with plain floats, for other compilers. */
-static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
-                             const int *b_rows, float *C, int ldc, int rows, int cols, int accumulate)
-{
-    float acc[CNN__MR][CNN__NR];
-    int k, r, c;
-    memset(acc, 0, sizeof acc);
-    for (k = 0; k < K; k++, a += a_step) {
-        const float *b_row = b_rows ? b + b_rows[k] : b + (size_t)k * b_step;
-        for (r = 0; r < CNN__MR; r++)
-            for (c = 0; c < CNN__NR; c++) acc[r][c] += b_row[c] * a[r * a_row];
-    }
-    for (r = 0; r < rows; r++)
-        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] = accumulate ? C[(size_t)r * ldc + c] + acc[r][c] : acc[r][c];
-}
-#endif
-
-/* B as the kernel reads it: panel q (columns q*NR ..) starts at
-   data + q * panel_step and its rows are row_step floats apart, or, when
-   rows is not NULL, row k starts rows[k] floats after the panel's start;
-   when edge is not NULL, the last panel is read from there instead, packed. */
-typedef struct {
-    const float *data, *edge;
-    const int *rows;
-    size_t panel_step, row_step;
-} cnn__matrix_b;
-
-/* B (K x N) packed whole by cnn__pack_b */
-CNN__PRIVATE cnn__matrix_b cnn__b_packed(int K, const float *packed)
-{
-    cnn__matrix_b b;
-    b.data = packed;
-    b.edge = NULL;
-    b.rows = NULL;
-    b.panel_step = (size_t)CNN__NR * (size_t)K;
-    b.row_step = CNN__NR;
-    return b;
-}
-
-/* B (K x N) read where it lies: B[k][j] at data[k * row_stride + j]. A last
-   panel narrower than NR is packed into edge (K * NR floats). */
-CNN__PRIVATE cnn__matrix_b cnn__b_in_place(int K, int N, const float *data, size_t row_stride, float *edge)
-{
-    cnn__matrix_b b;
-    const int last = N % CNN__NR;
-    b.data = data;
-    b.edge = NULL;
-    b.rows = NULL;
-    b.panel_step = CNN__NR;
-    b.row_step = row_stride;
-    if (last) {
-        cnn__pack_b(K, last, data + (N - last), row_stride, 1, edge, 1);
-        b.edge = edge;
-    }
-    return b;
-}
-
-/* B (K x N) as rows that start at data + rows[k], each read 16 floats at a
-   time, the last panel too: its columns past N are read but not kept, so
-   NR - 1 floats past the end of the last row must be readable. */
-CNN__PRIVATE cnn__matrix_b cnn__b_shifted(const float *data, const int *rows)
-{
-    cnn__matrix_b b;
-    b.data = data;
-    b.edge = NULL;
-    b.rows = rows;
-    b.panel_step = CNN__NR;
-    b.row_step = 0;
-    return b;
-}
-
-/* A as the kernel reads it: panel p (rows p*MR ..) starts at
-   data + p * panel_step, A[r][k] of it at r * row_step + k * k_step. */
-typedef struct {
-    const float *data;
-    size_t panel_step, row_step, k_step;
-} cnn__matrix_a;
-
-/* A (M x K) packed whole by cnn__pack_a */
-CNN__PRIVATE cnn__matrix_a cnn__a_packed(int K, const float *packed)
-{
-    cnn__matrix_a a;
-    a.data = packed;
-    a.panel_step = (size_t)CNN__MR * (size_t)K;
-    a.row_step = 1;
-    a.k_step = CNN__MR;
-    return a;
-}
-
-/* A read where it lies, A[i][k] at data[i * row_stride + k]: each of the
-   kernel's 6 rows is then a stream of its own, which the CPU prefetches as
-   well as one packed stream. The kernel reads whole panels, so the caller
-   must provide rows up to a multiple of MR (their values do not matter for
-   the rows of C kept, but they must be readable). */
-CNN__PRIVATE cnn__matrix_a cnn__a_in_place(const float *data, size_t row_stride)
-{
-    cnn__matrix_a a;
-    a.data = data;
-    a.panel_step = (size_t)CNN__MR * row_stride;
-    a.row_step = row_stride;
-    a.k_step = 1;
-    return a;
-}
-
-/* Tile `tile` of C += A @ B (or =). When A is the smaller operand, each B
-   panel meets every A panel in turn, so A is read again and again from the
-   cache while each B panel is read once; when B is smaller, the other way
-   round. */
-CNN__PRIVATE void cnn__gemm_tile(int M, int N, int K, const cnn__matrix_a *a, const cnn__matrix_b *b, float *C, int ldc,
-                                 int accumulate, int tile)
-{
-    const int row_panels = (M + CNN__MR - 1) / CNN__MR, col_panels = (N + CNN__NR - 1) / CNN__NR, a_smaller = M <= N;
-    const int p = a_smaller ? tile % row_panels : tile / col_panels;   /* row panel */
-    const int q = a_smaller ? tile / row_panels : tile % col_panels;   /* column panel */
-    const int rows = M - p * CNN__MR < CNN__MR ? M - p * CNN__MR : CNN__MR;
-    const int cols = N - q * CNN__NR < CNN__NR ? N - q * CNN__NR : CNN__NR;
-    const int packed_edge = b->edge && q == col_panels - 1;
-    cnn__gemm_kernel(K, a->data + (size_t)p * a->panel_step, a->row_step, a->k_step,
-                     packed_edge ? b->edge : b->data + (size_t)q * b->panel_step, packed_edge ? (size_t)CNN__NR : b->row_step,
-                     packed_edge ? NULL : b->rows, C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols,
-                     accumulate);
-}
-
-/* C += A @ B, or C = A @ B when accumulate is 0. Threads take whole tiles;
-   on one thread there is no OpenMP region (see cnn__pack). */
-CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b b, float *C, int ldc, int accumulate, int threads)
-{
-    const int tiles = ((M + CNN__MR - 1) / CNN__MR) * ((N + CNN__NR - 1) / CNN__NR);
-    int tile;
-    if (threads > 1 && (double)M * N * K >= 65536.0) { /* else too little work to share */
-        CNN__PARALLEL_FOR
-        for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile);
-        return;
-    }
-    for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile);
-}
-
 /* ======================================================================== layers
+
    Each layer is a forward / backward pair with the same arguments:
      x (N, in shape) input, y (N, out shape) output,
      dy = d loss / d y, dx = d loss / d x (overwritten: each activation has
-     exactly one consumer in a sequential model), and parameter gradients,
-     which are *added to* so that gradients of several batches can be summed.
+     exactly one consumer in a sequential model; NULL where nobody needs
+     it), and parameter gradients, which are *added to* so that gradients
+     of several batches can be summed.
+   These are the formulas as plain loops: the library as it is taught, and
+   the reference every fast twin in the FAST section is tested against.
    ======================================================================== */
 
 /* ---------------------------------------------------------------- conv2d
 
    y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] * x[n, c, i*S + u - P, j*S + v - P]
    with x = 0 outside the image (zero padding); OH = (H + 2P - K) / S + 1.
-
-   The reference pair below is that formula as nested loops: slow, obviously
-   right, and what the fast pair is tested against. The fast pair lowers the
-   convolution to one matrix multiply per sample (im2col): copy every K x K
-   window of x into a column of a matrix col (C*K*K, OH*OW); then
-   y = w (OC, C*K*K) @ col, dw += dy @ col^T and dcol = w^T @ dy, and dcol is
-   folded back onto the windows it came from (col2im). */
-
-/* Reference forward. x (N, C, H, W), w (OC, C, K, K), b (OC), y (N, OC, OH, OW) */
-CNN__PRIVATE void cnn__conv2d_forward_reference(const cnn_layer *layer, int N, const float *x, float *y)
+   x (N, C, H, W), w (OC, C, K, K), b (OC), y (N, OC, OH, OW) */
+CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float *x, float *y)
 {
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
     const int OC = layer->out.c, OH = layer->out.h, OW = layer->out.w;
@@ -1557,7 +1155,7 @@ CNN__PRIVATE void cnn__conv2d_forward_reference(const cnn_layer *layer, int N, c
                         for (u = 0; u < K; u++)
                             for (v = 0; v < K; v++) {
                                 int row = i * S + u - P, col = j * S + v - P;
-                                if (row < 0 || row >= H || col < 0 || col >= W) continue;
+                                if (row < 0 || row >= H || col < 0 || col >= W) continue; /* padding */
                                 sum += layer->weight[((o * C + c) * K + u) * K + v] *
                                        x[(((size_t)n * C + c) * H + row) * W + col];
                             }
@@ -1565,18 +1163,18 @@ CNN__PRIVATE void cnn__conv2d_forward_reference(const cnn_layer *layer, int N, c
                 }
 }
 
-/* Reference backward: the chain rule on the formula above.
+/* The chain rule on the formula above: every product w * x sends dy back
+   to both of its factors.
    db[o] += sum_{n,i,j} dy[n,o,i,j]
    dw[o,c,u,v] += sum_{n,i,j} dy[n,o,i,j] * x[n, c, i*S+u-P, j*S+v-P]
    dx[n, c, i*S+u-P, j*S+v-P] += dy[n,o,i,j] * w[o,c,u,v] */
-CNN__PRIVATE void cnn__conv2d_backward_reference(const cnn_layer *layer, int N, const float *x,
-                                                 const float *dy, float *dx)
+CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const float *x, const float *dy, float *dx)
 {
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
     const int OC = layer->out.c, OH = layer->out.h, OW = layer->out.w;
     const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
     int n, o, i, j, c, u, v;
-    memset(dx, 0, (size_t)N * C * H * W * sizeof(float));
+    if (dx) memset(dx, 0, (size_t)N * C * H * W * sizeof(float));
     for (n = 0; n < N; n++)
         for (o = 0; o < OC; o++)
             for (i = 0; i < OH; i++)
@@ -1591,543 +1189,82 @@ CNN__PRIVATE void cnn__conv2d_backward_reference(const cnn_layer *layer, int N, 
                                 size_t wi = (size_t)((o * C + c) * K + u) * K + v;
                                 if (row < 0 || row >= H || col < 0 || col >= W) continue;
                                 layer->weight_grad[wi] += g * x[xi];
-                                dx[xi] += g * layer->weight[wi];
+                                if (dx) dx[xi] += g * layer->weight[wi];
                             }
                 }
-}
-
-/* to[j] = from[j] and to[j] += from[j] for j < count, 8 at a time. The
-   runs im2col and col2im move are short (a row of the image, often 10 to
-   30 floats), where calling memcpy costs more than the copy. The last 8 of
-   a copy may overlap the ones before, which is why a copy of 8 or more
-   needs no loop of single floats; that the start of each 8 is not simply
-   j also keeps GCC from turning the loop back into a call to memcpy. */
-CNN__INLINE void cnn__copy_run(float *CNN__RESTRICT to, const float *CNN__RESTRICT from, int count)
-{
-    int j;
-#if CNN__VECTORS
-    cnn__f8 v;
-    if (count >= 8) {
-        for (j = 0; j < count; j += 8) {
-            const int at = j + 8 <= count ? j : count - 8;
-            CNN__LOAD8(v, from + at);
-            CNN__STORE8(to + at, v);
-        }
-        return;
-    }
-#endif
-    for (j = 0; j < count; j++) to[j] = from[j];
-}
-
-CNN__INLINE void cnn__add_run(float *CNN__RESTRICT to, const float *CNN__RESTRICT from, int count)
-{
-    int j = 0;
-#if CNN__VECTORS
-    cnn__f8 v, sum;
-    for (; j + 8 <= count; j += 8) {
-        CNN__LOAD8(v, from + j);
-        CNN__LOAD8(sum, to + j);
-        sum += v;
-        CNN__STORE8(to + j, sum);
-    }
-#endif
-    for (; j < count; j++) to[j] += from[j];
-}
-
-/* to[j] = value for j < count, 8 at a time (the last 8 may overlap) */
-CNN__INLINE void cnn__fill_run(float *to, float value, int count)
-{
-    int j;
-#if CNN__VECTORS
-    const cnn__f8 v = {value, value, value, value, value, value, value, value};
-    if (count >= 8) {
-        for (j = 0; j < count; j += 8) CNN__STORE8(to + (j + 8 <= count ? j : count - 8), v);
-        return;
-    }
-#endif
-    for (j = 0; j < count; j++) to[j] = value;
-}
-
-/* Floats of x with its zero padding: (C, H + 2P, W + 2P). */
-CNN__PRIVATE size_t cnn__padded_size(const cnn_layer *layer)
-{
-    const int P = layer->desc.padding;
-    return (size_t)layer->in.c * (size_t)(layer->in.h + 2 * P) * (size_t)(layer->in.w + 2 * P);
-}
-
-/* padded (C, H + 2P, W + 2P) = x (C, H, W) with P zeros on every side */
-CNN__HOT static void cnn__pad(const cnn_layer *layer, const float *x, float *padded)
-{
-    const int C = layer->in.c, H = layer->in.h, W = layer->in.w, P = layer->desc.padding;
-    const int Hp = H + 2 * P, Wp = W + 2 * P;
-    int c, i;
-    if (P > 0) memset(padded, 0, cnn__padded_size(layer) * sizeof(float)); /* else the rows cover it all */
-    for (c = 0; c < C; c++)
-        for (i = 0; i < H; i++) cnn__copy_run(padded + ((size_t)c * Hp + i + P) * Wp + P, x + ((size_t)c * H + i) * W, W);
-}
-
-/* col (C*K*K, OH*OW): row (c, u, v) holds x[c, i*S+u-P, j*S+v-P] for every
-   output position (i, j), zero where that falls in the padding. x is one
-   sample (C, H, W). It is first copied into padded, zeros around it, so
-   that every window lies inside and the copies need no bounds checks; with
-   no padding x is read as it is. With stride 1 a window row is a run of
-   an input row. */
-CNN__HOT static void cnn__im2col(const cnn_layer *layer, const float *x, float *padded, float *col)
-{
-    const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
-    const int OH = layer->out.h, OW = layer->out.w;
-    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
-    const int Hp = H + 2 * P, Wp = W + 2 * P;
-    const float *in;
-    float *out = col;
-    int c, u, v, i, j;
-    if (P > 0) {
-        cnn__pad(layer, x, padded);
-        x = padded;
-    }
-    for (c = 0; c < C; c++)
-        for (u = 0; u < K; u++)
-            for (v = 0; v < K; v++) {
-                for (i = 0; i < OH; i++, out += OW) {
-                    in = x + ((size_t)c * Hp + i * S + u) * Wp + v; /* the window at (i, 0), its (u, v) */
-                    if (S == 1) cnn__copy_run(out, in, OW);
-                    else for (j = 0; j < OW; j++) out[j] = in[j * S];
-                }
-            }
-}
-
-/* The adjoint of im2col: dx (C, H, W) = sum of every window's gradient in
-   dcol put back where im2col took it from, summed in padded (with padding)
-   and then cropped. */
-CNN__HOT static void cnn__col2im(const cnn_layer *layer, const float *dcol, float *padded, float *dx)
-{
-    const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
-    const int OH = layer->out.h, OW = layer->out.w;
-    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
-    const int Hp = H + 2 * P, Wp = W + 2 * P;
-    float *sum = P > 0 ? padded : dx, *to;
-    const float *in = dcol;
-    int c, u, v, i, j;
-    memset(sum, 0, cnn__padded_size(layer) * sizeof(float));
-    for (c = 0; c < C; c++)
-        for (u = 0; u < K; u++)
-            for (v = 0; v < K; v++) {
-                for (i = 0; i < OH; i++, in += OW) {
-                    to = sum + ((size_t)c * Hp + i * S + u) * Wp + v;
-                    if (S == 1) cnn__add_run(to, in, OW);
-                    else for (j = 0; j < OW; j++) to[j * S] += in[j];
-                }
-            }
-    if (P > 0)
-        for (c = 0; c < C; c++)
-            for (i = 0; i < H; i++) cnn__copy_run(dx + ((size_t)c * H + i) * W, padded + ((size_t)c * Hp + i + P) * Wp + P, W);
-}
-
-/* Working memory of the fast conv2d and dense layers, one block cut in two:
-   shared (one layer at a time: packed weights, per-chunk gradient sums) and
-   one slice of per_thread floats for each thread (im2col and packed
-   buffers). */
-typedef struct cnn__workspace {
-    float *shared;
-    float *per_thread;
-    size_t per_thread_size;
-    int threads;
-} cnn__workspace;
-
-/* Samples are taken in fixed chunks of this many for the weight gradient of
-   conv2d: each chunk sums its samples into a partial of its own, in any
-   thread, and the partials are added in chunk order. The result is the same
-   for any number of threads. */
-#define CNN__CHUNK 8
-
-/* Rows of col as the backward multiply reads it in place: the C*K*K rows
-   of im2col, a row of ones (see below), and rows of zeros up to a whole
-   number of panels of MR rows, which the kernel reads. */
-CNN__PRIVATE int cnn__conv2d_col_rows(const cnn_layer *layer)
-{
-    const int window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
-    return (window + 1 + CNN__MR - 1) / CNN__MR * CNN__MR;
-}
-
-/* Whether the forward pass goes without col (stride 1, see
-   cnn__conv2d_forward_shifted): then the layer has shifts. */
-CNN__PRIVATE int cnn__conv2d_shifted(const cnn_layer *layer)
-{
-    return layer->desc.stride == 1 && cnn__padded_size(layer) + CNN__NR <= (size_t)INT_MAX;
-}
-
-/* Columns of the wide output of the stride-1 forward pass (see there): the
-   OH rows of the output, each W + 2P wide, but the last only OW. */
-CNN__PRIVATE int cnn__conv2d_wide_count(const cnn_layer *layer)
-{
-    return (layer->out.h - 1) * (layer->in.w + 2 * layer->desc.padding) + layer->out.w;
-}
-
-/* Whether the backward pass sums the weight gradient as dw (OC, C*K*K)
-   = dy @ col^T, OC rows of C, rather than as its transpose col @ dy^T, OC
-   columns: whichever leaves less of the kernel's tiles empty. The first
-   layer of LeNet-5 is the case: OC = 6 fills one panel of 6 rows, and
-   would fill 6 of 16 columns. Both sum the same products in the same
-   order. */
-CNN__PRIVATE int cnn__conv2d_grad_by_rows(const cnn_layer *layer)
-{
-    const int OC = layer->out.c, rows = layer->in.c * layer->desc.kernel * layer->desc.kernel + 1; /* col and ones */
-    const double tiles_by_rows = (double)((OC + CNN__MR - 1) / CNN__MR) * ((rows + CNN__NR - 1) / CNN__NR);
-    const double tiles_by_columns = (double)((rows + CNN__MR - 1) / CNN__MR) * ((OC + CNN__NR - 1) / CNN__NR);
-    return tiles_by_rows < tiles_by_columns;
-}
-
-/* Floats of the packed operands of the backward pass's weight gradient:
-   dy^T as B; or, by rows, dy as A and [col; ones]^T as B. */
-CNN__PRIVATE size_t cnn__conv2d_grad_operands(const cnn_layer *layer)
-{
-    const int OC = layer->out.c, rows = layer->in.c * layer->desc.kernel * layer->desc.kernel + 1;
-    const int positions = layer->out.h * layer->out.w;
-    return cnn__conv2d_grad_by_rows(layer) ? cnn__packed_a_size(OC, positions) + cnn__packed_b_size(positions, rows)
-                                           : cnn__packed_b_size(positions, OC);
-}
-
-/* Floats of workspace conv2d needs. Shared: w packed as A for the forward
-   multiply, w^T packed as A for dcol, the chunk partials. Per thread, for
-   the forward with stride 1: the padded sample and NR floats more, the
-   wide output; else col, the padded sample, and the last, narrower panel
-   of col packed as B. For the backward: col, the padded sample, the
-   weight gradient's packed operands, the last panel of dy packed as B, and
-   dcol. */
-CNN__PRIVATE size_t cnn__conv2d_shared(const cnn_layer *layer, int max_batch)
-{
-    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
-    size_t chunks = ((size_t)max_batch + CNN__CHUNK - 1) / CNN__CHUNK;
-    return cnn__packed_a_size(OC, window) + cnn__packed_a_size(window, OC) +
-           chunks * (layer->weight_count + layer->bias_count);
-}
-
-CNN__PRIVATE size_t cnn__conv2d_per_thread(const cnn_layer *layer)
-{
-    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
-    const int positions = layer->out.h * layer->out.w;
-    const size_t col = (size_t)cnn__conv2d_col_rows(layer) * positions + cnn__padded_size(layer);
-    const size_t forward = cnn__conv2d_shifted(layer)
-                               ? cnn__padded_size(layer) + CNN__NR + (size_t)OC * cnn__conv2d_wide_count(layer)
-                               : col + (size_t)window * CNN__NR;
-    const size_t backward = col + cnn__conv2d_grad_operands(layer) + (size_t)OC * CNN__NR + (size_t)window * positions;
-    return forward > backward ? forward : backward;
-}
-
-/* Forward with stride 1, one sample, without col: the row (c, u, v) of col
-   is, for each output row i, OW floats of the padded input's row c, i + u
-   from column v, and the next output row starts W + 2P floats further on.
-   So from padded + shifts[(c, u, v)], with rows W + 2P wide, the padded
-   input read as it lies is the whole row of col, only with K - 1 more
-   columns after each output row (the windows that would hang over the
-   right edge). The multiply reads B so, computes those columns too, into
-   a wide output, and they are left out when it is copied to y. That costs
-   (K - 1) / (W + 2P) more multiply-adds and saves writing and reading col.
-   The sums are the same, in the same order, as through col. */
-CNN__PRIVATE void cnn__conv2d_forward_shifted(const cnn_layer *layer, const float *packed_weight, const float *x,
-                                              float *padded, float *y)
-{
-    const int OC = layer->out.c, OH = layer->out.h, OW = layer->out.w, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
-    const int Wp = layer->in.w + 2 * layer->desc.padding, wide_count = cnn__conv2d_wide_count(layer);
-    float *wide = padded + cnn__padded_size(layer) + CNN__NR; /* (OC, wide_count) */
-    int o, i;
-    cnn__pad(layer, x, padded);
-    memset(padded + cnn__padded_size(layer), 0, CNN__NR * sizeof(float)); /* read by the last panel, not kept */
-    for (o = 0; o < OC; o++) cnn__fill_run(wide + (size_t)o * wide_count, layer->bias[o], wide_count);
-    cnn__gemm(OC, wide_count, window, cnn__a_packed(window, packed_weight), cnn__b_shifted(padded, layer->shifts), wide, wide_count, 1, 1);
-    for (o = 0; o < OC; o++)
-        for (i = 0; i < OH; i++) cnn__copy_run(y + ((size_t)o * OH + i) * OW, wide + (size_t)o * wide_count + (size_t)i * Wp, OW);
-}
-
-/* Fast forward: per sample, y (OC, OH*OW) = b + w (OC, C*K*K) @ col.
-   Samples are independent, so threads take whole samples. The few panels
-   of w are packed once; col is read where im2col put it, since each of its
-   panels meets those few panels of w only, right after each other. With
-   stride 1, col is not even written (above). */
-CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float *x, float *y, const cnn__workspace *work)
-{
-    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
-    const int positions = layer->out.h * layer->out.w;
-    const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
-    const int threads = work->threads;
-    float *packed_weight = work->shared;
-    int n;
-    cnn__pack_a(OC, window, layer->weight, (size_t)window, 1, packed_weight, threads);
-    CNN__PARALLEL_FOR
-    for (n = 0; n < N; n++) {
-        float *mine = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* this thread's part */
-        float *out = y + (size_t)n * out_size, *col, *padded, *edge;
-        int o;
-        if (layer->shifts) {
-            cnn__conv2d_forward_shifted(layer, packed_weight, x + (size_t)n * in_size, mine, out);
-            continue;
-        }
-        col = mine;                                                     /* (C*K*K, OH*OW) */
-        padded = col + (size_t)cnn__conv2d_col_rows(layer) * positions; /* (C, H+2P, W+2P) */
-        edge = padded + cnn__padded_size(layer);
-        cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
-        for (o = 0; o < OC; o++) cnn__fill_run(out + (size_t)o * positions, layer->bias[o], positions);
-        cnn__gemm(OC, positions, window, cnn__a_packed(window, packed_weight),
-                  cnn__b_in_place(window, positions, col, (size_t)positions, edge), out, positions, 1, 1);
-    }
-}
-
-/* Fast backward, per sample:
-   dw^T (C*K*K, OC) += col @ dy^T;  db += row sums of dy (OC, OH*OW);
-   dcol (C*K*K, OH*OW) = w^T @ dy;  dx = col2im(dcol).
-   The bias is a weight whose input is always 1: with a row of ones under
-   col, the same multiply gives db as a last row under dw^T, where the chunk
-   partials keep it. When that fills the kernel's tiles badly, the partials
-   are the transpose, (dw | db) (OC, C*K*K + 1) += dy @ [col; ones]^T
-   (see cnn__conv2d_grad_by_rows). dx may be NULL when nobody needs it (the
-   first layer in training), which skips the last two. Threads take whole
-   chunks of samples (see CNN__CHUNK). */
-CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
-                                       float *dx, const cnn__workspace *work)
-{
-    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
-    const int positions = layer->out.h * layer->out.w, col_rows = cnn__conv2d_col_rows(layer);
-    const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
-    const size_t partial_size = layer->weight_count + layer->bias_count;
-    const int chunks = (N + CNN__CHUNK - 1) / CNN__CHUNK, threads = work->threads;
-    const int by_rows = cnn__conv2d_grad_by_rows(layer);
-    float *packed_weight_t = work->shared + cnn__packed_a_size(OC, window);    /* w^T (C*K*K, OC) as A */
-    float *partials = packed_weight_t + cnn__packed_a_size(window, OC);        /* (chunks, (C*K*K + 1) * OC) */
-    int chunk;
-    cnn__pack_a(window, OC, layer->weight, 1, (size_t)window, packed_weight_t, threads);
-    memset(partials, 0, (size_t)chunks * partial_size * sizeof(float));
-    CNN__PARALLEL_FOR
-    for (chunk = 0; chunk < chunks; chunk++) {
-        float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* (col_rows, OH*OW) */
-        float *padded = col + (size_t)col_rows * positions;                        /* (C, H+2P, W+2P) */
-        float *packed_grad = padded + cnn__padded_size(layer);                      /* dy^T as B, or dy as A */
-        float *packed_col_t = packed_grad + cnn__packed_a_size(OC, positions);      /* by rows: [col; ones]^T as B */
-        float *edge = packed_grad + cnn__conv2d_grad_operands(layer);               /* last panel of dy as B */
-        float *dcol = edge + (size_t)OC * CNN__NR;                                  /* (C*K*K, OH*OW) */
-        float *weight_grad = partials + (size_t)chunk * partial_size;               /* dw^T, then db; or (dw | db) */
-        int n, p, last = (chunk + 1) * CNN__CHUNK < N ? (chunk + 1) * CNN__CHUNK : N;
-        float *ones = col + (size_t)window * positions;
-        for (p = 0; p < positions; p++) ones[p] = 1.0f;
-        memset(ones + positions, 0, (size_t)(col_rows - window - 1) * positions * sizeof(float));
-        for (n = chunk * CNN__CHUNK; n < last; n++) {
-            const float *grad = dy + (size_t)n * out_size;
-            cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
-            if (by_rows) {
-                /* dy is read where it lies when its rows make whole panels */
-                cnn__matrix_a grad_rows = cnn__a_in_place(grad, (size_t)positions);
-                if (OC % CNN__MR) {
-                    cnn__pack_a(OC, positions, grad, (size_t)positions, 1, packed_grad, 1);
-                    grad_rows = cnn__a_packed(positions, packed_grad);
-                }
-                cnn__pack_b(positions, window + 1, col, 1, (size_t)positions, packed_col_t, 1);
-                cnn__gemm(OC, window + 1, positions, grad_rows, cnn__b_packed(positions, packed_col_t), weight_grad,
-                          window + 1, 1, 1);
-            } else {
-                cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad, 1);
-                cnn__gemm(window + 1, OC, positions, cnn__a_in_place(col, (size_t)positions), cnn__b_packed(positions, packed_grad),
-                          weight_grad, OC, 1, 1);
-            }
-            if (!dx) continue;
-            cnn__gemm(window, positions, OC, cnn__a_packed(OC, packed_weight_t),
-                      cnn__b_in_place(OC, positions, grad, (size_t)positions, edge), dcol, positions, 0, 1);
-            cnn__col2im(layer, dcol, padded, dx + (size_t)n * in_size);
-        }
-    }
-    for (chunk = 0; chunk < chunks; chunk++) {
-        const float *partial = partials + (size_t)chunk * partial_size;
-        int o, k;
-        for (o = 0; o < OC; o++) {
-            const float *row = partial + (size_t)o * (window + 1); /* by rows: (dw | db)[o] */
-            for (k = 0; k < window; k++)
-                layer->weight_grad[(size_t)o * window + k] += by_rows ? row[k] : partial[(size_t)k * OC + o];
-            layer->bias_grad[o] += by_rows ? row[window] : partial[(size_t)window * OC + o];
-        }
-    }
 }
 
 /* ---------------------------------------------------------------- dense
 
    y[n,o] = b[o] + sum_i x[n,i] * w[i,o]      x (N, IN), w (IN, OUT), y (N, OUT)
    w is stored (IN, OUT), as Keras does, so the forward pass is x @ w with
-   no transpose; PyTorch's nn.Linear keeps the transpose, (OUT, IN). */
-
-/* Floats of shared workspace dense needs: the two packed operands of the
-   largest of its three multiplies. */
-CNN__PRIVATE size_t cnn__dense_shared(const cnn_layer *layer, int max_batch)
-{
-    const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out), N = max_batch;
-    size_t forward = cnn__packed_a_size(N, IN) + cnn__packed_b_size(IN, OUT);
-    size_t weight_grad = cnn__packed_a_size(IN, N) + cnn__packed_b_size(N, OUT);
-    size_t input_grad = cnn__packed_a_size(N, OUT) + cnn__packed_b_size(OUT, IN);
-    size_t most = forward > weight_grad ? forward : weight_grad;
-    return most > input_grad ? most : input_grad;
-}
-
-#if CNN__VECTORS
-/* y (OUT) = b + x (IN) @ w (IN, OUT) for one sample, OUT >= 8, outputs
-   block .. block + 63 of it: the rows of w, each scaled by its x, summed in
-   8 vectors of 8 outputs. Every output sums its IN products in the order
-   i = 0, 1, ... from zero and then adds its bias, as the matrix multiply
-   does, so a sample gets the same bits alone as in a batch. The 8 vectors
-   start at most at OUT - 8: in the last block some overlap and compute the
-   same outputs twice, with the same result, instead of reading past a row. */
-CNN__HOT static void cnn__dense_forward_one(int IN, int OUT, int block, const float *x, const float *w, const float *bias, float *y)
-{
-    const float *w_row = w;
-    cnn__f8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0}, acc[8], row, sum;
-    int i, j, start[8];
-    for (j = 0; j < 8; j++) start[j] = block + 8 * j < OUT - 8 ? block + 8 * j : OUT - 8;
-    /* written out, so that the 8 sums stay in registers */
-    for (i = 0; i < IN; i++, w_row += OUT) {
-        CNN__LOAD8(row, w_row + start[0]); a0 += row * x[i];
-        CNN__LOAD8(row, w_row + start[1]); a1 += row * x[i];
-        CNN__LOAD8(row, w_row + start[2]); a2 += row * x[i];
-        CNN__LOAD8(row, w_row + start[3]); a3 += row * x[i];
-        CNN__LOAD8(row, w_row + start[4]); a4 += row * x[i];
-        CNN__LOAD8(row, w_row + start[5]); a5 += row * x[i];
-        CNN__LOAD8(row, w_row + start[6]); a6 += row * x[i];
-        CNN__LOAD8(row, w_row + start[7]); a7 += row * x[i];
-    }
-    acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = a4; acc[5] = a5; acc[6] = a6; acc[7] = a7;
-    for (j = 0; j < 8; j++) {
-        CNN__LOAD8(sum, bias + start[j]);
-        sum += acc[j];
-        CNN__STORE8(y + start[j], sum);
-    }
-}
-#endif
-
-CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float *x, float *y, const cnn__workspace *work)
+   no transpose; PyTorch's nn.Linear keeps the transpose, (OUT, IN).
+   Each sum starts from zero and the bias is added last, as the fast
+   multiply does it, so the two give the same bits. */
+CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float *x, float *y)
 {
     const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
-    float *packed_x = work->shared, *packed_weight = packed_x + cnn__packed_a_size(N, IN);
-    cnn__matrix_b weight;
-    int n, o;
-#if CNN__VECTORS
-    /* Fewer samples than a panel of MR rows (one at inference) would leave
-       most of the multiply's rows empty: each sample goes through w alone,
-       in blocks of 64 outputs, which threads share when w is large (then
-       reading w is most of the time, and each thread reads its part). */
-    if (N < CNN__MR && OUT >= 8) {
-        const int blocks = (OUT + 63) / 64;
-        int task, threads = (double)IN * OUT < 65536.0 ? 1 : work->threads;
-        CNN__PARALLEL_FOR
-        for (task = 0; task < N * blocks; task++)
-            cnn__dense_forward_one(IN, OUT, task % blocks * 64, x + (size_t)(task / blocks) * IN, layer->weight, layer->bias,
-                                   y + (size_t)(task / blocks) * OUT);
-        return;
-    }
-#endif
+    int n, o, i;
     for (n = 0; n < N; n++)
-        for (o = 0; o < OUT; o++) y[(size_t)n * OUT + o] = layer->bias[o];
-    cnn__pack_a(N, IN, x, (size_t)IN, 1, packed_x, work->threads);
-    /* A batch of one panel of x (up to MR samples) meets each panel of w
-       once, so w is read in place: packing it would cost more than the
-       multiply. A larger batch reads each panel of w once per panel of x,
-       and a packed, contiguous panel stays in the cache better than 16
-       floats from each of IN rows. */
-    if (N <= CNN__MR) {
-        weight = cnn__b_in_place(IN, OUT, layer->weight, (size_t)OUT, packed_weight);
-    } else {
-        cnn__pack_b(IN, OUT, layer->weight, (size_t)OUT, 1, packed_weight, work->threads);
-        weight = cnn__b_packed(IN, packed_weight);
-    }
-    cnn__gemm(N, OUT, IN, cnn__a_packed(IN, packed_x), weight, y, OUT, 1, work->threads);
+        for (o = 0; o < OUT; o++) {
+            float sum = 0.0f;
+            for (i = 0; i < IN; i++) sum += x[(size_t)n * IN + i] * layer->weight[(size_t)i * OUT + o];
+            y[(size_t)n * OUT + o] = layer->bias[o] + sum;
+        }
 }
 
-/* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T
-   (dx may be NULL when nobody needs it) */
-CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float *x, const float *dy,
-                                      float *dx, const cnn__workspace *work)
+/* db[o] += sum_n dy[n,o];  dw[i,o] += sum_n x[n,i] * dy[n,o]  (x^T @ dy);
+   dx[n,i] = sum_o dy[n,o] * w[i,o]  (dy @ w^T) */
+CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float *x, const float *dy, float *dx)
 {
     const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
-    float *packed_a = work->shared, *packed_b;
-    int n, o;
+    int n, o, i;
     for (n = 0; n < N; n++)
         for (o = 0; o < OUT; o++) layer->bias_grad[o] += dy[(size_t)n * OUT + o];
-    packed_b = packed_a + cnn__packed_a_size(IN, N);
-    cnn__pack_a(IN, N, x, 1, (size_t)IN, packed_a, work->threads);                 /* x^T (IN, N) */
-    cnn__pack_b(N, OUT, dy, (size_t)OUT, 1, packed_b, work->threads);              /* dy (N, OUT) */
-    cnn__gemm(IN, OUT, N, cnn__a_packed(N, packed_a), cnn__b_packed(N, packed_b), layer->weight_grad, OUT, 1, work->threads);
+    for (i = 0; i < IN; i++)
+        for (o = 0; o < OUT; o++) {
+            float sum = 0.0f;
+            for (n = 0; n < N; n++) sum += x[(size_t)n * IN + i] * dy[(size_t)n * OUT + o];
+            layer->weight_grad[(size_t)i * OUT + o] += sum;
+        }
     if (!dx) return;
-    packed_b = packed_a + cnn__packed_a_size(N, OUT);
-    cnn__pack_a(N, OUT, dy, (size_t)OUT, 1, packed_a, work->threads);              /* dy (N, OUT) */
-    cnn__pack_b(OUT, IN, layer->weight, 1, (size_t)OUT, packed_b, work->threads); /* w^T (OUT, IN) */
-    cnn__gemm(N, IN, OUT, cnn__a_packed(OUT, packed_a), cnn__b_packed(OUT, packed_b), dx, IN, 0, work->threads);
+    for (n = 0; n < N; n++)
+        for (i = 0; i < IN; i++) {
+            float sum = 0.0f;
+            for (o = 0; o < OUT; o++) sum += dy[(size_t)n * OUT + o] * layer->weight[(size_t)i * OUT + o];
+            dx[(size_t)n * IN + i] = sum;
+        }
 }
 
 /* ---------------------------------------------------------------- activations
-   Elementwise over count = N * size values. The vector loop does 8 values
-   at a time exactly as the plain loop after it does one, which finishes the
-   last count % 8 (and does them all for compilers without vectors). Both
-   give the same bits. */
+   Elementwise over count = N * size values. */
 
 /* y = max(0, x);  dx = dy where x > 0, else 0.
    Written as "x < 0 ? 0 : x" so that a NaN passes through, as in PyTorch:
    a diverged net must show a NaN loss, not hide it behind zeros. */
-CNN__HOT static void cnn__relu_forward(size_t count, const float *CNN__RESTRICT x, float *CNN__RESTRICT y)
+CNN__PRIVATE void cnn__relu_forward(size_t count, const float *x, float *y)
 {
-    size_t i = 0;
-#if CNN__VECTORS
-    const cnn__f8 zero = {0};
-    cnn__f8 v, out;
-    for (; i + 8 <= count; i += 8) {
-        CNN__LOAD8(v, x + i);
-        out = CNN__SELECT8(v < zero, zero, v);
-        CNN__STORE8(y + i, out);
-    }
-#endif
-    for (; i < count; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+    size_t i;
+    for (i = 0; i < count; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
-CNN__HOT static void cnn__relu_backward(size_t count, const float *CNN__RESTRICT x, const float *CNN__RESTRICT dy,
-                                        float *CNN__RESTRICT dx)
+CNN__PRIVATE void cnn__relu_backward(size_t count, const float *x, const float *dy, float *dx)
 {
-    size_t i = 0;
-#if CNN__VECTORS
-    const cnn__f8 zero = {0};
-    cnn__f8 v, g, out;
-    for (; i + 8 <= count; i += 8) {
-        CNN__LOAD8(v, x + i);
-        CNN__LOAD8(g, dy + i);
-        out = CNN__SELECT8(v > zero, g, zero);
-        CNN__STORE8(dx + i, out);
-    }
-#endif
-    for (; i < count; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    size_t i;
+    for (i = 0; i < count; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 /* y = x for x > 0, alpha * x otherwise;  dx = dy or alpha * dy */
-CNN__HOT static void cnn__leaky_relu_forward(size_t count, float alpha, const float *CNN__RESTRICT x, float *CNN__RESTRICT y)
+CNN__PRIVATE void cnn__leaky_relu_forward(size_t count, float alpha, const float *x, float *y)
 {
-    size_t i = 0;
-#if CNN__VECTORS
-    const cnn__f8 zero = {0};
-    cnn__f8 v, out;
-    for (; i + 8 <= count; i += 8) {
-        CNN__LOAD8(v, x + i);
-        out = CNN__SELECT8(v < zero, v * alpha, v);
-        CNN__STORE8(y + i, out);
-    }
-#endif
-    for (; i < count; i++) y[i] = x[i] < 0.0f ? alpha * x[i] : x[i];
+    size_t i;
+    for (i = 0; i < count; i++) y[i] = x[i] < 0.0f ? alpha * x[i] : x[i];
 }
 
-CNN__HOT static void cnn__leaky_relu_backward(size_t count, float alpha, const float *CNN__RESTRICT x,
-                                              const float *CNN__RESTRICT dy, float *CNN__RESTRICT dx)
+CNN__PRIVATE void cnn__leaky_relu_backward(size_t count, float alpha, const float *x, const float *dy, float *dx)
 {
-    size_t i = 0;
-#if CNN__VECTORS
-    const cnn__f8 zero = {0};
-    cnn__f8 v, g, out;
-    for (; i + 8 <= count; i += 8) {
-        CNN__LOAD8(v, x + i);
-        CNN__LOAD8(g, dy + i);
-        out = CNN__SELECT8(v > zero, g, g * alpha);
-        CNN__STORE8(dx + i, out);
-    }
-#endif
-    for (; i < count; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+    size_t i;
+    for (i = 0; i < count; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
 }
 
 /* y = 1 / (1 + e^-x);  dx = dy * y * (1 - y).
@@ -2165,62 +1302,29 @@ CNN__PRIVATE void cnn__tanh_backward(size_t count, const float *y, const float *
     for (i = 0; i < count; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
-/* An activation layer, forward or backward, on count values: a large
-   batch is cut into one block per thread, of whole vectors of 8. Each value
-   depends on its own inputs only, so the blocks change nothing in the
-   result. */
-#define CNN__ELEMENTWISE_BLOCK 32768 /* fewer values than this are not worth a second thread */
-
-CNN__PRIVATE int cnn__elementwise_blocks(size_t count, int threads)
+/* One of the four above, on count values from x (and y, dy): the layer's
+   type picks it. ReLU looks at its input x, sigmoid and tanh at their
+   output y. */
+CNN__PRIVATE void cnn__activation_forward(const cnn_layer *layer, size_t count, const float *x, float *y)
 {
-    return count < 2 * CNN__ELEMENTWISE_BLOCK ? 1 : threads;
-}
-
-/* The first value of block `block` of `blocks`, and in *n how many it has */
-CNN__PRIVATE size_t cnn__elementwise_block(size_t count, int blocks, int block, size_t *n)
-{
-    const size_t size = ((count + (size_t)blocks - 1) / (size_t)blocks + 7) / 8 * 8;
-    const size_t begin = (size_t)block * size < count ? (size_t)block * size : count;
-    *n = count - begin < size ? count - begin : size;
-    return begin;
-}
-
-CNN__PRIVATE void cnn__activation_forward(const cnn_layer *layer, size_t count, const float *x, float *y, int threads)
-{
-    const int blocks = cnn__elementwise_blocks(count, threads);
-    int block;
-    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
-    CNN__PARALLEL_FOR
-    for (block = 0; block < blocks; block++) {
-        size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
-        switch (layer->desc.type) {
-        case CNN_LAYER_RELU: cnn__relu_forward(n, x + at, y + at); break;
-        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward(n, layer->desc.alpha, x + at, y + at); break;
-        case CNN_LAYER_SIGMOID: cnn__sigmoid_forward(n, x + at, y + at); break;
-        case CNN_LAYER_TANH: cnn__tanh_forward(n, x + at, y + at); break;
-        default: CNN_ASSERT(0); break;
-        }
+    switch (layer->desc.type) {
+    case CNN_LAYER_RELU: cnn__relu_forward(count, x, y); break;
+    case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward(count, layer->desc.alpha, x, y); break;
+    case CNN_LAYER_SIGMOID: cnn__sigmoid_forward(count, x, y); break;
+    case CNN_LAYER_TANH: cnn__tanh_forward(count, x, y); break;
+    default: CNN_ASSERT(0); break;
     }
 }
 
-/* x and y are the layer's input and output: ReLU looks at x, sigmoid and
-   tanh at y. */
 CNN__PRIVATE void cnn__activation_backward(const cnn_layer *layer, size_t count, const float *x, const float *y,
-                                           const float *dy, float *dx, int threads)
+                                           const float *dy, float *dx)
 {
-    const int blocks = cnn__elementwise_blocks(count, threads);
-    int block;
-    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
-    CNN__PARALLEL_FOR
-    for (block = 0; block < blocks; block++) {
-        size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
-        switch (layer->desc.type) {
-        case CNN_LAYER_RELU: cnn__relu_backward(n, x + at, dy + at, dx + at); break;
-        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(n, layer->desc.alpha, x + at, dy + at, dx + at); break;
-        case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(n, y + at, dy + at, dx + at); break;
-        case CNN_LAYER_TANH: cnn__tanh_backward(n, y + at, dy + at, dx + at); break;
-        default: CNN_ASSERT(0); break;
-        }
+    switch (layer->desc.type) {
+    case CNN_LAYER_RELU: cnn__relu_backward(count, x, dy, dx); break;
+    case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(count, layer->desc.alpha, x, dy, dx); break;
+    case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(count, y, dy, dx); break;
+    case CNN_LAYER_TANH: cnn__tanh_backward(count, y, dy, dx); break;
+    default: CNN_ASSERT(0); break;
     }
 }
 
@@ -2232,8 +1336,12 @@ CNN__PRIVATE void cnn__activation_backward(const cnn_layer *layer, size_t count,
             dx gets dy at the window's maximum (the first one, in row-major
             order, when several are equal, as PyTorch does), zero elsewhere.
             Overlapping windows (S < K) add up at shared inputs.
-   Average: y = mean of the window;  dx += dy / (K * K) at every input of it. */
-/* One plane, any window: in (H, W), out and argmax (OH, OW). */
+   Average: y = mean of the window;  dx += dy / (K * K) at every input of it.
+   Each plane (n, c) is pooled on its own. The max pool keeps, in argmax
+   (N, C, OH, OW), where in its plane each maximum was, for the backward
+   pass. */
+
+/* One plane: in (H, W), out and argmax (OH, OW). */
 CNN__PRIVATE void cnn__max_pool_plane(int W, int OH, int OW, int K, int S, const float *in, float *out, int *argmax)
 {
     int i, j, u, v;
@@ -2250,105 +1358,26 @@ CNN__PRIVATE void cnn__max_pool_plane(int W, int OH, int OW, int K, int S, const
         }
 }
 
-#ifdef CNN__SHUFFLES
-/* One plane, 2 x 2 windows moved by 2 (the usual pool), 8 windows at a
-   time: the even and odd columns of the window's two input rows are the
-   four candidates of 8 windows, taken in the same order and by the same
-   rule as above, only with selects instead of branches. (The branches of
-   the plain loop guess wrong about half the time on real data.) */
-CNN__HOT static void cnn__max_pool_plane_2x2(int W, int OH, int OW, const float *in, float *out, int *argmax)
-{
-    const cnn__i8 even = {0, 2, 4, 6, 8, 10, 12, 14};
-    int i, j;
-    for (i = 0; i < OH; i++)
-        for (j = 0; j < OW; j += 8) {
-            /* A last group of fewer than 8 windows moves back to end at the
-               row's last window, when the row has 8: the windows it does
-               again come out the same. In a narrower row it works on
-               copies padded with zeros and keeps only its own windows. */
-            const int start = j + 8 <= OW || OW < 8 ? j : OW - 8;
-            const int windows = OW - start < 8 ? OW - start : 8, first = 2 * i * W + 2 * start;
-            float top[16], bottom[16], best_values[8];
-            int best_indices[8], k;
-            cnn__f8 top0, top1, bottom0, bottom1, best, value;
-            cnn__i8 best_at, take;
-            const float *top_row = in + first, *bottom_row = in + first + W;
-            if (windows < 8) {
-                for (k = 0; k < 16; k++) top[k] = k < 2 * windows ? top_row[k] : 0.0f;
-                for (k = 0; k < 16; k++) bottom[k] = k < 2 * windows ? bottom_row[k] : 0.0f;
-                top_row = top;
-                bottom_row = bottom;
-            }
-            CNN__LOAD8(top0, top_row);
-            CNN__LOAD8(top1, top_row + 8);
-            CNN__LOAD8(bottom0, bottom_row);
-            CNN__LOAD8(bottom1, bottom_row + 8);
-            best = __builtin_shufflevector(top0, top1, 0, 2, 4, 6, 8, 10, 12, 14); /* (0, 0) of each window */
-            best_at = even + first;
-            value = __builtin_shufflevector(top0, top1, 1, 3, 5, 7, 9, 11, 13, 15); /* (0, 1) */
-            take = (value > best) | (value != value);
-            best = CNN__SELECT8(take, value, best);
-            best_at = (take & (even + first + 1)) | (~take & best_at);
-            value = __builtin_shufflevector(bottom0, bottom1, 0, 2, 4, 6, 8, 10, 12, 14); /* (1, 0) */
-            take = (value > best) | (value != value);
-            best = CNN__SELECT8(take, value, best);
-            best_at = (take & (even + first + W)) | (~take & best_at);
-            value = __builtin_shufflevector(bottom0, bottom1, 1, 3, 5, 7, 9, 11, 13, 15); /* (1, 1) */
-            take = (value > best) | (value != value);
-            best = CNN__SELECT8(take, value, best);
-            best_at = (take & (even + first + W + 1)) | (~take & best_at);
-            if (windows == 8) {
-                CNN__STORE8(out + i * OW + start, best);
-                memcpy(argmax + i * OW + start, &best_at, sizeof best_at);
-                continue;
-            }
-            CNN__STORE8(best_values, best);
-            memcpy(best_indices, &best_at, sizeof best_indices);
-            for (k = 0; k < windows; k++) {
-                out[i * OW + start + k] = best_values[k];
-                argmax[i * OW + start + k] = best_indices[k];
-            }
-        }
-}
-#endif
-
-/* Planes are independent, so threads take whole planes. */
-CNN__PRIVATE void cnn__max_pool_forward(const cnn_layer *layer, int N, const float *x, float *y, int *argmax, int threads)
+CNN__PRIVATE void cnn__max_pool_forward(const cnn_layer *layer, int N, const float *x, float *y, int *argmax)
 {
     const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
-    const int K = layer->desc.kernel, S = layer->desc.stride;
     const int planes = N * layer->in.c;
     int plane;
-    if ((size_t)planes * OH * OW < 16384) threads = 1; /* too little work to share */
-    CNN__PARALLEL_FOR
-    for (plane = 0; plane < planes; plane++) {
-        const float *in = x + (size_t)plane * H * W;
-        float *out = y + (size_t)plane * OH * OW;
-        int *plane_argmax = argmax + (size_t)plane * OH * OW;
-#ifdef CNN__SHUFFLES
-        if (K == 2 && S == 2) {
-            cnn__max_pool_plane_2x2(W, OH, OW, in, out, plane_argmax);
-            continue;
-        }
-#endif
-        cnn__max_pool_plane(W, OH, OW, K, S, in, out, plane_argmax);
-    }
+    for (plane = 0; plane < planes; plane++)
+        cnn__max_pool_plane(W, OH, OW, layer->desc.kernel, layer->desc.stride, x + (size_t)plane * H * W,
+                            y + (size_t)plane * OH * OW, argmax + (size_t)plane * OH * OW);
 }
 
-CNN__PRIVATE void cnn__max_pool_backward(const cnn_layer *layer, int N, const float *dy, const int *argmax, float *dx, int threads)
+CNN__PRIVATE void cnn__max_pool_backward(const cnn_layer *layer, int N, const float *dy, const int *argmax, float *dx)
 {
-    const size_t in_plane = (size_t)layer->in.h * layer->in.w;
-    const size_t out_plane = (size_t)layer->out.h * layer->out.w;
+    const size_t in_plane = (size_t)layer->in.h * layer->in.w, out_plane = (size_t)layer->out.h * layer->out.w;
     const int planes = N * layer->in.c;
     int plane;
-    if ((size_t)planes * in_plane < 2 * CNN__ELEMENTWISE_BLOCK) threads = 1;
-    CNN__PARALLEL_FOR
-    for (plane = 0; plane < planes; plane++) { /* each plane of dx is its own */
-        float *plane_dx = dx + (size_t)plane * in_plane;
-        size_t k;
-        memset(plane_dx, 0, in_plane * sizeof(float));
-        for (k = 0; k < out_plane; k++) plane_dx[argmax[(size_t)plane * out_plane + k]] += dy[(size_t)plane * out_plane + k];
-    }
+    size_t k;
+    memset(dx, 0, (size_t)planes * in_plane * sizeof(float));
+    for (plane = 0; plane < planes; plane++)
+        for (k = 0; k < out_plane; k++)
+            dx[(size_t)plane * in_plane + argmax[(size_t)plane * out_plane + k]] += dy[(size_t)plane * out_plane + k];
 }
 
 CNN__PRIVATE void cnn__avg_pool_forward(const cnn_layer *layer, int N, const float *x, float *y)
@@ -2394,28 +1423,15 @@ CNN__PRIVATE void cnn__avg_pool_backward(const cnn_layer *layer, int N, const fl
    Inverted dropout: in training each value is kept with probability 1 - rate
    and scaled by 1 / (1 - rate), so its expected value is unchanged and
    evaluation needs no rescaling: y = x * mask, dx = dy * mask. In evaluation
-   y = x. Value i of the mask takes draw i of the model's random stream:
-   threads take blocks of values, each from its own copy of the stream
-   moved on to the block's first draw, so the mask is the same for any
-   number of threads. */
-CNN__PRIVATE void cnn__dropout_forward(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng,
-                                       int threads)
+   y = x. Value i of the mask takes draw i of the model's random stream. */
+CNN__PRIVATE void cnn__dropout_forward(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng)
 {
     const float keep_scale = 1.0f / (1.0f - rate);
-    const int blocks = cnn__elementwise_blocks(count, threads);
-    int block;
-    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
-    CNN__PARALLEL_FOR
-    for (block = 0; block < blocks; block++) {
-        cnn_rng mine = *rng;
-        size_t n, i, at = cnn__elementwise_block(count, blocks, block, &n);
-        cnn__rng_advance(&mine, at);
-        for (i = at; i < at + n; i++) {
-            mask[i] = cnn_rng_uniform(&mine) < rate ? 0.0f : keep_scale;
-            y[i] = x[i] * mask[i];
-        }
+    size_t i;
+    for (i = 0; i < count; i++) {
+        mask[i] = cnn_rng_uniform(rng) < rate ? 0.0f : keep_scale;
+        y[i] = x[i] * mask[i];
     }
-    cnn__rng_advance(rng, count);
 }
 
 CNN__PRIVATE void cnn__dropout_backward(size_t count, const float *mask, const float *dy, float *dx)
@@ -2458,6 +1474,64 @@ CNN__PRIVATE void cnn__softmax_backward(int N, int classes, const float *p, cons
         float dot = 0.0f;
         for (k = 0; k < classes; k++) dot += grad[k] * prob[k];
         for (k = 0; k < classes; k++) dz[(size_t)n * classes + k] = prob[k] * (grad[k] - dot);
+    }
+}
+
+/* ---------------------------------------------------------------- one layer of a model
+
+   Layer i of a model works on the model's batch: activations[i] in,
+   activations[i + 1] out, and backward activation_grads[i + 1] in,
+   activation_grads[i] out (left alone when want_input_grad is 0). Flatten
+   changes nothing in memory (NCHW is already flat), and neither does
+   dropout in evaluation. */
+CNN__PRIVATE void cnn__layer_forward(cnn_model *model, int i)
+{
+    cnn_layer *layer = &model->layers[i];
+    const int N = model->batch;
+    const float *x = model->activations[i].data;
+    float *y = model->activations[i + 1].data;
+    const size_t count = (size_t)N * cnn_shape_count(layer->out);
+    switch (layer->desc.type) {
+    case CNN_LAYER_CONV2D: cnn__conv2d_forward(layer, N, x, y); break;
+    case CNN_LAYER_DENSE: cnn__dense_forward(layer, N, x, y); break;
+    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+        cnn__activation_forward(layer, count, x, y);
+        break;
+    case CNN_LAYER_MAX_POOL: cnn__max_pool_forward(layer, N, x, y, layer->argmax); break;
+    case CNN_LAYER_AVG_POOL: cnn__avg_pool_forward(layer, N, x, y); break;
+    case CNN_LAYER_SOFTMAX: cnn__softmax_forward(N, layer->out.c, x, y); break;
+    case CNN_LAYER_DROPOUT:
+        if (model->mode == CNN_MODE_TRAIN) cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng);
+        else memcpy(y, x, count * sizeof(float));
+        break;
+    case CNN_LAYER_FLATTEN: memcpy(y, x, count * sizeof(float)); break;
+    default: CNN_ASSERT(0); break;
+    }
+}
+
+CNN__PRIVATE void cnn__layer_backward(cnn_model *model, int i, int want_input_grad)
+{
+    cnn_layer *layer = &model->layers[i];
+    const int N = model->batch;
+    const float *x = model->activations[i].data, *y = model->activations[i + 1].data;
+    const float *dy = model->activation_grads[i + 1].data;
+    float *dx = model->activation_grads[i].data;
+    const size_t count = (size_t)N * cnn_shape_count(layer->out);
+    switch (layer->desc.type) {
+    case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, want_input_grad ? dx : NULL); break;
+    case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, want_input_grad ? dx : NULL); break;
+    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+        cnn__activation_backward(layer, count, x, y, dy, dx);
+        break;
+    case CNN_LAYER_MAX_POOL: cnn__max_pool_backward(layer, N, dy, layer->argmax, dx); break;
+    case CNN_LAYER_AVG_POOL: cnn__avg_pool_backward(layer, N, dy, dx); break;
+    case CNN_LAYER_SOFTMAX: cnn__softmax_backward(N, layer->out.c, y, dy, dx); break;
+    case CNN_LAYER_DROPOUT:
+        if (model->mode == CNN_MODE_TRAIN) cnn__dropout_backward(count, layer->mask, dy, dx);
+        else memcpy(dx, dy, count * sizeof(float));
+        break;
+    case CNN_LAYER_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
+    default: CNN_ASSERT(0); break;
     }
 }
 
@@ -2727,7 +1801,7 @@ CNN__PRIVATE int cnn__add_size(size_t *total, size_t b)
 
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
 {
-    size_t floats = 0, ints = 0, shared = 0, per_thread = 0, batch = (size_t)max_batch, largest;
+    size_t floats = 0, ints = 0, batch = (size_t)max_batch, largest;
     size_t sizes[CNN_MAX_LAYERS + 1];
     float *cursor;
     int *int_cursor;
@@ -2739,32 +1813,19 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     if (max_batch <= 0) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "max_batch must be >= 1, got %d", max_batch);
 
     /* count: params, grads, activations, two buffers for their gradients,
-       dropout masks, scratch */
+       dropout masks, max pool positions, labels */
     largest = sizes[0] = cnn_shape_count(model->input);
     ok &= cnn__add_size(&floats, cnn__mul_size(2, model->param_count));
     ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[0]));
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
-        size_t need = 0, need_per_thread = 0;
         sizes[i + 1] = cnn_shape_count(layer->out);
         if (sizes[i + 1] > largest) largest = sizes[i + 1];
         ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
         if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
         if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_size(&ints, cnn__mul_size(batch, sizes[i + 1]));
-        if (layer->desc.type == CNN_LAYER_CONV2D && cnn__conv2d_shifted(layer))
-            ok &= cnn__add_size(&ints, (size_t)layer->in.c * layer->desc.kernel * layer->desc.kernel);
-        if (layer->desc.type == CNN_LAYER_CONV2D) {
-            need = cnn__conv2d_shared(layer, max_batch);
-            need_per_thread = cnn__conv2d_per_thread(layer);
-        }
-        if (layer->desc.type == CNN_LAYER_DENSE) need = cnn__dense_shared(layer, max_batch);
-        if (need > shared) shared = need;
-        if (need_per_thread > per_thread) per_thread = need_per_thread;
     }
-    model->threads = CNN__MAX_THREADS() < 1 ? 1 : CNN__MAX_THREADS() > 256 ? 256 : CNN__MAX_THREADS();
     ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, largest)));
-    ok &= cnn__add_size(&floats, shared);
-    ok &= cnn__add_size(&floats, cnn__mul_size(per_thread, (size_t)model->threads));
     ok &= cnn__add_size(&ints, batch);
     if (!ok || cnn__mul_size(floats, sizeof(float)) == 0 || cnn__mul_size(ints, sizeof(int)) == 0)
         return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "the model is too large for this machine's address space");
@@ -2780,6 +1841,16 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     }
     memset(model->memory, 0, floats * sizeof(float));
     memset(model->int_memory, 0, ints * sizeof(int));
+    model->threads = 1;
+#ifndef CNN_NO_FAST
+    /* the FAST section's working memory, and its thread count */
+    if (cnn__fast_build(model, max_batch) != CNN_OK) { /* model->error says why */
+        CNN_FREE(model->memory);
+        CNN_FREE(model->int_memory);
+        model->memory = model->int_memory = NULL;
+        return model->error.code;
+    }
+#endif
 
     /* hand out the blocks */
     cursor = (float *)model->memory;
@@ -2808,19 +1879,8 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
         layer->bias_grad = layer->weight_grad + layer->weight_count;
         if (layer->desc.type == CNN_LAYER_DROPOUT) { layer->mask = cursor; cursor += batch * sizes[i + 1]; }
         if (layer->desc.type == CNN_LAYER_MAX_POOL) { layer->argmax = int_cursor; int_cursor += batch * sizes[i + 1]; }
-        if (layer->desc.type == CNN_LAYER_CONV2D && cnn__conv2d_shifted(layer)) {
-            const int K = layer->desc.kernel, Hp = layer->in.h + 2 * layer->desc.padding, Wp = layer->in.w + 2 * layer->desc.padding;
-            int c, u, v;
-            layer->shifts = int_cursor;
-            for (c = 0; c < layer->in.c; c++)
-                for (u = 0; u < K; u++)
-                    for (v = 0; v < K; v++) *int_cursor++ = (c * Hp + u) * Wp + v;
-        }
         if (layer->weight_count) cnn__init_weights(layer, &model->rng);
     }
-    model->scratch = cursor;
-    model->scratch_shared = shared;
-    model->scratch_per_thread = per_thread;
     model->max_batch = max_batch;
     model->batch = 0;
     return CNN_OK;
@@ -2829,6 +1889,9 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
 CNNDEF void cnn_model_free(cnn_model *model)
 {
     if (!model) return;
+#ifndef CNN_NO_FAST
+    cnn__fast_free(model);
+#endif
     CNN_FREE(model->memory);
     CNN_FREE(model->int_memory);
     memset(model, 0, sizeof *model);
@@ -2904,50 +1967,19 @@ CNN__PRIVATE cnn_result cnn__check_batch(cnn_model *model, int batch)
     return CNN_OK;
 }
 
-CNN__PRIVATE cnn__workspace cnn__model_workspace(const cnn_model *model)
-{
-    cnn__workspace work;
-    work.shared = model->scratch;
-    work.per_thread = model->scratch + model->scratch_shared;
-    work.per_thread_size = model->scratch_per_thread;
-    work.threads = model->threads;
-    return work;
-}
-
-/* Runs every layer on the batch already in activations[0]. */
+/* Runs every layer on the batch already in activations[0]: each layer's
+   fast twin where the FAST section has one, else its plain loops. */
 CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
 {
-    const cnn__workspace work = cnn__model_workspace(model);
     int i;
     model->batch = N;
     model->mode = mode;
     for (i = 0; i <= model->layer_count; i++) model->activations[i].n = model->activation_grads[i].n = N;
     for (i = 0; i < model->layer_count; i++) {
-        cnn_layer *layer = &model->layers[i];
-        const float *x = model->activations[i].data;
-        float *y = model->activations[i + 1].data;
-        size_t count = (size_t)N * cnn_shape_count(layer->out);
-        switch (layer->desc.type) {
-        case CNN_LAYER_CONV2D: cnn__conv2d_forward(layer, N, x, y, &work); break;
-        case CNN_LAYER_DENSE: cnn__dense_forward(layer, N, x, y, &work); break;
-        case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
-            cnn__activation_forward(layer, count, x, y, work.threads);
-            break;
-        case CNN_LAYER_MAX_POOL: cnn__max_pool_forward(layer, N, x, y, layer->argmax, work.threads); break;
-        case CNN_LAYER_AVG_POOL: cnn__avg_pool_forward(layer, N, x, y); break;
-        case CNN_LAYER_SOFTMAX: cnn__softmax_forward(N, layer->out.c, x, y); break;
-        case CNN_LAYER_DROPOUT:
-            if (mode == CNN_MODE_TRAIN) {
-                cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng, work.threads);
-                break;
-            }
-            memcpy(y, x, count * sizeof(float));
-            break;
-        case CNN_LAYER_FLATTEN: /* NCHW is already flat in memory */
-            memcpy(y, x, count * sizeof(float));
-            break;
-        default: CNN_ASSERT(0); break;
-        }
+#ifndef CNN_NO_FAST
+        if (cnn__layer_forward_fast(model, i)) continue;
+#endif
+        cnn__layer_forward(model, i);
     }
 }
 
@@ -2958,36 +1990,15 @@ CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
    of it (the flatten before an MLP) are not run at all. */
 CNN__PRIVATE void cnn__backward(cnn_model *model, int last, int want_input_grad)
 {
-    const cnn__workspace work = cnn__model_workspace(model);
-    const int N = model->batch;
     int i, first = 0;
     if (!want_input_grad)
         while (first < last && model->layers[first].weight_count == 0) first++;
     for (i = last - 1; i >= first; i--) {
-        cnn_layer *layer = &model->layers[i];
-        const float *x = model->activations[i].data, *y = model->activations[i + 1].data;
-        const float *dy = model->activation_grads[i + 1].data;
-        float *dx = model->activation_grads[i].data;
-        size_t count = (size_t)N * cnn_shape_count(layer->out);
-        switch (layer->desc.type) {
-        case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, i > first || want_input_grad ? dx : NULL, &work); break;
-        case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, i > first || want_input_grad ? dx : NULL, &work); break;
-        case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
-            cnn__activation_backward(layer, count, x, y, dy, dx, work.threads);
-            break;
-        case CNN_LAYER_MAX_POOL: cnn__max_pool_backward(layer, N, dy, layer->argmax, dx, work.threads); break;
-        case CNN_LAYER_AVG_POOL: cnn__avg_pool_backward(layer, N, dy, dx); break;
-        case CNN_LAYER_SOFTMAX: cnn__softmax_backward(N, layer->out.c, y, dy, dx); break;
-        case CNN_LAYER_DROPOUT:
-            if (model->mode == CNN_MODE_TRAIN) {
-                cnn__dropout_backward(count, layer->mask, dy, dx);
-                break;
-            }
-            memcpy(dx, dy, count * sizeof(float));
-            break;
-        case CNN_LAYER_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
-        default: CNN_ASSERT(0); break;
-        }
+        const int want_dx = i > first || want_input_grad;
+#ifndef CNN_NO_FAST
+        if (cnn__layer_backward_fast(model, i, want_dx)) continue;
+#endif
+        cnn__layer_backward(model, i, want_dx);
     }
 }
 
@@ -3184,180 +2195,78 @@ CNNDEF cnn_result cnn_optimizer_init(cnn_optimizer *optimizer, cnn_model *model,
 
    A step runs twice over the parameters: a dry pass (write == 0) that
    changes nothing and returns the index of the first parameter whose
-   gradient, new value or new optimiser state would not be finite (or `end`
-   when all would be), then, only if there is none, the real pass. So a step
-   that would put NaN or infinity into the model is refused before anything
-   changes. The dry pass computes the very same expressions as the real one,
-   with one shortcut for Adam's new value: when |p| <= FLT_MAX / 4 and |m|
-   is below the bound set up in cnn__optimizer_pass, it is provably finite
-   (see there) and its square root and division, most of the cost, are
-   skipped. This pass covers parameters begin .. end-1. */
+   gradient, new value or new optimiser state would not be finite (or the
+   end of the range when all would be), then, only if there is none, the
+   real pass. So a step that would put NaN or infinity into the model is
+   refused before anything changes. */
 typedef struct {
     float step_size, root_correction2; /* lr / (1 - b1^t) and sqrt(1 - b2^t) */
-    float max_moment;                  /* the dry pass's bound on |m| */
 } cnn__adam_step;
 
-/* Adam's new value of a weight p, from its new moments m and v: the one
-   expression both passes use */
+CNN__PRIVATE cnn__adam_step cnn__adam_constants(const cnn_optimizer *optimizer, long step)
+{
+    const double b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2;
+    cnn__adam_step adam;
+    adam.step_size = (float)(optimizer->desc.learning_rate / (1.0 - pow(b1, (double)step)));
+    adam.root_correction2 = (float)sqrt(1.0 - pow(b2, (double)step));
+    return adam;
+}
+
+/* Adam's new value of a weight p, from its new moments m and v */
 CNN__PRIVATE float cnn__adam_new_param(float p, float m, float v, const cnn__adam_step *adam, float eps)
 {
     return p - adam->step_size * m / (sqrtf(v) / adam->root_correction2 + eps);
 }
 
-#if CNN__VECTORS && defined(__SSE__)
-#include <xmmintrin.h> /* _mm_sqrt_ps */
-#define CNN__SQRT4 1
-typedef float cnn__f4 __attribute__((vector_size(16)));
-#endif
-
-/* Adam's real pass over parameters begin .. end-1. Its square root and
-   division run one value at a time in the plain loop and take most of its
-   time; the vector loop does 4 values at a time with the same operations in
-   the same order (x86's sqrtps rounds exactly as sqrtf does), so both give
-   the same bits. */
-CNN__HOT static void cnn__adam_update(const cnn_optimizer *optimizer, cnn_model *model, const cnn__adam_step *adam,
-                                      size_t begin, size_t end)
+/* One pass over parameters begin .. end-1, each updated on its own. */
+CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_model *model, const cnn__adam_step *adam,
+                                         int write, size_t begin, size_t end)
 {
     float *params = model->params, *m = optimizer->first_moment, *v = optimizer->second_moment;
     const float *grads = model->grads;
+    const float lr = optimizer->desc.learning_rate, momentum = optimizer->desc.momentum;
     const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
-    size_t i = begin;
-#ifdef CNN__SQRT4
-    cnn__f4 g, new_m, new_v, p;
-    for (; i + 4 <= end; i += 4) {
-        memcpy(&g, grads + i, sizeof g);
-        memcpy(&new_m, m + i, sizeof new_m);
-        memcpy(&new_v, v + i, sizeof new_v);
-        memcpy(&p, params + i, sizeof p);
-        new_m = b1 * new_m + (1.0f - b1) * g;
-        new_v = b2 * new_v + (1.0f - b2) * g * g;
-        p = p - adam->step_size * new_m / ((cnn__f4)_mm_sqrt_ps(new_v) / adam->root_correction2 + eps);
-        memcpy(m + i, &new_m, sizeof new_m);
-        memcpy(v + i, &new_v, sizeof new_v);
-        memcpy(params + i, &p, sizeof p);
-    }
-#endif
-    for (; i < end; i++) {
-        const float g1 = grads[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * g1;
-        v[i] = b2 * v[i] + (1.0f - b2) * g1 * g1;
-        params[i] = cnn__adam_new_param(params[i], m[i], v[i], adam, eps);
-    }
-}
-
-/* Adam's dry pass over parameters begin .. end-1: the first whose gradient,
-   new moments or new value would not be finite, or end. The vector loop
-   clears 8 values at a time in the common case, all finite and inside the
-   bounds; a group with any value outside them goes to the plain loop,
-   which alone decides. */
-CNN__HOT static size_t cnn__adam_check(const cnn_optimizer *optimizer, const cnn_model *model, const cnn__adam_step *adam,
-                                       size_t begin, size_t end)
-{
-    const float *params = model->params, *m = optimizer->first_moment, *v = optimizer->second_moment;
-    const float *grads = model->grads;
-    const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
-    size_t i = begin, group_end;
-#if CNN__VECTORS
-    const cnn__i8 magnitude = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
-    cnn__f8 g, new_m, new_v, p;
-    cnn__i8 ok;
-    int lane, all;
-#endif
-    while (i < end) {
-        group_end = i + 8 <= end ? i + 8 : end;
-#if CNN__VECTORS
-        if (group_end == i + 8) {
-            CNN__LOAD8(g, grads + i);
-            CNN__LOAD8(new_m, m + i);
-            CNN__LOAD8(new_v, v + i);
-            CNN__LOAD8(p, params + i);
-            new_m = b1 * new_m + (1.0f - b1) * g;
-            new_v = b2 * new_v + (1.0f - b2) * g * g;
-            /* |x| is x's bits with the sign cleared; NaN compares false */
-            g = (cnn__f8)((cnn__i8)g & magnitude);
-            new_m = (cnn__f8)((cnn__i8)new_m & magnitude);
-            p = (cnn__f8)((cnn__i8)p & magnitude);
-            ok = (g <= FLT_MAX) & (new_m <= adam->max_moment) & (new_v <= FLT_MAX) & (p <= FLT_MAX / 4.0f);
-            for (all = -1, lane = 0; lane < 8; lane++) all &= ok[lane];
-            if (all) {
-                i = group_end;
-                continue;
-            }
-        }
-#endif
-        for (; i < group_end; i++) {
-            const float g1 = grads[i];
-            const float m1 = b1 * m[i] + (1.0f - b1) * g1;
-            const float v1 = b2 * v[i] + (1.0f - b2) * g1 * g1;
-            if (!cnn__is_finite(g1) || !cnn__is_finite(m1) || !cnn__is_finite(v1)) return i;
-            if (!(fabsf(params[i]) <= FLT_MAX / 4.0f && fabsf(m1) <= adam->max_moment) &&
-                !cnn__is_finite(cnn__adam_new_param(params[i], m1, v1, adam, eps)))
-                return i;
-        }
-    }
-    return end;
-}
-
-CNN__PRIVATE size_t cnn__optimizer_range(const cnn_optimizer *optimizer, cnn_model *model, const cnn__adam_step *adam, int write,
-                                         size_t begin, size_t end)
-{
-    float *params = model->params, *m = optimizer->first_moment;
-    const float *grads = model->grads;
+    const int sgd = optimizer->desc.type == CNN_OPTIMIZER_SGD;
     size_t i;
-    if (optimizer->desc.type == CNN_OPTIMIZER_SGD) {
-        const float lr = optimizer->desc.learning_rate, momentum = optimizer->desc.momentum;
-        for (i = begin; i < end; i++) {
-            const float new_m = momentum * m[i] + grads[i];
-            const float new_p = params[i] - lr * new_m;
-            if (write) {
-                m[i] = new_m;
-                params[i] = new_p;
-            } else if (!cnn__is_finite(grads[i]) || !cnn__is_finite(new_m) || !cnn__is_finite(new_p)) {
-                return i;
-            }
+    for (i = begin; i < end; i++) {
+        const float g = grads[i];
+        float new_m, new_v = 0.0f, new_p;
+        if (sgd) {
+            new_m = momentum * m[i] + g;
+            new_p = params[i] - lr * new_m;
+        } else {
+            new_m = b1 * m[i] + (1.0f - b1) * g;
+            new_v = b2 * v[i] + (1.0f - b2) * g * g;
+            new_p = cnn__adam_new_param(params[i], new_m, new_v, adam, eps);
         }
-    } else if (write) {
-        cnn__adam_update(optimizer, model, adam, begin, end);
-    } else {
-        return cnn__adam_check(optimizer, model, adam, begin, end);
+        if (write) {
+            m[i] = new_m;
+            if (!sgd) v[i] = new_v;
+            params[i] = new_p;
+        } else if (!cnn__is_finite(g) || !cnn__is_finite(new_m) || !cnn__is_finite(new_v) || !cnn__is_finite(new_p)) {
+            return i;
+        }
     }
     return end;
 }
 
-/* One pass over all parameters, as step number `step`; returns the first bad
-   index of a dry pass, or param_count. Each thread takes one fixed block of
-   parameters: every update is independent of the others, so the result does
-   not depend on the number of threads, and the dry pass reports the first
-   bad index of the first block that has one, which is the first overall. */
+/* One pass over all parameters, as step number `step`: the first bad
+   index of a dry pass, or param_count. */
 CNN__PRIVATE size_t cnn__optimizer_pass(const cnn_optimizer *optimizer, cnn_model *model, long step, int write)
 {
-    const size_t count = model->param_count;
-    size_t first_bad[256]; /* one per thread: model->threads is at most 256 */
-    cnn__adam_step adam;
-    int threads = count < 16384 ? 1 : model->threads, block; /* fewer are not worth a second thread */
-    const size_t block_size = (count + (size_t)threads - 1) / (size_t)threads;
-    memset(&adam, 0, sizeof adam);
-    if (optimizer->desc.type == CNN_OPTIMIZER_ADAM) {
-        const double b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
-        const double step_size = optimizer->desc.learning_rate / (1.0 - pow(b1, (double)step));
-        adam.step_size = (float)step_size;
-        adam.root_correction2 = (float)sqrt(1.0 - pow(b2, (double)step));
-        /* With v >= 0 finite, sqrt(v) / sqrt(1 - b2^t) + eps is finite and at
-           least eps, so |step_size * m / (...)| <= step_size * |m| / eps,
-           which max_moment keeps below FLT_MAX / 4 (with room for rounding);
-           and |p| <= FLT_MAX / 4 as well, so p minus it is finite. */
-        adam.max_moment = (float)(FLT_MAX / 8.0 * eps / (step_size > 1.0 ? step_size : 1.0));
-    }
-    CNN__PARALLEL_FOR
-    for (block = 0; block < threads; block++) {
-        const size_t begin = (size_t)block * block_size < count ? (size_t)block * block_size : count;
-        const size_t end = begin + block_size < count ? begin + block_size : count;
-        first_bad[block] = cnn__optimizer_range(optimizer, model, &adam, write, begin, end);
-        if (first_bad[block] == end) first_bad[block] = count;
-    }
-    for (block = 0; block < threads; block++)
-        if (first_bad[block] < count) return first_bad[block];
-    return count;
+    const cnn__adam_step adam = cnn__adam_constants(optimizer, step);
+    return cnn__optimizer_range(optimizer, model, &adam, write, 0, model->param_count);
+}
+
+/* The pass that runs: the FAST section's twin (threads, vectors), unless
+   CNN_NO_FAST leaves it out. */
+CNN__PRIVATE size_t cnn__run_optimizer_pass(const cnn_optimizer *optimizer, cnn_model *model, long step, int write)
+{
+#ifndef CNN_NO_FAST
+    return cnn__optimizer_pass_fast(optimizer, model, step, write);
+#else
+    return cnn__optimizer_pass(optimizer, model, step, write);
+#endif
 }
 
 CNNDEF cnn_result cnn_optimizer_step(cnn_optimizer *optimizer, cnn_model *model)
@@ -3367,7 +2276,7 @@ CNNDEF cnn_result cnn_optimizer_step(cnn_optimizer *optimizer, cnn_model *model)
     if (!optimizer || !model) return CNN_ERROR_INVALID_ARGUMENT;
     if (!optimizer->first_moment || !model->memory || optimizer->param_count != model->param_count)
         return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "this optimiser was not initialised for this model");
-    bad = cnn__optimizer_pass(optimizer, model, optimizer->step + 1, 0);
+    bad = cnn__run_optimizer_pass(optimizer, model, optimizer->step + 1, 0);
     if (bad < model->param_count) {
         /* the layer holding parameter `bad`: the last one with parameters that start at or before it */
         for (i = 0; i < model->layer_count; i++)
@@ -3378,7 +2287,7 @@ CNNDEF cnn_result cnn_optimizer_step(cnn_optimizer *optimizer, cnn_model *model)
                          cnn__is_finite(model->grads[bad]) ? "the update" : "the gradient", (unsigned long)bad, layer + 1,
                          cnn_layer_type_name(model->layers[layer].desc.type), (double)model->grads[bad]);
     }
-    cnn__optimizer_pass(optimizer, model, optimizer->step + 1, 1);
+    cnn__run_optimizer_pass(optimizer, model, optimizer->step + 1, 1);
     optimizer->step++;
     return CNN_OK;
 }
@@ -3390,366 +2299,11 @@ CNNDEF void cnn_optimizer_free(cnn_optimizer *optimizer)
     memset(optimizer, 0, sizeof *optimizer);
 }
 
-/* ======================================================================== training */
+/* ======================================================================== data files
 
-/* The batch is already in activations[0]. */
-CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimizer, const int *labels, int batch,
-                                        float *mean_loss, int *correct)
-{
-    cnn_result result;
-    float loss;
-    cnn__forward(model, batch, CNN_MODE_TRAIN);
-    if ((result = cnn_model_loss(model, labels, &loss, correct)) != CNN_OK) return result;
-    if (!cnn__is_finite(loss))
-        return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1, "the loss is %g: training diverged; weights left as before this step",
-                         (double)loss);
-    cnn_model_zero_grad(model);
-    if ((result = cnn__loss_backward(model, labels, 0)) != CNN_OK) return result;
-    if ((result = cnn_optimizer_step(optimizer, model)) != CNN_OK) return result;
-    if (mean_loss) *mean_loss = loss;
-    return CNN_OK;
-}
-
-CNNDEF cnn_result cnn_model_train_step(cnn_model *model, cnn_optimizer *optimizer, const float *input, const int *labels,
-                                       int batch, float *mean_loss, int *correct)
-{
-    cnn_result result;
-    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
-    if (!optimizer) return cnn__null_argument(&model->error, "cnn_model_train_step", "optimizer");
-    if (!input) return cnn__null_argument(&model->error, "cnn_model_train_step", "input");
-    if (!labels) return cnn__null_argument(&model->error, "cnn_model_train_step", "labels");
-    if ((result = cnn__check_batch(model, batch)) != CNN_OK) return result;
-    if (input != model->activations[0].data)
-        memmove(model->activations[0].data, input, (size_t)batch * cnn_shape_count(model->input) * sizeof(float));
-    return cnn__train_step(model, optimizer, labels, batch, mean_loss, correct);
-}
-
-CNN__PRIVATE cnn_result cnn__check_dataset(cnn_model *model, const cnn_dataset *dataset)
-{
-    cnn_shape shape;
-    if (!dataset->images.data || !dataset->labels || dataset->count <= 0)
-        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the dataset is empty");
-    if (dataset->images.n < dataset->count)
-        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the dataset says %d samples but holds %d images",
-                         dataset->count, dataset->images.n);
-    shape = cnn__make_shape(dataset->images.c, dataset->images.h, dataset->images.w);
-    if (shape.c != model->input.c || shape.h != model->input.h || shape.w != model->input.w)
-        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "dataset images (%d, %d, %d) do not match the model input (%d, %d, %d)",
-                         shape.c, shape.h, shape.w, model->input.c, model->input.h, model->input.w);
-    return CNN_OK;
-}
-
-CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, const cnn_dataset *dataset, const cnn_fit_desc *desc)
-{
-    cnn_fit_desc d;
-    int *order, epoch, start, i, stop = 0, best_epoch = 0;
-    size_t sample;
-    float *best = NULL, best_loss = 0.0f;  /* early stopping: (param_count) the best epoch's parameters */
-    cnn_result result = CNN_OK;
-    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
-    if (!optimizer) return cnn__null_argument(&model->error, "cnn_model_fit", "optimizer");
-    if (!dataset) return cnn__null_argument(&model->error, "cnn_model_fit", "dataset");
-    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
-    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
-    if (desc) d = *desc;
-    else memset(&d, 0, sizeof d);
-    if (d.epochs == 0) d.epochs = 10;
-    if (d.batch_size == 0) d.batch_size = model->max_batch;
-    if (d.epochs < 0 || d.batch_size < 0 || d.batch_size > model->max_batch)
-        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
-                         "need epochs >= 1 and batch_size between 1 and max_batch %d (got %d, %d)",
-                         model->max_batch, d.epochs, d.batch_size);
-    if (d.patience < 0 || (d.patience > 0 && !d.validation))
-        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
-                         "early stopping needs patience >= 1 and a validation dataset (got patience %d%s)", d.patience,
-                         d.validation ? "" : ", no validation set");
-    if (d.lr_decay != 0.0f && !(d.lr_decay > 0.0f && d.lr_decay <= 1.0f && d.lr_decay_after >= 0))
-        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
-                         "lr_decay must be in (0, 1] and lr_decay_after >= 0 (got %g, %d)", (double)d.lr_decay, d.lr_decay_after);
-    if (d.validation && (result = cnn__check_dataset(model, d.validation)) != CNN_OK) return result;
-    if (d.patience > 0 && model->param_count > 0 && !(best = cnn__alloc_floats(model->param_count)))
-        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a copy of the best parameters");
-    order = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
-    if (!order) {
-        CNN_FREE(best);
-        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the shuffle order");
-    }
-    for (i = 0; i < dataset->count; i++) order[i] = i;
-    sample = cnn_shape_count(model->input);
-
-    for (epoch = 1; epoch <= d.epochs && result == CNN_OK; epoch++) {
-        cnn_epoch_stats stats;
-        double loss_sum = 0.0;
-        long right = 0;
-        if (!d.no_shuffle) /* Fisher-Yates */
-            for (i = dataset->count - 1; i > 0; i--) {
-                int j = (int)cnn_rng_below(&model->rng, (uint32_t)i + 1u), swap = order[i];
-                order[i] = order[j];
-                order[j] = swap;
-            }
-        for (start = 0; start < dataset->count; start += d.batch_size) {
-            int batch = dataset->count - start < d.batch_size ? dataset->count - start : d.batch_size, correct;
-            float loss;
-            for (i = 0; i < batch; i++) {
-                memcpy(model->activations[0].data + (size_t)i * sample,
-                       dataset->images.data + (size_t)order[start + i] * sample, sample * sizeof(float));
-                model->labels[i] = dataset->labels[order[start + i]];
-            }
-            if (d.augment && (result = d.augment(model, model->activations[0].data, model->labels, batch, d.augment_user)) != CNN_OK)
-                cnn__fail(&model->error, result, 0, 0, -1, "the augment callback failed: %s", cnn_result_string(result));
-            else
-                result = cnn__train_step(model, optimizer, model->labels, batch, &loss, &correct);
-            if (result != CNN_OK) {
-                char reason[sizeof model->error.message];
-                memcpy(reason, model->error.message, sizeof reason);
-                cnn__fail(&model->error, result, 0, 0, -1, "epoch %d, step %d: %s", epoch, start / d.batch_size + 1, reason);
-                break;
-            }
-            loss_sum += (double)loss * batch;
-            right += correct;
-            if (d.on_batch) {
-                cnn_batch_stats progress;
-                progress.epoch = epoch;
-                progress.epochs = d.epochs;
-                progress.step = start / d.batch_size + 1;
-                progress.steps = (dataset->count + d.batch_size - 1) / d.batch_size;
-                progress.samples = start + batch;
-                progress.total = dataset->count;
-                progress.loss = (float)(loss_sum / (start + batch));
-                progress.accuracy = (float)right / (float)(start + batch);
-                if (d.on_batch(model, &progress, d.user)) {
-                    stop = 1;
-                    break;
-                }
-            }
-        }
-        if (result != CNN_OK || stop) break;
-        memset(&stats, 0, sizeof stats);
-        stats.epoch = epoch;
-        stats.epochs = d.epochs;
-        stats.loss = (float)(loss_sum / dataset->count);
-        stats.accuracy = (float)right / (float)dataset->count;
-        if (d.validation) {
-            if ((result = cnn_model_evaluate(model, d.validation, &stats.validation_loss, &stats.validation_accuracy)) != CNN_OK) break;
-            stats.validated = 1;
-            /* improved: strictly lower loss; a NaN loss never improves */
-            if (best_epoch == 0 || stats.validation_loss < best_loss) {
-                best_epoch = epoch;
-                best_loss = stats.validation_loss;
-                if (best) memcpy(best, model->params, model->param_count * sizeof(float));
-            }
-            stats.best_epoch = best_epoch;
-            stats.stopping = d.patience > 0 && epoch - best_epoch >= d.patience && epoch < d.epochs;
-        }
-        if (d.on_epoch && d.on_epoch(model, &stats, d.user)) break;
-        if (stats.stopping) break;
-        /* the rate changes between epochs, after the callback has seen the
-           epoch trained at the old one */
-        if (d.lr_decay > 0.0f && epoch >= d.lr_decay_after) optimizer->desc.learning_rate *= d.lr_decay;
-    }
-    /* early stopping leaves the best epoch's parameters, however training ended */
-    if (best && best_epoch > 0 && result == CNN_OK) memcpy(model->params, best, model->param_count * sizeof(float));
-    CNN_FREE(best);
-    CNN_FREE(order);
-    return result;
-}
-
-CNNDEF cnn_result cnn_model_evaluate(cnn_model *model, const cnn_dataset *dataset, float *mean_loss, float *accuracy)
-{
-    double loss_sum = 0.0;
-    long right = 0;
-    int start;
-    size_t sample;
-    cnn_result result;
-    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
-    if (!dataset) return cnn__null_argument(&model->error, "cnn_model_evaluate", "dataset");
-    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
-    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
-    sample = cnn_shape_count(model->input);
-    for (start = 0; start < dataset->count; start += model->max_batch) {
-        int batch = dataset->count - start < model->max_batch ? dataset->count - start : model->max_batch, correct;
-        float loss;
-        if ((result = cnn_model_forward(model, dataset->images.data + (size_t)start * sample, batch, CNN_MODE_EVAL)) != CNN_OK ||
-            (result = cnn_model_loss(model, dataset->labels + start, &loss, &correct)) != CNN_OK)
-            return result;
-        loss_sum += (double)loss * batch;
-        right += correct;
-    }
-    if (mean_loss) *mean_loss = (float)(loss_sum / dataset->count);
-    if (accuracy) *accuracy = (float)right / (float)dataset->count;
-    return CNN_OK;
-}
-
-/* ======================================================================== validation and metrics */
-
-CNNDEF cnn_result cnn_dataset_split(const cnn_dataset *source, float fraction, uint64_t seed, cnn_dataset *train, cnn_dataset *validation)
-{
-    cnn_rng rng;
-    unsigned char *held;  /* (count) 1: the sample goes to validation */
-    int count, held_count, i, t = 0, v = 0;
-    size_t sample;
-    cnn_result result;
-    if (!train || !validation) return CNN_ERROR_INVALID_ARGUMENT;
-    memset(train, 0, sizeof *train);
-    memset(validation, 0, sizeof *validation);
-    cnn__clear_error(&train->error);
-    cnn__clear_error(&validation->error);
-    if (!source || !source->images.data || !source->labels || source->count < 2 || source->images.n < source->count)
-        return cnn__fail(&train->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "splitting needs a dataset of at least 2 samples");
-    if (fraction == 0.0f) fraction = 0.1f;
-    if (!(fraction > 0.0f && fraction < 1.0f))
-        return cnn__fail(&train->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the validation fraction must be in (0, 1), got %g",
-                         (double)fraction);
-    count = source->count;
-    held_count = (int)floor((double)fraction * count + 0.5);
-    if (held_count < 1) held_count = 1;
-    if (held_count > count - 1) held_count = count - 1;
-    held = (unsigned char *)CNN_MALLOC((size_t)count);
-    if (!held) return cnn__fail(&train->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory splitting %d samples", count);
-    /* Floyd's sampling: held_count distinct indices, each subset equally likely */
-    memset(held, 0, (size_t)count);
-    cnn_rng_seed(&rng, seed);
-    for (i = count - held_count; i < count; i++) {
-        int j = (int)cnn_rng_below(&rng, (uint32_t)i + 1u);
-        held[held[j] ? i : j] = 1;
-    }
-    sample = (size_t)source->images.c * (size_t)source->images.h * (size_t)source->images.w;
-    result = cnn_tensor_alloc(&train->images, count - held_count, source->images.c, source->images.h, source->images.w);
-    if (result == CNN_OK)
-        result = cnn_tensor_alloc(&validation->images, held_count, source->images.c, source->images.h, source->images.w);
-    train->labels = (int *)CNN_MALLOC((size_t)(count - held_count) * sizeof(int));
-    validation->labels = (int *)CNN_MALLOC((size_t)held_count * sizeof(int));
-    if (result != CNN_OK || !train->labels || !validation->labels) {
-        CNN_FREE(held);
-        cnn_dataset_free(train);
-        cnn_dataset_free(validation);
-        return cnn__fail(&train->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory splitting %d samples", count);
-    }
-    for (i = 0; i < count; i++) {
-        cnn_dataset *part = held[i] ? validation : train;
-        int k = held[i] ? v++ : t++;
-        memcpy(part->images.data + (size_t)k * sample, source->images.data + (size_t)i * sample, sample * sizeof(float));
-        part->labels[k] = source->labels[i];
-    }
-    CNN_FREE(held);
-    train->count = t;
-    validation->count = v;
-    train->num_classes = validation->num_classes = source->num_classes;
-    return CNN_OK;
-}
-
-CNNDEF cnn_result cnn_confusion_count(const int *labels, const int *predicted, int count, int classes, int *matrix)
-{
-    int i;
-    if (!labels || !predicted || !matrix || count < 0 || classes <= 0 || classes > CNN_MAX_CLASSES) return CNN_ERROR_INVALID_ARGUMENT;
-    for (i = 0; i < count; i++)
-        if (labels[i] < 0 || labels[i] >= classes || predicted[i] < 0 || predicted[i] >= classes) return CNN_ERROR_INVALID_ARGUMENT;
-    memset(matrix, 0, (size_t)classes * (size_t)classes * sizeof(int));
-    for (i = 0; i < count; i++) matrix[labels[i] * classes + predicted[i]]++;
-    return CNN_OK;
-}
-
-CNNDEF cnn_result cnn_model_confusion(cnn_model *model, const cnn_dataset *dataset, int *matrix)
-{
-    int *predicted, classes, i;
-    cnn_result result;
-    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
-    if (!dataset) return cnn__null_argument(&model->error, "cnn_model_confusion", "dataset");
-    if (!matrix) return cnn__null_argument(&model->error, "cnn_model_confusion", "matrix");
-    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
-    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
-    classes = (int)cnn_shape_count(cnn_model_output_shape(model));
-    for (i = 0; i < dataset->count; i++)
-        if (dataset->labels[i] < 0 || dataset->labels[i] >= classes)
-            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
-                             "sample %d has label %d but the model has %d classes", i, dataset->labels[i], classes);
-    predicted = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
-    if (!predicted) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for %d predictions", dataset->count);
-    result = cnn_model_predict(model, dataset->images.data, dataset->count, predicted, NULL);
-    if (result == CNN_OK) result = cnn_confusion_count(dataset->labels, predicted, dataset->count, classes, matrix);
-    CNN_FREE(predicted);
-    return result;
-}
-
-/* precision = TP / (TP + FP) = diagonal / column sum,  recall = TP / (TP + FN) = diagonal / row sum */
-CNNDEF cnn_result cnn_confusion_metrics(const int *matrix, int classes, cnn_class_metrics *metrics)
-{
-    int k, j;
-    if (!matrix || !metrics || classes <= 0 || classes > CNN_MAX_CLASSES) return CNN_ERROR_INVALID_ARGUMENT;
-    for (k = 0; k < classes; k++) {
-        cnn_class_metrics *m = &metrics[k];
-        memset(m, 0, sizeof *m);
-        for (j = 0; j < classes; j++) {
-            m->support += matrix[k * classes + j];
-            m->predicted += matrix[j * classes + k];
-        }
-        m->correct = matrix[k * classes + k];
-        m->precision = m->predicted > 0 ? (float)m->correct / (float)m->predicted : 0.0f;
-        m->recall = m->support > 0 ? (float)m->correct / (float)m->support : 0.0f;
-        m->f1 = m->precision + m->recall > 0.0f ? 2.0f * m->precision * m->recall / (m->precision + m->recall) : 0.0f;
-    }
-    return CNN_OK;
-}
-
-CNNDEF float cnn_confusion_accuracy(const int *matrix, int classes)
-{
-    long total = 0, right = 0;
-    int k;
-    if (!matrix || classes <= 0) return 0.0f;
-    for (k = 0; k < classes * classes; k++) total += matrix[k];
-    for (k = 0; k < classes; k++) right += matrix[k * classes + k];
-    return total > 0 ? (float)((double)right / (double)total) : 0.0f;
-}
-
-/* ======================================================================== model files
-
-   A model file is, in order (integers are unsigned 32-bit, everything
-   little-endian whatever the machine):
-     8 bytes   magic "\x89CNN\r\n\x1a\n": the high byte and the line ends
-               show up damage from text-mode transfers, as PNG's do
-     u32       format version (1)
-     3 x u32   input channels, height, width
-     u32       layer count
-     per layer type, units, kernel, stride, padding, init (6 x u32),
-               alpha, rate (2 x float32)
-     u64       parameter count
-     float32   the parameters, in model.params order
-   Loading rebuilds the layers through cnn_model_add, so a file can only
-   describe a model that could have been built, and checks the parameter
-   count against the layers and the file size before allocating. */
-
-#define CNN__FILE_VERSION 1u
-#define CNN__HEADER_BYTES 28
-#define CNN__LAYER_BYTES 32
-static const unsigned char cnn__magic[8] = {0x89, 'C', 'N', 'N', '\r', '\n', 0x1a, '\n'};
-
-CNN__PRIVATE void cnn__put_u32(unsigned char *out, uint32_t value)
-{
-    out[0] = (unsigned char)(value & 0xffu);
-    out[1] = (unsigned char)((value >> 8) & 0xffu);
-    out[2] = (unsigned char)((value >> 16) & 0xffu);
-    out[3] = (unsigned char)((value >> 24) & 0xffu);
-}
-
-CNN__PRIVATE uint32_t cnn__get_u32(const unsigned char *in)
-{
-    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
-}
-
-CNN__PRIVATE void cnn__put_f32(unsigned char *out, float value)
-{
-    uint32_t bits;
-    memcpy(&bits, &value, sizeof bits);
-    cnn__put_u32(out, bits);
-}
-
-CNN__PRIVATE float cnn__get_f32(const unsigned char *in)
-{
-    uint32_t bits = cnn__get_u32(in);
-    float value;
-    memcpy(&value, &bits, sizeof value);
-    return value;
-}
+   First the file helpers that every file format of cnn.h shares: a reader
+   for files and memory alike, and a writer that never leaves a file
+   half-written. Then the data formats: Kaggle CSV, IDX, mapping files. */
 
 /* Size of an open file in bytes, or -1; leaves the position at the start. */
 CNN__PRIVATE long long cnn__file_size(FILE *file)
@@ -3873,10 +2427,6 @@ CNN__PRIVATE void cnn__close_reader(cnn__reader *reader)
    naming a file whose data never reached the disk. POSIX only; elsewhere
    the rename alone still guards against an interrupted save. */
 #if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h> /* fsync */
-#ifndef __cplusplus
-extern int fileno(FILE *stream); /* POSIX; stdio.h hides it under -std=c99 */
-#endif
 CNN__PRIVATE int cnn__sync_file(FILE *file) { return fsync(fileno(file)) == 0; }
 #else
 CNN__PRIVATE int cnn__sync_file(FILE *file) { (void)file; return 1; }
@@ -3925,364 +2475,7 @@ CNN__PRIVATE cnn_result cnn__atomic_close(cnn__atomic_file *f, const char *path,
     return ok ? CNN_OK : CNN_ERROR_IO;
 }
 
-CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path)
-{
-    unsigned char header[CNN__HEADER_BYTES + CNN__LAYER_BYTES * CNN_MAX_LAYERS + 8], chunk[4096];
-    unsigned char *at = header;
-    cnn__atomic_file out;
-    size_t i, done;
-    cnn_result result;
-    int ok = 1;
-    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
-    if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_save: no file name given");
-    if (!model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is not built: nothing to save");
-
-    memcpy(at, cnn__magic, 8); at += 8;
-    cnn__put_u32(at, CNN__FILE_VERSION); at += 4;
-    cnn__put_u32(at, (uint32_t)model->input.c); at += 4;
-    cnn__put_u32(at, (uint32_t)model->input.h); at += 4;
-    cnn__put_u32(at, (uint32_t)model->input.w); at += 4;
-    cnn__put_u32(at, (uint32_t)model->layer_count); at += 4;
-    for (i = 0; i < (size_t)model->layer_count; i++) {
-        const cnn_layer_desc *d = &model->layers[i].desc;
-        cnn__put_u32(at, (uint32_t)d->type); cnn__put_u32(at + 4, (uint32_t)d->units);
-        cnn__put_u32(at + 8, (uint32_t)d->kernel); cnn__put_u32(at + 12, (uint32_t)d->stride);
-        cnn__put_u32(at + 16, (uint32_t)d->padding); cnn__put_u32(at + 20, (uint32_t)d->init);
-        cnn__put_f32(at + 24, d->alpha); cnn__put_f32(at + 28, d->rate);
-        at += CNN__LAYER_BYTES;
-    }
-    cnn__put_u32(at, (uint32_t)(model->param_count & 0xffffffffu));
-    cnn__put_u32(at + 4, (uint32_t)((uint64_t)model->param_count >> 32)); at += 8;
-
-    if ((result = cnn__atomic_open(&out, path, &model->error)) != CNN_OK) return result;
-    ok &= fwrite(header, 1, (size_t)(at - header), out.file) == (size_t)(at - header);
-    for (done = 0; ok && done < model->param_count;) {
-        size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
-        for (i = 0; i < n; i++) cnn__put_f32(chunk + 4 * i, model->params[done + i]);
-        ok &= fwrite(chunk, 4, n, out.file) == n;
-        done += n;
-    }
-    return cnn__atomic_close(&out, path, ok, &model->error);
-}
-
-/* Reads the whole header; on success the model has its layers but is not built. */
-CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, cnn__reader *reader, size_t *params_at)
-{
-    unsigned char buffer[CNN__LAYER_BYTES > CNN__HEADER_BYTES ? CNN__LAYER_BYTES : CNN__HEADER_BYTES];
-    uint32_t version, layer_count, i;
-    uint64_t param_count;
-    long long offset = 0, file_size = reader->size;
-    const char *path = reader->name;
-    cnn_result result;
-    cnn_error *error = &model->error;
-    size_t got = cnn__read_bytes(reader, buffer, CNN__HEADER_BYTES);
-    if (got != CNN__HEADER_BYTES && cnn__reader_failed(reader))
-        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
-    if (got < CNN__HEADER_BYTES) file_size = (long long)got;
-    if (file_size < CNN__HEADER_BYTES)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size, "'%s' is too short to be a cnn.h model (%lld bytes)", path, file_size);
-    if (memcmp(buffer, cnn__magic, 8) != 0)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s' is not a cnn.h model file (wrong magic bytes)", path);
-    version = cnn__get_u32(buffer + 8);
-    if (version != CNN__FILE_VERSION)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 8, "'%s' has format version %lu; this cnn.h reads version %u",
-                         path, (unsigned long)version, CNN__FILE_VERSION);
-    for (i = 0; i < 3; i++)
-        if (cnn__get_u32(buffer + 12 + 4 * i) > 65536u)
-            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12 + 4 * i, "'%s': input dimension %lu is not plausible",
-                             path, (unsigned long)cnn__get_u32(buffer + 12 + 4 * i));
-    if (cnn_model_init(model, (int)cnn__get_u32(buffer + 12), (int)cnn__get_u32(buffer + 16), (int)cnn__get_u32(buffer + 20), 0) != CNN_OK) {
-        char reason[sizeof error->message];
-        memcpy(reason, error->message, sizeof reason);
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12, "'%s': %s", path, reason);
-    }
-    layer_count = cnn__get_u32(buffer + 24);
-    if (layer_count == 0 || layer_count > CNN_MAX_LAYERS)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 24, "'%s' declares %lu layers (1..%d allowed)", path,
-                         (unsigned long)layer_count, CNN_MAX_LAYERS);
-    offset = CNN__HEADER_BYTES;
-    for (i = 0; i < layer_count; i++, offset += CNN__LAYER_BYTES) {
-        cnn_layer_desc desc;
-        int field;
-        if (cnn__read_bytes(reader, buffer, CNN__LAYER_BYTES) != CNN__LAYER_BYTES)
-            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated inside layer %lu", path, (unsigned long)i + 1);
-        for (field = 0; field < 6; field++)
-            if (cnn__get_u32(buffer + 4 * field) > (uint32_t)INT_MAX)
-                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset + 4 * field, "'%s': layer %lu has a negative setting",
-                                 path, (unsigned long)i + 1);
-        memset(&desc, 0, sizeof desc);
-        desc.type = (cnn_layer_type)cnn__get_u32(buffer);
-        desc.units = (int)cnn__get_u32(buffer + 4);
-        desc.kernel = (int)cnn__get_u32(buffer + 8);
-        desc.stride = (int)cnn__get_u32(buffer + 12);
-        desc.padding = (int)cnn__get_u32(buffer + 16);
-        desc.init = (cnn_init)cnn__get_u32(buffer + 20);
-        desc.alpha = cnn__get_f32(buffer + 24);
-        desc.rate = cnn__get_f32(buffer + 28);
-        if ((int)desc.type <= CNN_LAYER_NONE || (int)desc.type >= CNN_LAYER_TYPE_COUNT)
-            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu has unknown type %d", path,
-                             (unsigned long)i + 1, (int)desc.type);
-        if ((result = cnn_model_add(model, &desc)) != CNN_OK) {
-            char reason[sizeof error->message];
-            memcpy(reason, error->message, sizeof reason);
-            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu: %s", path, (unsigned long)i + 1, reason);
-        }
-    }
-    if (cnn__read_bytes(reader, buffer, 8) != 8)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated before the parameter count", path);
-    param_count = (uint64_t)cnn__get_u32(buffer) | (uint64_t)cnn__get_u32(buffer + 4) << 32;
-    if (param_count != (uint64_t)model->param_count)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' says %llu parameters but its layers have %llu", path,
-                         (unsigned long long)param_count, (unsigned long long)model->param_count);
-    offset += 8;
-    if (file_size != offset + 4 * (long long)param_count)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size < offset + 4 * (long long)param_count ? file_size : offset + 4 * (long long)param_count,
-                         "'%s' has %lld bytes; its header promises %lld (%s)", path, file_size,
-                         offset + 4 * (long long)param_count, file_size < offset + 4 * (long long)param_count ? "truncated" : "trailing bytes");
-    *params_at = (size_t)offset;
-    return CNN_OK;
-}
-
-/* Loads a model from an open reader, which it closes. */
-CNN__PRIVATE cnn_result cnn__load_model(cnn_model *model, cnn__reader *reader, int max_batch)
-{
-    unsigned char chunk[4096];
-    size_t params_at = 0, done, i;
-    const char *path = reader->name;
-    cnn_result result;
-    result = cnn__load_header(model, reader, &params_at);
-    if (result == CNN_OK) result = cnn_model_build(model, max_batch);
-    for (done = 0; result == CNN_OK && done < model->param_count;) {
-        size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
-        if (cnn__read_bytes(reader, chunk, 4 * n) != 4 * n) {
-            result = cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, (long long)(params_at + 4 * done), "read error in '%s'", path);
-            break;
-        }
-        for (i = 0; i < n; i++) {
-            float value = cnn__get_f32(chunk + 4 * i);
-            if (!cnn__is_finite(value)) {
-                result = cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, (long long)(params_at + 4 * (done + i)),
-                                   "'%s': parameter %lu is not a finite number", path, (unsigned long)(done + i));
-                break;
-            }
-            model->params[done + i] = value;
-        }
-        done += n;
-    }
-    cnn__close_reader(reader);
-    if (result != CNN_OK) {
-        cnn_error error = model->error;
-        cnn_model_free(model);
-        model->error = error;
-    }
-    return result;
-}
-
-/* Starts a model for loading: zeroed, with a clear error. */
-CNN__PRIVATE cnn_result cnn__begin_load(cnn_model *model, int max_batch)
-{
-    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
-    memset(model, 0, sizeof *model);
-    cnn__clear_error(&model->error);
-    if (max_batch <= 0)
-        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "loading a model needs max_batch >= 1, got %d", max_batch);
-    return CNN_OK;
-}
-
-CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch)
-{
-    cnn__reader reader;
-    cnn_result result;
-    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
-    if ((result = cnn__open_reader(&reader, path, &model->error)) != CNN_OK) return result;
-    return cnn__load_model(model, &reader, max_batch);
-}
-
-CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch)
-{
-    cnn__reader reader;
-    cnn_result result;
-    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
-    if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &model->error)) != CNN_OK) return result;
-    return cnn__load_model(model, &reader, max_batch);
-}
-
-/* ======================================================================== progress and history
-
-   The only code in cnn.h that prints, and only to the stream the caller gave
-   a cnn_progress, from callbacks the caller chose to pass to cnn_model_fit. */
-
-/* Wall-clock seconds from an arbitrary origin, for rates and durations.
-   POSIX: gettimeofday. Elsewhere clock(), which is wall time on Windows but
-   processor time on some other systems (then the rates are rough). */
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/time.h>
-CNN__PRIVATE double cnn__seconds(void)
-{
-    struct timeval now;
-    gettimeofday(&now, NULL);
-    return (double)now.tv_sec + (double)now.tv_usec * 1e-6;
-}
-/* fileno is declared above, with fsync. */
-CNN__PRIVATE int cnn__is_terminal(FILE *stream) { return isatty(fileno(stream)) == 1; }
-#else
-#include <time.h>
-CNN__PRIVATE double cnn__seconds(void) { return (double)clock() / (double)CLOCKS_PER_SEC; }
-CNN__PRIVATE int cnn__is_terminal(FILE *stream) { (void)stream; return 0; } /* no isatty: plain lines */
-#endif
-
-CNNDEF cnn_result cnn_history_add(cnn_history *history, const cnn_epoch_record *record)
-{
-    if (!history) return CNN_ERROR_INVALID_ARGUMENT;
-    if (!record) return cnn__null_argument(&history->error, "cnn_history_add", "record");
-    if (history->count >= history->capacity) { /* grow by doubling: there is no CNN_REALLOC */
-        int capacity = history->capacity > 0 ? 2 * history->capacity : 16;
-        cnn_epoch_record *epochs = (cnn_epoch_record *)CNN_MALLOC((size_t)capacity * sizeof(cnn_epoch_record));
-        if (!epochs) return cnn__fail(&history->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the history of %d epochs", capacity);
-        if (history->count > 0) memcpy(epochs, history->epochs, (size_t)history->count * sizeof(cnn_epoch_record));
-        CNN_FREE(history->epochs);
-        history->epochs = epochs;
-        history->capacity = capacity;
-    }
-    history->epochs[history->count++] = *record;
-    return CNN_OK;
-}
-
-CNNDEF void cnn_history_free(cnn_history *history)
-{
-    if (!history) return;
-    CNN_FREE(history->epochs);
-    memset(history, 0, sizeof *history);
-}
-
-CNNDEF cnn_result cnn_history_save_csv(cnn_history *history, const char *path)
-{
-    cnn__atomic_file out;
-    cnn_result result;
-    int i, ok = 1;
-    if (!history) return CNN_ERROR_INVALID_ARGUMENT;
-    if (!path || !*path) return cnn__fail(&history->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_history_save_csv: no file name given");
-    if (history->count < 0 || (history->count > 0 && !history->epochs))
-        return cnn__fail(&history->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_history_save_csv: the history is damaged");
-    if ((result = cnn__atomic_open(&out, path, &history->error)) != CNN_OK) return result;
-    ok &= fprintf(out.file, "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds\n") > 0;
-    for (i = 0; ok && i < history->count; i++) {
-        const cnn_epoch_record *r = &history->epochs[i];
-        ok &= fprintf(out.file, "%d,%.6f,%.6f,", r->epoch, (double)r->loss, (double)r->accuracy) > 0;
-        if (r->validated) ok &= fprintf(out.file, "%.6f,%.6f,", (double)r->validation_loss, (double)r->validation_accuracy) > 0;
-        else ok &= fputs(",,", out.file) >= 0; /* empty fields: not measured */
-        ok &= fprintf(out.file, "%.3f\n", r->seconds) > 0;
-    }
-    return cnn__atomic_close(&out, path, ok, &history->error);
-}
-
-CNNDEF void cnn_progress_init(cnn_progress *progress, FILE *stream, const cnn_progress_desc *desc)
-{
-    cnn_progress_style style = desc ? desc->style : CNN_PROGRESS_AUTO;
-    if (!progress) return;
-    memset(progress, 0, sizeof *progress);
-    progress->stream = stream;
-    progress->history = desc ? desc->history : NULL;
-    progress->bar = stream && (style == CNN_PROGRESS_BAR || (style == CNN_PROGRESS_AUTO && cnn__is_terminal(stream)));
-    progress->epoch_started = progress->last_drawn = cnn__seconds();
-}
-
-/* The bar fits in 80 columns: a longer line would wrap, and \r could not
-   go back over it. */
-CNNDEF int cnn_progress_batch(cnn_model *model, const cnn_batch_stats *stats, void *user)
-{
-    enum { BAR = 18 };
-    cnn_progress *p = (cnn_progress *)user;
-    double now, elapsed, rate, left;
-    char bar[BAR + 1];
-    int filled, i;
-    (void)model;
-    if (!p || !stats || !p->stream || !p->bar || stats->total <= 0) return 0;
-    now = cnn__seconds();
-    if (now - p->last_drawn < 0.1 && stats->step < stats->steps) return 0; /* at most ten redraws a second */
-    p->last_drawn = now;
-    elapsed = now - p->epoch_started;
-    rate = elapsed > 0.0 ? stats->samples / elapsed : 0.0;
-    left = rate > 0.0 ? (stats->total - stats->samples) / rate : 0.0;
-    if (rate > 9999999.0) rate = 9999999.0; /* a first step timed at a microsecond must not widen the line */
-    filled = (int)((double)BAR * stats->samples / stats->total);
-    for (i = 0; i < BAR; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
-    bar[BAR] = '\0';
-    fprintf(p->stream, "\repoch %d/%d [%s] %.0f samples/s ETA %d:%02d loss %.3f acc %.1f%%", stats->epoch, stats->epochs, bar, rate,
-            (int)left / 60, (int)left % 60, (double)stats->loss, 100.0 * stats->accuracy);
-    fflush(p->stream);
-    p->bar_on_line = 1;
-    return 0;
-}
-
-CNNDEF int cnn_progress_epoch(cnn_model *model, const cnn_epoch_stats *stats, void *user)
-{
-    cnn_progress *p = (cnn_progress *)user;
-    cnn_epoch_record record;
-    double now;
-    int stop = 0;
-    (void)model;
-    if (!p || !stats) return 0;
-    now = cnn__seconds();
-    memset(&record, 0, sizeof record);
-    record.epoch = stats->epoch;
-    record.loss = stats->loss;
-    record.accuracy = stats->accuracy;
-    record.validated = stats->validated;
-    record.validation_loss = stats->validation_loss;
-    record.validation_accuracy = stats->validation_accuracy;
-    record.seconds = now - p->epoch_started;
-    if (p->history && cnn_history_add(p->history, &record) != CNN_OK) stop = 1;
-    if (p->stream) {
-        if (p->bar_on_line) fputs("\r\033[K", p->stream); /* back to the line's start, and erase the bar */
-        p->bar_on_line = 0;
-        fprintf(p->stream, "epoch %2d/%d  loss %.4f  acc %6.2f%%", stats->epoch, stats->epochs, (double)stats->loss,
-                100.0 * stats->accuracy);
-        if (stats->validated)
-            fprintf(p->stream, "  val loss %.4f  val acc %6.2f%%", (double)stats->validation_loss, 100.0 * stats->validation_accuracy);
-        fprintf(p->stream, "  %.1f s\n", record.seconds);
-        if (stats->stopping)
-            fprintf(p->stream, "early stop: no lower validation loss since epoch %d, whose weights are kept\n", stats->best_epoch);
-        if (stop) fprintf(p->stream, "training stopped: %s\n", p->history->error.message);
-        fflush(p->stream);
-    }
-    p->epoch_started = p->last_drawn = now;
-    return stop;
-}
-
-CNNDEF size_t cnn_confusion_report(const int *matrix, int classes, const cnn_label_map *map, char *buffer, size_t size)
-{
-    size_t used = 0;
-    char name[16];
-    int k;
-    if (buffer && size) buffer[0] = '\0';
-    if (!matrix || classes <= 0) return 0;
-#define CNN__APPEND(...)                                                                     \
-    do {                                                                                     \
-        int written_ = snprintf(used < size && buffer ? buffer + used : NULL,                \
-                                used < size && buffer ? size - used : 0, __VA_ARGS__);       \
-        if (written_ > 0) used += (size_t)written_;                                          \
-    } while (0)
-    CNN__APPEND("class  support  precision  recall      f1\n");
-    for (k = 0; k < classes; k++) {
-        /* as cnn_confusion_metrics: row sum = support, column sum = predicted */
-        long row = 0, column = 0, correct = matrix[k * classes + k];
-        float precision, recall, f1;
-        int j;
-        for (j = 0; j < classes; j++) row += matrix[k * classes + j], column += matrix[j * classes + k];
-        precision = column > 0 ? (float)correct / (float)column : 0.0f;
-        recall = row > 0 ? (float)correct / (float)row : 0.0f;
-        f1 = precision + recall > 0.0f ? 2.0f * precision * recall / (precision + recall) : 0.0f;
-        if (map) snprintf(name, sizeof name, "%c", cnn_label_map_char(map, k));
-        else snprintf(name, sizeof name, "%d", k);
-        CNN__APPEND("%5s  %7ld  %8.2f%%  %5.2f%%  %6.3f\n", name, row, 100.0 * precision, 100.0 * recall, (double)f1);
-    }
-    CNN__APPEND("accuracy %.2f%%\n", 100.0 * cnn_confusion_accuracy(matrix, classes));
-#undef CNN__APPEND
-    return used;
-}
-
-/* ======================================================================== data files */
+/* ---------------------------------------------------------------- CSV and IDX datasets */
 
 CNN__PRIVATE int cnn__is_space(int c) { return c == ' ' || c == '\t'; }
 CNN__PRIVATE int cnn__is_digit(int c) { return c >= '0' && c <= '9'; }
@@ -4745,6 +2938,2162 @@ CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label)
     if (!map || label < 0 || label >= map->count || label >= CNN_MAX_CLASSES) return '?';
     return map->codes[label];
 }
+
+/* ======================================================================== training */
+
+/* The batch is already in activations[0]. */
+CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimizer, const int *labels, int batch,
+                                        float *mean_loss, int *correct)
+{
+    cnn_result result;
+    float loss;
+    cnn__forward(model, batch, CNN_MODE_TRAIN);
+    if ((result = cnn_model_loss(model, labels, &loss, correct)) != CNN_OK) return result;
+    if (!cnn__is_finite(loss))
+        return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1, "the loss is %g: training diverged; weights left as before this step",
+                         (double)loss);
+    cnn_model_zero_grad(model);
+    if ((result = cnn__loss_backward(model, labels, 0)) != CNN_OK) return result;
+    if ((result = cnn_optimizer_step(optimizer, model)) != CNN_OK) return result;
+    if (mean_loss) *mean_loss = loss;
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_train_step(cnn_model *model, cnn_optimizer *optimizer, const float *input, const int *labels,
+                                       int batch, float *mean_loss, int *correct)
+{
+    cnn_result result;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!optimizer) return cnn__null_argument(&model->error, "cnn_model_train_step", "optimizer");
+    if (!input) return cnn__null_argument(&model->error, "cnn_model_train_step", "input");
+    if (!labels) return cnn__null_argument(&model->error, "cnn_model_train_step", "labels");
+    if ((result = cnn__check_batch(model, batch)) != CNN_OK) return result;
+    if (input != model->activations[0].data)
+        memmove(model->activations[0].data, input, (size_t)batch * cnn_shape_count(model->input) * sizeof(float));
+    return cnn__train_step(model, optimizer, labels, batch, mean_loss, correct);
+}
+
+CNN__PRIVATE cnn_result cnn__check_dataset(cnn_model *model, const cnn_dataset *dataset)
+{
+    cnn_shape shape;
+    if (!dataset->images.data || !dataset->labels || dataset->count <= 0)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the dataset is empty");
+    if (dataset->images.n < dataset->count)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the dataset says %d samples but holds %d images",
+                         dataset->count, dataset->images.n);
+    shape = cnn__make_shape(dataset->images.c, dataset->images.h, dataset->images.w);
+    if (shape.c != model->input.c || shape.h != model->input.h || shape.w != model->input.w)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "dataset images (%d, %d, %d) do not match the model input (%d, %d, %d)",
+                         shape.c, shape.h, shape.w, model->input.c, model->input.h, model->input.w);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, const cnn_dataset *dataset, const cnn_fit_desc *desc)
+{
+    cnn_fit_desc d;
+    int *order, epoch, start, i, stop = 0, best_epoch = 0;
+    size_t sample;
+    float *best = NULL, best_loss = 0.0f;  /* early stopping: (param_count) the best epoch's parameters */
+    cnn_result result = CNN_OK;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!optimizer) return cnn__null_argument(&model->error, "cnn_model_fit", "optimizer");
+    if (!dataset) return cnn__null_argument(&model->error, "cnn_model_fit", "dataset");
+    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
+    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    if (d.epochs == 0) d.epochs = 10;
+    if (d.batch_size == 0) d.batch_size = model->max_batch;
+    if (d.epochs < 0 || d.batch_size < 0 || d.batch_size > model->max_batch)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "need epochs >= 1 and batch_size between 1 and max_batch %d (got %d, %d)",
+                         model->max_batch, d.epochs, d.batch_size);
+    if (d.patience < 0 || (d.patience > 0 && !d.validation))
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "early stopping needs patience >= 1 and a validation dataset (got patience %d%s)", d.patience,
+                         d.validation ? "" : ", no validation set");
+    if (d.lr_decay != 0.0f && !(d.lr_decay > 0.0f && d.lr_decay <= 1.0f && d.lr_decay_after >= 0))
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "lr_decay must be in (0, 1] and lr_decay_after >= 0 (got %g, %d)", (double)d.lr_decay, d.lr_decay_after);
+    if (d.validation && (result = cnn__check_dataset(model, d.validation)) != CNN_OK) return result;
+    if (d.patience > 0 && model->param_count > 0 && !(best = cnn__alloc_floats(model->param_count)))
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a copy of the best parameters");
+    order = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
+    if (!order) {
+        CNN_FREE(best);
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the shuffle order");
+    }
+    for (i = 0; i < dataset->count; i++) order[i] = i;
+    sample = cnn_shape_count(model->input);
+
+    for (epoch = 1; epoch <= d.epochs && result == CNN_OK; epoch++) {
+        cnn_epoch_stats stats;
+        double loss_sum = 0.0;
+        long right = 0;
+        if (!d.no_shuffle) /* Fisher-Yates */
+            for (i = dataset->count - 1; i > 0; i--) {
+                int j = (int)cnn_rng_below(&model->rng, (uint32_t)i + 1u), swap = order[i];
+                order[i] = order[j];
+                order[j] = swap;
+            }
+        for (start = 0; start < dataset->count; start += d.batch_size) {
+            int batch = dataset->count - start < d.batch_size ? dataset->count - start : d.batch_size, correct;
+            float loss;
+            for (i = 0; i < batch; i++) {
+                memcpy(model->activations[0].data + (size_t)i * sample,
+                       dataset->images.data + (size_t)order[start + i] * sample, sample * sizeof(float));
+                model->labels[i] = dataset->labels[order[start + i]];
+            }
+            if (d.augment && (result = d.augment(model, model->activations[0].data, model->labels, batch, d.augment_user)) != CNN_OK)
+                cnn__fail(&model->error, result, 0, 0, -1, "the augment callback failed: %s", cnn_result_string(result));
+            else
+                result = cnn__train_step(model, optimizer, model->labels, batch, &loss, &correct);
+            if (result != CNN_OK) {
+                char reason[sizeof model->error.message];
+                memcpy(reason, model->error.message, sizeof reason);
+                cnn__fail(&model->error, result, 0, 0, -1, "epoch %d, step %d: %s", epoch, start / d.batch_size + 1, reason);
+                break;
+            }
+            loss_sum += (double)loss * batch;
+            right += correct;
+            if (d.on_batch) {
+                cnn_batch_stats progress;
+                progress.epoch = epoch;
+                progress.epochs = d.epochs;
+                progress.step = start / d.batch_size + 1;
+                progress.steps = (dataset->count + d.batch_size - 1) / d.batch_size;
+                progress.samples = start + batch;
+                progress.total = dataset->count;
+                progress.loss = (float)(loss_sum / (start + batch));
+                progress.accuracy = (float)right / (float)(start + batch);
+                if (d.on_batch(model, &progress, d.user)) {
+                    stop = 1;
+                    break;
+                }
+            }
+        }
+        if (result != CNN_OK || stop) break;
+        memset(&stats, 0, sizeof stats);
+        stats.epoch = epoch;
+        stats.epochs = d.epochs;
+        stats.loss = (float)(loss_sum / dataset->count);
+        stats.accuracy = (float)right / (float)dataset->count;
+        if (d.validation) {
+            if ((result = cnn_model_evaluate(model, d.validation, &stats.validation_loss, &stats.validation_accuracy)) != CNN_OK) break;
+            stats.validated = 1;
+            /* improved: strictly lower loss; a NaN loss never improves */
+            if (best_epoch == 0 || stats.validation_loss < best_loss) {
+                best_epoch = epoch;
+                best_loss = stats.validation_loss;
+                if (best) memcpy(best, model->params, model->param_count * sizeof(float));
+            }
+            stats.best_epoch = best_epoch;
+            stats.stopping = d.patience > 0 && epoch - best_epoch >= d.patience && epoch < d.epochs;
+        }
+        if (d.on_epoch && d.on_epoch(model, &stats, d.user)) break;
+        if (stats.stopping) break;
+        /* the rate changes between epochs, after the callback has seen the
+           epoch trained at the old one */
+        if (d.lr_decay > 0.0f && epoch >= d.lr_decay_after) optimizer->desc.learning_rate *= d.lr_decay;
+    }
+    /* early stopping leaves the best epoch's parameters, however training ended */
+    if (best && best_epoch > 0 && result == CNN_OK) memcpy(model->params, best, model->param_count * sizeof(float));
+    CNN_FREE(best);
+    CNN_FREE(order);
+    return result;
+}
+
+CNNDEF cnn_result cnn_model_evaluate(cnn_model *model, const cnn_dataset *dataset, float *mean_loss, float *accuracy)
+{
+    double loss_sum = 0.0;
+    long right = 0;
+    int start;
+    size_t sample;
+    cnn_result result;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!dataset) return cnn__null_argument(&model->error, "cnn_model_evaluate", "dataset");
+    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
+    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
+    sample = cnn_shape_count(model->input);
+    for (start = 0; start < dataset->count; start += model->max_batch) {
+        int batch = dataset->count - start < model->max_batch ? dataset->count - start : model->max_batch, correct;
+        float loss;
+        if ((result = cnn_model_forward(model, dataset->images.data + (size_t)start * sample, batch, CNN_MODE_EVAL)) != CNN_OK ||
+            (result = cnn_model_loss(model, dataset->labels + start, &loss, &correct)) != CNN_OK)
+            return result;
+        loss_sum += (double)loss * batch;
+        right += correct;
+    }
+    if (mean_loss) *mean_loss = (float)(loss_sum / dataset->count);
+    if (accuracy) *accuracy = (float)right / (float)dataset->count;
+    return CNN_OK;
+}
+
+/* ======================================================================== validation and metrics */
+
+CNNDEF cnn_result cnn_dataset_split(const cnn_dataset *source, float fraction, uint64_t seed, cnn_dataset *train, cnn_dataset *validation)
+{
+    cnn_rng rng;
+    unsigned char *held;  /* (count) 1: the sample goes to validation */
+    int count, held_count, i, t = 0, v = 0;
+    size_t sample;
+    cnn_result result;
+    if (!train || !validation) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(train, 0, sizeof *train);
+    memset(validation, 0, sizeof *validation);
+    cnn__clear_error(&train->error);
+    cnn__clear_error(&validation->error);
+    if (!source || !source->images.data || !source->labels || source->count < 2 || source->images.n < source->count)
+        return cnn__fail(&train->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "splitting needs a dataset of at least 2 samples");
+    if (fraction == 0.0f) fraction = 0.1f;
+    if (!(fraction > 0.0f && fraction < 1.0f))
+        return cnn__fail(&train->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the validation fraction must be in (0, 1), got %g",
+                         (double)fraction);
+    count = source->count;
+    held_count = (int)floor((double)fraction * count + 0.5);
+    if (held_count < 1) held_count = 1;
+    if (held_count > count - 1) held_count = count - 1;
+    held = (unsigned char *)CNN_MALLOC((size_t)count);
+    if (!held) return cnn__fail(&train->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory splitting %d samples", count);
+    /* Floyd's sampling: held_count distinct indices, each subset equally likely */
+    memset(held, 0, (size_t)count);
+    cnn_rng_seed(&rng, seed);
+    for (i = count - held_count; i < count; i++) {
+        int j = (int)cnn_rng_below(&rng, (uint32_t)i + 1u);
+        held[held[j] ? i : j] = 1;
+    }
+    sample = (size_t)source->images.c * (size_t)source->images.h * (size_t)source->images.w;
+    result = cnn_tensor_alloc(&train->images, count - held_count, source->images.c, source->images.h, source->images.w);
+    if (result == CNN_OK)
+        result = cnn_tensor_alloc(&validation->images, held_count, source->images.c, source->images.h, source->images.w);
+    train->labels = (int *)CNN_MALLOC((size_t)(count - held_count) * sizeof(int));
+    validation->labels = (int *)CNN_MALLOC((size_t)held_count * sizeof(int));
+    if (result != CNN_OK || !train->labels || !validation->labels) {
+        CNN_FREE(held);
+        cnn_dataset_free(train);
+        cnn_dataset_free(validation);
+        return cnn__fail(&train->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory splitting %d samples", count);
+    }
+    for (i = 0; i < count; i++) {
+        cnn_dataset *part = held[i] ? validation : train;
+        int k = held[i] ? v++ : t++;
+        memcpy(part->images.data + (size_t)k * sample, source->images.data + (size_t)i * sample, sample * sizeof(float));
+        part->labels[k] = source->labels[i];
+    }
+    CNN_FREE(held);
+    train->count = t;
+    validation->count = v;
+    train->num_classes = validation->num_classes = source->num_classes;
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_confusion_count(const int *labels, const int *predicted, int count, int classes, int *matrix)
+{
+    int i;
+    if (!labels || !predicted || !matrix || count < 0 || classes <= 0 || classes > CNN_MAX_CLASSES) return CNN_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < count; i++)
+        if (labels[i] < 0 || labels[i] >= classes || predicted[i] < 0 || predicted[i] >= classes) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(matrix, 0, (size_t)classes * (size_t)classes * sizeof(int));
+    for (i = 0; i < count; i++) matrix[labels[i] * classes + predicted[i]]++;
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_confusion(cnn_model *model, const cnn_dataset *dataset, int *matrix)
+{
+    int *predicted, classes, i;
+    cnn_result result;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!dataset) return cnn__null_argument(&model->error, "cnn_model_confusion", "dataset");
+    if (!matrix) return cnn__null_argument(&model->error, "cnn_model_confusion", "matrix");
+    if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
+    if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
+    classes = (int)cnn_shape_count(cnn_model_output_shape(model));
+    for (i = 0; i < dataset->count; i++)
+        if (dataset->labels[i] < 0 || dataset->labels[i] >= classes)
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "sample %d has label %d but the model has %d classes", i, dataset->labels[i], classes);
+    predicted = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
+    if (!predicted) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for %d predictions", dataset->count);
+    result = cnn_model_predict(model, dataset->images.data, dataset->count, predicted, NULL);
+    if (result == CNN_OK) result = cnn_confusion_count(dataset->labels, predicted, dataset->count, classes, matrix);
+    CNN_FREE(predicted);
+    return result;
+}
+
+/* precision = TP / (TP + FP) = diagonal / column sum,  recall = TP / (TP + FN) = diagonal / row sum */
+CNNDEF cnn_result cnn_confusion_metrics(const int *matrix, int classes, cnn_class_metrics *metrics)
+{
+    int k, j;
+    if (!matrix || !metrics || classes <= 0 || classes > CNN_MAX_CLASSES) return CNN_ERROR_INVALID_ARGUMENT;
+    for (k = 0; k < classes; k++) {
+        cnn_class_metrics *m = &metrics[k];
+        memset(m, 0, sizeof *m);
+        for (j = 0; j < classes; j++) {
+            m->support += matrix[k * classes + j];
+            m->predicted += matrix[j * classes + k];
+        }
+        m->correct = matrix[k * classes + k];
+        m->precision = m->predicted > 0 ? (float)m->correct / (float)m->predicted : 0.0f;
+        m->recall = m->support > 0 ? (float)m->correct / (float)m->support : 0.0f;
+        m->f1 = m->precision + m->recall > 0.0f ? 2.0f * m->precision * m->recall / (m->precision + m->recall) : 0.0f;
+    }
+    return CNN_OK;
+}
+
+CNNDEF float cnn_confusion_accuracy(const int *matrix, int classes)
+{
+    long total = 0, right = 0;
+    int k;
+    if (!matrix || classes <= 0) return 0.0f;
+    for (k = 0; k < classes * classes; k++) total += matrix[k];
+    for (k = 0; k < classes; k++) right += matrix[k * classes + k];
+    return total > 0 ? (float)((double)right / (double)total) : 0.0f;
+}
+
+/* ======================================================================== progress and history
+
+   The only code in cnn.h that prints, and only to the stream the caller gave
+   a cnn_progress, from callbacks the caller chose to pass to cnn_model_fit. */
+
+/* Wall-clock seconds from an arbitrary origin, for rates and durations.
+   POSIX: gettimeofday. Elsewhere clock(), which is wall time on Windows but
+   processor time on some other systems (then the rates are rough). */
+#if defined(__unix__) || defined(__APPLE__)
+CNN__PRIVATE double cnn__seconds(void)
+{
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    return (double)now.tv_sec + (double)now.tv_usec * 1e-6;
+}
+CNN__PRIVATE int cnn__is_terminal(FILE *stream) { return isatty(fileno(stream)) == 1; }
+#else
+CNN__PRIVATE double cnn__seconds(void) { return (double)clock() / (double)CLOCKS_PER_SEC; }
+CNN__PRIVATE int cnn__is_terminal(FILE *stream) { (void)stream; return 0; } /* no isatty: plain lines */
+#endif
+
+CNNDEF cnn_result cnn_history_add(cnn_history *history, const cnn_epoch_record *record)
+{
+    if (!history) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!record) return cnn__null_argument(&history->error, "cnn_history_add", "record");
+    if (history->count >= history->capacity) { /* grow by doubling: there is no CNN_REALLOC */
+        int capacity = history->capacity > 0 ? 2 * history->capacity : 16;
+        cnn_epoch_record *epochs = (cnn_epoch_record *)CNN_MALLOC((size_t)capacity * sizeof(cnn_epoch_record));
+        if (!epochs) return cnn__fail(&history->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the history of %d epochs", capacity);
+        if (history->count > 0) memcpy(epochs, history->epochs, (size_t)history->count * sizeof(cnn_epoch_record));
+        CNN_FREE(history->epochs);
+        history->epochs = epochs;
+        history->capacity = capacity;
+    }
+    history->epochs[history->count++] = *record;
+    return CNN_OK;
+}
+
+CNNDEF void cnn_history_free(cnn_history *history)
+{
+    if (!history) return;
+    CNN_FREE(history->epochs);
+    memset(history, 0, sizeof *history);
+}
+
+CNNDEF cnn_result cnn_history_save_csv(cnn_history *history, const char *path)
+{
+    cnn__atomic_file out;
+    cnn_result result;
+    int i, ok = 1;
+    if (!history) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!path || !*path) return cnn__fail(&history->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_history_save_csv: no file name given");
+    if (history->count < 0 || (history->count > 0 && !history->epochs))
+        return cnn__fail(&history->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_history_save_csv: the history is damaged");
+    if ((result = cnn__atomic_open(&out, path, &history->error)) != CNN_OK) return result;
+    ok &= fprintf(out.file, "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds\n") > 0;
+    for (i = 0; ok && i < history->count; i++) {
+        const cnn_epoch_record *r = &history->epochs[i];
+        ok &= fprintf(out.file, "%d,%.6f,%.6f,", r->epoch, (double)r->loss, (double)r->accuracy) > 0;
+        if (r->validated) ok &= fprintf(out.file, "%.6f,%.6f,", (double)r->validation_loss, (double)r->validation_accuracy) > 0;
+        else ok &= fputs(",,", out.file) >= 0; /* empty fields: not measured */
+        ok &= fprintf(out.file, "%.3f\n", r->seconds) > 0;
+    }
+    return cnn__atomic_close(&out, path, ok, &history->error);
+}
+
+CNNDEF void cnn_progress_init(cnn_progress *progress, FILE *stream, const cnn_progress_desc *desc)
+{
+    cnn_progress_style style = desc ? desc->style : CNN_PROGRESS_AUTO;
+    if (!progress) return;
+    memset(progress, 0, sizeof *progress);
+    progress->stream = stream;
+    progress->history = desc ? desc->history : NULL;
+    progress->bar = stream && (style == CNN_PROGRESS_BAR || (style == CNN_PROGRESS_AUTO && cnn__is_terminal(stream)));
+    progress->epoch_started = progress->last_drawn = cnn__seconds();
+}
+
+/* The bar fits in 80 columns: a longer line would wrap, and \r could not
+   go back over it. */
+CNNDEF int cnn_progress_batch(cnn_model *model, const cnn_batch_stats *stats, void *user)
+{
+    enum { BAR = 18 };
+    cnn_progress *p = (cnn_progress *)user;
+    double now, elapsed, rate, left;
+    char bar[BAR + 1];
+    int filled, i;
+    (void)model;
+    if (!p || !stats || !p->stream || !p->bar || stats->total <= 0) return 0;
+    now = cnn__seconds();
+    if (now - p->last_drawn < 0.1 && stats->step < stats->steps) return 0; /* at most ten redraws a second */
+    p->last_drawn = now;
+    elapsed = now - p->epoch_started;
+    rate = elapsed > 0.0 ? stats->samples / elapsed : 0.0;
+    left = rate > 0.0 ? (stats->total - stats->samples) / rate : 0.0;
+    if (rate > 9999999.0) rate = 9999999.0; /* a first step timed at a microsecond must not widen the line */
+    filled = (int)((double)BAR * stats->samples / stats->total);
+    for (i = 0; i < BAR; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
+    bar[BAR] = '\0';
+    fprintf(p->stream, "\repoch %d/%d [%s] %.0f samples/s ETA %d:%02d loss %.3f acc %.1f%%", stats->epoch, stats->epochs, bar, rate,
+            (int)left / 60, (int)left % 60, (double)stats->loss, 100.0 * stats->accuracy);
+    fflush(p->stream);
+    p->bar_on_line = 1;
+    return 0;
+}
+
+CNNDEF int cnn_progress_epoch(cnn_model *model, const cnn_epoch_stats *stats, void *user)
+{
+    cnn_progress *p = (cnn_progress *)user;
+    cnn_epoch_record record;
+    double now;
+    int stop = 0;
+    (void)model;
+    if (!p || !stats) return 0;
+    now = cnn__seconds();
+    memset(&record, 0, sizeof record);
+    record.epoch = stats->epoch;
+    record.loss = stats->loss;
+    record.accuracy = stats->accuracy;
+    record.validated = stats->validated;
+    record.validation_loss = stats->validation_loss;
+    record.validation_accuracy = stats->validation_accuracy;
+    record.seconds = now - p->epoch_started;
+    if (p->history && cnn_history_add(p->history, &record) != CNN_OK) stop = 1;
+    if (p->stream) {
+        if (p->bar_on_line) fputs("\r\033[K", p->stream); /* back to the line's start, and erase the bar */
+        p->bar_on_line = 0;
+        fprintf(p->stream, "epoch %2d/%d  loss %.4f  acc %6.2f%%", stats->epoch, stats->epochs, (double)stats->loss,
+                100.0 * stats->accuracy);
+        if (stats->validated)
+            fprintf(p->stream, "  val loss %.4f  val acc %6.2f%%", (double)stats->validation_loss, 100.0 * stats->validation_accuracy);
+        fprintf(p->stream, "  %.1f s\n", record.seconds);
+        if (stats->stopping)
+            fprintf(p->stream, "early stop: no lower validation loss since epoch %d, whose weights are kept\n", stats->best_epoch);
+        if (stop) fprintf(p->stream, "training stopped: %s\n", p->history->error.message);
+        fflush(p->stream);
+    }
+    p->epoch_started = p->last_drawn = now;
+    return stop;
+}
+
+CNNDEF size_t cnn_confusion_report(const int *matrix, int classes, const cnn_label_map *map, char *buffer, size_t size)
+{
+    size_t used = 0;
+    char name[16];
+    int k;
+    if (buffer && size) buffer[0] = '\0';
+    if (!matrix || classes <= 0) return 0;
+#define CNN__APPEND(...)                                                                     \
+    do {                                                                                     \
+        int written_ = snprintf(used < size && buffer ? buffer + used : NULL,                \
+                                used < size && buffer ? size - used : 0, __VA_ARGS__);       \
+        if (written_ > 0) used += (size_t)written_;                                          \
+    } while (0)
+    CNN__APPEND("class  support  precision  recall      f1\n");
+    for (k = 0; k < classes; k++) {
+        /* as cnn_confusion_metrics: row sum = support, column sum = predicted */
+        long row = 0, column = 0, correct = matrix[k * classes + k];
+        float precision, recall, f1;
+        int j;
+        for (j = 0; j < classes; j++) row += matrix[k * classes + j], column += matrix[j * classes + k];
+        precision = column > 0 ? (float)correct / (float)column : 0.0f;
+        recall = row > 0 ? (float)correct / (float)row : 0.0f;
+        f1 = precision + recall > 0.0f ? 2.0f * precision * recall / (precision + recall) : 0.0f;
+        if (map) snprintf(name, sizeof name, "%c", cnn_label_map_char(map, k));
+        else snprintf(name, sizeof name, "%d", k);
+        CNN__APPEND("%5s  %7ld  %8.2f%%  %5.2f%%  %6.3f\n", name, row, 100.0 * precision, 100.0 * recall, (double)f1);
+    }
+    CNN__APPEND("accuracy %.2f%%\n", 100.0 * cnn_confusion_accuracy(matrix, classes));
+#undef CNN__APPEND
+    return used;
+}
+
+/* ======================================================================== model files
+
+   A model file is, in order (integers are unsigned 32-bit, everything
+   little-endian whatever the machine):
+     8 bytes   magic "\x89CNN\r\n\x1a\n": the high byte and the line ends
+               show up damage from text-mode transfers, as PNG's do
+     u32       format version (1)
+     3 x u32   input channels, height, width
+     u32       layer count
+     per layer type, units, kernel, stride, padding, init (6 x u32),
+               alpha, rate (2 x float32)
+     u64       parameter count
+     float32   the parameters, in model.params order
+   Loading rebuilds the layers through cnn_model_add, so a file can only
+   describe a model that could have been built, and checks the parameter
+   count against the layers and the file size before allocating. */
+
+#define CNN__FILE_VERSION 1u
+#define CNN__HEADER_BYTES 28
+#define CNN__LAYER_BYTES 32
+static const unsigned char cnn__magic[8] = {0x89, 'C', 'N', 'N', '\r', '\n', 0x1a, '\n'};
+
+CNN__PRIVATE void cnn__put_u32(unsigned char *out, uint32_t value)
+{
+    out[0] = (unsigned char)(value & 0xffu);
+    out[1] = (unsigned char)((value >> 8) & 0xffu);
+    out[2] = (unsigned char)((value >> 16) & 0xffu);
+    out[3] = (unsigned char)((value >> 24) & 0xffu);
+}
+
+CNN__PRIVATE uint32_t cnn__get_u32(const unsigned char *in)
+{
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
+}
+
+CNN__PRIVATE void cnn__put_f32(unsigned char *out, float value)
+{
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    cnn__put_u32(out, bits);
+}
+
+CNN__PRIVATE float cnn__get_f32(const unsigned char *in)
+{
+    uint32_t bits = cnn__get_u32(in);
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path)
+{
+    unsigned char header[CNN__HEADER_BYTES + CNN__LAYER_BYTES * CNN_MAX_LAYERS + 8], chunk[4096];
+    unsigned char *at = header;
+    cnn__atomic_file out;
+    size_t i, done;
+    cnn_result result;
+    int ok = 1;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_save: no file name given");
+    if (!model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is not built: nothing to save");
+
+    memcpy(at, cnn__magic, 8); at += 8;
+    cnn__put_u32(at, CNN__FILE_VERSION); at += 4;
+    cnn__put_u32(at, (uint32_t)model->input.c); at += 4;
+    cnn__put_u32(at, (uint32_t)model->input.h); at += 4;
+    cnn__put_u32(at, (uint32_t)model->input.w); at += 4;
+    cnn__put_u32(at, (uint32_t)model->layer_count); at += 4;
+    for (i = 0; i < (size_t)model->layer_count; i++) {
+        const cnn_layer_desc *d = &model->layers[i].desc;
+        cnn__put_u32(at, (uint32_t)d->type); cnn__put_u32(at + 4, (uint32_t)d->units);
+        cnn__put_u32(at + 8, (uint32_t)d->kernel); cnn__put_u32(at + 12, (uint32_t)d->stride);
+        cnn__put_u32(at + 16, (uint32_t)d->padding); cnn__put_u32(at + 20, (uint32_t)d->init);
+        cnn__put_f32(at + 24, d->alpha); cnn__put_f32(at + 28, d->rate);
+        at += CNN__LAYER_BYTES;
+    }
+    cnn__put_u32(at, (uint32_t)(model->param_count & 0xffffffffu));
+    cnn__put_u32(at + 4, (uint32_t)((uint64_t)model->param_count >> 32)); at += 8;
+
+    if ((result = cnn__atomic_open(&out, path, &model->error)) != CNN_OK) return result;
+    ok &= fwrite(header, 1, (size_t)(at - header), out.file) == (size_t)(at - header);
+    for (done = 0; ok && done < model->param_count;) {
+        size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
+        for (i = 0; i < n; i++) cnn__put_f32(chunk + 4 * i, model->params[done + i]);
+        ok &= fwrite(chunk, 4, n, out.file) == n;
+        done += n;
+    }
+    return cnn__atomic_close(&out, path, ok, &model->error);
+}
+
+/* Reads the whole header; on success the model has its layers but is not built. */
+CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, cnn__reader *reader, size_t *params_at)
+{
+    unsigned char buffer[CNN__LAYER_BYTES > CNN__HEADER_BYTES ? CNN__LAYER_BYTES : CNN__HEADER_BYTES];
+    uint32_t version, layer_count, i;
+    uint64_t param_count;
+    long long offset = 0, file_size = reader->size;
+    const char *path = reader->name;
+    cnn_result result;
+    cnn_error *error = &model->error;
+    size_t got = cnn__read_bytes(reader, buffer, CNN__HEADER_BYTES);
+    if (got != CNN__HEADER_BYTES && cnn__reader_failed(reader))
+        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
+    if (got < CNN__HEADER_BYTES) file_size = (long long)got;
+    if (file_size < CNN__HEADER_BYTES)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size, "'%s' is too short to be a cnn.h model (%lld bytes)", path, file_size);
+    if (memcmp(buffer, cnn__magic, 8) != 0)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s' is not a cnn.h model file (wrong magic bytes)", path);
+    version = cnn__get_u32(buffer + 8);
+    if (version != CNN__FILE_VERSION)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 8, "'%s' has format version %lu; this cnn.h reads version %u",
+                         path, (unsigned long)version, CNN__FILE_VERSION);
+    for (i = 0; i < 3; i++)
+        if (cnn__get_u32(buffer + 12 + 4 * i) > 65536u)
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12 + 4 * i, "'%s': input dimension %lu is not plausible",
+                             path, (unsigned long)cnn__get_u32(buffer + 12 + 4 * i));
+    if (cnn_model_init(model, (int)cnn__get_u32(buffer + 12), (int)cnn__get_u32(buffer + 16), (int)cnn__get_u32(buffer + 20), 0) != CNN_OK) {
+        char reason[sizeof error->message];
+        memcpy(reason, error->message, sizeof reason);
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12, "'%s': %s", path, reason);
+    }
+    layer_count = cnn__get_u32(buffer + 24);
+    if (layer_count == 0 || layer_count > CNN_MAX_LAYERS)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 24, "'%s' declares %lu layers (1..%d allowed)", path,
+                         (unsigned long)layer_count, CNN_MAX_LAYERS);
+    offset = CNN__HEADER_BYTES;
+    for (i = 0; i < layer_count; i++, offset += CNN__LAYER_BYTES) {
+        cnn_layer_desc desc;
+        int field;
+        if (cnn__read_bytes(reader, buffer, CNN__LAYER_BYTES) != CNN__LAYER_BYTES)
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated inside layer %lu", path, (unsigned long)i + 1);
+        for (field = 0; field < 6; field++)
+            if (cnn__get_u32(buffer + 4 * field) > (uint32_t)INT_MAX)
+                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset + 4 * field, "'%s': layer %lu has a negative setting",
+                                 path, (unsigned long)i + 1);
+        memset(&desc, 0, sizeof desc);
+        desc.type = (cnn_layer_type)cnn__get_u32(buffer);
+        desc.units = (int)cnn__get_u32(buffer + 4);
+        desc.kernel = (int)cnn__get_u32(buffer + 8);
+        desc.stride = (int)cnn__get_u32(buffer + 12);
+        desc.padding = (int)cnn__get_u32(buffer + 16);
+        desc.init = (cnn_init)cnn__get_u32(buffer + 20);
+        desc.alpha = cnn__get_f32(buffer + 24);
+        desc.rate = cnn__get_f32(buffer + 28);
+        if ((int)desc.type <= CNN_LAYER_NONE || (int)desc.type >= CNN_LAYER_TYPE_COUNT)
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu has unknown type %d", path,
+                             (unsigned long)i + 1, (int)desc.type);
+        if ((result = cnn_model_add(model, &desc)) != CNN_OK) {
+            char reason[sizeof error->message];
+            memcpy(reason, error->message, sizeof reason);
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu: %s", path, (unsigned long)i + 1, reason);
+        }
+    }
+    if (cnn__read_bytes(reader, buffer, 8) != 8)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated before the parameter count", path);
+    param_count = (uint64_t)cnn__get_u32(buffer) | (uint64_t)cnn__get_u32(buffer + 4) << 32;
+    if (param_count != (uint64_t)model->param_count)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' says %llu parameters but its layers have %llu", path,
+                         (unsigned long long)param_count, (unsigned long long)model->param_count);
+    offset += 8;
+    if (file_size != offset + 4 * (long long)param_count)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size < offset + 4 * (long long)param_count ? file_size : offset + 4 * (long long)param_count,
+                         "'%s' has %lld bytes; its header promises %lld (%s)", path, file_size,
+                         offset + 4 * (long long)param_count, file_size < offset + 4 * (long long)param_count ? "truncated" : "trailing bytes");
+    *params_at = (size_t)offset;
+    return CNN_OK;
+}
+
+/* Loads a model from an open reader, which it closes. */
+CNN__PRIVATE cnn_result cnn__load_model(cnn_model *model, cnn__reader *reader, int max_batch)
+{
+    unsigned char chunk[4096];
+    size_t params_at = 0, done, i;
+    const char *path = reader->name;
+    cnn_result result;
+    result = cnn__load_header(model, reader, &params_at);
+    if (result == CNN_OK) result = cnn_model_build(model, max_batch);
+    for (done = 0; result == CNN_OK && done < model->param_count;) {
+        size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
+        if (cnn__read_bytes(reader, chunk, 4 * n) != 4 * n) {
+            result = cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, (long long)(params_at + 4 * done), "read error in '%s'", path);
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            float value = cnn__get_f32(chunk + 4 * i);
+            if (!cnn__is_finite(value)) {
+                result = cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, (long long)(params_at + 4 * (done + i)),
+                                   "'%s': parameter %lu is not a finite number", path, (unsigned long)(done + i));
+                break;
+            }
+            model->params[done + i] = value;
+        }
+        done += n;
+    }
+    cnn__close_reader(reader);
+    if (result != CNN_OK) {
+        cnn_error error = model->error;
+        cnn_model_free(model);
+        model->error = error;
+    }
+    return result;
+}
+
+/* Starts a model for loading: zeroed, with a clear error. */
+CNN__PRIVATE cnn_result cnn__begin_load(cnn_model *model, int max_batch)
+{
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(model, 0, sizeof *model);
+    cnn__clear_error(&model->error);
+    if (max_batch <= 0)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "loading a model needs max_batch >= 1, got %d", max_batch);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
+    if ((result = cnn__open_reader(&reader, path, &model->error)) != CNN_OK) return result;
+    return cnn__load_model(model, &reader, max_batch);
+}
+
+CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
+    if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &model->error)) != CNN_OK) return result;
+    return cnn__load_model(model, &reader, max_batch);
+}
+
+/* ========================================================================
+   FAST
+   ========================================================================
+
+   Everything above is the whole library, each layer the plain loops of its
+   formula. This section makes it fast without changing what it computes:
+   it holds a fast twin of the layers that take the time (conv2d, dense,
+   ReLU and LeakyReLU, max pooling, dropout, the optimisers), and the model
+   runs a twin where there is one (cnn__layer_forward_fast and its
+   companions, at the end of this section). CNN_NO_FAST leaves it out.
+
+   How it is fast:
+   - Lowering. A convolution becomes one matrix multiply per sample
+     (im2col): every K x K window of x is copied into a column of a matrix
+     col (C*K*K, OH*OW); then y = w (OC, C*K*K) @ col, dw += dy @ col^T,
+     dcol = w^T @ dy, and dcol is folded back onto the windows it came
+     from (col2im). A dense layer is a multiply as it stands.
+   - One multiply, written as BLAS libraries write theirs (below): operands
+     packed into panels that a 6 x 16 register kernel reads front to back.
+   - Vectors of 8 floats for the elementwise loops (ReLU, max pooling,
+     Adam), stated in the code through GCC's and clang's vector extensions
+     rather than left to the auto-vectoriser; on x86-64 Linux the hot
+     functions are compiled twice, for SSE2 and for AVX2, and the loader
+     picks the one the CPU runs.
+   - Threads (OpenMP, when compiled with -fopenmp) over samples, tiles,
+     panels, planes or blocks of values.
+
+   What it keeps: every sum is added in one fixed order, whatever the
+   tiling or the number of threads, so results are bit-identical for any
+   number of threads. The twins of dense, the activations, max pooling,
+   dropout and the optimisers even add in the plain loops' order, and give
+   their bits; conv2d sums a window's products in another order than its
+   plain loops, and agrees with them to rounding. tests/test_fast_paths.c
+   compares every twin with its plain twin on many shapes. AVX2 here means
+   wider vectors only, never fused multiply-add, so both compiled versions
+   round alike. */
+#ifndef CNN_NO_FAST
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__SSE__)
+#include <xmmintrin.h> /* _mm_sqrt_ps, for Adam */
+#endif
+
+/* CNN__INLINE marks small helpers of the hot loops: GCC will not inline a
+   plain function into one compiled for another target (see CNN__HOT)
+   unless told to, and a call per short row costs more than the row. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CNN__INLINE static inline __attribute__((always_inline, unused))
+#define CNN__RESTRICT __restrict__
+#elif defined(_MSC_VER)
+#define CNN__INLINE static
+#define CNN__RESTRICT __restrict
+#else
+#define CNN__INLINE static
+#define CNN__RESTRICT
+#endif
+
+/* The hot loops are compiled twice on x86-64 with GCC or clang: once for the
+   baseline (SSE2) and once for AVX2, and the loader picks the one the CPU
+   runs (function multi-versioning). Define CNN_NO_CLONES to build one
+   version. */
+#if !defined(CNN_NO_CLONES) && defined(__x86_64__) && defined(__linux__) && \
+    ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8) || (defined(__clang__) && __clang_major__ >= 14))
+#define CNN__HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define CNN__HOT
+#endif
+
+/* Vectors of 8 floats that GCC and clang treat as one value: one AVX
+   register, or two SSE ones. Arithmetic works lane by lane (v * a with a
+   scalar a multiplies every lane by a), and a comparison gives a vector of
+   ints, -1 where it holds and 0 where not. The hot loops use them to state
+   the vector code themselves instead of hoping the compiler finds it: at
+   -O2, GCC 12 vectorises only loops it needs no extra code for, and an
+   activation like "x < 0 ? alpha * x : x" never qualifies (it may not
+   compute alpha * x for lanes that do not need it, in case that traps).
+   Other compilers do without: each vector loop hands what it leaves to the
+   plain loop, which then does it all. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CNN__VECTORS 1
+typedef float cnn__f8 __attribute__((vector_size(32)));
+typedef int cnn__i8 __attribute__((vector_size(32)));
+
+/* Macros rather than functions: passing a vector by value to a function
+   compiled without AVX changes the ABI, and GCC warns about it. */
+#define CNN__LOAD8(v, from) memcpy(&(v), (from), sizeof(cnn__f8)) /* any alignment */
+#define CNN__STORE8(to, v) memcpy((to), &(v), sizeof(cnn__f8))
+/* the lanes of a where mask is -1, of b where it is 0 */
+#define CNN__SELECT8(mask, a, b) ((cnn__f8)(((mask) & (cnn__i8)(a)) | (~(mask) & (cnn__i8)(b))))
+#else
+#define CNN__VECTORS 0
+#endif
+
+/* __builtin_shufflevector(a, b, i0, .., i7) picks lanes of a (0..7) and b
+   (8..15): the 2 x 2 max pool and the transposing pack use it. */
+#if CNN__VECTORS && defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define CNN__SHUFFLES 1
+#endif
+#endif
+
+/* Threads, when compiled with OpenMP. Work is split so that every sum is
+   still added in one fixed order: results do not depend on the number of
+   threads. CNN__PARALLEL_FOR uses a variable named threads from its scope. */
+#ifdef _OPENMP
+#define CNN__PARALLEL_FOR _Pragma("omp parallel for num_threads(threads) schedule(static)")
+#define CNN__THREAD_ID() omp_get_thread_num()
+#define CNN__MAX_THREADS() omp_get_max_threads()
+#else
+#define CNN__PARALLEL_FOR (void)threads;
+#define CNN__THREAD_ID() 0
+#define CNN__MAX_THREADS() 1
+#endif
+
+/* Working memory of the fast conv2d and dense layers, one block cut in two:
+   shared (one layer at a time: packed weights, per-chunk gradient sums) and
+   one slice of per_thread floats for each thread (im2col and packed
+   buffers). */
+typedef struct cnn__workspace {
+    float *shared;
+    float *per_thread;
+    size_t per_thread_size;
+    int threads;
+} cnn__workspace;
+
+/* What a built model keeps for this section (model->fast), in one
+   allocation made by cnn__fast_build. */
+struct cnn__fast {
+    cnn__workspace work;
+    int *shifts[CNN_MAX_LAYERS]; /* conv2d with stride 1: (C*K*K) where each window
+                                    row starts in the padded input; else NULL */
+};
+
+/* ---------------------------------------------------------------- random
+
+   rng as after `steps` calls of cnn_rng_next, in O(log steps): n LCG steps
+   are one affine map, s -> A s + C with A = a^n and C = c (a^(n-1) + ... +
+   1), built up by squaring (F. Brown, "Random number generation with
+   arbitrary strides", 1994). It lets threads draw disjoint parts of one
+   stream: the numbers are the same as drawn one after another. */
+CNN__PRIVATE void cnn__rng_advance(cnn_rng *rng, uint64_t steps)
+{
+    uint64_t multiplier = 6364136223846793005ULL, increment = rng->increment; /* one step */
+    uint64_t total_multiplier = 1, total_increment = 0;                          /* no step */
+    for (; steps > 0; steps >>= 1) {
+        if (steps & 1) {
+            total_multiplier *= multiplier;
+            total_increment = total_increment * multiplier + increment;
+        }
+        increment *= multiplier + 1; /* the map applied twice */
+        multiplier *= multiplier;
+    }
+    rng->state = total_multiplier * rng->state + total_increment;
+}
+
+/* ---------------------------------------------------------------- matrix multiply
+
+   C (M x N) += A (M x K) @ B (K x N). This one routine carries the conv and
+   dense layers. It works as GotoBLAS and BLIS do, in three steps:
+   1. pack: A is copied into panels of CNN__MR rows and B into panels of
+      CNN__NR columns, each laid out in the order the kernel reads it, so
+      that the kernel walks memory front to back. A panel at an edge is
+      padded with zeros. Packing reads through a row and a column stride, so
+      a transposed operand (x^T, w^T, dy^T in the layers) needs no
+      transpose of its own. An operand stored row by row can also be read
+      where it lies: B 16 floats of a row at a time (only a last, narrower
+      panel is packed), A one float from each of 6 rows at a time. That
+      saves a copy where the operand is used only a few times, as col and
+      dy in conv2d and the weights of a dense layer at inference.
+   2. kernel: one A panel times one B panel is a CNN__MR x CNN__NR tile of C
+      (6 x 16), summed over k in 12 vector registers of 8 floats: each value
+      of B loaded serves 6 rows, each value of A 16 columns.
+   3. the tile is added to C (or stored in it, where C is not yet summed
+      into), only the part that lies inside C.
+   Every element of C sums its K products in the order k = 0, 1, ..., K-1,
+   starting from zero, and that sum is then added to C: results never
+   depend on the tiling or on the number of threads. */
+enum { CNN__MR = 6, CNN__NR = 16 };
+
+/* Floats of a packed A (M x K), and of a packed B (K x N). */
+CNN__PRIVATE size_t cnn__packed_a_size(int M, int K)
+{
+    return (size_t)((M + CNN__MR - 1) / CNN__MR) * CNN__MR * (size_t)K;
+}
+
+CNN__PRIVATE size_t cnn__packed_b_size(int K, int N)
+{
+    return (size_t)((N + CNN__NR - 1) / CNN__NR) * CNN__NR * (size_t)K;
+}
+
+/* packed = the M x K matrix X, where X[i][k] is x[i * row_stride +
+   k * col_stride], as panels of `width` rows, each stored (K, width): row
+   p*width + r, column k goes to packed[(p*K + k) * width + r], and rows past
+   M are zeros. A is packed with width MR; B (K x N) is packed as its
+   transpose (N x K) with width NR, which gives panels of NR columns. */
+#ifdef CNN__SHUFFLES
+/* to[j * NR + i] = w[i][j] for i, j < 8: an 8 x 8 block transposed in three
+   rounds of shuffles. t pairs rows 2m and 2m+1 lane by lane; u gathers
+   lanes j and j + 4 of 4 rows; the last round joins the halves of 8 rows. */
+CNN__INLINE void cnn__transpose8(const cnn__f8 *w, float *to)
+{
+    cnn__f8 t0, t1, t2, t3, t4, t5, t6, t7, u0, u1, u2, u3, u4, u5, u6, u7, column;
+    t0 = __builtin_shufflevector(w[0], w[1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t1 = __builtin_shufflevector(w[0], w[1], 2, 10, 3, 11, 6, 14, 7, 15);
+    t2 = __builtin_shufflevector(w[2], w[3], 0, 8, 1, 9, 4, 12, 5, 13);
+    t3 = __builtin_shufflevector(w[2], w[3], 2, 10, 3, 11, 6, 14, 7, 15);
+    t4 = __builtin_shufflevector(w[4], w[5], 0, 8, 1, 9, 4, 12, 5, 13);
+    t5 = __builtin_shufflevector(w[4], w[5], 2, 10, 3, 11, 6, 14, 7, 15);
+    t6 = __builtin_shufflevector(w[6], w[7], 0, 8, 1, 9, 4, 12, 5, 13);
+    t7 = __builtin_shufflevector(w[6], w[7], 2, 10, 3, 11, 6, 14, 7, 15);
+    u0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);   /* lanes 0 and 4 of rows 0..3 */
+    u1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15); /* lanes 1 and 5 */
+    u2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);   /* lanes 2 and 6 */
+    u3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15); /* lanes 3 and 7 */
+    u4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);   /* the same of rows 4..7 */
+    u5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+    u6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
+    u7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+    column = __builtin_shufflevector(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to, column);
+    column = __builtin_shufflevector(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + CNN__NR, column);
+    column = __builtin_shufflevector(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + 2 * CNN__NR, column);
+    column = __builtin_shufflevector(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11); CNN__STORE8(to + 3 * CNN__NR, column);
+    column = __builtin_shufflevector(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 4 * CNN__NR, column);
+    column = __builtin_shufflevector(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 5 * CNN__NR, column);
+    column = __builtin_shufflevector(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 6 * CNN__NR, column);
+    column = __builtin_shufflevector(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15); CNN__STORE8(to + 7 * CNN__NR, column);
+}
+
+/* One panel of NR rows of X whose rows are runs (col_stride 1), columns
+   k0 .. k0 + 7: the rows are read 8 floats at a time and transposed, instead
+   of gathering each column's 16 values one at a time from rows far apart.
+   Rows past `rows` are zeros. */
+CNN__INLINE void cnn__pack_transposed8(int rows, int k0, const float *x, size_t row_stride, float *packed)
+{
+    const cnn__f8 zero = {0};
+    cnn__f8 v[CNN__NR];
+    int r;
+    for (r = 0; r < CNN__NR; r++) {
+        if (r < rows) CNN__LOAD8(v[r], x + (size_t)r * row_stride + k0);
+        else v[r] = zero;
+    }
+    cnn__transpose8(v, packed + (size_t)k0 * CNN__NR);
+    if (rows > 8) {
+        cnn__transpose8(v + 8, packed + (size_t)k0 * CNN__NR + 8);
+        return;
+    }
+    for (r = 0; r < 8; r++) CNN__STORE8(packed + (size_t)(k0 + r) * CNN__NR + 8, zero);
+}
+#endif
+
+/* one panel: rows i0 .. i0 + width - 1 of X */
+CNN__HOT static void cnn__pack_panel(int M, int K, int width, int i0, const float *x, size_t row_stride, size_t col_stride,
+                                     float *packed)
+{
+    const int rows = M - i0 < width ? M - i0 : width;
+    int k = 0, r;
+#ifdef CNN__SHUFFLES
+    if (width == CNN__NR && col_stride == 1 && row_stride != 1) {
+        for (; k + 8 <= K; k += 8) cnn__pack_transposed8(rows, k, x + (size_t)i0 * row_stride, row_stride, packed);
+        packed += (size_t)k * CNN__NR;
+    }
+#endif
+    for (; k < K; k++) {
+        const float *column = x + (size_t)i0 * row_stride + (size_t)k * col_stride;
+        if (row_stride == 1 && rows == width) {
+            /* a size the compiler knows turns the copy into a few vector
+               moves instead of a call to memcpy for 24 or 64 bytes */
+            if (width == CNN__NR) memcpy(packed, column, CNN__NR * sizeof(float));
+            else memcpy(packed, column, (size_t)width * sizeof(float));
+        } else {
+            for (r = 0; r < rows; r++) packed[r] = column[(size_t)r * row_stride];
+            for (; r < width; r++) packed[r] = 0.0f;
+        }
+        packed += width;
+    }
+}
+
+/* Threads take whole panels, when there are enough floats to share (a
+   dense layer's weights, every step). On one thread there is no OpenMP
+   region at all: even a region of one thread costs about a microsecond,
+   and the conv layers pack for every sample. */
+CNN__PRIVATE void cnn__pack(int M, int K, int width, const float *x, size_t row_stride, size_t col_stride, float *packed,
+                            int threads)
+{
+    const int panels = (M + width - 1) / width;
+    int panel;
+    if (threads > 1 && (double)M * K >= 32768.0) {
+        CNN__PARALLEL_FOR
+        for (panel = 0; panel < panels; panel++)
+            cnn__pack_panel(M, K, width, panel * width, x, row_stride, col_stride, packed + (size_t)panel * width * (size_t)K);
+        return;
+    }
+    for (panel = 0; panel < panels; panel++)
+        cnn__pack_panel(M, K, width, panel * width, x, row_stride, col_stride, packed + (size_t)panel * width * (size_t)K);
+}
+
+/* A (M x K), A[i][k] at a[i * row_stride + k * col_stride], in panels of MR rows */
+CNN__PRIVATE void cnn__pack_a(int M, int K, const float *a, size_t row_stride, size_t col_stride, float *packed, int threads)
+{
+    cnn__pack(M, K, CNN__MR, a, row_stride, col_stride, packed, threads);
+}
+
+/* B (K x N), B[k][j] at b[k * row_stride + j * col_stride], in panels of NR columns */
+CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, size_t col_stride, float *packed, int threads)
+{
+    cnn__pack(N, K, CNN__NR, b, col_stride, row_stride, packed, threads);
+}
+
+/* C (rows x cols, at most MR x NR) += one A panel (MR x K) @ one B panel
+   (K x NR), or = when accumulate is 0 (then C need not be zeroed first:
+   the sum starts from +0, so it is never -0, and 0 + sum is sum to the
+   bit). A[r][k] is at a[r * a_row + k * a_step] (a_row = 1 and
+   a_step = MR for a packed panel); row k of B is 16 floats at
+   b + k * b_step, or at b + b_rows[k] when b_rows is not NULL. (Plain
+   static: clang refuses target_clones together with the unused attribute,
+   and the multiply always uses this function.) */
+#if CNN__VECTORS
+CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
+                                      const int *b_rows, float *C, int ldc, int rows, int cols, int accumulate)
+{
+    const float *a0 = a, *a1 = a0 + a_row, *a2 = a1 + a_row, *a3 = a2 + a_row, *a4 = a3 + a_row, *a5 = a4 + a_row;
+    const cnn__f8 zero = {0};
+    cnn__f8 acc[CNN__MR][2], b0, b1, c0, c1;
+    float tile[CNN__MR][CNN__NR];
+    int k, r, c;
+    size_t at = 0;
+    for (r = 0; r < CNN__MR; r++) acc[r][0] = acc[r][1] = zero; /* not memset: GCC would clear memory first */
+    for (k = 0; k < K; k++, at += a_step) {
+        const float *b_row = b_rows ? b + b_rows[k] : b + (size_t)k * b_step;
+        CNN__LOAD8(b0, b_row);       /* B[k][0..7] */
+        CNN__LOAD8(b1, b_row + 8);   /* B[k][8..15] */
+        acc[0][0] += b0 * a0[at]; acc[0][1] += b1 * a0[at];
+        acc[1][0] += b0 * a1[at]; acc[1][1] += b1 * a1[at];
+        acc[2][0] += b0 * a2[at]; acc[2][1] += b1 * a2[at];
+        acc[3][0] += b0 * a3[at]; acc[3][1] += b1 * a3[at];
+        acc[4][0] += b0 * a4[at]; acc[4][1] += b1 * a4[at];
+        acc[5][0] += b0 * a5[at]; acc[5][1] += b1 * a5[at];
+    }
+    if (rows == CNN__MR && cols == CNN__NR) {
+        for (r = 0; r < CNN__MR; r++, C += ldc) {
+            c0 = acc[r][0];
+            c1 = acc[r][1];
+            if (accumulate) {
+                CNN__LOAD8(b0, C);
+                CNN__LOAD8(b1, C + 8);
+                c0 += b0;
+                c1 += b1;
+            }
+            CNN__STORE8(C, c0);
+            CNN__STORE8(C + 8, c1);
+        }
+        return;
+    }
+    memcpy(tile, acc, sizeof tile);
+    for (r = 0; r < rows; r++)
+        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] = accumulate ? C[(size_t)r * ldc + c] + tile[r][c] : tile[r][c];
+}
+#else
+/* The same with plain floats, for other compilers. */
+static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
+                             const int *b_rows, float *C, int ldc, int rows, int cols, int accumulate)
+{
+    float acc[CNN__MR][CNN__NR];
+    int k, r, c;
+    memset(acc, 0, sizeof acc);
+    for (k = 0; k < K; k++, a += a_step) {
+        const float *b_row = b_rows ? b + b_rows[k] : b + (size_t)k * b_step;
+        for (r = 0; r < CNN__MR; r++)
+            for (c = 0; c < CNN__NR; c++) acc[r][c] += b_row[c] * a[r * a_row];
+    }
+    for (r = 0; r < rows; r++)
+        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] = accumulate ? C[(size_t)r * ldc + c] + acc[r][c] : acc[r][c];
+}
+#endif
+
+/* B as the kernel reads it: panel q (columns q*NR ..) starts at
+   data + q * panel_step and its rows are row_step floats apart, or, when
+   rows is not NULL, row k starts rows[k] floats after the panel's start;
+   when edge is not NULL, the last panel is read from there instead, packed. */
+typedef struct {
+    const float *data, *edge;
+    const int *rows;
+    size_t panel_step, row_step;
+} cnn__matrix_b;
+
+/* B (K x N) packed whole by cnn__pack_b */
+CNN__PRIVATE cnn__matrix_b cnn__b_packed(int K, const float *packed)
+{
+    cnn__matrix_b b;
+    b.data = packed;
+    b.edge = NULL;
+    b.rows = NULL;
+    b.panel_step = (size_t)CNN__NR * (size_t)K;
+    b.row_step = CNN__NR;
+    return b;
+}
+
+/* B (K x N) read where it lies: B[k][j] at data[k * row_stride + j]. A last
+   panel narrower than NR is packed into edge (K * NR floats). */
+CNN__PRIVATE cnn__matrix_b cnn__b_in_place(int K, int N, const float *data, size_t row_stride, float *edge)
+{
+    cnn__matrix_b b;
+    const int last = N % CNN__NR;
+    b.data = data;
+    b.edge = NULL;
+    b.rows = NULL;
+    b.panel_step = CNN__NR;
+    b.row_step = row_stride;
+    if (last) {
+        cnn__pack_b(K, last, data + (N - last), row_stride, 1, edge, 1);
+        b.edge = edge;
+    }
+    return b;
+}
+
+/* B (K x N) as rows that start at data + rows[k], each read 16 floats at a
+   time, the last panel too: its columns past N are read but not kept, so
+   NR - 1 floats past the end of the last row must be readable. */
+CNN__PRIVATE cnn__matrix_b cnn__b_shifted(const float *data, const int *rows)
+{
+    cnn__matrix_b b;
+    b.data = data;
+    b.edge = NULL;
+    b.rows = rows;
+    b.panel_step = CNN__NR;
+    b.row_step = 0;
+    return b;
+}
+
+/* A as the kernel reads it: panel p (rows p*MR ..) starts at
+   data + p * panel_step, A[r][k] of it at r * row_step + k * k_step. */
+typedef struct {
+    const float *data;
+    size_t panel_step, row_step, k_step;
+} cnn__matrix_a;
+
+/* A (M x K) packed whole by cnn__pack_a */
+CNN__PRIVATE cnn__matrix_a cnn__a_packed(int K, const float *packed)
+{
+    cnn__matrix_a a;
+    a.data = packed;
+    a.panel_step = (size_t)CNN__MR * (size_t)K;
+    a.row_step = 1;
+    a.k_step = CNN__MR;
+    return a;
+}
+
+/* A read where it lies, A[i][k] at data[i * row_stride + k]: each of the
+   kernel's 6 rows is then a stream of its own, which the CPU prefetches as
+   well as one packed stream. The kernel reads whole panels, so the caller
+   must provide rows up to a multiple of MR (their values do not matter for
+   the rows of C kept, but they must be readable). */
+CNN__PRIVATE cnn__matrix_a cnn__a_in_place(const float *data, size_t row_stride)
+{
+    cnn__matrix_a a;
+    a.data = data;
+    a.panel_step = (size_t)CNN__MR * row_stride;
+    a.row_step = row_stride;
+    a.k_step = 1;
+    return a;
+}
+
+/* Tile `tile` of C += A @ B (or =). When A is the smaller operand, each B
+   panel meets every A panel in turn, so A is read again and again from the
+   cache while each B panel is read once; when B is smaller, the other way
+   round. */
+CNN__PRIVATE void cnn__gemm_tile(int M, int N, int K, const cnn__matrix_a *a, const cnn__matrix_b *b, float *C, int ldc,
+                                 int accumulate, int tile)
+{
+    const int row_panels = (M + CNN__MR - 1) / CNN__MR, col_panels = (N + CNN__NR - 1) / CNN__NR, a_smaller = M <= N;
+    const int p = a_smaller ? tile % row_panels : tile / col_panels;   /* row panel */
+    const int q = a_smaller ? tile / row_panels : tile % col_panels;   /* column panel */
+    const int rows = M - p * CNN__MR < CNN__MR ? M - p * CNN__MR : CNN__MR;
+    const int cols = N - q * CNN__NR < CNN__NR ? N - q * CNN__NR : CNN__NR;
+    const int packed_edge = b->edge && q == col_panels - 1;
+    cnn__gemm_kernel(K, a->data + (size_t)p * a->panel_step, a->row_step, a->k_step,
+                     packed_edge ? b->edge : b->data + (size_t)q * b->panel_step, packed_edge ? (size_t)CNN__NR : b->row_step,
+                     packed_edge ? NULL : b->rows, C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols,
+                     accumulate);
+}
+
+/* C += A @ B, or C = A @ B when accumulate is 0. Threads take whole tiles;
+   on one thread there is no OpenMP region (see cnn__pack). */
+CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b b, float *C, int ldc, int accumulate, int threads)
+{
+    const int tiles = ((M + CNN__MR - 1) / CNN__MR) * ((N + CNN__NR - 1) / CNN__NR);
+    int tile;
+    if (threads > 1 && (double)M * N * K >= 65536.0) { /* else too little work to share */
+        CNN__PARALLEL_FOR
+        for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile);
+        return;
+    }
+    for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile);
+}
+
+/* ---------------------------------------------------------------- lowering: im2col and col2im */
+
+/* to[j] = from[j] and to[j] += from[j] for j < count, 8 at a time. The
+   runs im2col and col2im move are short (a row of the image, often 10 to
+   30 floats), where calling memcpy costs more than the copy. The last 8 of
+   a copy may overlap the ones before, which is why a copy of 8 or more
+   needs no loop of single floats; that the start of each 8 is not simply
+   j also keeps GCC from turning the loop back into a call to memcpy. */
+CNN__INLINE void cnn__copy_run(float *CNN__RESTRICT to, const float *CNN__RESTRICT from, int count)
+{
+    int j;
+#if CNN__VECTORS
+    cnn__f8 v;
+    if (count >= 8) {
+        for (j = 0; j < count; j += 8) {
+            const int at = j + 8 <= count ? j : count - 8;
+            CNN__LOAD8(v, from + at);
+            CNN__STORE8(to + at, v);
+        }
+        return;
+    }
+#endif
+    for (j = 0; j < count; j++) to[j] = from[j];
+}
+
+CNN__INLINE void cnn__add_run(float *CNN__RESTRICT to, const float *CNN__RESTRICT from, int count)
+{
+    int j = 0;
+#if CNN__VECTORS
+    cnn__f8 v, sum;
+    for (; j + 8 <= count; j += 8) {
+        CNN__LOAD8(v, from + j);
+        CNN__LOAD8(sum, to + j);
+        sum += v;
+        CNN__STORE8(to + j, sum);
+    }
+#endif
+    for (; j < count; j++) to[j] += from[j];
+}
+
+/* to[j] = value for j < count, 8 at a time (the last 8 may overlap) */
+CNN__INLINE void cnn__fill_run(float *to, float value, int count)
+{
+    int j;
+#if CNN__VECTORS
+    const cnn__f8 v = {value, value, value, value, value, value, value, value};
+    if (count >= 8) {
+        for (j = 0; j < count; j += 8) CNN__STORE8(to + (j + 8 <= count ? j : count - 8), v);
+        return;
+    }
+#endif
+    for (j = 0; j < count; j++) to[j] = value;
+}
+
+/* Floats of x with its zero padding: (C, H + 2P, W + 2P). */
+CNN__PRIVATE size_t cnn__padded_size(const cnn_layer *layer)
+{
+    const int P = layer->desc.padding;
+    return (size_t)layer->in.c * (size_t)(layer->in.h + 2 * P) * (size_t)(layer->in.w + 2 * P);
+}
+
+/* padded (C, H + 2P, W + 2P) = x (C, H, W) with P zeros on every side */
+CNN__HOT static void cnn__pad(const cnn_layer *layer, const float *x, float *padded)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w, P = layer->desc.padding;
+    const int Hp = H + 2 * P, Wp = W + 2 * P;
+    int c, i;
+    if (P > 0) memset(padded, 0, cnn__padded_size(layer) * sizeof(float)); /* else the rows cover it all */
+    for (c = 0; c < C; c++)
+        for (i = 0; i < H; i++) cnn__copy_run(padded + ((size_t)c * Hp + i + P) * Wp + P, x + ((size_t)c * H + i) * W, W);
+}
+
+/* col (C*K*K, OH*OW): row (c, u, v) holds x[c, i*S+u-P, j*S+v-P] for every
+   output position (i, j), zero where that falls in the padding. x is one
+   sample (C, H, W). It is first copied into padded, zeros around it, so
+   that every window lies inside and the copies need no bounds checks; with
+   no padding x is read as it is. With stride 1 a window row is a run of
+   an input row. */
+CNN__HOT static void cnn__im2col(const cnn_layer *layer, const float *x, float *padded, float *col)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
+    const int OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    const int Hp = H + 2 * P, Wp = W + 2 * P;
+    const float *in;
+    float *out = col;
+    int c, u, v, i, j;
+    if (P > 0) {
+        cnn__pad(layer, x, padded);
+        x = padded;
+    }
+    for (c = 0; c < C; c++)
+        for (u = 0; u < K; u++)
+            for (v = 0; v < K; v++) {
+                for (i = 0; i < OH; i++, out += OW) {
+                    in = x + ((size_t)c * Hp + i * S + u) * Wp + v; /* the window at (i, 0), its (u, v) */
+                    if (S == 1) cnn__copy_run(out, in, OW);
+                    else for (j = 0; j < OW; j++) out[j] = in[j * S];
+                }
+            }
+}
+
+/* The adjoint of im2col: dx (C, H, W) = sum of every window's gradient in
+   dcol put back where im2col took it from, summed in padded (with padding)
+   and then cropped. */
+CNN__HOT static void cnn__col2im(const cnn_layer *layer, const float *dcol, float *padded, float *dx)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
+    const int OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    const int Hp = H + 2 * P, Wp = W + 2 * P;
+    float *sum = P > 0 ? padded : dx, *to;
+    const float *in = dcol;
+    int c, u, v, i, j;
+    memset(sum, 0, cnn__padded_size(layer) * sizeof(float));
+    for (c = 0; c < C; c++)
+        for (u = 0; u < K; u++)
+            for (v = 0; v < K; v++) {
+                for (i = 0; i < OH; i++, in += OW) {
+                    to = sum + ((size_t)c * Hp + i * S + u) * Wp + v;
+                    if (S == 1) cnn__add_run(to, in, OW);
+                    else for (j = 0; j < OW; j++) to[j * S] += in[j];
+                }
+            }
+    if (P > 0)
+        for (c = 0; c < C; c++)
+            for (i = 0; i < H; i++) cnn__copy_run(dx + ((size_t)c * H + i) * W, padded + ((size_t)c * Hp + i + P) * Wp + P, W);
+}
+
+/* ---------------------------------------------------------------- conv2d
+
+   Per sample: y (OC, OH*OW) = b + w (OC, C*K*K) @ col; backward
+   dw += dy @ col^T, dcol = w^T @ dy, dx = col2im(dcol). A window's products
+   are summed in the plain loop's order, (c, u, v), but from zero, with the
+   bias added last (the plain loop starts from the bias), and the weight
+   gradient sums samples in chunks: the results agree with the plain pair
+   to rounding, not to the bit. */
+
+/* Samples are taken in fixed chunks of this many for the weight gradient of
+   conv2d: each chunk sums its samples into a partial of its own, in any
+   thread, and the partials are added in chunk order. The result is the same
+   for any number of threads. */
+#define CNN__CHUNK 8
+
+/* Rows of col as the backward multiply reads it in place: the C*K*K rows
+   of im2col, a row of ones (see below), and rows of zeros up to a whole
+   number of panels of MR rows, which the kernel reads. */
+CNN__PRIVATE int cnn__conv2d_col_rows(const cnn_layer *layer)
+{
+    const int window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    return (window + 1 + CNN__MR - 1) / CNN__MR * CNN__MR;
+}
+
+/* Whether the forward pass goes without col (stride 1, see
+   cnn__conv2d_forward_shifted): then the layer has shifts (see
+   cnn__fast_build). */
+CNN__PRIVATE int cnn__conv2d_shifted(const cnn_layer *layer)
+{
+    return layer->desc.stride == 1 && cnn__padded_size(layer) + CNN__NR <= (size_t)INT_MAX;
+}
+
+/* Columns of the wide output of the stride-1 forward pass (see there): the
+   OH rows of the output, each W + 2P wide, but the last only OW. */
+CNN__PRIVATE int cnn__conv2d_wide_count(const cnn_layer *layer)
+{
+    return (layer->out.h - 1) * (layer->in.w + 2 * layer->desc.padding) + layer->out.w;
+}
+
+/* Whether the backward pass sums the weight gradient as dw (OC, C*K*K)
+   = dy @ col^T, OC rows of C, rather than as its transpose col @ dy^T, OC
+   columns: whichever leaves less of the kernel's tiles empty. The first
+   layer of LeNet-5 is the case: OC = 6 fills one panel of 6 rows, and
+   would fill 6 of 16 columns. Both sum the same products in the same
+   order. */
+CNN__PRIVATE int cnn__conv2d_grad_by_rows(const cnn_layer *layer)
+{
+    const int OC = layer->out.c, rows = layer->in.c * layer->desc.kernel * layer->desc.kernel + 1; /* col and ones */
+    const double tiles_by_rows = (double)((OC + CNN__MR - 1) / CNN__MR) * ((rows + CNN__NR - 1) / CNN__NR);
+    const double tiles_by_columns = (double)((rows + CNN__MR - 1) / CNN__MR) * ((OC + CNN__NR - 1) / CNN__NR);
+    return tiles_by_rows < tiles_by_columns;
+}
+
+/* Floats of the packed operands of the backward pass's weight gradient:
+   dy^T as B; or, by rows, dy as A and [col; ones]^T as B. */
+CNN__PRIVATE size_t cnn__conv2d_grad_operands(const cnn_layer *layer)
+{
+    const int OC = layer->out.c, rows = layer->in.c * layer->desc.kernel * layer->desc.kernel + 1;
+    const int positions = layer->out.h * layer->out.w;
+    return cnn__conv2d_grad_by_rows(layer) ? cnn__packed_a_size(OC, positions) + cnn__packed_b_size(positions, rows)
+                                           : cnn__packed_b_size(positions, OC);
+}
+
+/* Floats of workspace conv2d needs. Shared: w packed as A for the forward
+   multiply, w^T packed as A for dcol, the chunk partials. Per thread, for
+   the forward with stride 1: the padded sample and NR floats more, the
+   wide output; else col, the padded sample, and the last, narrower panel
+   of col packed as B. For the backward: col, the padded sample, the
+   weight gradient's packed operands, the last panel of dy packed as B, and
+   dcol. */
+CNN__PRIVATE size_t cnn__conv2d_shared(const cnn_layer *layer, int max_batch)
+{
+    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    size_t chunks = ((size_t)max_batch + CNN__CHUNK - 1) / CNN__CHUNK;
+    return cnn__packed_a_size(OC, window) + cnn__packed_a_size(window, OC) +
+           chunks * (layer->weight_count + layer->bias_count);
+}
+
+CNN__PRIVATE size_t cnn__conv2d_per_thread(const cnn_layer *layer)
+{
+    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    const int positions = layer->out.h * layer->out.w;
+    const size_t col = (size_t)cnn__conv2d_col_rows(layer) * positions + cnn__padded_size(layer);
+    const size_t forward = cnn__conv2d_shifted(layer)
+                               ? cnn__padded_size(layer) + CNN__NR + (size_t)OC * cnn__conv2d_wide_count(layer)
+                               : col + (size_t)window * CNN__NR;
+    const size_t backward = col + cnn__conv2d_grad_operands(layer) + (size_t)OC * CNN__NR + (size_t)window * positions;
+    return forward > backward ? forward : backward;
+}
+
+/* Forward with stride 1, one sample, without col: the row (c, u, v) of col
+   is, for each output row i, OW floats of the padded input's row c, i + u
+   from column v, and the next output row starts W + 2P floats further on.
+   So from padded + shifts[(c, u, v)], with rows W + 2P wide, the padded
+   input read as it lies is the whole row of col, only with K - 1 more
+   columns after each output row (the windows that would hang over the
+   right edge). The multiply reads B so, computes those columns too, into
+   a wide output, and they are left out when it is copied to y. That costs
+   (K - 1) / (W + 2P) more multiply-adds and saves writing and reading col.
+   The sums are the same, in the same order, as through col. */
+CNN__PRIVATE void cnn__conv2d_forward_shifted(const cnn_layer *layer, const int *shifts, const float *packed_weight,
+                                              const float *x, float *padded, float *y)
+{
+    const int OC = layer->out.c, OH = layer->out.h, OW = layer->out.w, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    const int Wp = layer->in.w + 2 * layer->desc.padding, wide_count = cnn__conv2d_wide_count(layer);
+    float *wide = padded + cnn__padded_size(layer) + CNN__NR; /* (OC, wide_count) */
+    int o, i;
+    cnn__pad(layer, x, padded);
+    memset(padded + cnn__padded_size(layer), 0, CNN__NR * sizeof(float)); /* read by the last panel, not kept */
+    for (o = 0; o < OC; o++) cnn__fill_run(wide + (size_t)o * wide_count, layer->bias[o], wide_count);
+    cnn__gemm(OC, wide_count, window, cnn__a_packed(window, packed_weight), cnn__b_shifted(padded, shifts), wide, wide_count, 1, 1);
+    for (o = 0; o < OC; o++)
+        for (i = 0; i < OH; i++) cnn__copy_run(y + ((size_t)o * OH + i) * OW, wide + (size_t)o * wide_count + (size_t)i * Wp, OW);
+}
+
+/* Fast forward: per sample, y (OC, OH*OW) = b + w (OC, C*K*K) @ col.
+   Samples are independent, so threads take whole samples. The few panels
+   of w are packed once; col is read where im2col put it, since each of its
+   panels meets those few panels of w only, right after each other. With
+   stride 1 (shifts not NULL), col is not even written (above). */
+CNN__PRIVATE void cnn__conv2d_forward_fast(const cnn_layer *layer, const int *shifts, int N, const float *x, float *y,
+                                           const cnn__workspace *work)
+{
+    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    const int positions = layer->out.h * layer->out.w;
+    const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
+    const int threads = work->threads;
+    float *packed_weight = work->shared;
+    int n;
+    cnn__pack_a(OC, window, layer->weight, (size_t)window, 1, packed_weight, threads);
+    CNN__PARALLEL_FOR
+    for (n = 0; n < N; n++) {
+        float *mine = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* this thread's part */
+        float *out = y + (size_t)n * out_size, *col, *padded, *edge;
+        int o;
+        if (shifts) {
+            cnn__conv2d_forward_shifted(layer, shifts, packed_weight, x + (size_t)n * in_size, mine, out);
+            continue;
+        }
+        col = mine;                                                     /* (C*K*K, OH*OW) */
+        padded = col + (size_t)cnn__conv2d_col_rows(layer) * positions; /* (C, H+2P, W+2P) */
+        edge = padded + cnn__padded_size(layer);
+        cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
+        for (o = 0; o < OC; o++) cnn__fill_run(out + (size_t)o * positions, layer->bias[o], positions);
+        cnn__gemm(OC, positions, window, cnn__a_packed(window, packed_weight),
+                  cnn__b_in_place(window, positions, col, (size_t)positions, edge), out, positions, 1, 1);
+    }
+}
+
+/* Fast backward, per sample:
+   dw^T (C*K*K, OC) += col @ dy^T;  db += row sums of dy (OC, OH*OW);
+   dcol (C*K*K, OH*OW) = w^T @ dy;  dx = col2im(dcol).
+   The bias is a weight whose input is always 1: with a row of ones under
+   col, the same multiply gives db as a last row under dw^T, where the chunk
+   partials keep it. When that fills the kernel's tiles badly, the partials
+   are the transpose, (dw | db) (OC, C*K*K + 1) += dy @ [col; ones]^T
+   (see cnn__conv2d_grad_by_rows). dx may be NULL when nobody needs it (the
+   first layer in training), which skips the last two. Threads take whole
+   chunks of samples (see CNN__CHUNK). */
+CNN__PRIVATE void cnn__conv2d_backward_fast(const cnn_layer *layer, int N, const float *x, const float *dy, float *dx,
+                                            const cnn__workspace *work)
+{
+    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    const int positions = layer->out.h * layer->out.w, col_rows = cnn__conv2d_col_rows(layer);
+    const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
+    const size_t partial_size = layer->weight_count + layer->bias_count;
+    const int chunks = (N + CNN__CHUNK - 1) / CNN__CHUNK, threads = work->threads;
+    const int by_rows = cnn__conv2d_grad_by_rows(layer);
+    float *packed_weight_t = work->shared + cnn__packed_a_size(OC, window);    /* w^T (C*K*K, OC) as A */
+    float *partials = packed_weight_t + cnn__packed_a_size(window, OC);        /* (chunks, (C*K*K + 1) * OC) */
+    int chunk;
+    cnn__pack_a(window, OC, layer->weight, 1, (size_t)window, packed_weight_t, threads);
+    memset(partials, 0, (size_t)chunks * partial_size * sizeof(float));
+    CNN__PARALLEL_FOR
+    for (chunk = 0; chunk < chunks; chunk++) {
+        float *col = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* (col_rows, OH*OW) */
+        float *padded = col + (size_t)col_rows * positions;                        /* (C, H+2P, W+2P) */
+        float *packed_grad = padded + cnn__padded_size(layer);                      /* dy^T as B, or dy as A */
+        float *packed_col_t = packed_grad + cnn__packed_a_size(OC, positions);      /* by rows: [col; ones]^T as B */
+        float *edge = packed_grad + cnn__conv2d_grad_operands(layer);               /* last panel of dy as B */
+        float *dcol = edge + (size_t)OC * CNN__NR;                                  /* (C*K*K, OH*OW) */
+        float *weight_grad = partials + (size_t)chunk * partial_size;               /* dw^T, then db; or (dw | db) */
+        int n, p, last = (chunk + 1) * CNN__CHUNK < N ? (chunk + 1) * CNN__CHUNK : N;
+        float *ones = col + (size_t)window * positions;
+        for (p = 0; p < positions; p++) ones[p] = 1.0f;
+        memset(ones + positions, 0, (size_t)(col_rows - window - 1) * positions * sizeof(float));
+        for (n = chunk * CNN__CHUNK; n < last; n++) {
+            const float *grad = dy + (size_t)n * out_size;
+            cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
+            if (by_rows) {
+                /* dy is read where it lies when its rows make whole panels */
+                cnn__matrix_a grad_rows = cnn__a_in_place(grad, (size_t)positions);
+                if (OC % CNN__MR) {
+                    cnn__pack_a(OC, positions, grad, (size_t)positions, 1, packed_grad, 1);
+                    grad_rows = cnn__a_packed(positions, packed_grad);
+                }
+                cnn__pack_b(positions, window + 1, col, 1, (size_t)positions, packed_col_t, 1);
+                cnn__gemm(OC, window + 1, positions, grad_rows, cnn__b_packed(positions, packed_col_t), weight_grad,
+                          window + 1, 1, 1);
+            } else {
+                cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad, 1);
+                cnn__gemm(window + 1, OC, positions, cnn__a_in_place(col, (size_t)positions), cnn__b_packed(positions, packed_grad),
+                          weight_grad, OC, 1, 1);
+            }
+            if (!dx) continue;
+            cnn__gemm(window, positions, OC, cnn__a_packed(OC, packed_weight_t),
+                      cnn__b_in_place(OC, positions, grad, (size_t)positions, edge), dcol, positions, 0, 1);
+            cnn__col2im(layer, dcol, padded, dx + (size_t)n * in_size);
+        }
+    }
+    for (chunk = 0; chunk < chunks; chunk++) {
+        const float *partial = partials + (size_t)chunk * partial_size;
+        int o, k;
+        for (o = 0; o < OC; o++) {
+            const float *row = partial + (size_t)o * (window + 1); /* by rows: (dw | db)[o] */
+            for (k = 0; k < window; k++)
+                layer->weight_grad[(size_t)o * window + k] += by_rows ? row[k] : partial[(size_t)k * OC + o];
+            layer->bias_grad[o] += by_rows ? row[window] : partial[(size_t)window * OC + o];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- dense
+
+   The forward pass is x (N, IN) @ w (IN, OUT) plus the bias, the backward
+   pass x^T @ dy and dy @ w^T: every sum in the plain loops' order, from
+   zero, so the bits are the plain pair's. */
+
+/* Floats of shared workspace dense needs: the two packed operands of the
+   largest of its three multiplies. */
+CNN__PRIVATE size_t cnn__dense_shared(const cnn_layer *layer, int max_batch)
+{
+    const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out), N = max_batch;
+    size_t forward = cnn__packed_a_size(N, IN) + cnn__packed_b_size(IN, OUT);
+    size_t weight_grad = cnn__packed_a_size(IN, N) + cnn__packed_b_size(N, OUT);
+    size_t input_grad = cnn__packed_a_size(N, OUT) + cnn__packed_b_size(OUT, IN);
+    size_t most = forward > weight_grad ? forward : weight_grad;
+    return most > input_grad ? most : input_grad;
+}
+
+#if CNN__VECTORS
+/* y (OUT) = b + x (IN) @ w (IN, OUT) for one sample, OUT >= 8, outputs
+   block .. block + 63 of it: the rows of w, each scaled by its x, summed in
+   8 vectors of 8 outputs. Every output sums its IN products in the order
+   i = 0, 1, ... from zero and then adds its bias, as the matrix multiply
+   does, so a sample gets the same bits alone as in a batch. The 8 vectors
+   start at most at OUT - 8: in the last block some overlap and compute the
+   same outputs twice, with the same result, instead of reading past a row. */
+CNN__HOT static void cnn__dense_forward_one(int IN, int OUT, int block, const float *x, const float *w, const float *bias, float *y)
+{
+    const float *w_row = w;
+    cnn__f8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0}, acc[8], row, sum;
+    int i, j, start[8];
+    for (j = 0; j < 8; j++) start[j] = block + 8 * j < OUT - 8 ? block + 8 * j : OUT - 8;
+    /* written out, so that the 8 sums stay in registers */
+    for (i = 0; i < IN; i++, w_row += OUT) {
+        CNN__LOAD8(row, w_row + start[0]); a0 += row * x[i];
+        CNN__LOAD8(row, w_row + start[1]); a1 += row * x[i];
+        CNN__LOAD8(row, w_row + start[2]); a2 += row * x[i];
+        CNN__LOAD8(row, w_row + start[3]); a3 += row * x[i];
+        CNN__LOAD8(row, w_row + start[4]); a4 += row * x[i];
+        CNN__LOAD8(row, w_row + start[5]); a5 += row * x[i];
+        CNN__LOAD8(row, w_row + start[6]); a6 += row * x[i];
+        CNN__LOAD8(row, w_row + start[7]); a7 += row * x[i];
+    }
+    acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = a4; acc[5] = a5; acc[6] = a6; acc[7] = a7;
+    for (j = 0; j < 8; j++) {
+        CNN__LOAD8(sum, bias + start[j]);
+        sum += acc[j];
+        CNN__STORE8(y + start[j], sum);
+    }
+}
+#endif
+
+CNN__PRIVATE void cnn__dense_forward_fast(const cnn_layer *layer, int N, const float *x, float *y, const cnn__workspace *work)
+{
+    const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
+    float *packed_x = work->shared, *packed_weight = packed_x + cnn__packed_a_size(N, IN);
+    cnn__matrix_b weight;
+    int n, o;
+#if CNN__VECTORS
+    /* Fewer samples than a panel of MR rows (one at inference) would leave
+       most of the multiply's rows empty: each sample goes through w alone,
+       in blocks of 64 outputs, which threads share when w is large (then
+       reading w is most of the time, and each thread reads its part). */
+    if (N < CNN__MR && OUT >= 8) {
+        const int blocks = (OUT + 63) / 64;
+        int task, threads = (double)IN * OUT < 65536.0 ? 1 : work->threads;
+        CNN__PARALLEL_FOR
+        for (task = 0; task < N * blocks; task++)
+            cnn__dense_forward_one(IN, OUT, task % blocks * 64, x + (size_t)(task / blocks) * IN, layer->weight, layer->bias,
+                                   y + (size_t)(task / blocks) * OUT);
+        return;
+    }
+#endif
+    for (n = 0; n < N; n++)
+        for (o = 0; o < OUT; o++) y[(size_t)n * OUT + o] = layer->bias[o];
+    cnn__pack_a(N, IN, x, (size_t)IN, 1, packed_x, work->threads);
+    /* A batch of one panel of x (up to MR samples) meets each panel of w
+       once, so w is read in place: packing it would cost more than the
+       multiply. A larger batch reads each panel of w once per panel of x,
+       and a packed, contiguous panel stays in the cache better than 16
+       floats from each of IN rows. */
+    if (N <= CNN__MR) {
+        weight = cnn__b_in_place(IN, OUT, layer->weight, (size_t)OUT, packed_weight);
+    } else {
+        cnn__pack_b(IN, OUT, layer->weight, (size_t)OUT, 1, packed_weight, work->threads);
+        weight = cnn__b_packed(IN, packed_weight);
+    }
+    cnn__gemm(N, OUT, IN, cnn__a_packed(IN, packed_x), weight, y, OUT, 1, work->threads);
+}
+
+/* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T
+   (dx may be NULL when nobody needs it) */
+CNN__PRIVATE void cnn__dense_backward_fast(const cnn_layer *layer, int N, const float *x, const float *dy, float *dx,
+                                           const cnn__workspace *work)
+{
+    const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
+    float *packed_a = work->shared, *packed_b;
+    int n, o;
+    for (n = 0; n < N; n++)
+        for (o = 0; o < OUT; o++) layer->bias_grad[o] += dy[(size_t)n * OUT + o];
+    packed_b = packed_a + cnn__packed_a_size(IN, N);
+    cnn__pack_a(IN, N, x, 1, (size_t)IN, packed_a, work->threads);                 /* x^T (IN, N) */
+    cnn__pack_b(N, OUT, dy, (size_t)OUT, 1, packed_b, work->threads);              /* dy (N, OUT) */
+    cnn__gemm(IN, OUT, N, cnn__a_packed(N, packed_a), cnn__b_packed(N, packed_b), layer->weight_grad, OUT, 1, work->threads);
+    if (!dx) return;
+    packed_b = packed_a + cnn__packed_a_size(N, OUT);
+    cnn__pack_a(N, OUT, dy, (size_t)OUT, 1, packed_a, work->threads);              /* dy (N, OUT) */
+    cnn__pack_b(OUT, IN, layer->weight, 1, (size_t)OUT, packed_b, work->threads); /* w^T (OUT, IN) */
+    cnn__gemm(N, IN, OUT, cnn__a_packed(OUT, packed_a), cnn__b_packed(OUT, packed_b), dx, IN, 0, work->threads);
+}
+
+/* ---------------------------------------------------------------- activations
+
+   Elementwise over count = N * size values. The vector loop does 8 values
+   at a time exactly as the plain loop does one, and hands the last
+   count % 8 (all of them, for compilers without vectors) to the plain
+   loop: both give the same bits. */
+CNN__HOT static void cnn__relu_forward_fast(size_t count, const float *CNN__RESTRICT x, float *CNN__RESTRICT y)
+{
+    size_t i = 0;
+#if CNN__VECTORS
+    const cnn__f8 zero = {0};
+    cnn__f8 v, out;
+    for (; i + 8 <= count; i += 8) {
+        CNN__LOAD8(v, x + i);
+        out = CNN__SELECT8(v < zero, zero, v);
+        CNN__STORE8(y + i, out);
+    }
+#endif
+    cnn__relu_forward(count - i, x + i, y + i);
+}
+
+CNN__HOT static void cnn__relu_backward_fast(size_t count, const float *CNN__RESTRICT x, const float *CNN__RESTRICT dy,
+                                             float *CNN__RESTRICT dx)
+{
+    size_t i = 0;
+#if CNN__VECTORS
+    const cnn__f8 zero = {0};
+    cnn__f8 v, g, out;
+    for (; i + 8 <= count; i += 8) {
+        CNN__LOAD8(v, x + i);
+        CNN__LOAD8(g, dy + i);
+        out = CNN__SELECT8(v > zero, g, zero);
+        CNN__STORE8(dx + i, out);
+    }
+#endif
+    cnn__relu_backward(count - i, x + i, dy + i, dx + i);
+}
+
+CNN__HOT static void cnn__leaky_relu_forward_fast(size_t count, float alpha, const float *CNN__RESTRICT x, float *CNN__RESTRICT y)
+{
+    size_t i = 0;
+#if CNN__VECTORS
+    const cnn__f8 zero = {0};
+    cnn__f8 v, out;
+    for (; i + 8 <= count; i += 8) {
+        CNN__LOAD8(v, x + i);
+        out = CNN__SELECT8(v < zero, v * alpha, v);
+        CNN__STORE8(y + i, out);
+    }
+#endif
+    cnn__leaky_relu_forward(count - i, alpha, x + i, y + i);
+}
+
+CNN__HOT static void cnn__leaky_relu_backward_fast(size_t count, float alpha, const float *CNN__RESTRICT x,
+                                                   const float *CNN__RESTRICT dy, float *CNN__RESTRICT dx)
+{
+    size_t i = 0;
+#if CNN__VECTORS
+    const cnn__f8 zero = {0};
+    cnn__f8 v, g, out;
+    for (; i + 8 <= count; i += 8) {
+        CNN__LOAD8(v, x + i);
+        CNN__LOAD8(g, dy + i);
+        out = CNN__SELECT8(v > zero, g, g * alpha);
+        CNN__STORE8(dx + i, out);
+    }
+#endif
+    cnn__leaky_relu_backward(count - i, alpha, x + i, dy + i, dx + i);
+}
+
+/* A large batch of values is cut into one block per thread, of whole
+   vectors of 8. Each value depends on its own inputs only, so the blocks
+   change nothing in the result. */
+#define CNN__ELEMENTWISE_BLOCK 32768 /* fewer values than this are not worth a second thread */
+
+CNN__PRIVATE int cnn__elementwise_blocks(size_t count, int threads)
+{
+    return count < 2 * CNN__ELEMENTWISE_BLOCK ? 1 : threads;
+}
+
+/* The first value of block `block` of `blocks`, and in *n how many it has */
+CNN__PRIVATE size_t cnn__elementwise_block(size_t count, int blocks, int block, size_t *n)
+{
+    const size_t size = ((count + (size_t)blocks - 1) / (size_t)blocks + 7) / 8 * 8;
+    const size_t begin = (size_t)block * size < count ? (size_t)block * size : count;
+    *n = count - begin < size ? count - begin : size;
+    return begin;
+}
+
+/* Sigmoid and tanh have no vector loop (expf and tanhf are most of their
+   cost): their blocks run the plain loops. */
+CNN__PRIVATE void cnn__activation_forward_fast(const cnn_layer *layer, size_t count, const float *x, float *y, int threads)
+{
+    const int blocks = cnn__elementwise_blocks(count, threads);
+    int block;
+    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
+    CNN__PARALLEL_FOR
+    for (block = 0; block < blocks; block++) {
+        size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
+        switch (layer->desc.type) {
+        case CNN_LAYER_RELU: cnn__relu_forward_fast(n, x + at, y + at); break;
+        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_forward_fast(n, layer->desc.alpha, x + at, y + at); break;
+        default: cnn__activation_forward(layer, n, x + at, y + at); break;
+        }
+    }
+}
+
+CNN__PRIVATE void cnn__activation_backward_fast(const cnn_layer *layer, size_t count, const float *x, const float *y,
+                                                const float *dy, float *dx, int threads)
+{
+    const int blocks = cnn__elementwise_blocks(count, threads);
+    int block;
+    threads = blocks;
+    CNN__PARALLEL_FOR
+    for (block = 0; block < blocks; block++) {
+        size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
+        switch (layer->desc.type) {
+        case CNN_LAYER_RELU: cnn__relu_backward_fast(n, x + at, dy + at, dx + at); break;
+        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward_fast(n, layer->desc.alpha, x + at, dy + at, dx + at); break;
+        default: cnn__activation_backward(layer, n, x + at, y + at, dy + at, dx + at); break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- max pooling
+
+   Planes are independent, so threads take whole planes; the usual 2 x 2
+   pool with stride 2 has a vector kernel. */
+#ifdef CNN__SHUFFLES
+/* One plane, 2 x 2 windows moved by 2 (the usual pool), 8 windows at a
+   time: the even and odd columns of the window's two input rows are the
+   four candidates of 8 windows, taken in the same order and by the same
+   rule as cnn__max_pool_plane takes them, only with selects instead of
+   branches. (The branches of the plain loop guess wrong about half the
+   time on real data.) */
+CNN__HOT static void cnn__max_pool_plane_2x2(int W, int OH, int OW, const float *in, float *out, int *argmax)
+{
+    const cnn__i8 even = {0, 2, 4, 6, 8, 10, 12, 14};
+    int i, j;
+    for (i = 0; i < OH; i++)
+        for (j = 0; j < OW; j += 8) {
+            /* A last group of fewer than 8 windows moves back to end at the
+               row's last window, when the row has 8: the windows it does
+               again come out the same. In a narrower row it works on
+               copies padded with zeros and keeps only its own windows. */
+            const int start = j + 8 <= OW || OW < 8 ? j : OW - 8;
+            const int windows = OW - start < 8 ? OW - start : 8, first = 2 * i * W + 2 * start;
+            float top[16], bottom[16], best_values[8];
+            int best_indices[8], k;
+            cnn__f8 top0, top1, bottom0, bottom1, best, value;
+            cnn__i8 best_at, take;
+            const float *top_row = in + first, *bottom_row = in + first + W;
+            if (windows < 8) {
+                for (k = 0; k < 16; k++) top[k] = k < 2 * windows ? top_row[k] : 0.0f;
+                for (k = 0; k < 16; k++) bottom[k] = k < 2 * windows ? bottom_row[k] : 0.0f;
+                top_row = top;
+                bottom_row = bottom;
+            }
+            CNN__LOAD8(top0, top_row);
+            CNN__LOAD8(top1, top_row + 8);
+            CNN__LOAD8(bottom0, bottom_row);
+            CNN__LOAD8(bottom1, bottom_row + 8);
+            best = __builtin_shufflevector(top0, top1, 0, 2, 4, 6, 8, 10, 12, 14); /* (0, 0) of each window */
+            best_at = even + first;
+            value = __builtin_shufflevector(top0, top1, 1, 3, 5, 7, 9, 11, 13, 15); /* (0, 1) */
+            take = (value > best) | (value != value);
+            best = CNN__SELECT8(take, value, best);
+            best_at = (take & (even + first + 1)) | (~take & best_at);
+            value = __builtin_shufflevector(bottom0, bottom1, 0, 2, 4, 6, 8, 10, 12, 14); /* (1, 0) */
+            take = (value > best) | (value != value);
+            best = CNN__SELECT8(take, value, best);
+            best_at = (take & (even + first + W)) | (~take & best_at);
+            value = __builtin_shufflevector(bottom0, bottom1, 1, 3, 5, 7, 9, 11, 13, 15); /* (1, 1) */
+            take = (value > best) | (value != value);
+            best = CNN__SELECT8(take, value, best);
+            best_at = (take & (even + first + W + 1)) | (~take & best_at);
+            if (windows == 8) {
+                CNN__STORE8(out + i * OW + start, best);
+                memcpy(argmax + i * OW + start, &best_at, sizeof best_at);
+                continue;
+            }
+            CNN__STORE8(best_values, best);
+            memcpy(best_indices, &best_at, sizeof best_indices);
+            for (k = 0; k < windows; k++) {
+                out[i * OW + start + k] = best_values[k];
+                argmax[i * OW + start + k] = best_indices[k];
+            }
+        }
+}
+#endif
+
+CNN__PRIVATE void cnn__max_pool_forward_fast(const cnn_layer *layer, int N, const float *x, float *y, int *argmax, int threads)
+{
+    const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride;
+    const int planes = N * layer->in.c;
+    int plane;
+    if ((size_t)planes * OH * OW < 16384) threads = 1; /* too little work to share */
+    CNN__PARALLEL_FOR
+    for (plane = 0; plane < planes; plane++) {
+        const float *in = x + (size_t)plane * H * W;
+        float *out = y + (size_t)plane * OH * OW;
+        int *plane_argmax = argmax + (size_t)plane * OH * OW;
+#ifdef CNN__SHUFFLES
+        if (K == 2 && S == 2) {
+            cnn__max_pool_plane_2x2(W, OH, OW, in, out, plane_argmax);
+            continue;
+        }
+#endif
+        cnn__max_pool_plane(W, OH, OW, K, S, in, out, plane_argmax);
+    }
+}
+
+CNN__PRIVATE void cnn__max_pool_backward_fast(const cnn_layer *layer, int N, const float *dy, const int *argmax, float *dx,
+                                              int threads)
+{
+    const size_t in_plane = (size_t)layer->in.h * layer->in.w;
+    const size_t out_plane = (size_t)layer->out.h * layer->out.w;
+    const int planes = N * layer->in.c;
+    int plane;
+    if ((size_t)planes * in_plane < 2 * CNN__ELEMENTWISE_BLOCK) threads = 1;
+    CNN__PARALLEL_FOR
+    for (plane = 0; plane < planes; plane++) { /* each plane of dx is its own */
+        float *plane_dx = dx + (size_t)plane * in_plane;
+        size_t k;
+        memset(plane_dx, 0, in_plane * sizeof(float));
+        for (k = 0; k < out_plane; k++) plane_dx[argmax[(size_t)plane * out_plane + k]] += dy[(size_t)plane * out_plane + k];
+    }
+}
+
+/* ---------------------------------------------------------------- dropout
+
+   Value i of the mask takes draw i of the model's random stream: threads
+   take blocks of values, each running the plain loop from its own copy of
+   the stream moved on to the block's first draw, so the mask is the same
+   for any number of threads. */
+CNN__PRIVATE void cnn__dropout_forward_fast(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng,
+                                            int threads)
+{
+    const int blocks = cnn__elementwise_blocks(count, threads);
+    int block;
+    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
+    CNN__PARALLEL_FOR
+    for (block = 0; block < blocks; block++) {
+        cnn_rng mine = *rng;
+        size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
+        cnn__rng_advance(&mine, at);
+        cnn__dropout_forward(n, rate, x + at, y + at, mask + at, &mine);
+    }
+    cnn__rng_advance(rng, count);
+}
+
+/* ---------------------------------------------------------------- optimisers
+
+   Each thread takes one fixed block of parameters: every update is
+   independent of the others, so the result does not depend on the number
+   of threads, and the dry pass reports the first bad index of the first
+   block that has one, which is the first overall. SGD's blocks run the
+   plain loop; Adam's real pass has a vector loop, and its dry pass a
+   quick test that clears 8 parameters at a time. */
+#if CNN__VECTORS && defined(__SSE__)
+#define CNN__SQRT4 1
+typedef float cnn__f4 __attribute__((vector_size(16)));
+#endif
+
+/* Adam's real pass over parameters begin .. end-1. Its square root and
+   division take most of its time; the vector loop does 4 values at a time
+   with the same operations in the same order as the plain loop (x86's
+   sqrtps rounds exactly as sqrtf does), so both give the same bits. */
+CNN__HOT static void cnn__adam_update_fast(const cnn_optimizer *optimizer, cnn_model *model, const cnn__adam_step *adam,
+                                           size_t begin, size_t end)
+{
+    size_t i = begin;
+#ifdef CNN__SQRT4
+    float *params = model->params, *m = optimizer->first_moment, *v = optimizer->second_moment;
+    const float *grads = model->grads;
+    const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2, eps = optimizer->desc.epsilon;
+    cnn__f4 g, new_m, new_v, p;
+    for (; i + 4 <= end; i += 4) {
+        memcpy(&g, grads + i, sizeof g);
+        memcpy(&new_m, m + i, sizeof new_m);
+        memcpy(&new_v, v + i, sizeof new_v);
+        memcpy(&p, params + i, sizeof p);
+        new_m = b1 * new_m + (1.0f - b1) * g;
+        new_v = b2 * new_v + (1.0f - b2) * g * g;
+        p = p - adam->step_size * new_m / ((cnn__f4)_mm_sqrt_ps(new_v) / adam->root_correction2 + eps);
+        memcpy(m + i, &new_m, sizeof new_m);
+        memcpy(v + i, &new_v, sizeof new_v);
+        memcpy(params + i, &p, sizeof p);
+    }
+#endif
+    cnn__optimizer_range(optimizer, model, adam, 1, i, end);
+}
+
+/* Adam's dry pass over parameters begin .. end-1: the first whose gradient,
+   new moments or new value would not be finite, or end. The plain loop
+   computes the new value of every parameter, square root and division
+   included. Here 8 parameters are cleared at once without them when all is
+   ordinary: g, m, v finite, |p| <= FLT_MAX / 4 and |m| <= max_moment (see
+   cnn__optimizer_pass_fast), for then the new value is provably finite. A
+   group with anything else goes to the plain loop, which alone decides. */
+CNN__HOT static size_t cnn__adam_check_fast(const cnn_optimizer *optimizer, cnn_model *model, const cnn__adam_step *adam,
+                                            float max_moment, size_t begin, size_t end)
+{
+    size_t i = begin;
+#if CNN__VECTORS
+    const float *params = model->params, *m = optimizer->first_moment, *v = optimizer->second_moment;
+    const float *grads = model->grads;
+    const float b1 = optimizer->desc.beta1, b2 = optimizer->desc.beta2;
+    const cnn__i8 magnitude = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+    cnn__f8 g, new_m, new_v, p;
+    cnn__i8 ok;
+    int lane, all;
+    size_t bad;
+    for (; i + 8 <= end; i += 8) {
+        CNN__LOAD8(g, grads + i);
+        CNN__LOAD8(new_m, m + i);
+        CNN__LOAD8(new_v, v + i);
+        CNN__LOAD8(p, params + i);
+        new_m = b1 * new_m + (1.0f - b1) * g;
+        new_v = b2 * new_v + (1.0f - b2) * g * g;
+        /* |x| is x's bits with the sign cleared; NaN compares false */
+        g = (cnn__f8)((cnn__i8)g & magnitude);
+        new_m = (cnn__f8)((cnn__i8)new_m & magnitude);
+        p = (cnn__f8)((cnn__i8)p & magnitude);
+        ok = (g <= FLT_MAX) & (new_m <= max_moment) & (new_v <= FLT_MAX) & (p <= FLT_MAX / 4.0f);
+        for (all = -1, lane = 0; lane < 8; lane++) all &= ok[lane];
+        if (all) continue;
+        bad = cnn__optimizer_range(optimizer, model, adam, 0, i, i + 8);
+        if (bad < i + 8) return bad;
+    }
+#else
+    (void)max_moment;
+#endif
+    return cnn__optimizer_range(optimizer, model, adam, 0, i, end);
+}
+
+CNN__PRIVATE size_t cnn__optimizer_pass_fast(const cnn_optimizer *optimizer, cnn_model *model, long step, int write)
+{
+    const size_t count = model->param_count;
+    const cnn__adam_step adam = cnn__adam_constants(optimizer, step);
+    size_t first_bad[256]; /* one per thread: model->threads is at most 256 */
+    int threads = count < 16384 ? 1 : model->threads, block; /* fewer are not worth a second thread */
+    const size_t block_size = (count + (size_t)threads - 1) / (size_t)threads;
+    /* With v >= 0 finite, sqrt(v) / sqrt(1 - b2^t) + eps is finite and at
+       least eps, so |step_size * m / (...)| <= step_size * |m| / eps, which
+       max_moment keeps below FLT_MAX / 4 (with room for rounding); and
+       |p| <= FLT_MAX / 4 as well, so p minus it is finite. */
+    const double eps = optimizer->desc.epsilon;
+    const double step_size = optimizer->desc.learning_rate / (1.0 - pow(optimizer->desc.beta1, (double)step));
+    const float max_moment = (float)(FLT_MAX / 8.0 * eps / (step_size > 1.0 ? step_size : 1.0));
+    CNN__PARALLEL_FOR
+    for (block = 0; block < threads; block++) {
+        const size_t begin = (size_t)block * block_size < count ? (size_t)block * block_size : count;
+        const size_t end = begin + block_size < count ? begin + block_size : count;
+        if (optimizer->desc.type == CNN_OPTIMIZER_SGD) {
+            first_bad[block] = cnn__optimizer_range(optimizer, model, &adam, write, begin, end);
+        } else if (write) {
+            cnn__adam_update_fast(optimizer, model, &adam, begin, end);
+            first_bad[block] = end;
+        } else {
+            first_bad[block] = cnn__adam_check_fast(optimizer, model, &adam, max_moment, begin, end);
+        }
+        if (first_bad[block] == end) first_bad[block] = count;
+    }
+    for (block = 0; block < threads; block++)
+        if (first_bad[block] < count) return first_bad[block];
+    return count;
+}
+
+/* ---------------------------------------------------------------- the model's fast state, and the entry points
+
+   cnn_model_build calls cnn__fast_build, cnn_model_free cnn__fast_free;
+   the model's passes call the twins through cnn__layer_forward_fast and
+   _backward_fast, which answer 0 for a layer without a twin (average
+   pooling, softmax, flatten, dropout outside training and backward): the
+   plain loops do those. */
+
+/* Threads (OpenMP's count at the build, at most 256), the workspace that
+   conv2d and dense need at max_batch, and the shifts of stride-1 conv2d
+   layers, in one allocation. */
+CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
+{
+    size_t shared = 0, per_thread = 0, shift_count = 0, floats = 0, bytes = sizeof(struct cnn__fast);
+    struct cnn__fast *fast;
+    float *floats_at;
+    int *shift_at;
+    int i, ok = 1, threads = CNN__MAX_THREADS() < 1 ? 1 : CNN__MAX_THREADS() > 256 ? 256 : CNN__MAX_THREADS();
+    for (i = 0; i < model->layer_count; i++) {
+        const cnn_layer *layer = &model->layers[i];
+        size_t need = 0, need_per_thread = 0;
+        if (layer->desc.type == CNN_LAYER_CONV2D) {
+            need = cnn__conv2d_shared(layer, max_batch);
+            need_per_thread = cnn__conv2d_per_thread(layer);
+            if (cnn__conv2d_shifted(layer)) shift_count += (size_t)layer->in.c * layer->desc.kernel * layer->desc.kernel;
+        }
+        if (layer->desc.type == CNN_LAYER_DENSE) need = cnn__dense_shared(layer, max_batch);
+        if (need > shared) shared = need;
+        if (need_per_thread > per_thread) per_thread = need_per_thread;
+    }
+    ok &= cnn__add_size(&floats, shared);
+    ok &= cnn__add_size(&floats, cnn__mul_size(per_thread, (size_t)threads));
+    ok &= cnn__add_size(&bytes, cnn__mul_size(floats, sizeof(float)));
+    ok &= cnn__add_size(&bytes, cnn__mul_size(shift_count, sizeof(int)));
+    if (!ok) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "the model is too large for this machine's address space");
+    fast = (struct cnn__fast *)CNN_MALLOC(bytes);
+    if (!fast)
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1,
+                         "out of memory allocating %.1f MB for the model's working memory", (double)bytes / 1e6);
+    memset(fast, 0, bytes);
+    floats_at = (float *)(fast + 1); /* the struct holds pointers: what follows is aligned for floats */
+    fast->work.shared = floats_at;
+    fast->work.per_thread = floats_at + shared;
+    fast->work.per_thread_size = per_thread;
+    fast->work.threads = threads;
+    shift_at = (int *)(floats_at + floats);
+    for (i = 0; i < model->layer_count; i++) {
+        const cnn_layer *layer = &model->layers[i];
+        const int K = layer->desc.kernel, Hp = layer->in.h + 2 * layer->desc.padding, Wp = layer->in.w + 2 * layer->desc.padding;
+        int c, u, v;
+        if (layer->desc.type != CNN_LAYER_CONV2D || !cnn__conv2d_shifted(layer)) continue;
+        fast->shifts[i] = shift_at;
+        for (c = 0; c < layer->in.c; c++)
+            for (u = 0; u < K; u++)
+                for (v = 0; v < K; v++) *shift_at++ = (c * Hp + u) * Wp + v;
+    }
+    model->fast = fast;
+    model->threads = threads;
+    return CNN_OK;
+}
+
+CNN__PRIVATE void cnn__fast_free(cnn_model *model)
+{
+    CNN_FREE(model->fast);
+    model->fast = NULL;
+}
+
+CNN__PRIVATE int cnn__layer_forward_fast(cnn_model *model, int i)
+{
+    cnn_layer *layer = &model->layers[i];
+    const cnn__workspace *work = &model->fast->work;
+    const int N = model->batch;
+    const float *x = model->activations[i].data;
+    float *y = model->activations[i + 1].data;
+    const size_t count = (size_t)N * cnn_shape_count(layer->out);
+    switch (layer->desc.type) {
+    case CNN_LAYER_CONV2D: cnn__conv2d_forward_fast(layer, model->fast->shifts[i], N, x, y, work); return 1;
+    case CNN_LAYER_DENSE: cnn__dense_forward_fast(layer, N, x, y, work); return 1;
+    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+        cnn__activation_forward_fast(layer, count, x, y, work->threads);
+        return 1;
+    case CNN_LAYER_MAX_POOL: cnn__max_pool_forward_fast(layer, N, x, y, layer->argmax, work->threads); return 1;
+    case CNN_LAYER_DROPOUT:
+        if (model->mode != CNN_MODE_TRAIN) return 0;
+        cnn__dropout_forward_fast(count, layer->desc.rate, x, y, layer->mask, &model->rng, work->threads);
+        return 1;
+    default: return 0;
+    }
+}
+
+CNN__PRIVATE int cnn__layer_backward_fast(cnn_model *model, int i, int want_input_grad)
+{
+    cnn_layer *layer = &model->layers[i];
+    const cnn__workspace *work = &model->fast->work;
+    const int N = model->batch;
+    const float *x = model->activations[i].data, *y = model->activations[i + 1].data;
+    const float *dy = model->activation_grads[i + 1].data;
+    float *dx = model->activation_grads[i].data;
+    const size_t count = (size_t)N * cnn_shape_count(layer->out);
+    switch (layer->desc.type) {
+    case CNN_LAYER_CONV2D: cnn__conv2d_backward_fast(layer, N, x, dy, want_input_grad ? dx : NULL, work); return 1;
+    case CNN_LAYER_DENSE: cnn__dense_backward_fast(layer, N, x, dy, want_input_grad ? dx : NULL, work); return 1;
+    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+        cnn__activation_backward_fast(layer, count, x, y, dy, dx, work->threads);
+        return 1;
+    case CNN_LAYER_MAX_POOL: cnn__max_pool_backward_fast(layer, N, dy, layer->argmax, dx, work->threads); return 1;
+    default: return 0;
+    }
+}
+
+#endif /* CNN_NO_FAST */
 
 /* ======================================================================== images (optional: CNN_IMAGES)
 

@@ -1,21 +1,32 @@
-/* test_fast_paths.c - the vector loops and special cases that make cnn.h
-   fast give the same bits as the plain loops they stand in for.
+/* test_fast_paths.c - every fast twin in cnn.h's FAST section computes what
+   its plain twin computes.
 
-   Each fast path claims to compute exactly what the plain code computes,
-   only several values at a time: activations 8 at a time, the 2 x 2 max
-   pool 8 windows at a time, Adam 4 parameters at a time and its check for
-   values that are not finite 8 at a time, a dense layer on fewer samples
-   than the multiply's panel one sample at a time, the packing of a
-   transposed operand 8 x 8 at a time, a dropout mask a block per thread.
-   So the checks here
-   are bitwise, against the plain formula (written out again in the test)
-   or the plain loop (cnn__max_pool_plane), on counts and widths that leave
-   every kind of remainder, and on values that test the rules at their
-   edges: NaN, infinities, -0, and ties. */
+   The plain part of cnn.h is each layer's formula as plain loops; the FAST
+   section has a twin for the layers that take the time (conv2d, dense, the
+   activations, max pooling, dropout, the optimisers), which the model runs
+   instead. Here each pair runs on the same inputs, on many shapes, through
+   the same entry points the model uses (cnn__layer_forward and _backward,
+   plain; cnn__layer_forward_fast and _backward_fast), and must agree:
+   bit for bit where the twin adds in the plain order (dense, activations,
+   max pooling, dropout, optimisers), to 1e-5 of the largest value where it
+   does not (conv2d sums from zero and adds the bias last, and sums its
+   weight gradient in chunks of samples).
+
+   Then the special cases inside the twins, each against the plain loop or
+   the formula written out again here, on counts and widths that leave every
+   kind of remainder and on values that test the rules at their edges (NaN,
+   infinities, -0, ties): activations 8 at a time, the 2 x 2 max pool 8
+   windows at a time, Adam 4 parameters at a time and its check 8 at a
+   time, a dense layer on fewer samples than the multiply's panel, the
+   packing of a transposed operand, a dropout mask a block per thread.
+
+   Built with CNN_NO_FAST there is no FAST section, and every test here
+   says it is skipped. */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
 
+#ifndef CNN_NO_FAST
 static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
 
 /* Values with every awkward case in the first few places, then random
@@ -37,6 +48,282 @@ static void fill_awkward(float *x, int count, cnn_rng *rng, int small_integers)
     }
 }
 
+/* ---------------------------------------------------------------- twin against twin */
+
+static void fill_uniform(cnn_rng *rng, float *x, size_t n, float lo, float hi)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = lo + (hi - lo) * cnn_rng_uniform(rng);
+}
+
+/* The largest |a - b| over n values, relative to the largest |b|; a NaN
+   anywhere makes it NaN. */
+static double relative_difference(const float *a, const float *b, size_t n)
+{
+    double scale = 0.0, diff = test_max_abs_diff(a, b, n);
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    return scale > 0.0 ? diff / scale : diff;
+}
+
+/* Layer i of a built model, on a batch of N random inputs in training
+   mode: forward and backward once with its plain pair and once with its
+   fast twin, from the same x, dy, random stream and starting dw, db (not
+   zero: both must add to them), the input gradient wanted. Returns the
+   largest relative difference of y, dx, dw and db (0 when all are the same
+   bits); *exact is 0 where any differs in its bits. */
+static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *exact)
+{
+    cnn_layer *layer = &model->layers[i];
+    const size_t in_count = (size_t)N * cnn_shape_count(layer->in), out_count = (size_t)N * cnn_shape_count(layer->out);
+    const size_t params = layer->weight_count + layer->bias_count;
+    float *x, *y[2], *dy, *dx[2], *grads[2], *start = NULL;
+    cnn_rng rng, stream_start, stream[2];
+    double worst = 0.0, e[4];
+    int twin, handled = 1, k;
+    x = (float *)malloc(in_count * sizeof(float));
+    dy = (float *)malloc(out_count * sizeof(float));
+    for (twin = 0; twin < 2; twin++) {
+        y[twin] = (float *)malloc(out_count * sizeof(float));
+        dx[twin] = (float *)malloc(in_count * sizeof(float));
+        grads[twin] = (float *)malloc((params + 1) * sizeof(float));
+    }
+    if (params) start = (float *)malloc(params * sizeof(float));
+    cnn_rng_seed(&rng, seed);
+    fill_uniform(&rng, x, in_count, -2.0f, 2.0f);
+    fill_uniform(&rng, dy, out_count, -1.0f, 1.0f);
+    if (params) fill_uniform(&rng, start, params, -1.0f, 1.0f);
+    fill_uniform(&rng, model->params + layer->param_offset, params, -0.5f, 0.5f);
+    /* the model's batch, mode and tensor sizes, as a pass sets them */
+    CHECK(cnn_model_forward(model, model->activations[0].data, N, CNN_MODE_TRAIN) == CNN_OK, "%s", model->error.message);
+    stream_start = model->rng;
+    for (twin = 0; twin < 2; twin++) {
+        model->rng = stream_start;
+        memcpy(model->activations[i].data, x, in_count * sizeof(float));
+        if (twin == 0) cnn__layer_forward(model, i);
+        else handled &= cnn__layer_forward_fast(model, i);
+        memcpy(y[twin], model->activations[i + 1].data, out_count * sizeof(float));
+        stream[twin] = model->rng;
+        if (params) memcpy(model->grads + layer->param_offset, start, params * sizeof(float));
+        memcpy(model->activation_grads[i + 1].data, dy, out_count * sizeof(float));
+        for (k = 0; k < (int)in_count; k++) model->activation_grads[i].data[k] = 1234.5f; /* overwritten, not added to */
+        if (twin == 0) cnn__layer_backward(model, i, 1);
+        else handled &= cnn__layer_backward_fast(model, i, 1) || layer->desc.type == CNN_LAYER_DROPOUT;
+        if (twin == 1 && layer->desc.type == CNN_LAYER_DROPOUT) cnn__layer_backward(model, i, 1); /* no twin: plain */
+        memcpy(dx[twin], model->activation_grads[i].data, in_count * sizeof(float));
+        memcpy(grads[twin], model->grads + layer->param_offset, params * sizeof(float));
+    }
+    CHECK(handled, "layer %d (%s) has no fast twin", i, cnn_layer_type_name(layer->desc.type));
+    CHECK(stream[0].state == stream[1].state, "layer %d: the twins leave the random stream in different places", i);
+    e[0] = relative_difference(y[1], y[0], out_count);
+    e[1] = relative_difference(dx[1], dx[0], in_count);
+    e[2] = relative_difference(grads[1], grads[0], layer->weight_count);
+    e[3] = relative_difference(grads[1] + layer->weight_count, grads[0] + layer->weight_count, layer->bias_count);
+    for (k = 0; k < 4; k++)
+        if (e[k] > worst || e[k] != e[k]) worst = e[k];
+    if (memcmp(y[0], y[1], out_count * sizeof(float)) || memcmp(dx[0], dx[1], in_count * sizeof(float)) ||
+        memcmp(grads[0], grads[1], params * sizeof(float)))
+        *exact = 0;
+    free(x); free(dy); free(start);
+    for (twin = 0; twin < 2; twin++) {
+        free(y[twin]); free(dx[twin]); free(grads[twin]);
+    }
+    return worst;
+}
+
+/* Every layer of a model built for batches of N, through compare_layer:
+   with exact, each must give the same bits; else agree within 1e-5 of the
+   largest value of each tensor. Returns 1 when the model could be built. */
+static int compare_model(cnn_model *model, int N, int exact, const char *name, uint64_t seed, double *worst)
+{
+    int i, bits = 1;
+    double e = 0.0, layer_e;
+    if (cnn_model_build(model, N) != CNN_OK) {
+        CHECK(0, "%s: cannot build: %s", name, model->error.message);
+        cnn_model_free(model);
+        return 0;
+    }
+    for (i = 0; i < model->layer_count; i++) {
+        const cnn_layer_type type = model->layers[i].desc.type;
+        if (type == CNN_LAYER_FLATTEN || type == CNN_LAYER_SOFTMAX || type == CNN_LAYER_AVG_POOL) continue; /* no twin */
+        layer_e = compare_layer(model, i, N, seed + (uint64_t)i, &bits);
+        if (layer_e > e || layer_e != layer_e) e = layer_e;
+    }
+    if (exact) CHECK(bits, "%s: the fast twin's bits differ from the plain pair's (relative difference %.3g)", name, e);
+    else CHECK(e <= 1e-5, "%s: fast vs plain relative difference %.3g (limit 1e-5)", name, e);
+    if (e > *worst || e != e) *worst = e;
+    cnn_model_free(model);
+    return 1;
+}
+
+/* conv2d, on every combination of C in {1,2,3}, K in {1,3,5}, S in {1,2},
+   P in {0,1,2} with inputs 7x9 and 6x8 where they tile, batch 2, plus one
+   large case (24x26, 624 output positions, 39 column panels of the
+   multiply), one batch of 19 (the fast backward sums its weight gradient
+   in chunks of CNN__CHUNK = 8 samples: 19 makes three chunks, the last one
+   partial), and every K, S and P on 21x23 with 13 channels (up to 326 rows
+   of col). All with 3, 6 and 16 output channels: the weight gradient is
+   summed by rows for 3 and 6, where col has few rows (see
+   cnn__conv2d_grad_by_rows), with dy packed for 3 and read in place for 6,
+   a whole panel of rows; and the other way round for 16. Both sides add
+   the same products in different orders, so they differ by float rounding
+   only: at most a few ulp of the largest |term| sum (~1e-6 relative here);
+   we accept 1e-5 relative to the largest value of each tensor. */
+TEST(conv2d_fast_matches_plain)
+{
+    static const int channels[] = {1, 2, 3, 13}, kernels[] = {1, 3, 5}, strides[] = {1, 2}, paddings[] = {0, 1, 2};
+    static const int sizes[][3] = {{7, 9, 2}, {6, 8, 2}, {24, 26, 2}, {7, 9, 19}, {21, 23, 2}}; /* H, W, N */
+    static const int outputs[] = {3, 6, 16};
+    size_t oi, ci, ki, si, pi, zi;
+    int cases = 0;
+    double worst = 0.0;
+    char name[96];
+    for (oi = 0; oi < 3; oi++)
+        for (zi = 0; zi < sizeof sizes / sizeof sizes[0]; zi++)
+            for (ci = 0; ci < 4; ci++)
+                for (ki = 0; ki < 3; ki++)
+                    for (si = 0; si < 2; si++)
+                        for (pi = 0; pi < 3; pi++) {
+                            const int C = channels[ci], K = kernels[ki], S = strides[si], P = paddings[pi];
+                            const int H = sizes[zi][0], W = sizes[zi][1], N = sizes[zi][2];
+                            cnn_model model;
+                            if (zi == 2 && !(C == 3 && K == 5 && S == 1 && P == 2)) continue; /* one large case */
+                            if (zi == 3 && !(C == 2 && K == 3 && S == 2 && P == 1)) continue; /* one large batch */
+                            if ((zi == 4) != (C == 13)) continue; /* many channels: only in 21x23 */
+                            if ((H + 2 * P - K) % S != 0 || (W + 2 * P - K) % S != 0) continue;  /* does not tile */
+                            snprintf(name, sizeof name, "conv2d C%d %dx%d K%d S%d P%d N%d OC%d", C, H, W, K, S, P, N, outputs[oi]);
+                            cnn_model_init(&model, C, H, W, 1);
+                            cnn_add_conv2d(&model, outputs[oi], K, S, P);
+                            cases += compare_model(&model, N, 0, name, 900 + (uint64_t)cases, &worst);
+                        }
+    /* 7x9: S=2 needs H + 2P - K even, true for odd sizes: all 54; 6x8:
+       only S=1 tiles (27 cases, K=5 P=0 included); plus the large shape
+       and the large batch; 21x23 with 13 channels: all 18 tile; each with
+       3, 6 and 16 output channels */
+    CHECK(cases == 3 * (54 + 27 + 1 + 1 + 18), "expected 303 shapes to be compared, got %d", cases);
+    if (getenv("FAST_PATHS_VERBOSE")) printf("    conv2d: %d shapes, worst relative difference %.2e\n", cases, worst);
+}
+
+/* dense, bit for bit: batches below and above the multiply's 6-row panel
+   (1 sample goes through w alone), widths that leave every kind of last
+   panel and block, and a layer large enough for threads to share it. */
+TEST(dense_fast_matches_plain)
+{
+    static const int ins[] = {1, 5, 16, 37, 300}, outs[] = {1, 7, 8, 17, 64, 130, 250}, batches[] = {1, 3, 6, 7, 20};
+    size_t a, b, c;
+    int cases = 0;
+    double worst = 0.0;
+    char name[64];
+    for (a = 0; a < sizeof ins / sizeof ins[0]; a++)
+        for (b = 0; b < sizeof outs / sizeof outs[0]; b++)
+            for (c = 0; c < sizeof batches / sizeof batches[0]; c++) {
+                cnn_model model;
+                snprintf(name, sizeof name, "dense %d -> %d, N %d", ins[a], outs[b], batches[c]);
+                cnn_model_init(&model, ins[a], 1, 1, 2);
+                cnn_add_dense(&model, outs[b]);
+                cases += compare_model(&model, batches[c], 1, name, 40 + (uint64_t)cases, &worst);
+            }
+    CHECK(cases == 5 * 7 * 5, "%d shapes compared", cases);
+}
+
+/* The activations, max pooling (2 x 2 stride 2 and other windows, even and
+   odd sides) and dropout, bit for bit, on a small batch and on one large
+   enough (over 65,536 values) for threads to take blocks of it. */
+TEST(elementwise_and_pooling_fast_match_plain)
+{
+    static const int sides[] = {2, 5, 8, 13, 28}, batches[] = {1, 3, 90};
+    static const int pools[][2] = {{2, 2}, {3, 2}, {2, 1}, {3, 3}}; /* kernel, stride */
+    size_t s, b, p;
+    int cases = 0;
+    double worst = 0.0;
+    char name[96];
+    for (s = 0; s < sizeof sides / sizeof sides[0]; s++)
+        for (b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            const int side = sides[s], N = batches[b];
+            cnn_model model;
+            snprintf(name, sizeof name, "activations and dropout on (3, %d, %d), N %d", side, side, N);
+            cnn_model_init(&model, 3, side, side, 5);
+            cnn_add_relu(&model);
+            cnn_add_leaky_relu(&model, 0.2f);
+            cnn_add_sigmoid(&model);
+            cnn_add_tanh(&model);
+            cnn_add_dropout(&model, 0.3f);
+            cases += compare_model(&model, N, 1, name, 70 + (uint64_t)cases, &worst);
+            for (p = 0; p < sizeof pools / sizeof pools[0]; p++) {
+                if (side < pools[p][0]) continue;
+                snprintf(name, sizeof name, "max pool %dx%d s%d on (3, %d, %d), N %d", pools[p][0], pools[p][0], pools[p][1],
+                         side, side, N);
+                cnn_model_init(&model, 3, side, side, 6);
+                cnn_add_max_pool(&model, pools[p][0], pools[p][1]);
+                cases += compare_model(&model, N, 1, name, 80 + (uint64_t)cases, &worst);
+            }
+        }
+    CHECK(cases == 3 * (5 + 2 + 4 * 4), "%d shapes compared", cases); /* side 2 has no 3x3 window */
+}
+
+/* The optimisers' fast pass (threads, vectors) against the plain one, bit
+   for bit: SGD with and without momentum and Adam, for 4 steps on a model
+   of 4k + 3 parameters, and one above 16,384 parameters, where threads
+   share the pass. The dry pass finds the same first bad parameter. */
+TEST(optimizer_fast_pass_matches_plain)
+{
+    static const int widths[] = {37, 300};
+    cnn_optimizer_desc desc[3];
+    int w, o, step, bad = 0, cases = 0;
+    memset(desc, 0, sizeof desc);
+    desc[0].type = CNN_OPTIMIZER_SGD;
+    desc[1].type = CNN_OPTIMIZER_SGD;
+    desc[1].momentum = 0.9f;
+    desc[2].type = CNN_OPTIMIZER_ADAM;
+    for (w = 0; w < 2; w++)
+        for (o = 0; o < 3; o++) {
+            cnn_model model[2];
+            cnn_optimizer opt[2];
+            cnn_rng rng;
+            size_t i, count, first[2];
+            int t;
+            for (t = 0; t < 2; t++) {
+                cnn_model_init(&model[t], widths[w], 1, 1, 7);
+                cnn_add_dense(&model[t], widths[w] / 5 + 3);
+                if (cnn_model_build(&model[t], 1) != CNN_OK || cnn_optimizer_init(&opt[t], &model[t], &desc[o]) != CNN_OK) {
+                    CHECK(0, "set-up: %s", model[t].error.message);
+                    return;
+                }
+            }
+            count = model[0].param_count;
+            cnn_rng_seed(&rng, 99);
+            for (step = 1; step <= 4; step++) {
+                for (i = 0; i < count; i++)
+                    model[0].grads[i] = model[1].grads[i] = (cnn_rng_uniform(&rng) - 0.5f) * powf(10.0f, (float)(i % 7) - 4.0f);
+                first[0] = cnn__optimizer_pass(&opt[0], &model[0], step, 0);
+                first[1] = cnn__optimizer_pass_fast(&opt[1], &model[1], step, 0);
+                bad += first[0] != count || first[1] != count;
+                cnn__optimizer_pass(&opt[0], &model[0], step, 1);
+                cnn__optimizer_pass_fast(&opt[1], &model[1], step, 1);
+                bad += memcmp(model[0].params, model[1].params, count * sizeof(float)) != 0;
+                bad += memcmp(opt[0].first_moment, opt[1].first_moment, count * sizeof(float)) != 0;
+                if (opt[0].second_moment) bad += memcmp(opt[0].second_moment, opt[1].second_moment, count * sizeof(float)) != 0;
+            }
+            /* a NaN late in the block, and an infinity after it */
+            model[0].grads[count - 9] = model[1].grads[count - 9] = NAN;
+            model[0].grads[count - 2] = model[1].grads[count - 2] = INFINITY;
+            first[0] = cnn__optimizer_pass(&opt[0], &model[0], 5, 0);
+            first[1] = cnn__optimizer_pass_fast(&opt[1], &model[1], 5, 0);
+            CHECK(first[0] == count - 9 && first[1] == first[0], "first bad parameter: plain %lu, fast %lu, expected %lu",
+                  (unsigned long)first[0], (unsigned long)first[1], (unsigned long)(count - 9));
+            cases++;
+            for (t = 0; t < 2; t++) {
+                cnn_optimizer_free(&opt[t]);
+                cnn_model_free(&model[t]);
+            }
+        }
+    CHECK(bad == 0, "%d of the passes differ between the twins", bad);
+    CHECK(cases == 6, "%d optimiser cases", cases);
+}
+
+/* ---------------------------------------------------------------- special cases inside the twins */
+
 /* ReLU and LeakyReLU, forward and backward, for every count from 0 to 40
    (whole vectors of 8 and every remainder), against the plain formulas. */
 TEST(activations_match_the_plain_formulas)
@@ -51,19 +338,19 @@ TEST(activations_match_the_plain_formulas)
         fill_awkward(x, count, &rng, 0);
         for (i = 0; i < count; i++) /* nonzero, so that each branch shows */
             dy[i] = (i % 2 ? -1.0f : 1.0f) * (0.5f + cnn_rng_uniform(&rng));
-        cnn__relu_forward((size_t)count, x, y);
+        cnn__relu_forward_fast((size_t)count, x, y);
         for (i = 0; i < count; i++) bad += !same_bits(y[i], x[i] < 0.0f ? 0.0f : x[i]);
-        cnn__relu_backward((size_t)count, x, dy, dx);
+        cnn__relu_backward_fast((size_t)count, x, dy, dx);
         for (i = 0; i < count; i++) bad += !same_bits(dx[i], x[i] > 0.0f ? dy[i] : 0.0f);
-        cnn__leaky_relu_forward((size_t)count, alpha, x, y);
+        cnn__leaky_relu_forward_fast((size_t)count, alpha, x, y);
         for (i = 0; i < count; i++) bad += !same_bits(y[i], x[i] < 0.0f ? alpha * x[i] : x[i]);
-        cnn__leaky_relu_backward((size_t)count, alpha, x, dy, dx);
+        cnn__leaky_relu_backward_fast((size_t)count, alpha, x, dy, dx);
         for (i = 0; i < count; i++) bad += !same_bits(dx[i], x[i] > 0.0f ? dy[i] : alpha * dy[i]);
     }
     CHECK(bad == 0, "%d values differ from the plain formulas", bad);
     /* and a NaN stays a NaN through ReLU, as the divergence checks need */
     x[0] = NAN;
-    cnn__relu_forward(9, x, y);
+    cnn__relu_forward_fast(9, x, y);
     CHECK(y[0] != y[0], "ReLU(NaN) = %g, expected NaN", (double)y[0]);
 }
 
@@ -84,7 +371,7 @@ TEST(max_pool_2x2_matches_the_plain_loop)
             for (H = 2; H <= 7; H++) {
                 const int OH = H / 2, OW = W / 2;
                 fill_awkward(x, H * W, &rng, integers);
-#ifdef CNN__POOL_VECTORS
+#ifdef CNN__SHUFFLES
                 cnn__max_pool_plane_2x2(W, OH, OW, x, fast_y, fast_at);
 #else
                 cnn__max_pool_plane(W, OH, OW, 2, 2, x, fast_y, fast_at);
@@ -119,7 +406,7 @@ TEST(adam_update_matches_the_formula)
     for (i = 0; i < COUNT; i++) p[i] = model.params[i], m[i] = v[i] = 0.0f;
     for (step = 1; step <= 5; step++) {
         const float b1 = adam.desc.beta1, b2 = adam.desc.beta2, eps = adam.desc.epsilon;
-        /* the same float constants cnn__optimizer_pass derives in double */
+        /* the same float constants cnn__adam_constants derives in double */
         const float step_size = (float)(adam.desc.learning_rate / (1.0 - pow(b1, step)));
         const float root_correction2 = (float)sqrt(1.0 - pow(b2, step));
         for (i = 0; i < COUNT; i++)
@@ -286,7 +573,7 @@ TEST(dropout_in_blocks_draws_the_same_mask)
         mask[threads - 1] = (float *)malloc(COUNT * sizeof(float));
         cnn_rng_seed(&rng[threads - 1], 77);
         if (y[threads - 1] && mask[threads - 1])
-            cnn__dropout_forward(COUNT, 0.3f, x, y[threads - 1], mask[threads - 1], &rng[threads - 1], threads);
+            cnn__dropout_forward_fast(COUNT, 0.3f, x, y[threads - 1], mask[threads - 1], &rng[threads - 1], threads);
     }
     if (y[0] && y[1] && mask[0] && mask[1]) {
         CHECK(cnn__elementwise_blocks(COUNT, 2) == 2, "the mask is not split in two");
@@ -304,14 +591,26 @@ TEST(dropout_in_blocks_draws_the_same_mask)
     free(x);
 }
 
+#endif /* CNN_NO_FAST */
+
+#ifdef CNN_NO_FAST
+#define RUN_FAST(name) RUN_SKIPPED(name, "built with CNN_NO_FAST: there is no FAST section")
+#else
+#define RUN_FAST(name) RUN(name)
+#endif
+
 int main(void)
 {
-    RUN(activations_match_the_plain_formulas);
-    RUN(max_pool_2x2_matches_the_plain_loop);
-    RUN(adam_update_matches_the_formula);
-    RUN(adam_check_finds_the_first_bad_parameter);
-    RUN(dense_on_few_samples_matches_the_batch);
-    RUN(transposing_pack_matches_the_layout);
-    RUN(dropout_in_blocks_draws_the_same_mask);
+    RUN_FAST(conv2d_fast_matches_plain);
+    RUN_FAST(dense_fast_matches_plain);
+    RUN_FAST(elementwise_and_pooling_fast_match_plain);
+    RUN_FAST(optimizer_fast_pass_matches_plain);
+    RUN_FAST(activations_match_the_plain_formulas);
+    RUN_FAST(max_pool_2x2_matches_the_plain_loop);
+    RUN_FAST(adam_update_matches_the_formula);
+    RUN_FAST(adam_check_finds_the_first_bad_parameter);
+    RUN_FAST(dense_on_few_samples_matches_the_batch);
+    RUN_FAST(transposing_pack_matches_the_layout);
+    RUN_FAST(dropout_in_blocks_draws_the_same_mask);
     return test_report();
 }

@@ -3,10 +3,16 @@
    answers for single samples, because every sum is added in one fixed
    order whatever the number of threads; and a step
    the optimiser refuses names the same first bad parameter on 2 threads as
-   on one. */
+   on one. Threads are the FAST section's: built with CNN_NO_FAST, both
+   tests say they are skipped. */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifndef CNN_NO_FAST
 
 /* Trains a conv net (conv, leaky ReLU, max-pool, dropout, dense) for a few
    steps with the given number of threads and returns its parameters,
@@ -132,9 +138,17 @@ TEST(two_threads_refuse_at_the_first_bad_parameter)
     }
 }
 
+#endif /* CNN_NO_FAST */
+
+#ifdef CNN_NO_FAST
+#define RUN_FAST(name) RUN_SKIPPED(name, "built with CNN_NO_FAST: there is no FAST section, and no threads")
+#else
+#define RUN_FAST(name) RUN(name)
+#endif
+
 int main(void)
 {
-    RUN(one_and_two_threads_train_identically);
-    RUN(two_threads_refuse_at_the_first_bad_parameter);
+    RUN_FAST(one_and_two_threads_train_identically);
+    RUN_FAST(two_threads_refuse_at_the_first_bad_parameter);
     return test_report();
 }
