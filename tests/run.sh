@@ -1,13 +1,16 @@
 #!/bin/sh
 # Runs every test program and compile check, and ends with the line
-# "N passed, N failed". Exits non-zero when anything failed.
+# "N passed, N failed", followed by ", N skipped" when tests were skipped.
+# Exits non-zero when anything failed.
 #   tests/run.sh BUILD_DIR TEST_PROGRAM...
-# A program counts its own tests (its last line is "RESULT passed failed");
-# a program that crashes or prints no RESULT line counts as one failure.
+# A program counts its own tests (its last line is "RESULT passed failed
+# skipped"); a program that crashes or prints no RESULT line counts as one
+# failure. The compile checks are read from BUILD_DIR/compile-checks.txt.
 build=$1
 shift
 passed=0
 failed=0
+skipped=0
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/cnn-test.XXXXXX")
 export TEST_TMP
 for program in "$@"; do
@@ -21,6 +24,7 @@ for program in "$@"; do
         set -- $result
         passed=$((passed + $2))
         failed=$((failed + $3))
+        skipped=$((skipped + ${4:-0}))
         if [ "$status" -ne 0 ] && [ "$3" -eq 0 ]; then
             echo "FAIL $name exited with status $status"
             failed=$((failed + 1))
@@ -38,5 +42,9 @@ if [ -f "$build/compile-checks.txt" ]; then
     failed=$((failed + $(grep -c '^FAIL ' "$build/compile-checks.txt")))
 fi
 rm -rf "$TEST_TMP"
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
 [ "$failed" -eq 0 ]

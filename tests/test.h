@@ -3,9 +3,15 @@
    TEST(name) { ... CHECK(condition, "printf-style message", ...); ... }
    int main(void) { RUN(name); ...; return test_report(); }
 
-   A test passes when none of its CHECKs fails. The last line a program
-   prints is "RESULT <passed> <failed>", which tests/run.sh adds up.
-   Include it after cnn.h: make_random_dataset uses its types. */
+   A test passes when none of its CHECKs fails. A test that cannot run here
+   says so and is counted as skipped, neither passed nor failed:
+     SKIP("no %s (set EMNIST_DIR)", path);  inside a TEST: prints
+                                  "skip name: no ..." and returns from it
+     RUN_SKIPPED(name, "reason");  in main, instead of RUN(name): the test
+                                  is not run (nor needs to be compiled)
+   The last line a program prints is "RESULT <passed> <failed> <skipped>",
+   which tests/run.sh adds up. Include it after cnn.h: make_random_dataset
+   uses its types. */
 #ifndef CNN_TEST_H
 #define CNN_TEST_H
 
@@ -14,38 +20,78 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int test_passed, test_failed, test_current_failed;
+/* The counts of the program's tests, and the state of the one running. */
+static struct {
+    int passed, failed, skipped;
+    int current_failed, current_skipped; /* CHECKs failed, SKIP called */
+    char skip_reason[2048];
+} test_state;
 
 #define TEST(name) static void name(void)
 
 #define CHECK(condition, ...)                                              \
     do {                                                                   \
         if (!(condition)) {                                                \
-            test_current_failed++;                                         \
+            test_state.current_failed++;                                   \
             printf("    %s:%d: check failed: %s: ", __FILE__, __LINE__, #condition); \
             printf(__VA_ARGS__);                                           \
             printf("\n");                                                  \
         }                                                                  \
     } while (0)
 
+/* Ends the current test as skipped, with a printf-style reason. A CHECK
+   that failed before it still fails the test. */
+#define SKIP(...)                                                          \
+    do {                                                                   \
+        snprintf(test_state.skip_reason, sizeof test_state.skip_reason, __VA_ARGS__); \
+        test_state.current_skipped = 1;                                    \
+        return;                                                            \
+    } while (0)
+
 #define RUN(name)                                                          \
     do {                                                                   \
-        test_current_failed = 0;                                           \
+        test_state.current_failed = test_state.current_skipped = 0;        \
         name();                                                            \
-        if (test_current_failed) {                                         \
-            test_failed++;                                                 \
+        if (test_state.current_failed) {                                   \
+            test_state.failed++;                                           \
             printf("FAIL %s\n", #name);                                    \
+        } else if (test_state.current_skipped) {                           \
+            test_state.skipped++;                                          \
+            printf("skip %s: %s\n", #name, test_state.skip_reason);        \
         } else {                                                           \
-            test_passed++;                                                 \
+            test_state.passed++;                                           \
             printf("ok   %s\n", #name);                                    \
         }                                                                  \
         fflush(stdout);                                                    \
     } while (0)
 
+#define RUN_SKIPPED(name, reason)                                          \
+    do {                                                                   \
+        test_state.skipped++;                                              \
+        printf("skip %s: %s\n", #name, reason);                            \
+        fflush(stdout);                                                    \
+    } while (0)
+
 static inline int test_report(void)
 {
-    printf("RESULT %d %d\n", test_passed, test_failed);
-    return test_failed ? 1 : 0;
+    printf("RESULT %d %d %d\n", test_state.passed, test_state.failed, test_state.skipped);
+    return test_state.failed ? 1 : 0;
+}
+
+/* EXPECT(call, want, error): the call must return want; where it has a
+   cnn_error (error is not NULL), that must hold the same code and a message. */
+#define EXPECT(call, want, error) test_expect((call), (want), (error), #call, __LINE__)
+
+static inline void test_expect(cnn_result got, cnn_result want, const cnn_error *error, const char *call, int line)
+{
+    if (got != want) {
+        test_state.current_failed++;
+        printf("    line %d: %s returned %d (%s), expected %d (%s)\n", line, call, (int)got, cnn_result_string(got), (int)want,
+               cnn_result_string(want));
+    } else if (error && (error->code != want || error->message[0] == '\0')) {
+        test_state.current_failed++;
+        printf("    line %d: %s: its cnn_error holds code %d and message '%s'\n", line, call, (int)error->code, error->message);
+    }
 }
 
 /* Writes text to a file in the test's scratch folder and returns its path.

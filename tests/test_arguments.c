@@ -9,22 +9,6 @@
 #include "../cnn.h"
 #include "test.h"
 
-/* The call must return want; where it has a cnn_error, that must hold the
-   same code and a message. */
-#define EXPECT(call, want, error) expect_result((call), (want), (error), #call, __LINE__)
-
-static void expect_result(cnn_result got, cnn_result want, const cnn_error *error, const char *call, int line)
-{
-    if (got != want) {
-        test_current_failed++;
-        printf("    line %d: %s returned %d (%s), expected %d (%s)\n", line, call, (int)got, cnn_result_string(got), (int)want,
-               cnn_result_string(want));
-    } else if (error && (error->code != want || error->message[0] == '\0')) {
-        test_current_failed++;
-        printf("    line %d: %s: its cnn_error holds code %d and message '%s'\n", line, call, (int)error->code, error->message);
-    }
-}
-
 #define NO_ERROR_STRUCT ((const cnn_error *)NULL)
 
 /* A small built model: (1, 6, 6) -> conv 2@3x3 -> relu -> flatten -> dense 3 -> softmax. */

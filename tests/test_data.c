@@ -704,16 +704,10 @@ TEST(label_map_real_emnist_file)
     FILE *file;
     cnn_label_map map;
     cnn_result r;
-    if (!dir || !*dir) {
-        printf("    skipped: EMNIST_DIR is not set\n");
-        return;
-    }
+    if (!dir || !*dir) SKIP("EMNIST_DIR is not set");
     snprintf(path, sizeof path, "%s/emnist-balanced-mapping.txt", dir);
     file = fopen(path, "rb");
-    if (!file) {
-        printf("    skipped: %s does not exist\n", path);
-        return;
-    }
+    if (!file) SKIP("%s does not exist", path);
     fclose(file);
     r = cnn_label_map_load(&map, path);
     CHECK(r == CNN_OK, "%s: %s", path, map.error.message);

@@ -227,21 +227,6 @@ TEST(good_jpeg_loads_jpeg_without_tables_is_refused)
     }
 }
 
-/* The call must return want; an image or folder set's cnn_error, when
-   given, must hold the same code and a message. */
-#define EXPECT(call, want, error) expect_result((call), (want), (error), #call, __LINE__)
-
-static void expect_result(cnn_result got, cnn_result want, const cnn_error *error, const char *call, int line)
-{
-    if (got != want) {
-        test_current_failed++;
-        printf("    line %d: %s returned %d (%s), expected %d\n", line, call, (int)got, cnn_result_string(got), (int)want);
-    } else if (error && (error->code != want || error->message[0] == '\0')) {
-        test_current_failed++;
-        printf("    line %d: %s: its cnn_error holds code %d and message '%s'\n", line, call, (int)error->code, error->message);
-    }
-}
-
 TEST(image_functions_refuse_bad_arguments)
 {
     cnn_image good, out, empty;

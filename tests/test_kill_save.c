@@ -104,7 +104,7 @@ TEST(killed_saves_leave_old_or_new_model)
 #else
 TEST(killed_saves_leave_old_or_new_model)
 {
-    printf("    skipped: needs POSIX fork and kill\n");
+    SKIP("needs POSIX fork and kill");
 }
 #endif
 

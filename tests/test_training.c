@@ -243,10 +243,7 @@ TEST(lenet5_one_epoch_on_emnist)
     snprintf(train_path, sizeof train_path, "%s/emnist47-train.csv", dir ? dir : "data");
     snprintf(test_path, sizeof test_path, "%s/emnist47-test.csv", dir ? dir : "data");
     probe = fopen(train_path, "rb");
-    if (!probe) {
-        printf("    skipped: no %s (set EMNIST_DIR)\n", train_path);
-        return;
-    }
+    if (!probe) SKIP("no %s (set EMNIST_DIR)", train_path);
     fclose(probe);
     memset(&desc, 0, sizeof desc);
     desc.num_classes = 47;
