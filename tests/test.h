@@ -120,6 +120,27 @@ static inline const char *test_path(const char *name)
     return path;
 }
 
+/* The whole file at path, malloc'ed (free it) with a '\0' after its bytes,
+   so text can be read as a string; *size (unless size is NULL) its length,
+   0 when it cannot be read, and then NULL. */
+static inline unsigned char *test_read_file(const char *path, size_t *size)
+{
+    FILE *file = fopen(path, "rb");
+    unsigned char *bytes = NULL;
+    long length;
+    size_t got = 0;
+    if (file && fseek(file, 0, SEEK_END) == 0 && (length = ftell(file)) >= 0 && fseek(file, 0, SEEK_SET) == 0) {
+        bytes = (unsigned char *)malloc((size_t)length + 1);
+        if (bytes) {
+            got = fread(bytes, 1, (size_t)length, file);
+            bytes[got] = '\0';
+        }
+    }
+    if (file) fclose(file);
+    if (size) *size = got;
+    return bytes;
+}
+
 /* The largest |a - b| over n values. */
 static inline double test_max_abs_diff(const float *a, const float *b, size_t n)
 {

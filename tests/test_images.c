@@ -39,22 +39,6 @@ static void write_text(const char *path, const char *text)
     fclose(file);
 }
 
-/* The whole file at path, malloc'ed; *size its length. */
-static unsigned char *read_all(const char *path, size_t *size)
-{
-    FILE *file = fopen(path, "rb");
-    unsigned char *bytes;
-    long length;
-    if (!file) return NULL;
-    fseek(file, 0, SEEK_END);
-    length = ftell(file);
-    fseek(file, 0, SEEK_SET);
-    bytes = (unsigned char *)malloc(length > 0 ? (size_t)length : 1);
-    *size = bytes ? fread(bytes, 1, (size_t)length, file) : 0;
-    fclose(file);
-    return bytes;
-}
-
 /* Centre of mass (x, y) of a (h, w) plane, pixel x at x + 0.5. */
 static void centre_of_mass(const float *p, int h, int w, double *cx, double *cy)
 {
@@ -262,7 +246,7 @@ TEST(other_formats_and_memory)
     for (i = 0; image.data && i < 64; i++) CHECK(fabs(image.data[i] - 100 / 255.0) < 3 / 255.0, "jpeg pixel %d: %g", i, (double)image.data[i]);
     cnn_image_free(&image);
     /* the same bytes from memory give the same image */
-    bytes = read_all(test_path("rgb.bmp"), &size);
+    bytes = test_read_file(test_path("rgb.bmp"), &size);
     CHECK(bytes && size > 0, "cannot read back rgb.bmp");
     CHECK(cnn_image_load(&image, test_path("rgb.bmp"), 0) == CNN_OK, "%s", image.error.message);
     CHECK(cnn_image_load_memory(&from_memory, bytes, size, 0) == CNN_OK, "%s", from_memory.error.message);
@@ -320,7 +304,7 @@ TEST(load_errors)
     CHECK(strstr(image.error.message, "text.png") && strstr(image.error.message, "stb_image"), "message: %s", image.error.message);
     /* a PNG cut in half */
     CHECK(stbi_write_png(test_path("whole.png"), 8, 8, 1, pixels, 8), "stb_image_write failed");
-    bytes = read_all(test_path("whole.png"), &size);
+    bytes = test_read_file(test_path("whole.png"), &size);
     CHECK(bytes && size > 40, "cannot read whole.png back");
     if (bytes) {
         path = test_write_file("truncated.png", bytes, size / 2);

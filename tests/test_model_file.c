@@ -55,23 +55,6 @@ static int file_exists(const char *path)
     return file != NULL;
 }
 
-/* The whole file (malloc'd; free it), or NULL. */
-static unsigned char *read_whole(const char *path, size_t *length)
-{
-    FILE *file = fopen(path, "rb");
-    unsigned char *bytes;
-    long size;
-    *length = 0;
-    if (!file) return NULL;
-    fseek(file, 0, SEEK_END);
-    size = ftell(file);
-    fseek(file, 0, SEEK_SET);
-    bytes = (unsigned char *)malloc((size_t)size + 1);
-    if (bytes) *length = fread(bytes, 1, (size_t)size, file);
-    fclose(file);
-    return bytes;
-}
-
 static void put_u32(unsigned char *at, uint32_t value)
 {
     at[0] = (unsigned char)value;
@@ -114,7 +97,7 @@ static unsigned char *small_model_bytes(size_t *length)
         return NULL;
     }
     cnn_model_free(&model);
-    bytes = read_whole(path, length);
+    bytes = test_read_file(path, length);
     return bytes;
 }
 
@@ -188,7 +171,7 @@ TEST(save_load_round_trip)
     CHECK(r == CNN_OK, "save: %s", model.error.message);
 
     /* the file is exactly as documented */
-    bytes = read_whole(path, &length);
+    bytes = test_read_file(path, &length);
     CHECK(bytes && length == SMALL_FILE_BYTES, "file has %lu bytes, expected %d", (unsigned long)length, SMALL_FILE_BYTES);
     if (bytes && length == SMALL_FILE_BYTES) {
         CHECK(memcmp(bytes, "\x89" "CNN\r\n\x1a\n", 8) == 0, "wrong magic");
@@ -302,7 +285,7 @@ TEST(save_replaces_existing_file)
     r = small_model(&model, 2);
     if (r == CNN_OK) r = cnn_model_save(&model, path);
     CHECK(r == CNN_OK, "save: %d %s", (int)r, model.error.message);
-    bytes = read_whole(path, &length);
+    bytes = test_read_file(path, &length);
     CHECK(length == SMALL_FILE_BYTES, "file has %lu bytes, expected %d", (unsigned long)length, SMALL_FILE_BYTES);
     CHECK(bytes && memcmp(bytes, "\x89" "CNN", 4) == 0, "the old content is still there");
     free(bytes);

@@ -29,22 +29,6 @@ static cnn_epoch_record record(int epoch, float loss, float accuracy, int valida
     return r;
 }
 
-/* The whole file as a string (malloc'ed), or NULL. */
-static char *read_text(const char *path)
-{
-    FILE *file = fopen(path, "rb");
-    char *text;
-    long length;
-    if (!file) return NULL;
-    fseek(file, 0, SEEK_END);
-    length = ftell(file);
-    fseek(file, 0, SEEK_SET);
-    text = (char *)malloc((size_t)length + 1);
-    if (text) text[fread(text, 1, (size_t)length, file)] = '\0';
-    fclose(file);
-    return text;
-}
-
 /* Everything written to a stream so far, from its start. */
 static char *stream_text(FILE *stream)
 {
@@ -121,7 +105,7 @@ TEST(history_csv_has_a_header_and_one_line_per_epoch)
     for (i = 0; i < 3; i++) cnn_history_add(&history, &r[i]);
     remove(path);
     CHECK(cnn_history_save_csv(&history, path) == CNN_OK, "save: %s", history.error.message);
-    text = read_text(path);
+    text = (char *)test_read_file(path, NULL);
     CHECK(text && !strcmp(text, "epoch,train_loss,train_accuracy,validation_loss,validation_accuracy,seconds\n"
                                 "1,0.500000,0.750000,0.400000,0.800000,1.250\n"
                                 "2,0.375000,0.875000,0.312500,0.906250,2.500\n"
@@ -148,13 +132,13 @@ TEST(history_csv_is_written_atomically)
     CHECK(mkdir(temp, 0777) == 0, "a folder in the way of PATH.tmp");
     CHECK(cnn_history_save_csv(&history, path) == CNN_ERROR_IO, "cannot create PATH.tmp: an I/O error");
     CHECK(strstr(history.error.message, ".tmp") != NULL, "the message names the temporary file: %s", history.error.message);
-    text = read_text(path);
+    text = (char *)test_read_file(path, NULL);
     CHECK(text && !strcmp(text, "old contents\n"), "the old file is untouched: %s", text ? text : "(missing)");
     free(text);
     rmdir(temp);
     test_write_file("pictures_atomic.csv.tmp", "stale", 5);
     CHECK(cnn_history_save_csv(&history, path) == CNN_OK, "save: %s", history.error.message);
-    text = read_text(path);
+    text = (char *)test_read_file(path, NULL);
     CHECK(text && !strncmp(text, "epoch,", 6) && strstr(text, "1,0.500000,0.500000,,,1.000\n"), "the new file: %s", text ? text : "(missing)");
     CHECK(!file_exists(temp), "no PATH.tmp is left behind");
     free(text);
