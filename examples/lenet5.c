@@ -6,7 +6,8 @@
             --test-idx t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
      lenet5 --eval lenet5.cnn --test emnist-balanced-test.csv
 
-   The model (LeCun et al., 1998, with ReLU and max-pooling as is usual now):
+   The model, cnn_add_lenet5 (LeCun et al., 1998, with ReLU and max-pooling
+   as is usual now):
      conv 6@5x5 pad 2 - ReLU - max-pool 2 - conv 16@5x5 - ReLU - max-pool 2
      - dense 120 - ReLU - dense 84 - ReLU - dense classes - softmax */
 #define _POSIX_C_SOURCE 199309L
@@ -129,22 +130,9 @@ static int load(cnn_dataset *data, const char *csv, const char *images, const ch
 
 static cnn_result build_lenet5(cnn_model *model, int height, int width, int classes, int max_batch, unsigned long seed)
 {
-    cnn_result r = cnn_model_init(model, 1, height, width, seed);
-    if (r == CNN_OK) r = cnn_add_conv2d(model, 6, 5, 1, 2);
-    if (r == CNN_OK) r = cnn_add_relu(model);
-    if (r == CNN_OK) r = cnn_add_max_pool(model, 2, 2);
-    if (r == CNN_OK) r = cnn_add_conv2d(model, 16, 5, 1, 0);
-    if (r == CNN_OK) r = cnn_add_relu(model);
-    if (r == CNN_OK) r = cnn_add_max_pool(model, 2, 2);
-    if (r == CNN_OK) r = cnn_add_flatten(model);
-    if (r == CNN_OK) r = cnn_add_dense(model, 120);
-    if (r == CNN_OK) r = cnn_add_relu(model);
-    if (r == CNN_OK) r = cnn_add_dense(model, 84);
-    if (r == CNN_OK) r = cnn_add_relu(model);
-    if (r == CNN_OK) r = cnn_add_dense(model, classes);
-    if (r == CNN_OK) r = cnn_add_softmax(model);
-    if (r == CNN_OK) r = cnn_model_build(model, max_batch);
-    return r;
+    cnn_model_init(model, 1, height, width, seed);
+    cnn_add_lenet5(model, classes);
+    return cnn_model_build(model, max_batch); /* errors are sticky: this reports the first */
 }
 
 static int on_epoch(cnn_model *model, const cnn_epoch_stats *stats, void *user)

@@ -72,22 +72,9 @@ static void write_inputs(void)
 
 static cnn_result lenet5(cnn_model *model, int max_batch)
 {
-    cnn_result r = cnn_model_init(model, 1, SIDE, SIDE, 1);
-    if (r == CNN_OK) r = cnn_add_conv2d(model, 6, 5, 1, 2);
-    if (r == CNN_OK) r = cnn_add_relu(model);
-    if (r == CNN_OK) r = cnn_add_max_pool(model, 2, 2);
-    if (r == CNN_OK) r = cnn_add_conv2d(model, 16, 5, 1, 0);
-    if (r == CNN_OK) r = cnn_add_relu(model);
-    if (r == CNN_OK) r = cnn_add_max_pool(model, 2, 2);
-    if (r == CNN_OK) r = cnn_add_flatten(model);
-    if (r == CNN_OK) r = cnn_add_dense(model, 120);
-    if (r == CNN_OK) r = cnn_add_relu(model);
-    if (r == CNN_OK) r = cnn_add_dense(model, 84);
-    if (r == CNN_OK) r = cnn_add_relu(model);
-    if (r == CNN_OK) r = cnn_add_dense(model, CLASSES);
-    if (r == CNN_OK) r = cnn_add_softmax(model);
-    if (r == CNN_OK) r = cnn_model_build(model, max_batch);
-    return r;
+    cnn_model_init(model, 1, SIDE, SIDE, 1);
+    cnn_add_lenet5(model, CLASSES);
+    return cnn_model_build(model, max_batch); /* errors are sticky: this reports the first */
 }
 
 /* What one run of the scenario saw. */

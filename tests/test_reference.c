@@ -733,27 +733,15 @@ static const struct { const char *name; int layer; } lenet_layers[] = {
 #define LENET_PARAM_LAYERS 5
 #define LENET_BATCH 8
 
-/* conv 6@5x5 pad 2, relu, maxpool 2, conv 16@5x5, relu, maxpool 2, flatten,
-   dense 120, relu, dense 84, relu, dense 10, softmax; weights from the
-   fixture (dense in cnn.h's (IN, OUT) layout, as stored). */
+/* cnn_add_lenet5 with 10 classes (gen.py's lenet_forward); weights
+   from the fixture (dense in cnn.h's (IN, OUT) layout, as stored). */
 static int lenet5_model(cnn_model *m, ref_file *f)
 {
-    cnn_result r = cnn_model_init(m, 1, 28, 28, 1);
+    cnn_result r;
     int i;
-    if (r == CNN_OK) r = cnn_add_conv2d(m, 6, 5, 1, 2);
-    if (r == CNN_OK) r = cnn_add_relu(m);
-    if (r == CNN_OK) r = cnn_add_max_pool(m, 2, 2);
-    if (r == CNN_OK) r = cnn_add_conv2d(m, 16, 5, 1, 0);
-    if (r == CNN_OK) r = cnn_add_relu(m);
-    if (r == CNN_OK) r = cnn_add_max_pool(m, 2, 2);
-    if (r == CNN_OK) r = cnn_add_flatten(m);
-    if (r == CNN_OK) r = cnn_add_dense(m, 120);
-    if (r == CNN_OK) r = cnn_add_relu(m);
-    if (r == CNN_OK) r = cnn_add_dense(m, 84);
-    if (r == CNN_OK) r = cnn_add_relu(m);
-    if (r == CNN_OK) r = cnn_add_dense(m, 10);
-    if (r == CNN_OK) r = cnn_add_softmax(m);
-    if (r == CNN_OK) r = cnn_model_build(m, LENET_BATCH);
+    cnn_model_init(m, 1, 28, 28, 1);
+    cnn_add_lenet5(m, 10);
+    r = cnn_model_build(m, LENET_BATCH);
     CHECK(r == CNN_OK, "building LeNet-5: %s", m->error.message);
     if (r != CNN_OK) return 0;
     CHECK(m->param_count == 61706, "LeNet-5 has %lu parameters, expected 61706", (unsigned long)m->param_count);

@@ -130,17 +130,8 @@ static cnn_result build_model(cnn_model *m, const char *name, int classes, int m
 {
     cnn_model_init(m, 1, 28, 28, 1);
     if (!strcmp(name, "lenet5")) {
-        cnn_add_conv2d(m, 6, 5, 1, 2);
-        cnn_add_relu(m);
-        cnn_add_max_pool(m, 2, 2);
-        cnn_add_conv2d(m, 16, 5, 1, 0);
-        cnn_add_relu(m);
-        cnn_add_max_pool(m, 2, 2);
-        cnn_add_flatten(m);
-        cnn_add_dense(m, 120);
-        cnn_add_relu(m);
-        cnn_add_dense(m, 84);
-        cnn_add_relu(m);
+        cnn_add_lenet5(m, classes);
+        return cnn_model_build(m, max_batch);
     } else if (!strcmp(name, "cnn")) { /* the seed CNN */
         int block;
         for (block = 0; block < 2; block++) {
