@@ -17,35 +17,15 @@
    training image by up to F of its size and turn it by up to D degrees,
    anew every epoch (cnn_augment_batch); validation and test images are
    never changed. With -fopenmp it uses OMP_NUM_THREADS threads (default: all); the
-   results do not depend on it.
+   results do not depend on it. The program around the model is seed_main
+   in seed.h, shared with mlp.c.
    Build: cc -std=c99 -O2 [-fopenmp] $(pkg-config --cflags stb) cnn.c -o cnn -lm */
-#define _POSIX_C_SOURCE 200809L         /* for mkdir */
-#define STB_IMAGE_IMPLEMENTATION        /* stb is header-only: its code goes here */
-#include <stb_image.h>
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb_image_write.h>
-#define CNN_IMAGES                      /* the pictures of training */
-#define CNN_IMPLEMENTATION
-#include "../cnn.h"
+#include "seed.h" /* cnn.h, stb_image_write.h and seed_main */
 
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h> /* mkdir */
-
-#define FAIL(message) do { fprintf(stderr, "cnn: %s\n", message); goto done; } while (0)
-
-static const char *in_folder(char *path, size_t size, const char *folder, const char *name)
-{
-    snprintf(path, size, "%s/%s", folder, name);
-    return path;
-}
-
-static cnn_result build_cnn(cnn_model *model, int classes)
+static cnn_result add_cnn(cnn_model *model, int classes)
 {
     static const int filters[2] = {32, 64};
     int block;
-    cnn_model_init(model, 1, 28, 28, 1);  /* input (1, 28, 28), seed 1 */
     for (block = 0; block < 2; block++) { /* out: (32, 14, 14), then (64, 7, 7) */
         cnn_add_conv2d(model, filters[block], 3, 1, 1);  /* 3x3, stride 1, pad 1: "same" */
         cnn_add_leaky_relu(model, 0.3f);
@@ -60,102 +40,11 @@ static cnn_result build_cnn(cnn_model *model, int classes)
     cnn_add_dense(model, 128);
     cnn_add_relu(model);
     cnn_add_dense(model, classes);
-    cnn_add_softmax(model);
-    return cnn_model_build(model, 256);   /* largest batch; reports the first error of the adds */
+    return cnn_add_softmax(model);        /* errors are sticky: the build reports the first */
 }
 
 int main(int argc, char **argv)
 {
-    static cnn_model model; /* large (it holds every layer): static, not on the stack */
-    static cnn_label_map map;
-    static char text[8192], path[4096];
-    const char *train_csv = NULL, *test_csv = NULL, *mapping = NULL, *out = "cnn-out";
-    cnn_dataset full = {0}, train = {0}, validation = {0}, test = {0};
-    cnn_optimizer adam = {0};
-    cnn_fit_desc fit = {0};
-    cnn_augmenter augmenter = {0};        /* shifts and rotations of training batches; zero: none */
-    cnn_progress_desc progress_desc = {0};
-    cnn_progress progress;                /* prints the bar or the lines */
-    cnn_history history = {0};            /* every epoch's numbers */
-    cnn_error error;
-    const cnn_label_map *names = NULL;  /* class characters; NULL: numbers */
-    int *predicted = NULL, *matrix = NULL, classes = 47, i, status = 1;
-    double seconds = 0.0;
-
-    fit.epochs = 10;
-    for (i = 1; i + 1 < argc; i += 2) { /* every option takes a value */
-        if (!strcmp(argv[i], "--train")) train_csv = argv[i + 1];
-        else if (!strcmp(argv[i], "--test")) test_csv = argv[i + 1];
-        else if (!strcmp(argv[i], "--mapping")) mapping = argv[i + 1];
-        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
-        else if (!strcmp(argv[i], "--epochs")) fit.epochs = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--lr-decay")) fit.lr_decay = (float)atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--decay-after")) fit.lr_decay_after = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--shift")) augmenter.desc.shift = (float)atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--rotate")) augmenter.desc.rotate = (float)atof(argv[i + 1]);
-        else break;
-    }
-    if (i < argc || !train_csv || !test_csv || fit.epochs < 1) {
-        fprintf(stderr, "usage: cnn --train CSV --test CSV [--mapping FILE] [--out FOLDER] [--epochs N]\n"
-                        "           [--lr-decay F --decay-after N] [--shift F] [--rotate DEGREES]\n");
-        return 2;
-    }
-
-    /* data: the training file split 90/10 (seeded), the test file, class characters */
-    if (cnn_dataset_load_csv(&full, train_csv, NULL) != CNN_OK) FAIL(full.error.message);
-    if (cnn_dataset_load_csv(&test, test_csv, NULL) != CNN_OK) FAIL(test.error.message);
-    if (cnn_dataset_split(&full, 0.1f, 1, &train, &validation) != CNN_OK) FAIL(train.error.message);
-    cnn_dataset_free(&full);
-    if (mapping && cnn_label_map_load(&map, mapping) != CNN_OK) FAIL(map.error.message);
-    names = mapping ? &map : NULL;
-    if (train.num_classes > classes || test.num_classes > classes) FAIL("labels above 46: this is not EMNIST balanced");
-    printf("train %d, validation %d, test %d images\n", train.count, validation.count, test.count);
-
-    /* the model, Adam, and training with validation and a progress reporter */
-    if (build_cnn(&model, classes) != CNN_OK) FAIL(model.error.message);
-    cnn_model_summary(&model, text, sizeof text);
-    fputs(text, stdout);
-    if (cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) FAIL(model.error.message); /* NULL: Adam, lr 1e-3 */
-    progress_desc.history = &history;
-    cnn_progress_init(&progress, stdout, &progress_desc);
-    fit.batch_size = 256;
-    fit.validation = &validation;
-    fit.on_batch = cnn_progress_batch;
-    fit.on_epoch = cnn_progress_epoch;
-    fit.user = &progress;
-    if (augmenter.desc.shift > 0.0f || augmenter.desc.rotate > 0.0f) {
-        cnn_rng_seed(&augmenter.rng, 2);
-        fit.augment = cnn_augment_batch;
-        fit.augment_user = &augmenter;
-    }
-    if (cnn_model_fit(&model, &adam, &train, &fit) != CNN_OK) FAIL(model.error.message);
-
-    /* the test set: predictions, confusion matrix, per-class table */
-    predicted = (int *)malloc((size_t)test.count * sizeof(int));
-    matrix = (int *)malloc((size_t)classes * classes * sizeof(int));
-    if (!predicted || !matrix) FAIL("out of memory");
-    if (cnn_model_predict(&model, test.images.data, test.count, predicted, NULL) != CNN_OK) FAIL(model.error.message);
-    cnn_confusion_count(test.labels, predicted, test.count, classes, matrix);
-    cnn_confusion_report(matrix, classes, names, text, sizeof text);
-    fputs(text, stdout);
-    for (i = 0; i < history.count; i++) seconds += history.epochs[i].seconds;
-    printf("trained %d epochs in %.1f s\n", history.count, seconds);
-    printf("test accuracy: %.2f%%\n", 100.0 * cnn_confusion_accuracy(matrix, classes));
-
-    /* the output folder */
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) FAIL("cannot create the output folder");
-    if (cnn_history_save_csv(&history, in_folder(path, sizeof path, out, "history.csv")) != CNN_OK) FAIL(history.error.message);
-    if (cnn_curves_save_png(&history, in_folder(path, sizeof path, out, "curves.png"), &error) != CNN_OK ||
-        cnn_confusion_save_png(matrix, classes, names, in_folder(path, sizeof path, out, "confusion.png"), &error) != CNN_OK ||
-        cnn_mistakes_save_png(&test, predicted, names, in_folder(path, sizeof path, out, "mistakes.png"), &error) != CNN_OK)
-        FAIL(error.message);
-    if (cnn_model_save(&model, in_folder(path, sizeof path, out, "model.cnn")) != CNN_OK) FAIL(model.error.message);
-    printf("output folder: %s\n", out);
-    status = 0;
-done:
-    free(predicted), free(matrix);
-    cnn_history_free(&history);
-    cnn_optimizer_free(&adam), cnn_model_free(&model);
-    cnn_dataset_free(&full), cnn_dataset_free(&train), cnn_dataset_free(&validation), cnn_dataset_free(&test);
-    return status;
+    static const seed_program cnn = {"cnn", add_cnn, 1}; /* 1: --lr-decay, --decay-after, --shift, --rotate */
+    return seed_main(argc, argv, &cnn);
 }

@@ -1,0 +1,155 @@
+/* seed.h - what the two seed programs, mlp.c and cnn.c, share: everything
+   but their models. Each program writes a function that adds its layers
+   after the input (1, 28, 28) and hands it to seed_main with its name:
+
+     static cnn_result add_mlp(cnn_model *model, int classes) { ... }
+     int main(int argc, char **argv)
+     {
+         static const seed_program mlp = {"mlp", add_mlp, 0};
+         return seed_main(argc, argv, &mlp);
+     }
+
+   seed_main reads the options, splits the training file 90/10 (seed 1) for
+   validation, builds the model (seed 1, batches of up to 256), trains it
+   with Adam (lr 1e-3, batch 256) and cnn.h's progress reporter, prints the
+   test accuracy and each class's precision and recall, and writes
+   history.csv, curves.png, confusion.png, mistakes.png and model.cnn into
+   the output folder. It includes cnn.h with its implementation and the
+   CNN_IMAGES section (the pictures of training), and stb_image_write.h,
+   which writes them: the program includes this file alone. */
+#ifndef SEED_H
+#define SEED_H
+
+#define _POSIX_C_SOURCE 200809L         /* for mkdir */
+#define STB_IMAGE_IMPLEMENTATION        /* stb is header-only: its code goes here */
+#include <stb_image.h>
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+#define CNN_IMAGES                      /* the pictures of training */
+#define CNN_IMPLEMENTATION
+#include "../cnn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h> /* mkdir */
+
+typedef struct seed_program {
+    const char *name;  /* in messages and the usage line; the output folder is NAME-out */
+    cnn_result (*add_layers)(cnn_model *model, int classes); /* after the input (1, 28, 28) */
+    int tuning;        /* 1: it also takes --lr-decay, --decay-after, --shift and --rotate */
+} seed_program;
+
+#define SEED_FAIL(message) do { fprintf(stderr, "%s: %s\n", program->name, message); goto done; } while (0)
+
+static const char *seed_in_folder(char *path, size_t size, const char *folder, const char *name)
+{
+    snprintf(path, size, "%s/%s", folder, name);
+    return path;
+}
+
+static int seed_main(int argc, char **argv, const seed_program *program)
+{
+    static cnn_model model; /* large (it holds every layer): static, not on the stack */
+    static cnn_label_map map;
+    static char text[8192], path[4096], default_out[64];
+    const char *train_csv = NULL, *test_csv = NULL, *mapping = NULL, *out = default_out;
+    cnn_dataset full = {0}, train = {0}, validation = {0}, test = {0};
+    cnn_optimizer adam = {0};
+    cnn_fit_desc fit = {0};
+    cnn_augmenter augmenter = {0};        /* shifts and rotations of training batches; zero: none */
+    cnn_progress_desc progress_desc = {0};
+    cnn_progress progress;                /* prints the bar or the lines */
+    cnn_history history = {0};            /* every epoch's numbers */
+    cnn_error error;
+    const cnn_label_map *names = NULL;  /* class characters; NULL: numbers */
+    int *predicted = NULL, *matrix = NULL, classes = 47, i, status = 1;
+    double seconds = 0.0;
+
+    snprintf(default_out, sizeof default_out, "%s-out", program->name);
+    fit.epochs = 10;
+    for (i = 1; i + 1 < argc; i += 2) { /* every option takes a value */
+        if (!strcmp(argv[i], "--train")) train_csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--test")) test_csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--mapping")) mapping = argv[i + 1];
+        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
+        else if (!strcmp(argv[i], "--epochs")) fit.epochs = atoi(argv[i + 1]);
+        else if (!program->tuning) break;
+        else if (!strcmp(argv[i], "--lr-decay")) fit.lr_decay = (float)atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--decay-after")) fit.lr_decay_after = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--shift")) augmenter.desc.shift = (float)atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rotate")) augmenter.desc.rotate = (float)atof(argv[i + 1]);
+        else break;
+    }
+    if (i < argc || !train_csv || !test_csv || fit.epochs < 1) {
+        fprintf(stderr, "usage: %s --train CSV --test CSV [--mapping FILE] [--out FOLDER] [--epochs N]\n", program->name);
+        if (program->tuning) /* lined up under "--train" */
+            fprintf(stderr, "%*s[--lr-decay F --decay-after N] [--shift F] [--rotate DEGREES]\n",
+                    (int)(strlen("usage: ") + strlen(program->name) + 1), "");
+        return 2;
+    }
+
+    /* data: the training file split 90/10 (seeded), the test file, class characters */
+    if (cnn_dataset_load_csv(&full, train_csv, NULL) != CNN_OK) SEED_FAIL(full.error.message);
+    if (cnn_dataset_load_csv(&test, test_csv, NULL) != CNN_OK) SEED_FAIL(test.error.message);
+    if (cnn_dataset_split(&full, 0.1f, 1, &train, &validation) != CNN_OK) SEED_FAIL(train.error.message);
+    cnn_dataset_free(&full);
+    if (mapping && cnn_label_map_load(&map, mapping) != CNN_OK) SEED_FAIL(map.error.message);
+    names = mapping ? &map : NULL;
+    if (train.num_classes > classes || test.num_classes > classes) SEED_FAIL("labels above 46: this is not EMNIST balanced");
+    printf("train %d, validation %d, test %d images\n", train.count, validation.count, test.count);
+
+    /* the model, Adam, and training with validation and a progress reporter */
+    cnn_model_init(&model, 1, 28, 28, 1); /* input (1, 28, 28), seed 1 */
+    program->add_layers(&model, classes);
+    if (cnn_model_build(&model, 256) != CNN_OK) SEED_FAIL(model.error.message); /* largest batch; the first error of the adds */
+    cnn_model_summary(&model, text, sizeof text);
+    fputs(text, stdout);
+    if (cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) SEED_FAIL(model.error.message); /* NULL: Adam, lr 1e-3 */
+    progress_desc.history = &history;
+    cnn_progress_init(&progress, stdout, &progress_desc);
+    fit.batch_size = 256;
+    fit.validation = &validation;
+    fit.on_batch = cnn_progress_batch;
+    fit.on_epoch = cnn_progress_epoch;
+    fit.user = &progress;
+    if (augmenter.desc.shift > 0.0f || augmenter.desc.rotate > 0.0f) {
+        cnn_rng_seed(&augmenter.rng, 2);
+        fit.augment = cnn_augment_batch;
+        fit.augment_user = &augmenter;
+    }
+    if (cnn_model_fit(&model, &adam, &train, &fit) != CNN_OK) SEED_FAIL(model.error.message);
+
+    /* the test set: predictions, confusion matrix, per-class table */
+    predicted = (int *)malloc((size_t)test.count * sizeof(int));
+    matrix = (int *)malloc((size_t)classes * classes * sizeof(int));
+    if (!predicted || !matrix) SEED_FAIL("out of memory");
+    if (cnn_model_predict(&model, test.images.data, test.count, predicted, NULL) != CNN_OK) SEED_FAIL(model.error.message);
+    cnn_confusion_count(test.labels, predicted, test.count, classes, matrix);
+    cnn_confusion_report(matrix, classes, names, text, sizeof text);
+    fputs(text, stdout);
+    for (i = 0; i < history.count; i++) seconds += history.epochs[i].seconds;
+    printf("trained %d epochs in %.1f s\n", history.count, seconds);
+    printf("test accuracy: %.2f%%\n", 100.0 * cnn_confusion_accuracy(matrix, classes));
+
+    /* the output folder */
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) SEED_FAIL("cannot create the output folder");
+    if (cnn_history_save_csv(&history, seed_in_folder(path, sizeof path, out, "history.csv")) != CNN_OK)
+        SEED_FAIL(history.error.message);
+    if (cnn_curves_save_png(&history, seed_in_folder(path, sizeof path, out, "curves.png"), &error) != CNN_OK ||
+        cnn_confusion_save_png(matrix, classes, names, seed_in_folder(path, sizeof path, out, "confusion.png"), &error) != CNN_OK ||
+        cnn_mistakes_save_png(&test, predicted, names, seed_in_folder(path, sizeof path, out, "mistakes.png"), &error) != CNN_OK)
+        SEED_FAIL(error.message);
+    if (cnn_model_save(&model, seed_in_folder(path, sizeof path, out, "model.cnn")) != CNN_OK) SEED_FAIL(model.error.message);
+    printf("output folder: %s\n", out);
+    status = 0;
+done:
+    free(predicted), free(matrix);
+    cnn_history_free(&history);
+    cnn_optimizer_free(&adam), cnn_model_free(&model);
+    cnn_dataset_free(&full), cnn_dataset_free(&train), cnn_dataset_free(&validation), cnn_dataset_free(&test);
+    return status;
+}
+
+#endif
