@@ -1,10 +1,12 @@
 /* test_summary.c - shape inference and parameter counts of three classic
    networks, described without building (nothing is allocated), against the
    totals their papers and Keras give: LeNet-5 61,706, AlexNet 62,378,344,
-   VGG16 138,357,544. The same models are in examples/summary.c. */
+   VGG16 138,357,544. The models are examples/summary.c's, from
+   examples/classics.h. */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
+#include "../examples/classics.h"
 
 static cnn_model model; /* large: static, not on the stack */
 
@@ -26,20 +28,7 @@ static void check_total(const cnn_model *m, size_t expected, const char *expecte
 TEST(lenet5_classic_has_61706_parameters)
 {
     cnn_shape out;
-    cnn_model_init(&model, 1, 32, 32, 1);
-    cnn_add_conv2d(&model, 6, 5, 1, 0);
-    cnn_add_tanh(&model);
-    cnn_add_avg_pool(&model, 2, 2);
-    cnn_add_conv2d(&model, 16, 5, 1, 0);
-    cnn_add_tanh(&model);
-    cnn_add_avg_pool(&model, 2, 2);
-    cnn_add_flatten(&model);
-    cnn_add_dense(&model, 120);
-    cnn_add_tanh(&model);
-    cnn_add_dense(&model, 84);
-    cnn_add_tanh(&model);
-    cnn_add_dense(&model, 10);
-    cnn_add_softmax(&model);
+    describe_lenet5(&model);
     check_total(&model, 61706, "61,706");
     CHECK(model.layers[6].out.c == 400, "flatten gives 16 * 5 * 5 = 400, got %d", model.layers[6].out.c);
     out = cnn_model_output_shape(&model);
@@ -49,61 +38,20 @@ TEST(lenet5_classic_has_61706_parameters)
 
 TEST(alexnet_has_62378344_parameters)
 {
-    cnn_model_init(&model, 3, 227, 227, 1);
-    cnn_add_conv2d(&model, 96, 11, 4, 0);
-    cnn_add_relu(&model);
-    cnn_add_max_pool(&model, 3, 2);
-    cnn_add_conv2d(&model, 256, 5, 1, 2);
-    cnn_add_relu(&model);
-    cnn_add_max_pool(&model, 3, 2);
-    cnn_add_conv2d(&model, 384, 3, 1, 1);
-    cnn_add_relu(&model);
-    cnn_add_conv2d(&model, 384, 3, 1, 1);
-    cnn_add_relu(&model);
-    cnn_add_conv2d(&model, 256, 3, 1, 1);
-    cnn_add_relu(&model);
-    cnn_add_max_pool(&model, 3, 2);
+    describe_alexnet(&model);
     CHECK(model.layers[0].out.h == 55 && model.layers[2].out.h == 27 && model.layers[5].out.h == 13, "55, 27, 13: %d %d %d",
           model.layers[0].out.h, model.layers[2].out.h, model.layers[5].out.h);
-    cnn_add_flatten(&model);
-    CHECK(model.layers[model.layer_count - 1].out.c == 9216, "flatten gives 256 * 6 * 6 = 9216, got %d",
-          model.layers[model.layer_count - 1].out.c);
-    cnn_add_dense(&model, 4096);
-    cnn_add_relu(&model);
-    cnn_add_dropout(&model, 0.5f);
-    cnn_add_dense(&model, 4096);
-    cnn_add_relu(&model);
-    cnn_add_dropout(&model, 0.5f);
-    cnn_add_dense(&model, 1000);
-    cnn_add_softmax(&model);
+    CHECK(model.layers[13].desc.type == CNN_LAYER_FLATTEN && model.layers[13].out.c == 9216,
+          "layer 13 is the flatten, giving 256 * 6 * 6 = 9216: type %d, %d", (int)model.layers[13].desc.type, model.layers[13].out.c);
     check_total(&model, 62378344, "62,378,344");
     cnn_model_free(&model);
 }
 
 TEST(vgg16_has_138357544_parameters)
 {
-    static const int filters[5] = {64, 128, 256, 512, 512};
-    static const int convs[5] = {2, 2, 3, 3, 3};
-    int block, i;
-    cnn_model_init(&model, 3, 224, 224, 1);
-    for (block = 0; block < 5; block++) {
-        for (i = 0; i < convs[block]; i++) {
-            cnn_add_conv2d(&model, filters[block], 3, 1, 1);
-            cnn_add_relu(&model);
-        }
-        cnn_add_max_pool(&model, 2, 2);
-    }
-    cnn_add_flatten(&model);
-    CHECK(model.layers[model.layer_count - 1].out.c == 25088, "flatten gives 512 * 7 * 7 = 25088, got %d",
-          model.layers[model.layer_count - 1].out.c);
-    cnn_add_dense(&model, 4096);
-    cnn_add_relu(&model);
-    cnn_add_dropout(&model, 0.5f);
-    cnn_add_dense(&model, 4096);
-    cnn_add_relu(&model);
-    cnn_add_dropout(&model, 0.5f);
-    cnn_add_dense(&model, 1000);
-    cnn_add_softmax(&model);
+    describe_vgg16(&model);
+    CHECK(model.layers[31].desc.type == CNN_LAYER_FLATTEN && model.layers[31].out.c == 25088,
+          "layer 31 is the flatten, giving 512 * 7 * 7 = 25088: type %d, %d", (int)model.layers[31].desc.type, model.layers[31].out.c);
     check_total(&model, 138357544, "138,357,544");
     cnn_model_free(&model);
 }
