@@ -17,12 +17,11 @@
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+
+#include "folders.h" /* the model, and the shapes of --generate */
 
 static void usage(FILE *out)
 {
@@ -38,60 +37,14 @@ static void usage(FILE *out)
             "  --model PATH    save the trained model there\n");
 }
 
-/* ---- --generate: a data set to try it on */
-
-static int make_folder(const char *path)
-{
-    if (mkdir(path, 0777) == 0 || errno == EEXIST) return 1;
-    fprintf(stderr, "folders: cannot create the folder '%s'\n", path);
-    return 0;
-}
-
-/* A circle, cross or square in a random colour on a random dark background,
-   at a random size and place, on side x side RGB bytes. */
-static void draw_shape(unsigned char *rgb, int side, int shape, cnn_rng *rng)
-{
-    const int size = (int)(side * (0.5f + 0.4f * cnn_rng_uniform(rng)));
-    const int left = (int)cnn_rng_below(rng, (uint32_t)(side - size + 1)), top = (int)cnn_rng_below(rng, (uint32_t)(side - size + 1));
-    const double r = size / 2.0, cx = left + r, cy = top + r, bar = size / 12.0 + 0.75;
-    unsigned char ink[3], paper[3];
-    int x, y, k;
-    for (k = 0; k < 3; k++) {
-        ink[k] = (unsigned char)(150 + cnn_rng_below(rng, 106));
-        paper[k] = (unsigned char)cnn_rng_below(rng, 80);
-    }
-    for (y = 0; y < side; y++)
-        for (x = 0; x < side; x++) {
-            const double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
-            int inside;
-            if (shape == 0) inside = dx * dx + dy * dy <= r * r;
-            else if (shape == 1) inside = fabs(dx) <= r && fabs(dy) <= r && (fabs(dx) <= bar || fabs(dy) <= bar);
-            else inside = fabs(dx) <= r && fabs(dy) <= r;
-            for (k = 0; k < 3; k++) rgb[(y * side + x) * 3 + k] = inside ? ink[k] : paper[k];
-        }
-}
+/* ---- --generate: a data set to try it on (folders.h draws it) */
 
 static int generate(const char *root, int per_class)
 {
-    static const char *const names[3] = {"circle", "cross", "square"};
-    static unsigned char rgb[96 * 96 * 3];
-    char path[4096];
-    cnn_rng rng;
-    int s, i;
-    cnn_rng_seed(&rng, 2024);
-    if (!make_folder(root)) return 1;
-    for (s = 0; s < 3; s++) {
-        snprintf(path, sizeof path, "%s/%s", root, names[s]);
-        if (!make_folder(path)) return 1;
-        for (i = 0; i < per_class; i++) {
-            const int side = 24 + (int)cnn_rng_below(&rng, 73); /* 24 to 96 pixels */
-            draw_shape(rgb, side, s, &rng);
-            snprintf(path, sizeof path, "%s/%s/%04d.png", root, names[s], i);
-            if (!stbi_write_png(path, side, side, 3, rgb, side * 3)) {
-                fprintf(stderr, "folders: cannot write '%s'\n", path);
-                return 1;
-            }
-        }
+    const char *failed = folders_write_shapes(root, per_class, 96, 2024);
+    if (failed) {
+        fprintf(stderr, "folders: cannot write '%s'\n", failed);
+        return 1;
     }
     printf("wrote %d images into each of %s/circle, %s/cross and %s/square\n", per_class, root, root, root);
     return 0;
@@ -158,17 +111,7 @@ int main(int argc, char **argv)
 
     /* conv 16@3x3 - ReLU - pool - conv 32@3x3 - ReLU - pool - dense 64 - ReLU - dense classes */
     cnn_model_init(&model, channels, size, size, seed);
-    cnn_add_conv2d(&model, 16, 3, 1, 1);
-    cnn_add_relu(&model);
-    cnn_add_max_pool(&model, 2, 2);
-    cnn_add_conv2d(&model, 32, 3, 1, 1);
-    cnn_add_relu(&model);
-    cnn_add_max_pool(&model, 2, 2);
-    cnn_add_flatten(&model);
-    cnn_add_dense(&model, 64);
-    cnn_add_relu(&model);
-    cnn_add_dense(&model, folders.class_count);
-    cnn_add_softmax(&model);
+    folders_add_cnn(&model, 16, folders.class_count);
     if (cnn_model_build(&model, 16) != CNN_OK || cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) {
         fprintf(stderr, "folders: %s\n", model.error.message);
         return 1;

@@ -6,7 +6,7 @@
    written as PNG (and BMP, TGA, JPEG) with stb_image_write into $TEST_TMP
    and read back through cnn.h, so each value can be checked by hand. The
    folder test draws a tree of squares, circles and crosses and trains a
-   small CNN on it. Needs stb_image.h and stb_image_write.h (libstb-dev). */
+   small CNN on it, both from examples/folders.h. Needs stb_image.h and stb_image_write.h (libstb-dev). */
 #define _POSIX_C_SOURCE 200809L /* mkdir */
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb_image.h>
@@ -16,6 +16,7 @@
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
+#include "../examples/folders.h" /* the shapes and the CNN of examples/folders.c */
 
 #include <errno.h>
 #include <sys/stat.h>
@@ -591,55 +592,23 @@ TEST(drawn_character_through_png)
 
 /* ---------------------------------------------------------------- folders */
 
-/* Draws shape 0 (circle), 1 (cross) or 2 (square) in a random colour on a
-   random dark background, at a random size and place, on a canvas of
-   side x side RGB bytes. */
-static void draw_shape(unsigned char *rgb, int side, int shape, cnn_rng *rng)
-{
-    const int size = (int)(side * (0.5f + 0.4f * cnn_rng_uniform(rng)));
-    const int left = (int)cnn_rng_below(rng, (uint32_t)(side - size + 1)), top = (int)cnn_rng_below(rng, (uint32_t)(side - size + 1));
-    const double r = size / 2.0, cx = left + r, cy = top + r, bar = size / 12.0 + 0.75;
-    unsigned char ink[3], paper[3];
-    int x, y, k;
-    for (k = 0; k < 3; k++) {
-        ink[k] = (unsigned char)(150 + cnn_rng_below(rng, 106));
-        paper[k] = (unsigned char)cnn_rng_below(rng, 80);
-    }
-    for (y = 0; y < side; y++)
-        for (x = 0; x < side; x++) {
-            const double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
-            int inside;
-            if (shape == 0) inside = dx * dx + dy * dy <= r * r;
-            else if (shape == 1) inside = fabs(dx) <= r && fabs(dy) <= r && (fabs(dx) <= bar || fabs(dy) <= bar);
-            else inside = fabs(dx) <= r && fabs(dy) <= r;
-            for (k = 0; k < 3; k++) rgb[(y * side + x) * 3 + k] = inside ? ink[k] : paper[k];
-        }
-}
-
-static const char *const shape_names[3] = {"circle", "cross", "square"};
-
-/* root/circle, root/cross, root/square with per_class PNGs of 24..56 px. */
+/* root/circle, root/cross, root/square with per_class PNGs of 24..56 px
+   (folders_write_shapes, as `folders --generate` draws them), and in each
+   folder two files that are not images. */
 static int write_shape_tree(const char *root, int per_class, uint64_t seed)
 {
-    static unsigned char rgb[56 * 56 * 3];
     char path[1100];
-    cnn_rng rng;
-    int s, i;
-    cnn_rng_seed(&rng, seed);
-    if (!make_folder(root)) return 0;
+    const char *failed = folders_write_shapes(root, per_class, 56, seed);
+    int s;
+    if (failed) {
+        printf("    cannot write %s\n", failed);
+        return 0;
+    }
     for (s = 0; s < 3; s++) {
-        snprintf(path, sizeof path, "%s/%s", root, shape_names[s]);
-        if (!make_folder(path)) return 0;
-        for (i = 0; i < per_class; i++) {
-            const int side = 24 + (int)cnn_rng_below(&rng, 33);
-            draw_shape(rgb, side, s, &rng);
-            snprintf(path, sizeof path, "%s/%s/%03d.png", root, shape_names[s], i);
-            if (!stbi_write_png(path, side, side, 3, rgb, side * 3)) return 0;
-        }
         /* files that are not images, and hidden ones, are skipped */
-        snprintf(path, sizeof path, "%s/%s/notes.txt", root, shape_names[s]);
+        snprintf(path, sizeof path, "%s/%s/notes.txt", root, folders_shape_names[s]);
         write_text(path, "not an image");
-        snprintf(path, sizeof path, "%s/%s/.hidden.png", root, shape_names[s]);
+        snprintf(path, sizeof path, "%s/%s/.hidden.png", root, folders_shape_names[s]);
         write_text(path, "not an image either");
     }
     return 1;
@@ -679,7 +648,8 @@ TEST(folders_learn_shapes)
     CHECK(cnn_image_folders_load(&folders, root, &desc) == CNN_OK, "%s", folders.error.message);
     CHECK(folders.class_count == 3, "%d classes", folders.class_count);
     for (k = 0; k < folders.class_count && k < 3; k++)
-        CHECK(!strcmp(folders.class_names[k], shape_names[k]), "class %d is '%s', want '%s'", k, folders.class_names[k], shape_names[k]);
+        CHECK(!strcmp(folders.class_names[k], folders_shape_names[k]), "class %d is '%s', want '%s'", k, folders.class_names[k],
+              folders_shape_names[k]);
     /* 100 a class: 30 held out (30%), 70 trained on */
     CHECK(folders.train.count == 210 && folders.validation.count == 90, "train %d, validation %d", folders.train.count,
           folders.validation.count);
@@ -690,17 +660,7 @@ TEST(folders_learn_shapes)
           per_class[2]);
 
     cnn_model_init(&model, 3, 24, 24, 3);
-    cnn_add_conv2d(&model, 8, 3, 1, 1);
-    cnn_add_relu(&model);
-    cnn_add_max_pool(&model, 2, 2);
-    cnn_add_conv2d(&model, 16, 3, 1, 1);
-    cnn_add_relu(&model);
-    cnn_add_max_pool(&model, 2, 2);
-    cnn_add_flatten(&model);
-    cnn_add_dense(&model, 32);
-    cnn_add_relu(&model);
-    cnn_add_dense(&model, 3);
-    cnn_add_softmax(&model);
+    folders_add_cnn(&model, 8, 3); /* examples/folders.c's CNN, narrower: 8, 16, 32 */
     CHECK(cnn_model_build(&model, 8) == CNN_OK, "%s", model.error.message);
     memset(&adam_desc, 0, sizeof adam_desc);
     adam_desc.learning_rate = 3e-3f;
