@@ -1,0 +1,57 @@
+#!/bin/sh
+# The compile checks (`make test` runs them): cnn.h as C99 and as C++11
+# under -Werror with gcc and clang, with OpenMP, under CNN_STATIC, as two
+# translation units (one with CNN_IMPLEMENTATION) linked together, with
+# CNN_IMAGES, and with CNN_NO_FAST; and a plain object that holds none of
+# the fast path. Prints "ok   NAME" or "FAIL NAME" and the compiler's words,
+# a line a check, for tests/run.sh to count.
+#   sh tests/compile/run.sh DIR     (objects and logs go to DIR)
+# Environment: CC, CXX (default cc, c++), STB_DIR (default /usr/include/stb).
+# shellcheck disable=SC2086 # $CC, $CXX, $strict, $impl and $images are lists of words
+mkdir -p "$1" && dir=$(cd "$1" && pwd) && cd "$(dirname "$0")" || exit 1
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+strict="-Wall -Wextra -pedantic -Werror"
+impl="-DCOMPILE_CHECK_MAIN impl.c -lm -o $dir/a.out"
+images="-I${STB_DIR:-/usr/include/stb} -c images.c -o $dir/a.o"
+
+check() {
+    name=$1
+    shift
+    if "$@" >"$dir/$name.log" 2>&1; then echo "ok   $name"; else echo "FAIL $name"; cat "$dir/$name.log"; fi
+}
+
+# A plain object (CNN_NO_FAST) must hold no function of the fast path
+# (cnn__gemm*, cnn__pack*, cnn__im2col*, cnn__col2im*) and no AVX register
+# (ymm, zmm). -fkeep-static-functions and -fno-inline keep every static
+# function of cnn.h in the object, where nm sees it, inlined or not, called
+# or not (gcc only: clang has no -fkeep-static-functions).
+no_fast_path() {
+    gcc -std=c99 $strict -DCNN_NO_FAST -O2 -fno-inline -fkeep-static-functions -fkeep-inline-functions \
+        -c impl.c -o "$dir/plain.o" || return 1
+    if nm "$dir/plain.o" | grep -m 8 -E ' cnn__(gemm|pack|im2col|col2im)'; then
+        echo "^ functions of the fast path in a CNN_NO_FAST object"
+        return 1
+    fi
+    if objdump -d "$dir/plain.o" | grep -m 8 -E '%[yz]mm'; then
+        echo "^ AVX registers in a CNN_NO_FAST object"
+        return 1
+    fi
+}
+
+check c99_werror $CC -std=c99 $strict $impl
+check cxx11_werror $CXX -std=c++11 $strict -x c++ $impl
+check clang_c99_werror clang -std=c99 $strict $impl
+check clang_cxx11_werror clang++ -std=c++11 $strict -x c++ $impl
+check openmp_werror $CC -std=c99 $strict -fopenmp $impl
+check static_werror $CC -std=c99 $strict -DCNN_STATIC $impl
+check plain_c99_werror $CC -std=c99 $strict -DCNN_NO_FAST $impl
+check plain_cxx11_werror $CXX -std=c++11 $strict -x c++ -DCNN_NO_FAST $impl
+check plain_has_no_fast_path no_fast_path
+check two_units_link sh -c "$CC -std=c99 $strict impl.c user.c -o $dir/two -lm && $dir/two"
+check two_units_link_cxx sh -c "$CXX -std=c++11 $strict -x c++ impl.c user.c -o $dir/two -lm && $dir/two"
+check images_c99_werror $CC -std=c99 $strict $images
+check images_cxx11_werror $CXX -std=c++11 $strict -x c++ $images
+check images_clang_c99_werror clang -std=c99 $strict $images
+check images_clang_cxx11_werror clang++ -std=c++11 $strict -x c++ $images
+check images_static_werror $CC -std=c99 $strict -DCNN_STATIC $images

@@ -1,0 +1,58 @@
+#!/bin/sh
+# Installs the Debian (or Ubuntu) packages that a task needs and this
+# machine lacks; installs nothing when all is there. The one place the
+# project installs packages: `make deps`, .ci/run, and the Makefile's demo
+# and bench call it. As root it runs apt-get itself, else through sudo.
+#   tests/deps.sh TASK...
+#     build     cc, c++, make, gunzip, and stb_image.h and stb_image_write.h
+#               (libstb-dev) for the programs that read or write images
+#     test      clang for the clang compile checks and `make sanitize`, its
+#               sanitizer runtimes (libclang-rt-dev), its OpenMP (libomp-dev)
+#     fashion   Fashion-MNIST (dataset-fashion-mnist): `make demo` and
+#               `make bench` train on it when there is no EMNIST
+#     openblas  OpenBLAS for PyTorch (`make bench`; Debian's python3-torch
+#               recommends it and otherwise falls back to the far slower
+#               reference BLAS), only when PyTorch is installed
+set -eu
+STB_DIR=${STB_DIR:-/usr/include/stb}
+
+# "clang accepts these flags": the runtimes are only recommended by clang
+clang_links() { echo 'int main(void) { return 0; }' | clang "$@" -x c - -o /dev/null 2>/dev/null; }
+
+need=
+want() { need="$need $1"; }
+for task in "$@"; do
+    case $task in
+    build)
+        command -v cc >/dev/null || want gcc
+        command -v c++ >/dev/null || want g++
+        command -v make >/dev/null || want make
+        command -v gunzip >/dev/null || want gzip
+        if [ ! -f "$STB_DIR/stb_image.h" ] || [ ! -f "$STB_DIR/stb_image_write.h" ]; then want libstb-dev; fi ;;
+    test)
+        if command -v clang >/dev/null; then
+            clang_links -fsanitize=address,undefined || want libclang-rt-dev
+            clang_links -fopenmp || want libomp-dev
+        else
+            want clang; want libclang-rt-dev; want libomp-dev
+        fi ;;
+    fashion)
+        [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || want dataset-fashion-mnist ;;
+    openblas)
+        if /usr/bin/python3 -c 'import torch' 2>/dev/null && ! ls /usr/lib/*/openblas-*/libblas.so.3 >/dev/null 2>&1; then
+            want libopenblas0-pthread
+        fi ;;
+    *)
+        echo "deps.sh: unknown task '$task' (build, test, fashion or openblas)" >&2
+        exit 2 ;;
+    esac
+done
+[ -n "$need" ] || exit 0
+
+echo "deps.sh: installing$need"
+sudo=
+[ "$(id -u)" = 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# shellcheck disable=SC2086 # one word a package
+$sudo apt-get install -y -qq $need
