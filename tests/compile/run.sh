@@ -1,7 +1,8 @@
 #!/bin/sh
 # The compile checks (`make test` runs them): cnn.h as C99 and as C++11
 # under -Werror with gcc and clang, with OpenMP, under CNN_STATIC, as two
-# translation units (one with CNN_IMPLEMENTATION) linked together, with
+# translation units (one with CNN_IMPLEMENTATION, also built with
+# CNN_NO_FAST while the other is not) linked together, with
 # CNN_IMAGES, and with CNN_NO_FAST; and a plain object that holds none of
 # the fast path. Prints "ok   NAME" or "FAIL NAME" and the compiler's words,
 # a line a check, for tests/run.sh to count.
@@ -50,6 +51,8 @@ check plain_cxx11_werror $CXX -std=c++11 $strict -x c++ -DCNN_NO_FAST $impl
 check plain_has_no_fast_path no_fast_path
 check two_units_link sh -c "$CC -std=c99 $strict impl.c user.c -o $dir/two -lm && $dir/two"
 check two_units_link_cxx sh -c "$CXX -std=c++11 $strict -x c++ impl.c user.c -o $dir/two -lm && $dir/two"
+check two_units_link_plain sh -c "$CC -std=c99 $strict -DCNN_NO_FAST -c impl.c -o $dir/plain_impl.o && \
+    $CC -std=c99 $strict -c user.c -o $dir/user.o && $CC $dir/plain_impl.o $dir/user.o -o $dir/two -lm && $dir/two"
 check images_c99_werror $CC -std=c99 $strict $images
 check images_cxx11_werror $CXX -std=c++11 $strict -x c++ $images
 check images_clang_c99_werror clang -std=c99 $strict $images
