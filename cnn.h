@@ -62,7 +62,8 @@
                               plain loops of its formula, without the FAST
                               section's multiply kernel, vector code and
                               threads (slower, the same answers to rounding)
-     CNN_NO_CLONES            compile the hot loops once only; by default GCC
+     CNN_NO_CLONES            compile the FAST section's hot loops once
+                              only; by default GCC
                               and clang on x86-64 Linux add an AVX2 copy that
                               the loader picks when the CPU has it
 
@@ -101,6 +102,8 @@
      Compile with -fopenmp and a model uses OpenMP threads for its layers.
      Every sum is still added in one fixed order, so the results are
      bit-identical for any number of threads, and to a build without OpenMP.
+     The threads belong to the FAST section: under CNN_NO_FAST a model runs
+     on one thread.
 */
 #ifndef CNN_H
 #define CNN_H
@@ -268,7 +271,8 @@ typedef struct cnn_model {
     cnn_tensor activation_grads[CNN_MAX_LAYERS + 1];  /* d loss / d activations[i], in two
                                                          buffers taken in turn: after a
                                                          backward pass only [0] is left */
-    int threads;        /* worker threads (OpenMP), fixed at build; 1 without OpenMP */
+    int threads;        /* worker threads (OpenMP), fixed at build; 1 without
+                           OpenMP or under CNN_NO_FAST */
     struct cnn__fast *fast;  /* private: the FAST section's working memory (NULL
                                 under CNN_NO_FAST); the same layout either way */
     int *labels;        /* (max_batch) labels of the batch being trained */
@@ -311,8 +315,9 @@ CNNDEF cnn_result cnn_add_lenet5(cnn_model *model, int classes);
 
 /* Allocates parameters, gradients and activations for batches of up to
    max_batch samples, and initialises the weights from the model's RNG.
-   Built with OpenMP (-fopenmp), the model uses omp_get_max_threads() threads
-   as at this call; results are bit-identical for any number of threads. */
+   Built with OpenMP (-fopenmp) and without CNN_NO_FAST, the model uses
+   omp_get_max_threads() threads as at this call; results are bit-identical
+   for any number of threads. */
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch);
 CNNDEF void cnn_model_free(cnn_model *model);
 
@@ -953,7 +958,7 @@ CNN__PRIVATE int cnn__layer_backward_fast(cnn_model *model, int i, int want_inpu
 CNN__PRIVATE size_t cnn__optimizer_pass_fast(const cnn_optimizer *optimizer, cnn_model *model, long step, int write);
 #endif
 
-/* ---------------------------------------------------------------- results */
+/* ======================================================================== results */
 
 CNNDEF const char *cnn_result_string(cnn_result result)
 {
@@ -1000,7 +1005,7 @@ CNN__PRIVATE cnn_result cnn__null_argument(cnn_error *error, const char *functio
     return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "%s: %s is NULL", function, argument);
 }
 
-/* ---------------------------------------------------------------- random */
+/* ======================================================================== random */
 
 CNNDEF void cnn_rng_seed(cnn_rng *rng, uint64_t seed)
 {
@@ -1054,7 +1059,7 @@ CNNDEF uint32_t cnn_rng_below(cnn_rng *rng, uint32_t n)
     return r % n;
 }
 
-/* ---------------------------------------------------------------- tensors */
+/* ======================================================================== tensors */
 
 /* a * b, or 0 when it would not fit in a size_t */
 CNN__PRIVATE size_t cnn__mul_size(size_t a, size_t b)
@@ -1128,9 +1133,9 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
    Each layer is a forward / backward pair with the same arguments:
      x (N, in shape) input, y (N, out shape) output,
      dy = d loss / d y, dx = d loss / d x (overwritten: each activation has
-     exactly one consumer in a sequential model; NULL where nobody needs
-     it), and parameter gradients, which are *added to* so that gradients
-     of several batches can be summed.
+     exactly one consumer in a sequential model; conv2d and dense take NULL
+     where nobody needs it), and parameter gradients, which are *added to*
+     so that gradients of several batches can be summed.
    These are the formulas as plain loops: the library as it is taught, and
    the reference every fast twin in the FAST section is tested against.
    ======================================================================== */
@@ -1139,7 +1144,10 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
 
    y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] * x[n, c, i*S + u - P, j*S + v - P]
    with x = 0 outside the image (zero padding); OH = (H + 2P - K) / S + 1.
-   x (N, C, H, W), w (OC, C, K, K), b (OC), y (N, OC, OH, OW) */
+   x (N, C, H, W), w (OC, C, K, K), b (OC), y (N, OC, OH, OW)
+   Here and in every layer, a sum starts from zero and the bias is added
+   last: the order the fast twins keep too, so that they can give the same
+   bits. */
 CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float *x, float *y)
 {
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w;
@@ -1150,7 +1158,7 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
         for (o = 0; o < OC; o++)
             for (i = 0; i < OH; i++)
                 for (j = 0; j < OW; j++) {
-                    float sum = layer->bias[o];
+                    float sum = 0.0f;
                     for (c = 0; c < C; c++)
                         for (u = 0; u < K; u++)
                             for (v = 0; v < K; v++) {
@@ -1159,7 +1167,7 @@ CNN__PRIVATE void cnn__conv2d_forward(const cnn_layer *layer, int N, const float
                                 sum += layer->weight[((o * C + c) * K + u) * K + v] *
                                        x[(((size_t)n * C + c) * H + row) * W + col];
                             }
-                    y[(((size_t)n * OC + o) * OH + i) * OW + j] = sum;
+                    y[(((size_t)n * OC + o) * OH + i) * OW + j] = layer->bias[o] + sum;
                 }
 }
 
@@ -1198,9 +1206,7 @@ CNN__PRIVATE void cnn__conv2d_backward(const cnn_layer *layer, int N, const floa
 
    y[n,o] = b[o] + sum_i x[n,i] * w[i,o]      x (N, IN), w (IN, OUT), y (N, OUT)
    w is stored (IN, OUT), as Keras does, so the forward pass is x @ w with
-   no transpose; PyTorch's nn.Linear keeps the transpose, (OUT, IN).
-   Each sum starts from zero and the bias is added last, as the fast
-   multiply does it, so the two give the same bits. */
+   no transpose; PyTorch's nn.Linear keeps the transpose, (OUT, IN). */
 CNN__PRIVATE void cnn__dense_forward(const cnn_layer *layer, int N, const float *x, float *y)
 {
     const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
@@ -1477,64 +1483,6 @@ CNN__PRIVATE void cnn__softmax_backward(int N, int classes, const float *p, cons
     }
 }
 
-/* ---------------------------------------------------------------- one layer of a model
-
-   Layer i of a model works on the model's batch: activations[i] in,
-   activations[i + 1] out, and backward activation_grads[i + 1] in,
-   activation_grads[i] out (left alone when want_input_grad is 0). Flatten
-   changes nothing in memory (NCHW is already flat), and neither does
-   dropout in evaluation. */
-CNN__PRIVATE void cnn__layer_forward(cnn_model *model, int i)
-{
-    cnn_layer *layer = &model->layers[i];
-    const int N = model->batch;
-    const float *x = model->activations[i].data;
-    float *y = model->activations[i + 1].data;
-    const size_t count = (size_t)N * cnn_shape_count(layer->out);
-    switch (layer->desc.type) {
-    case CNN_LAYER_CONV2D: cnn__conv2d_forward(layer, N, x, y); break;
-    case CNN_LAYER_DENSE: cnn__dense_forward(layer, N, x, y); break;
-    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
-        cnn__activation_forward(layer, count, x, y);
-        break;
-    case CNN_LAYER_MAX_POOL: cnn__max_pool_forward(layer, N, x, y, layer->argmax); break;
-    case CNN_LAYER_AVG_POOL: cnn__avg_pool_forward(layer, N, x, y); break;
-    case CNN_LAYER_SOFTMAX: cnn__softmax_forward(N, layer->out.c, x, y); break;
-    case CNN_LAYER_DROPOUT:
-        if (model->mode == CNN_MODE_TRAIN) cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng);
-        else memcpy(y, x, count * sizeof(float));
-        break;
-    case CNN_LAYER_FLATTEN: memcpy(y, x, count * sizeof(float)); break;
-    default: CNN_ASSERT(0); break;
-    }
-}
-
-CNN__PRIVATE void cnn__layer_backward(cnn_model *model, int i, int want_input_grad)
-{
-    cnn_layer *layer = &model->layers[i];
-    const int N = model->batch;
-    const float *x = model->activations[i].data, *y = model->activations[i + 1].data;
-    const float *dy = model->activation_grads[i + 1].data;
-    float *dx = model->activation_grads[i].data;
-    const size_t count = (size_t)N * cnn_shape_count(layer->out);
-    switch (layer->desc.type) {
-    case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, want_input_grad ? dx : NULL); break;
-    case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, want_input_grad ? dx : NULL); break;
-    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
-        cnn__activation_backward(layer, count, x, y, dy, dx);
-        break;
-    case CNN_LAYER_MAX_POOL: cnn__max_pool_backward(layer, N, dy, layer->argmax, dx); break;
-    case CNN_LAYER_AVG_POOL: cnn__avg_pool_backward(layer, N, dy, dx); break;
-    case CNN_LAYER_SOFTMAX: cnn__softmax_backward(N, layer->out.c, y, dy, dx); break;
-    case CNN_LAYER_DROPOUT:
-        if (model->mode == CNN_MODE_TRAIN) cnn__dropout_backward(count, layer->mask, dy, dx);
-        else memcpy(dx, dy, count * sizeof(float));
-        break;
-    case CNN_LAYER_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
-    default: CNN_ASSERT(0); break;
-    }
-}
-
 /* ======================================================================== model */
 
 CNNDEF const char *cnn_layer_type_name(cnn_layer_type type)
@@ -1799,6 +1747,13 @@ CNN__PRIVATE int cnn__add_size(size_t *total, size_t b)
     return 1;
 }
 
+/* Adds a * b to *total, or returns 0 when the product or the sum overflows. */
+CNN__PRIVATE int cnn__add_product(size_t *total, size_t a, size_t b)
+{
+    if (a != 0 && b > (size_t)-1 / a) return 0;
+    return cnn__add_size(total, a * b);
+}
+
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
 {
     size_t floats = 0, ints = 0, batch = (size_t)max_batch, largest;
@@ -1815,17 +1770,18 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     /* count: params, grads, activations, two buffers for their gradients,
        dropout masks, max pool positions, labels */
     largest = sizes[0] = cnn_shape_count(model->input);
-    ok &= cnn__add_size(&floats, cnn__mul_size(2, model->param_count));
-    ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[0]));
+    ok &= cnn__add_product(&floats, 2, model->param_count);
+    ok &= cnn__add_product(&floats, batch, sizes[0]);
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
         sizes[i + 1] = cnn_shape_count(layer->out);
         if (sizes[i + 1] > largest) largest = sizes[i + 1];
-        ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
-        if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_size(&floats, cnn__mul_size(batch, sizes[i + 1]));
-        if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_size(&ints, cnn__mul_size(batch, sizes[i + 1]));
+        ok &= cnn__add_product(&floats, batch, sizes[i + 1]);
+        if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_product(&floats, batch, sizes[i + 1]);
+        if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_product(&ints, batch, sizes[i + 1]);
     }
-    ok &= cnn__add_size(&floats, cnn__mul_size(2, cnn__mul_size(batch, largest)));
+    ok &= cnn__add_product(&floats, batch, largest); /* the two gradient buffers */
+    ok &= cnn__add_product(&floats, batch, largest);
     ok &= cnn__add_size(&ints, batch);
     if (!ok || cnn__mul_size(floats, sizeof(float)) == 0 || cnn__mul_size(ints, sizeof(int)) == 0)
         return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "the model is too large for this machine's address space");
@@ -1843,12 +1799,14 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     memset(model->int_memory, 0, ints * sizeof(int));
     model->threads = 1;
 #ifndef CNN_NO_FAST
-    /* the FAST section's working memory, and its thread count */
-    if (cnn__fast_build(model, max_batch) != CNN_OK) { /* model->error says why */
-        CNN_FREE(model->memory);
-        CNN_FREE(model->int_memory);
-        model->memory = model->int_memory = NULL;
-        return model->error.code;
+    {   /* the FAST section's working memory, and its thread count */
+        const cnn_result fast_result = cnn__fast_build(model, max_batch);
+        if (fast_result != CNN_OK) {
+            CNN_FREE(model->memory);
+            CNN_FREE(model->int_memory);
+            model->memory = model->int_memory = NULL;
+            return fast_result;
+        }
     }
 #endif
 
@@ -1965,6 +1923,64 @@ CNN__PRIVATE cnn_result cnn__check_batch(cnn_model *model, int batch)
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                          "batch of %d samples: must be between 1 and max_batch %d", batch, model->max_batch);
     return CNN_OK;
+}
+
+/* Layer i of a model on the model's batch: activations[i] in,
+   activations[i + 1] out; backward, activation_grads[i + 1] in,
+   activation_grads[i] out (conv2d and dense skip it when want_input_grad is
+   0: cnn__backward passes 0 only to the first layer with parameters).
+   Flatten is y = x, the same floats read as a (C*H*W) vector (NCHW is
+   already flat), and so is dropout in evaluation; backward, both copy dy
+   to dx. */
+CNN__PRIVATE void cnn__layer_forward(cnn_model *model, int i)
+{
+    cnn_layer *layer = &model->layers[i];
+    const int N = model->batch;
+    const float *x = model->activations[i].data;
+    float *y = model->activations[i + 1].data;
+    const size_t count = (size_t)N * cnn_shape_count(layer->out);
+    switch (layer->desc.type) {
+    case CNN_LAYER_CONV2D: cnn__conv2d_forward(layer, N, x, y); break;
+    case CNN_LAYER_DENSE: cnn__dense_forward(layer, N, x, y); break;
+    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+        cnn__activation_forward(layer, count, x, y);
+        break;
+    case CNN_LAYER_MAX_POOL: cnn__max_pool_forward(layer, N, x, y, layer->argmax); break;
+    case CNN_LAYER_AVG_POOL: cnn__avg_pool_forward(layer, N, x, y); break;
+    case CNN_LAYER_SOFTMAX: cnn__softmax_forward(N, layer->out.c, x, y); break;
+    case CNN_LAYER_DROPOUT:
+        if (model->mode == CNN_MODE_TRAIN) cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng);
+        else memcpy(y, x, count * sizeof(float));
+        break;
+    case CNN_LAYER_FLATTEN: memcpy(y, x, count * sizeof(float)); break;
+    default: CNN_ASSERT(0); break;
+    }
+}
+
+CNN__PRIVATE void cnn__layer_backward(cnn_model *model, int i, int want_input_grad)
+{
+    cnn_layer *layer = &model->layers[i];
+    const int N = model->batch;
+    const float *x = model->activations[i].data, *y = model->activations[i + 1].data;
+    const float *dy = model->activation_grads[i + 1].data;
+    float *dx = model->activation_grads[i].data;
+    const size_t count = (size_t)N * cnn_shape_count(layer->out);
+    switch (layer->desc.type) {
+    case CNN_LAYER_CONV2D: cnn__conv2d_backward(layer, N, x, dy, want_input_grad ? dx : NULL); break;
+    case CNN_LAYER_DENSE: cnn__dense_backward(layer, N, x, dy, want_input_grad ? dx : NULL); break;
+    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+        cnn__activation_backward(layer, count, x, y, dy, dx);
+        break;
+    case CNN_LAYER_MAX_POOL: cnn__max_pool_backward(layer, N, dy, layer->argmax, dx); break;
+    case CNN_LAYER_AVG_POOL: cnn__avg_pool_backward(layer, N, dy, dx); break;
+    case CNN_LAYER_SOFTMAX: cnn__softmax_backward(N, layer->out.c, y, dy, dx); break;
+    case CNN_LAYER_DROPOUT:
+        if (model->mode == CNN_MODE_TRAIN) cnn__dropout_backward(count, layer->mask, dy, dx);
+        else memcpy(dx, dy, count * sizeof(float));
+        break;
+    case CNN_LAYER_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
+    default: CNN_ASSERT(0); break;
+    }
 }
 
 /* Runs every layer on the batch already in activations[0]: each layer's
@@ -3659,11 +3675,12 @@ CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, siz
    ========================================================================
 
    Everything above is the whole library, each layer the plain loops of its
-   formula. This section makes it fast without changing what it computes:
-   it holds a fast twin of the layers that take the time (conv2d, dense,
-   ReLU and LeakyReLU, max pooling, dropout, the optimisers), and the model
-   runs a twin where there is one (cnn__layer_forward_fast and its
-   companions, at the end of this section). CNN_NO_FAST leaves it out.
+   formula. This section makes it fast without changing the formulas: it
+   holds a fast twin of the layers that take the time (conv2d, dense, the
+   four activations - ReLU and LeakyReLU in vectors, sigmoid and tanh on
+   threads only - max pooling, dropout in training, the optimisers), and
+   the model runs a twin where there is one (cnn__layer_forward_fast and
+   its companions, at the end of this section). CNN_NO_FAST leaves it out.
 
    How it is fast:
    - Lowering. A convolution becomes one matrix multiply per sample
@@ -3673,8 +3690,9 @@ CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, siz
      from (col2im). A dense layer is a multiply as it stands.
    - One multiply, written as BLAS libraries write theirs (below): operands
      packed into panels that a 6 x 16 register kernel reads front to back.
-   - Vectors of 8 floats for the elementwise loops (ReLU, max pooling,
-     Adam), stated in the code through GCC's and clang's vector extensions
+   - Vectors of 8 floats for the elementwise loops (ReLU, LeakyReLU, max
+     pooling, Adam's check; Adam's update 4 at a time, for _mm_sqrt_ps),
+     stated in the code through GCC's and clang's vector extensions
      rather than left to the auto-vectoriser; on x86-64 Linux the hot
      functions are compiled twice, for SSE2 and for AVX2, and the loader
      picks the one the CPU runs.
@@ -3685,8 +3703,9 @@ CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, siz
    tiling or the number of threads, so results are bit-identical for any
    number of threads. The twins of dense, the activations, max pooling,
    dropout and the optimisers even add in the plain loops' order, and give
-   their bits; conv2d sums a window's products in another order than its
-   plain loops, and agrees with them to rounding. tests/test_fast_paths.c
+   their bits; so does conv2d's forward pass, but its gradients add in
+   other orders (samples in chunks, windows through col2im) and agree with
+   the plain loops to rounding. tests/test_fast_paths.c
    compares every twin with its plain twin on many shapes. AVX2 here means
    wider vectors only, never fused multiply-add, so both compiled versions
    round alike. */
@@ -3788,28 +3807,6 @@ struct cnn__fast {
     int *shifts[CNN_MAX_LAYERS]; /* conv2d with stride 1: (C*K*K) where each window
                                     row starts in the padded input; else NULL */
 };
-
-/* ---------------------------------------------------------------- random
-
-   rng as after `steps` calls of cnn_rng_next, in O(log steps): n LCG steps
-   are one affine map, s -> A s + C with A = a^n and C = c (a^(n-1) + ... +
-   1), built up by squaring (F. Brown, "Random number generation with
-   arbitrary strides", 1994). It lets threads draw disjoint parts of one
-   stream: the numbers are the same as drawn one after another. */
-CNN__PRIVATE void cnn__rng_advance(cnn_rng *rng, uint64_t steps)
-{
-    uint64_t multiplier = 6364136223846793005ULL, increment = rng->increment; /* one step */
-    uint64_t total_multiplier = 1, total_increment = 0;                          /* no step */
-    for (; steps > 0; steps >>= 1) {
-        if (steps & 1) {
-            total_multiplier *= multiplier;
-            total_increment = total_increment * multiplier + increment;
-        }
-        increment *= multiplier + 1; /* the map applied twice */
-        multiplier *= multiplier;
-    }
-    rng->state = total_multiplier * rng->state + total_increment;
-}
 
 /* ---------------------------------------------------------------- matrix multiply
 
@@ -4283,11 +4280,12 @@ CNN__HOT static void cnn__col2im(const cnn_layer *layer, const float *dcol, floa
 /* ---------------------------------------------------------------- conv2d
 
    Per sample: y (OC, OH*OW) = b + w (OC, C*K*K) @ col; backward
-   dw += dy @ col^T, dcol = w^T @ dy, dx = col2im(dcol). A window's products
-   are summed in the plain loop's order, (c, u, v), but from zero, with the
-   bias added last (the plain loop starts from the bias), and the weight
-   gradient sums samples in chunks: the results agree with the plain pair
-   to rounding, not to the bit. */
+   dw += dy @ col^T, dcol = w^T @ dy, dx = col2im(dcol). y sums a window's
+   products in the plain loop's order, (c, u, v), from zero, and adds the
+   bias last, as the plain loop does. The gradients sum in other orders
+   (the weight gradient sample by sample in chunks, dx window by window
+   through col2im): they agree with the plain pair to rounding, not to the
+   bit. */
 
 /* Samples are taken in fixed chunks of this many for the weight gradient of
    conv2d: each chunk sums its samples into a partial of its own, in any
@@ -4849,6 +4847,26 @@ CNN__PRIVATE void cnn__max_pool_backward_fast(const cnn_layer *layer, int N, con
    take blocks of values, each running the plain loop from its own copy of
    the stream moved on to the block's first draw, so the mask is the same
    for any number of threads. */
+/* rng as after `steps` calls of cnn_rng_next, in O(log steps): n LCG steps
+   are one affine map, s -> A s + C with A = a^n and C = c (a^(n-1) + ... +
+   1), built up by squaring (F. Brown, "Random number generation with
+   arbitrary strides", 1994). It lets threads draw disjoint parts of one
+   stream: the numbers are the same as drawn one after another. */
+CNN__PRIVATE void cnn__rng_advance(cnn_rng *rng, uint64_t steps)
+{
+    uint64_t multiplier = 6364136223846793005ULL, increment = rng->increment; /* one step */
+    uint64_t total_multiplier = 1, total_increment = 0;                          /* no step */
+    for (; steps > 0; steps >>= 1) {
+        if (steps & 1) {
+            total_multiplier *= multiplier;
+            total_increment = total_increment * multiplier + increment;
+        }
+        increment *= multiplier + 1; /* the map applied twice */
+        multiplier *= multiplier;
+    }
+    rng->state = total_multiplier * rng->state + total_increment;
+}
+
 CNN__PRIVATE void cnn__dropout_forward_fast(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng,
                                             int threads)
 {
@@ -5014,9 +5032,9 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
         if (need_per_thread > per_thread) per_thread = need_per_thread;
     }
     ok &= cnn__add_size(&floats, shared);
-    ok &= cnn__add_size(&floats, cnn__mul_size(per_thread, (size_t)threads));
-    ok &= cnn__add_size(&bytes, cnn__mul_size(floats, sizeof(float)));
-    ok &= cnn__add_size(&bytes, cnn__mul_size(shift_count, sizeof(int)));
+    ok &= cnn__add_product(&floats, per_thread, (size_t)threads);
+    ok &= cnn__add_product(&bytes, floats, sizeof(float));
+    ok &= cnn__add_product(&bytes, shift_count, sizeof(int));
     if (!ok) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "the model is too large for this machine's address space");
     fast = (struct cnn__fast *)CNN_MALLOC(bytes);
     if (!fast)

@@ -8,9 +8,10 @@
    the same entry points the model uses (cnn__layer_forward and _backward,
    plain; cnn__layer_forward_fast and _backward_fast), and must agree:
    bit for bit where the twin adds in the plain order (dense, activations,
-   max pooling, dropout, optimisers), to 1e-5 of the largest value where it
-   does not (conv2d sums from zero and adds the bias last, and sums its
-   weight gradient in chunks of samples).
+   max pooling, dropout, optimisers, conv2d's forward pass), to 1e-5 of
+   the largest value where it does not (conv2d's gradients: the weight
+   gradient is summed in chunks of samples, dx window by window through
+   col2im).
 
    Then the special cases inside the twins, each against the plain loop or
    the formula written out again here, on counts and widths that leave every
@@ -72,8 +73,9 @@ static double relative_difference(const float *a, const float *b, size_t n)
    fast twin, from the same x, dy, random stream and starting dw, db (not
    zero: both must add to them), the input gradient wanted. Returns the
    largest relative difference of y, dx, dw and db (0 when all are the same
-   bits); *exact is 0 where any differs in its bits. */
-static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *exact)
+   bits); *exact is set to 0 where any differs in its bits, *forward_exact
+   where y does. */
+static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *exact, int *forward_exact)
 {
     cnn_layer *layer = &model->layers[i];
     const size_t in_count = (size_t)N * cnn_shape_count(layer->in), out_count = (size_t)N * cnn_shape_count(layer->out);
@@ -122,6 +124,7 @@ static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *
     e[3] = relative_difference(grads[1] + layer->weight_count, grads[0] + layer->weight_count, layer->bias_count);
     for (k = 0; k < 4; k++)
         if (e[k] > worst || e[k] != e[k]) worst = e[k];
+    if (memcmp(y[0], y[1], out_count * sizeof(float))) *forward_exact = 0;
     if (memcmp(y[0], y[1], out_count * sizeof(float)) || memcmp(dx[0], dx[1], in_count * sizeof(float)) ||
         memcmp(grads[0], grads[1], params * sizeof(float)))
         *exact = 0;
@@ -133,11 +136,12 @@ static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *
 }
 
 /* Every layer of a model built for batches of N, through compare_layer:
-   with exact, each must give the same bits; else agree within 1e-5 of the
-   largest value of each tensor. Returns 1 when the model could be built. */
+   with exact, each must give the same bits; else the same bits forward
+   and, backward, agree within 1e-5 of the largest value of each tensor.
+   Returns 1 when the model could be built. */
 static int compare_model(cnn_model *model, int N, int exact, const char *name, uint64_t seed, double *worst)
 {
-    int i, bits = 1;
+    int i, bits = 1, forward_bits = 1;
     double e = 0.0, layer_e;
     if (cnn_model_build(model, N) != CNN_OK) {
         CHECK(0, "%s: cannot build: %s", name, model->error.message);
@@ -147,11 +151,12 @@ static int compare_model(cnn_model *model, int N, int exact, const char *name, u
     for (i = 0; i < model->layer_count; i++) {
         const cnn_layer_type type = model->layers[i].desc.type;
         if (type == CNN_LAYER_FLATTEN || type == CNN_LAYER_SOFTMAX || type == CNN_LAYER_AVG_POOL) continue; /* no twin */
-        layer_e = compare_layer(model, i, N, seed + (uint64_t)i, &bits);
+        layer_e = compare_layer(model, i, N, seed + (uint64_t)i, &bits, &forward_bits);
         if (layer_e > e || layer_e != layer_e) e = layer_e;
     }
     if (exact) CHECK(bits, "%s: the fast twin's bits differ from the plain pair's (relative difference %.3g)", name, e);
-    else CHECK(e <= 1e-5, "%s: fast vs plain relative difference %.3g (limit 1e-5)", name, e);
+    else CHECK(e <= 1e-5 && forward_bits, "%s: fast vs plain relative difference %.3g (limit 1e-5)%s", name, e,
+               forward_bits ? "" : ", and the forward pass differs in its bits");
     if (e > *worst || e != e) *worst = e;
     cnn_model_free(model);
     return 1;
@@ -166,10 +171,12 @@ static int compare_model(cnn_model *model, int N, int exact, const char *name, u
    of col). All with 3, 6 and 16 output channels: the weight gradient is
    summed by rows for 3 and 6, where col has few rows (see
    cnn__conv2d_grad_by_rows), with dy packed for 3 and read in place for 6,
-   a whole panel of rows; and the other way round for 16. Both sides add
-   the same products in different orders, so they differ by float rounding
-   only: at most a few ulp of the largest |term| sum (~1e-6 relative here);
-   we accept 1e-5 relative to the largest value of each tensor. */
+   a whole panel of rows; and the other way round for 16. The forward
+   passes add the same products in the same order, and must give the same
+   bits; the gradients add them in different orders, so they differ by
+   float rounding only: at most a few ulp of the largest |term| sum (~1e-6
+   relative here); we accept 1e-5 relative to the largest value of each
+   tensor. */
 TEST(conv2d_fast_matches_plain)
 {
     static const int channels[] = {1, 2, 3, 13}, kernels[] = {1, 3, 5}, strides[] = {1, 2}, paddings[] = {0, 1, 2};
