@@ -33,7 +33,7 @@ SANITIZE_TESTS = $(patsubst $(BUILD)/%,$(BUILD)/sanitize/%,$(TESTS))
 EXAMPLE_DEPS = cnn.h $(wildcard examples/*.h)
 TEST_DEPS = $(EXAMPLE_DEPS) tests/test.h
 
-.PHONY: all test test-plain sanitize demo emnist-all bench deps valgrind fuzz fixtures clean stb
+.PHONY: all test test-plain sanitize demo emnist-all bench deps valgrind fuzz fixtures clean stb fashion-package
 all: $(if $(HAVE_STB),$(EXAMPLES) $(TESTS),$(filter-out $(IMAGE_PROGRAMS),$(EXAMPLES) $(TESTS)))
 	$(if $(HAVE_STB),,@echo "left out $(filter $(IMAGE_PROGRAMS),$(EXAMPLES) $(TESTS))"; echo "$(NO_STB)")
 $(filter $(IMAGE_PROGRAMS),$(EXAMPLES) $(TESTS) $(PLAIN_TESTS) $(SANITIZE_TESTS)) $(BUILD)/compile-checks.txt \
@@ -59,6 +59,7 @@ $(BUILD)/sanitize/tests/%: tests/%.c $(TEST_DEPS) tests/sanitize-ignore.txt
 	  $(if $(findstring clang,$(SANITIZE_CC)),-fsanitize-ignorelist=tests/sanitize-ignore.txt) $< -o $@ -lm
 # C99, C++11, gcc, clang, -Werror, CNN_STATIC, CNN_NO_FAST...: tests/compile/run.sh
 $(BUILD)/compile-checks.txt: cnn.h $(wildcard tests/compile/*)
+	@mkdir -p $(@D)
 	@CC="$(CC)" CXX="$(CXX)" STB_DIR="$(STB_DIR)" sh tests/compile/run.sh $(BUILD)/checks >$@.tmp && mv $@.tmp $@
 
 test: $(TESTS) $(BUILD)/compile-checks.txt
@@ -84,10 +85,12 @@ DEMO_ARGS ?=
 demo: $(BUILD)/lenet5 $(filter-out --%,$(DEMO_DATA))
 	$(if $(EMNIST),,@echo "No EMNIST CSV files in '$(EMNIST_DIR)' (see data/README.md): training on Fashion-MNIST.")
 	$(BUILD)/lenet5 $(DEMO_DATA) --model $(BUILD)/lenet5.cnn $(DEMO_ARGS)
-$(BUILD)/fashion-mnist/%-ubyte:
-	@sh tests/deps.sh fashion
+# (the package is checked once, however many files; a failed gunzip leaves no file)
+$(BUILD)/fashion-mnist/%-ubyte: | fashion-package
 	@mkdir -p $(@D)
-	gunzip -c /usr/share/datasets/fashion-mnist/$*-ubyte.gz >$@
+	gunzip -c /usr/share/datasets/fashion-mnist/$*-ubyte.gz >$@.tmp && mv $@.tmp $@
+fashion-package:
+	@sh tests/deps.sh fashion
 
 # 10 epochs of each of MODELS on EMNIST, then a table (examples/emnist-all.sh); logs,
 # pictures and models in $(BUILD)/emnist-all. EMNIST_ARGS adds options (--epochs 1).
@@ -99,7 +102,7 @@ emnist-all: $(patsubst %,$(BUILD)/%,$(MODELS))
 # (README.md, "Benchmark"; tests/bench/run.sh). BENCH_SCALE=0.1: a quick look.
 BENCH_CFLAGS ?= -O2
 BENCH_DATA = $(or $(TRAIN_CSV),$(FASHION_TRAIN))
-$(BUILD)/bench/bench: tests/bench/bench.c cnn.h
+$(BUILD)/bench/bench: tests/bench/bench.c cnn.h examples/seed_models.h
 	@mkdir -p $(@D)
 	$(CC) $(C99) $(BENCH_CFLAGS) $(OPENMP) $< -o $@ -lm
 bench: $(BUILD)/bench/bench $(BENCH_DATA)

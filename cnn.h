@@ -88,7 +88,7 @@
        #include "cnn.h"
 
      Debian and Ubuntu: apt-get install libstb-dev; compile with
-     $(pkg-config --cflags stb). Folders are listed with POSIX opendir
+     -I/usr/include/stb. Folders are listed with POSIX opendir
      (_findfirst on Windows).
 
      Untrusted files: stb_image v2.27 (Debian 12's) decodes some damaged

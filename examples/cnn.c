@@ -19,32 +19,12 @@
    never changed. With -fopenmp it uses OMP_NUM_THREADS threads (default: all); the
    results do not depend on it. The program around the model is seed_main
    in seed.h, shared with mlp.c.
-   Build: cc -std=c99 -O2 [-fopenmp] $(pkg-config --cflags stb) cnn.c -o cnn -lm */
-#include "seed.h" /* cnn.h, stb_image_write.h and seed_main */
-
-static cnn_result add_cnn(cnn_model *model, int classes)
-{
-    static const int filters[2] = {32, 64};
-    int block;
-    for (block = 0; block < 2; block++) { /* out: (32, 14, 14), then (64, 7, 7) */
-        cnn_add_conv2d(model, filters[block], 3, 1, 1);  /* 3x3, stride 1, pad 1: "same" */
-        cnn_add_leaky_relu(model, 0.3f);
-        cnn_add_conv2d(model, filters[block], 3, 1, 1);
-        cnn_add_leaky_relu(model, 0.3f);
-        cnn_add_max_pool(model, 2, 2);
-        cnn_add_dropout(model, 0.25f);
-    }
-    cnn_add_flatten(model);               /* (3136) */
-    cnn_add_dense(model, 256);
-    cnn_add_relu(model);
-    cnn_add_dense(model, 128);
-    cnn_add_relu(model);
-    cnn_add_dense(model, classes);
-    return cnn_add_softmax(model);        /* errors are sticky: the build reports the first */
-}
+   Build: cc -std=c99 -O2 [-fopenmp] -I/usr/include/stb cnn.c -o cnn -lm */
+#include "seed.h"        /* cnn.h, stb_image_write.h and seed_main */
+#include "seed_models.h" /* seed_add_cnn: the model, shared with the benchmark */
 
 int main(int argc, char **argv)
 {
-    static const seed_program cnn = {"cnn", add_cnn, 1}; /* 1: --lr-decay, --decay-after, --shift, --rotate */
+    static const seed_program cnn = {"cnn", seed_add_cnn, 1}; /* 1: --lr-decay, --decay-after, --shift, --rotate */
     return seed_main(argc, argv, &cnn);
 }

@@ -11,24 +11,12 @@
    mistakes.png and model.cnn into the output folder. With -fopenmp it uses
    OMP_NUM_THREADS threads (default: all); the results do not depend on it.
    The program around the model is seed_main in seed.h, shared with cnn.c.
-   Build: cc -std=c99 -O2 [-fopenmp] $(pkg-config --cflags stb) mlp.c -o mlp -lm */
-#include "seed.h" /* cnn.h, stb_image_write.h and seed_main */
-
-static cnn_result add_mlp(cnn_model *model, int classes)
-{
-    cnn_add_flatten(model);               /* (784) */
-    cnn_add_dense(model, 512);
-    cnn_add_relu(model);
-    cnn_add_dropout(model, 0.2f);
-    cnn_add_dense(model, 512);
-    cnn_add_relu(model);
-    cnn_add_dropout(model, 0.2f);
-    cnn_add_dense(model, classes);
-    return cnn_add_softmax(model);        /* errors are sticky: the build reports the first */
-}
+   Build: cc -std=c99 -O2 [-fopenmp] -I/usr/include/stb mlp.c -o mlp -lm */
+#include "seed.h"        /* cnn.h, stb_image_write.h and seed_main */
+#include "seed_models.h" /* seed_add_mlp: the model, shared with the benchmark */
 
 int main(int argc, char **argv)
 {
-    static const seed_program mlp = {"mlp", add_mlp, 0}; /* 0: no tuning options */
+    static const seed_program mlp = {"mlp", seed_add_mlp, 0}; /* 0: no tuning options */
     return seed_main(argc, argv, &mlp);
 }

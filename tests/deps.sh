@@ -24,7 +24,7 @@ want() { need="$need $1"; }
 for task in "$@"; do
     case $task in
     build)
-        command -v cc >/dev/null || want gcc
+        command -v cc >/dev/null && command -v gcc >/dev/null || want gcc   # gcc by name: a compile check
         command -v c++ >/dev/null || want g++
         command -v make >/dev/null || want make
         command -v gunzip >/dev/null || want gzip

@@ -20,6 +20,7 @@
 #define _POSIX_C_SOURCE 200112L
 #define CNN_IMPLEMENTATION
 #include "../../cnn.h"
+#include "../../examples/seed_models.h" /* the seed CNN and MLP, as examples/cnn.c and mlp.c train them */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,36 +132,13 @@ static cnn_result build_model(cnn_model *m, const char *name, int classes, int m
     cnn_model_init(m, 1, 28, 28, 1);
     if (!strcmp(name, "lenet5")) {
         cnn_add_lenet5(m, classes);
-        return cnn_model_build(m, max_batch);
-    } else if (!strcmp(name, "cnn")) { /* the seed CNN */
-        int block;
-        for (block = 0; block < 2; block++) {
-            int filters = block == 0 ? 32 : 64;
-            cnn_add_conv2d(m, filters, 3, 1, 1);
-            cnn_add_leaky_relu(m, 0.3f);
-            cnn_add_conv2d(m, filters, 3, 1, 1);
-            cnn_add_leaky_relu(m, 0.3f);
-            cnn_add_max_pool(m, 2, 2);
-            cnn_add_dropout(m, 0.25f);
-        }
-        cnn_add_flatten(m);
-        cnn_add_dense(m, 256);
-        cnn_add_relu(m);
-        cnn_add_dense(m, 128);
-        cnn_add_relu(m);
-    } else if (!strcmp(name, "mlp")) { /* the seed MLP */
-        cnn_add_flatten(m);
-        cnn_add_dense(m, 512);
-        cnn_add_relu(m);
-        cnn_add_dropout(m, 0.2f);
-        cnn_add_dense(m, 512);
-        cnn_add_relu(m);
-        cnn_add_dropout(m, 0.2f);
+    } else if (!strcmp(name, "cnn")) {
+        seed_add_cnn(m, classes);
+    } else if (!strcmp(name, "mlp")) {
+        seed_add_mlp(m, classes);
     } else {
         return CNN_ERROR_INVALID_ARGUMENT;
     }
-    cnn_add_dense(m, classes);
-    cnn_add_softmax(m);
     return cnn_model_build(m, max_batch);
 }
 
