@@ -153,6 +153,13 @@ static inline double test_max_abs_diff(const float *a, const float *b, size_t n)
     return worst;
 }
 
+/* x[i] uniform in [lo, hi), n values drawn from rng. */
+static inline void test_fill_uniform(cnn_rng *rng, float *x, size_t n, float lo, float hi)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = lo + (hi - lo) * cnn_rng_uniform(rng);
+}
+
 /* A dataset of count random images (1, side, side) with random labels below
    classes, from seed; 0 when out of memory. */
 static inline int make_random_dataset(cnn_dataset *data, int count, int side, int classes, uint64_t seed)

@@ -51,12 +51,6 @@ static void fill_awkward(float *x, int count, cnn_rng *rng, int small_integers)
 
 /* ---------------------------------------------------------------- twin against twin */
 
-static void fill_uniform(cnn_rng *rng, float *x, size_t n, float lo, float hi)
-{
-    size_t i;
-    for (i = 0; i < n; i++) x[i] = lo + (hi - lo) * cnn_rng_uniform(rng);
-}
-
 /* The largest |a - b| over n values, relative to the largest |b|; a NaN
    anywhere makes it NaN. */
 static double relative_difference(const float *a, const float *b, size_t n)
@@ -93,10 +87,10 @@ static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *
     }
     if (params) start = (float *)malloc(params * sizeof(float));
     cnn_rng_seed(&rng, seed);
-    fill_uniform(&rng, x, in_count, -2.0f, 2.0f);
-    fill_uniform(&rng, dy, out_count, -1.0f, 1.0f);
-    if (params) fill_uniform(&rng, start, params, -1.0f, 1.0f);
-    fill_uniform(&rng, model->params + layer->param_offset, params, -0.5f, 0.5f);
+    test_fill_uniform(&rng, x, in_count, -2.0f, 2.0f);
+    test_fill_uniform(&rng, dy, out_count, -1.0f, 1.0f);
+    if (params) test_fill_uniform(&rng, start, params, -1.0f, 1.0f);
+    test_fill_uniform(&rng, model->params + layer->param_offset, params, -0.5f, 0.5f);
     /* the model's batch, mode and tensor sizes, as a pass sets them */
     CHECK(cnn_model_forward(model, model->activations[0].data, N, CNN_MODE_TRAIN) == CNN_OK, "%s", model->error.message);
     stream_start = model->rng;

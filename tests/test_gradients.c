@@ -69,12 +69,6 @@ static int verbose(void)
 
 /* ---------------------------------------------------------------- random fills */
 
-static void fill_uniform(cnn_rng *rng, float *x, size_t n, float lo, float hi)
-{
-    size_t i;
-    for (i = 0; i < n; i++) x[i] = lo + (hi - lo) * cnn_rng_uniform(rng);
-}
-
 /* Uniform in [-1, 1] but never closer than margin to 0: values that fall
    inside are resampled. For ReLU / LeakyReLU inputs. */
 static void fill_away_from_zero(cnn_rng *rng, float *x, size_t n, float margin)
@@ -109,7 +103,7 @@ static void fill_params(cnn_model *model, cnn_rng *rng)
     size_t k;
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
-        fill_uniform(rng, layer->weight, layer->weight_count, -1.0f, 1.0f);
+        test_fill_uniform(rng, layer->weight, layer->weight_count, -1.0f, 1.0f);
         for (k = 0; k < layer->bias_count; k++) {
             float magnitude = 0.1f + 0.9f * cnn_rng_uniform(rng);
             layer->bias[k] = cnn_rng_uniform(rng) < 0.5f ? -magnitude : magnitude;
@@ -254,14 +248,14 @@ static double check_with_R(cnn_model *model, int batch, cnn_mode mode, fill_kind
     double worst;
     fill_params(model, rng);
     switch (fill) {
-    case FILL_UNIFORM: fill_uniform(rng, x, in_count, -1.0f, 1.0f); break;
-    case FILL_WIDE: fill_uniform(rng, x, in_count, -3.0f, 3.0f); break;
+    case FILL_UNIFORM: test_fill_uniform(rng, x, in_count, -1.0f, 1.0f); break;
+    case FILL_WIDE: test_fill_uniform(rng, x, in_count, -3.0f, 3.0f); break;
     /* margin 5h: a step of h never reaches the kink at 0 */
     case FILL_AWAY_FROM_ZERO: fill_away_from_zero(rng, x, in_count, (float)(5 * GRAD_H)); break;
     /* spacing 5h: a step of h never reorders two values (they stay >= 3h apart) */
     case FILL_DISTINCT: fill_distinct(rng, x, in_count, (float)(5 * GRAD_H)); break;
     }
-    fill_uniform(rng, R, out_count, -1.0f, 1.0f);
+    test_fill_uniform(rng, R, out_count, -1.0f, 1.0f);
     worst = check_model(model, x, batch, mode, R, NULL, GRAD_H, GRAD_TOL, test);
     free(x);
     free(R);
@@ -454,8 +448,8 @@ TEST(dropout_train_gradients)
         cnn_add_dropout(&model, rates[r]);
         if (!build(&model, N, name)) continue;
         cnn_rng_seed(&rng, 600 + r);
-        fill_uniform(&rng, x, count, -1.0f, 1.0f);
-        fill_uniform(&rng, R, count, -1.0f, 1.0f);
+        test_fill_uniform(&rng, x, count, -1.0f, 1.0f);
+        test_fill_uniform(&rng, R, count, -1.0f, 1.0f);
         start = model.rng;
         check_model(&model, x, N, CNN_MODE_TRAIN, R, NULL, GRAD_H, GRAD_TOL, name);
 
@@ -484,8 +478,8 @@ TEST(dropout_eval_is_identity)
     enum { N = 2, SIZE = 24 };
     float x[N * SIZE], R[N * SIZE];
     cnn_rng_seed(&rng, 610);
-    fill_uniform(&rng, x, N * SIZE, -1.0f, 1.0f);
-    fill_uniform(&rng, R, N * SIZE, -1.0f, 1.0f);
+    test_fill_uniform(&rng, x, N * SIZE, -1.0f, 1.0f);
+    test_fill_uniform(&rng, R, N * SIZE, -1.0f, 1.0f);
     cnn_model_init(&model, 2, 3, 4, 7);
     cnn_add_dropout(&model, 0.5f);
     if (build(&model, N, "dropout eval")) {
@@ -528,7 +522,7 @@ TEST(softmax_cross_entropy_gradients)
     cnn_model_init(&model, 5, 1, 1, 1);
     cnn_add_softmax(&model);
     if (build(&model, 3, "softmax+xent on logits")) {
-        fill_uniform(&rng, x, 3 * 5, -3.0f, 3.0f);
+        test_fill_uniform(&rng, x, 3 * 5, -3.0f, 3.0f);
         check_model(&model, x, 3, CNN_MODE_EVAL, NULL, labels, GRAD_H, GRAD_TOL, "softmax+xent on logits");
     }
     cnn_model_free(&model);
@@ -538,7 +532,7 @@ TEST(softmax_cross_entropy_gradients)
     cnn_add_softmax(&model);
     if (build(&model, 3, "dense->softmax+xent")) {
         fill_params(&model, &rng);
-        fill_uniform(&rng, x, 3 * 8, -1.0f, 1.0f);
+        test_fill_uniform(&rng, x, 3 * 8, -1.0f, 1.0f);
         check_model(&model, x, 3, CNN_MODE_EVAL, NULL, labels, GRAD_H, GRAD_TOL, "dense->softmax+xent");
     }
     cnn_model_free(&model);
@@ -610,7 +604,7 @@ TEST(network_gradients)
     for (seed = 800; seed < 1800; seed++) {
         cnn_rng_seed(&rng, seed);
         fill_params(&model, &rng);
-        fill_uniform(&rng, x, sizeof x / sizeof x[0], -1.0f, 1.0f);
+        test_fill_uniform(&rng, x, sizeof x / sizeof x[0], -1.0f, 1.0f);
         cnn_model_forward(&model, x, N, CNN_MODE_EVAL);
         margin = network_kink_margin(&model, x, N, GRAD_H);
         if (margin > 1.0) break;
