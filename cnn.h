@@ -674,6 +674,49 @@ CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_bat
    the input "<memory>". */
 CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch);
 
+/* ---------------------------------------------------------------- other tools' formats: safetensors and ONNX
+
+   A model travels to other tools in their own formats and under their own
+   conventions. Names and layouts are those of torch.nn.Sequential built of
+   the same layers in the same order: layer i (from 0) is module i, so
+   LeNet-5's first conv holds "0.weight" (6, 1, 5, 5) and "0.bias" (6), and
+   its first dense layer "7.weight" (120, 400), as (out, in): cnn.h keeps a
+   dense layer's weights as (in, out) and transposes them at the border.
+   Layers without parameters still count, so a PyTorch Sequential that ends
+   in logits (no Softmax) fits a cnn.h model that ends in softmax. */
+
+/* Writes the parameters as a safetensors file (F32), with the layer list
+   and input shape in its __metadata__ (README.md, "To and from PyTorch and
+   ONNX", defines the keys), through a temporary file and a rename as
+   cnn_model_save does. The model must be built. */
+CNNDEF cnn_result cnn_model_save_safetensors(cnn_model *model, const char *path);
+
+/* Fills the parameters of a model that is already built with the same
+   layers (unlike cnn_model_load, which wants a fresh model) from a
+   safetensors file, from cnn.h or from PyTorch's own tools: no metadata is
+   needed. Every parameter tensor of the model must be in the file, under
+   its name, with its shape, as F32, F16 or BF16 (converted to float), and
+   no other tensor. All is checked before anything changes: on failure the
+   model keeps its parameters and model->error says what was wrong. */
+CNNDEF cnn_result cnn_model_load_safetensors(cnn_model *model, const char *path);
+CNNDEF cnn_result cnn_model_load_safetensors_memory(cnn_model *model, const void *bytes, size_t size);
+
+/* Builds a fresh model (not initialised: like cnn_model_load) from a
+   safetensors file with cnn.h's metadata, written by
+   cnn_model_save_safetensors or by examples/pytorch/cnnh.py, for batches of
+   up to max_batch, and loads its parameters. On failure it is left freed. */
+CNNDEF cnn_result cnn_model_from_safetensors(cnn_model *model, const char *path, int max_batch);
+CNNDEF cnn_result cnn_model_from_safetensors_memory(cnn_model *model, const void *bytes, size_t size, int max_batch);
+
+/* Writes the inference graph as an ONNX model (IR version 8, opset 13):
+   input "input" (N, C, H, W) with a dynamic batch N, output "output";
+   Conv, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool, AveragePool, Flatten,
+   Gemm and Softmax (Reshape where a flat vector meets a conv or a pool);
+   dropout, the identity at inference, is left out. Weights are
+   initialisers under the names above, in PyTorch's layouts. Written through
+   a temporary file and a rename. */
+CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path);
+
 /* ---------------------------------------------------------------- images (optional)
 
    Declared only with CNN_IMAGES defined; see OPTIONAL: IMAGES at the top for
@@ -3668,6 +3711,1494 @@ CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, siz
     if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
     if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &model->error)) != CNN_OK) return result;
     return cnn__load_model(model, &reader, max_batch);
+}
+
+
+/* ======================================================================== other tools' formats
+
+   Both formats below name a model's tensors as torch.nn.Sequential does
+   and hold them in PyTorch's layouts (see the API). Element k of a tensor
+   in PyTorch's order is element cnn__torch_index(layer, bias, k) of the
+   layer's weight or bias array: the same for conv2d (OC, C, K, K) and
+   biases, transposed for a dense layer, which cnn.h keeps as (IN, OUT)
+   and PyTorch as (OUT, IN). */
+CNN__PRIVATE size_t cnn__torch_index(const cnn_layer *layer, int bias, size_t k)
+{
+    size_t in_count, out_count;
+    if (bias || layer->desc.type != CNN_LAYER_DENSE) return k;
+    out_count = (size_t)layer->desc.units;
+    in_count = layer->weight_count / out_count;
+    return (k % in_count) * out_count + k / in_count;  /* (out o, in i) -> [i][o] */
+}
+
+/* The shape of a layer's weight or bias in PyTorch; returns the rank. */
+CNN__PRIVATE int cnn__torch_shape(const cnn_layer *layer, int bias, uint64_t shape[4])
+{
+    shape[0] = (uint64_t)layer->desc.units;
+    if (bias) return 1;
+    if (layer->desc.type == CNN_LAYER_DENSE) {
+        shape[1] = (uint64_t)(layer->weight_count / (size_t)layer->desc.units);
+        return 2;
+    }
+    shape[1] = (uint64_t)layer->in.c;
+    shape[2] = shape[3] = (uint64_t)layer->desc.kernel;
+    return 4;
+}
+
+/* A growing block of bytes for the headers the writers build. An
+   allocation failure sets failed and later appends do nothing, so a
+   writer checks once, at the end. */
+typedef struct cnn__buffer {
+    unsigned char *data;
+    size_t length, capacity;
+    int failed;
+} cnn__buffer;
+
+CNN__PRIVATE void cnn__buffer_put(cnn__buffer *buffer, const void *bytes, size_t count)
+{
+    if (buffer->failed) return;
+    if (count > buffer->capacity - buffer->length) {
+        size_t capacity = buffer->capacity ? buffer->capacity : 256;
+        unsigned char *bigger;
+        while (capacity - buffer->length < count) {
+            if (capacity > (size_t)-1 / 2) { buffer->failed = 1; return; }
+            capacity *= 2;
+        }
+        bigger = (unsigned char *)CNN_MALLOC(capacity);
+        if (!bigger) { buffer->failed = 1; return; }
+        if (buffer->length) memcpy(bigger, buffer->data, buffer->length);
+        CNN_FREE(buffer->data);
+        buffer->data = bigger;
+        buffer->capacity = capacity;
+    }
+    if (count) memcpy(buffer->data + buffer->length, bytes, count);
+    buffer->length += count;
+}
+
+CNN__PRIVATE void cnn__buffer_printf(cnn__buffer *buffer, const char *format, ...)
+{
+    char text[256];
+    int length;
+    va_list args;
+    va_start(args, format);
+    length = vsnprintf(text, sizeof text, format, args);
+    va_end(args);
+    if (length < 0 || (size_t)length >= sizeof text) buffer->failed = 1;  /* never for our short pieces */
+    else cnn__buffer_put(buffer, text, (size_t)length);
+}
+
+CNN__PRIVATE void cnn__buffer_free(cnn__buffer *buffer)
+{
+    CNN_FREE(buffer->data);
+    memset(buffer, 0, sizeof *buffer);
+}
+
+/* Writes a float as the shortest "%.9g" text, which reads back as the
+   same float, with '.' as the decimal point whatever the C locale says. */
+CNN__PRIVATE void cnn__format_float(char *text, size_t size, float value)
+{
+    char *c;
+    snprintf(text, size, "%.9g", (double)value);
+    for (c = text; *c; c++)
+        if (*c == ',') *c = '.';
+}
+
+/* Reads a decimal number ("-0.300000012", "1e-05") from text, ignoring
+   the C locale; returns a pointer past it, or NULL when there is none. */
+CNN__PRIVATE const char *cnn__parse_decimal(const char *text, double *value)
+{
+    uint64_t digits = 0;
+    int scale = 0, exponent = 0, any = 0, negative = 0, exponent_negative = 0;
+    double result;
+    if (*text == '-' || *text == '+') negative = *text++ == '-';
+    for (; *text >= '0' && *text <= '9'; text++, any = 1) {
+        if (digits < 100000000000000000ull) digits = digits * 10 + (uint64_t)(*text - '0');
+        else scale++;
+    }
+    if (*text == '.')
+        for (text++; *text >= '0' && *text <= '9'; text++, any = 1)
+            if (digits < 100000000000000000ull) digits = digits * 10 + (uint64_t)(*text - '0'), scale--;
+    if (!any) return NULL;
+    if (*text == 'e' || *text == 'E') {
+        text++;
+        if (*text == '-' || *text == '+') exponent_negative = *text++ == '-';
+        if (*text < '0' || *text > '9') return NULL;
+        for (; *text >= '0' && *text <= '9'; text++)
+            if (exponent < 10000) exponent = exponent * 10 + (*text - '0');
+    }
+    scale += exponent_negative ? -exponent : exponent;
+    result = (double)digits;
+    /* powers of ten up to 1e22 are exact doubles: one rounding for short numbers */
+    for (; scale > 0; scale -= scale > 22 ? 22 : scale) result *= pow(10.0, scale > 22 ? 22 : scale);
+    for (; scale < 0; scale += scale < -22 ? 22 : -scale) result /= pow(10.0, scale < -22 ? 22 : -scale);
+    *value = negative ? -result : result;
+    return text;
+}
+
+/* A tensor name as it may appear in a message: at most 48 bytes, with
+   anything unprintable (a file can hold any name) as '?'. */
+CNN__PRIVATE const char *cnn__printable(const char *name, char out[52])
+{
+    size_t i;
+    for (i = 0; name[i] && i < 48; i++) out[i] = name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?';
+    if (name[i]) out[i++] = '.', out[i++] = '.', out[i++] = '.';
+    out[i] = '\0';
+    return out;
+}
+
+/* ======================================================================== safetensors
+
+   The format (github.com/huggingface/safetensors), all little-endian:
+     u64        N, the header's length in bytes (at most 100 MB)
+     N bytes    a JSON object in UTF-8, which writers may pad with spaces:
+                  "NAME": {"dtype": "F32", "shape": [6, 1, 5, 5],
+                           "data_offsets": [BEGIN, END]}
+                for each tensor, and optionally "__metadata__": an object
+                of string values
+     the data   each tensor's elements in row-major order, at [BEGIN, END)
+                from the end of the header; the tensors tile the data
+                exactly, in any order of keys, and end at the end of the file
+   The reader checks all of that, and the model's tensors against it,
+   before it touches a model; then it reads the data once, in the order of
+   the offsets. cnn.h writes F32; it reads F32, F16 and BF16 (converted to
+   float) and knows every other dtype of the format by name and size.
+
+   cnn.h's metadata ("__metadata__"; README.md, "To and from PyTorch and
+   ONNX"): "cnn.h.version": "1", "cnn.h.input": "C,H,W", "cnn.h.layers":
+   "COUNT", and per layer "cnn.h.layer.I": its type and settings, such as
+   "conv2d units=6 kernel=5 stride=1 padding=2 init=glorot_uniform".
+   "format": "pt" tells the Hugging Face tools the tensors are PyTorch's. */
+
+#define CNN__SAFETENSORS_MAX_HEADER 100000000ull  /* as the format's own reader */
+#define CNN__SAFETENSORS_MAX_RANK 8                 /* dimensions kept for messages */
+
+typedef struct cnn__dtype {
+    const char *name;
+    int bits;  /* per element */
+} cnn__dtype;
+
+/* Every dtype of the format; cnn.h reads the first three. */
+enum { CNN__DTYPE_F32, CNN__DTYPE_F16, CNN__DTYPE_BF16 };
+static const cnn__dtype cnn__dtypes[] = {
+    {"F32", 32}, {"F16", 16}, {"BF16", 16}, {"F64", 64}, {"C64", 64}, {"I64", 64}, {"U64", 64},
+    {"I32", 32}, {"U32", 32}, {"I16", 16}, {"U16", 16}, {"I8", 8}, {"U8", 8}, {"BOOL", 8},
+    {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"F4", 4}};
+
+/* One tensor of a file's header. */
+typedef struct cnn__tensor_entry {
+    const char *name;         /* decoded from JSON */
+    long long at;             /* file offset of its key, for messages */
+    int dtype;                /* index into cnn__dtypes */
+    int rank;                 /* shape holds the first CNN__SAFETENSORS_MAX_RANK */
+    uint64_t shape[CNN__SAFETENSORS_MAX_RANK];
+    uint64_t count;           /* elements: the product of the shape, 1 for a scalar */
+    uint64_t begin, end;      /* bytes into the data */
+    int layer, bias;          /* what it fills: a layer index (-1: none yet), 1 for a bias */
+} cnn__tensor_entry;
+
+typedef struct cnn__metadata_entry {
+    const char *key, *value;
+    long long at;
+} cnn__metadata_entry;
+
+/* A parsed header. Strings live in text, which the parser decodes into. */
+typedef struct cnn__safetensors {
+    unsigned char *json;      /* the N bytes of the header */
+    size_t json_length;
+    char *text;               /* decoded strings, NUL-terminated, one after another */
+    size_t text_used;
+    cnn__tensor_entry *tensors;
+    size_t tensor_count, tensor_capacity;
+    cnn__metadata_entry *metadata;
+    size_t metadata_count, metadata_capacity;
+    int has_metadata;
+    uint64_t data_length;     /* bytes of data the tensors tile */
+} cnn__safetensors;
+
+CNN__PRIVATE void cnn__safetensors_free(cnn__safetensors *file)
+{
+    CNN_FREE(file->json);
+    CNN_FREE(file->text);
+    CNN_FREE(file->tensors);
+    CNN_FREE(file->metadata);
+    memset(file, 0, sizeof *file);
+}
+
+/* Makes room for one more item in a growing array of item_size bytes. */
+CNN__PRIVATE int cnn__grow(void **items, size_t *capacity, size_t count, size_t item_size)
+{
+    size_t new_capacity = *capacity ? 2 * *capacity : 16, bytes;
+    void *bigger;
+    if (count < *capacity) return 1;
+    bytes = cnn__mul_size(new_capacity, item_size);
+    if (!bytes || !(bigger = CNN_MALLOC(bytes))) return 0;
+    if (count) memcpy(bigger, *items, count * item_size);
+    CNN_FREE(*items);
+    *items = bigger;
+    *capacity = new_capacity;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- the JSON header
+
+   A small strict JSON reader for the one shape of object the header is.
+   It decodes strings (escapes and surrogate pairs into UTF-8), reads
+   whole numbers without overflow, and skips values it does not need
+   (nested at most 64 deep). Errors name the file and the header's byte. */
+
+typedef struct cnn__json {
+    cnn__safetensors *file;
+    size_t at;                /* next byte of file->json */
+    const char *path;
+    cnn_error *error;
+} cnn__json;
+
+#define CNN__JSON_HEADER_AT 8  /* the header's first byte in the file */
+
+CNN__PRIVATE cnn_result cnn__json_fail(cnn__json *json, const char *format, ...)
+{
+    char reason[200];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(reason, sizeof reason, format, args);
+    va_end(args);
+    return cnn__fail(json->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, CNN__JSON_HEADER_AT + (long long)json->at,
+                     "'%s': header byte %lld: %s", json->path, CNN__JSON_HEADER_AT + (long long)json->at, reason);
+}
+
+/* The next byte that is not white space, without taking it; -1 at the end. */
+CNN__PRIVATE int cnn__json_peek(cnn__json *json)
+{
+    const unsigned char *text = json->file->json;
+    while (json->at < json->file->json_length &&
+           (text[json->at] == ' ' || text[json->at] == '\t' || text[json->at] == '\n' || text[json->at] == '\r'))
+        json->at++;
+    return json->at < json->file->json_length ? text[json->at] : -1;
+}
+
+CNN__PRIVATE cnn_result cnn__json_expect(cnn__json *json, int c, const char *where)
+{
+    if (cnn__json_peek(json) != c) return cnn__json_fail(json, "expected '%c' %s", c, where);
+    json->at++;
+    return CNN_OK;
+}
+
+/* 1 when bytes are well-formed UTF-8 (no overlong forms, no surrogates,
+   nothing above U+10FFFF), as JSON requires; else 0 and *bad is where. */
+CNN__PRIVATE int cnn__utf8_valid(const unsigned char *bytes, size_t length, size_t *bad)
+{
+    size_t i = 0;
+    while (i < length) {
+        unsigned c = bytes[i], need, code, k;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) need = 1, code = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) need = 2, code = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) need = 3, code = c & 0x07;
+        else break;
+        if (length - i <= need) break;
+        for (k = 1; k <= need && (bytes[i + k] & 0xC0) == 0x80; k++) code = code << 6 | (bytes[i + k] & 0x3Fu);
+        if (k <= need) break;
+        if ((need == 2 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
+            (need == 3 && (code < 0x10000 || code > 0x10FFFF)))
+            break;
+        i += need + 1;
+    }
+    *bad = i;
+    return i == length;
+}
+
+CNN__PRIVATE int cnn__hex_digit(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Reads 4 hex digits after "\u". */
+CNN__PRIVATE long cnn__json_hex4(cnn__json *json)
+{
+    const unsigned char *text = json->file->json;
+    long value = 0;
+    int i, digit;
+    if (json->file->json_length - json->at < 4) return -1;
+    for (i = 0; i < 4; i++) {
+        if ((digit = cnn__hex_digit(text[json->at + (size_t)i])) < 0) return -1;
+        value = value * 16 + digit;
+    }
+    json->at += 4;
+    return value;
+}
+
+/* Reads a string into file->text and points *out at it. A decoded string
+   is never longer than its JSON form, so text (sized as the header) has
+   room for all of them. U+0000 is refused: names are C strings. */
+CNN__PRIVATE cnn_result cnn__json_string(cnn__json *json, const char **out, const char *what)
+{
+    cnn__safetensors *file = json->file;
+    char *to = file->text + file->text_used;
+    const char *start = to;
+    if (cnn__json_peek(json) != '"') return cnn__json_fail(json, "expected %s (a string in double quotes)", what);
+    json->at++;
+    for (;;) {
+        unsigned c;
+        long code;
+        if (json->at >= file->json_length) return cnn__json_fail(json, "%s is not terminated", what);
+        c = file->json[json->at++];
+        if (c == '"') break;
+        if (c < 0x20) { json->at--; return cnn__json_fail(json, "a control character (%u) inside %s", c, what); }
+        if (c != '\\') { *to++ = (char)c; continue; }
+        if (json->at >= file->json_length) return cnn__json_fail(json, "%s is not terminated", what);
+        switch (c = file->json[json->at++]) {
+        case '"': case '\\': case '/': *to++ = (char)c; continue;
+        case 'b': *to++ = '\b'; continue;
+        case 'f': *to++ = '\f'; continue;
+        case 'n': *to++ = '\n'; continue;
+        case 'r': *to++ = '\r'; continue;
+        case 't': *to++ = '\t'; continue;
+        case 'u': break;
+        default: json->at--; return cnn__json_fail(json, "unknown escape '\\%c' in %s", c >= 0x20 && c < 0x7f ? (int)c : '?', what);
+        }
+        if ((code = cnn__json_hex4(json)) < 0) return cnn__json_fail(json, "'\\u' needs 4 hex digits in %s", what);
+        if (code >= 0xDC00 && code <= 0xDFFF) return cnn__json_fail(json, "a lone low surrogate \\u%04lX in %s", code, what);
+        if (code >= 0xD800 && code <= 0xDBFF) {  /* a pair: \uD8xx\uDCxx */
+            long low;
+            if (file->json_length - json->at < 2 || file->json[json->at] != '\\' || file->json[json->at + 1] != 'u')
+                return cnn__json_fail(json, "a high surrogate \\u%04lX without its low half in %s", code, what);
+            json->at += 2;
+            low = cnn__json_hex4(json);
+            if (low < 0xDC00 || low > 0xDFFF)
+                return cnn__json_fail(json, "a high surrogate \\u%04lX without its low half in %s", code, what);
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+        }
+        if (code == 0) return cnn__json_fail(json, "%s contains \\u0000", what);
+        if (code < 0x80) *to++ = (char)code;
+        else if (code < 0x800) *to++ = (char)(0xC0 | code >> 6), *to++ = (char)(0x80 | (code & 0x3F));
+        else if (code < 0x10000)
+            *to++ = (char)(0xE0 | code >> 12), *to++ = (char)(0x80 | (code >> 6 & 0x3F)), *to++ = (char)(0x80 | (code & 0x3F));
+        else
+            *to++ = (char)(0xF0 | code >> 18), *to++ = (char)(0x80 | (code >> 12 & 0x3F)),
+            *to++ = (char)(0x80 | (code >> 6 & 0x3F)), *to++ = (char)(0x80 | (code & 0x3F));
+    }
+    *to++ = '\0';
+    file->text_used = (size_t)(to - file->text);
+    *out = start;
+    return CNN_OK;
+}
+
+/* Reads a whole number >= 0 that fits in 64 bits. */
+CNN__PRIVATE cnn_result cnn__json_whole(cnn__json *json, uint64_t *value, const char *what)
+{
+    const unsigned char *text = json->file->json;
+    size_t length = json->file->json_length;
+    uint64_t v = 0;
+    int c = cnn__json_peek(json);
+    if (c == '-') return cnn__json_fail(json, "%s is negative", what);
+    if (c < '0' || c > '9') return cnn__json_fail(json, "expected %s (a whole number)", what);
+    if (c == '0' && json->at + 1 < length && text[json->at + 1] >= '0' && text[json->at + 1] <= '9')
+        return cnn__json_fail(json, "%s has a leading zero, which JSON does not allow", what);
+    while (json->at < length && text[json->at] >= '0' && text[json->at] <= '9') {
+        unsigned digit = (unsigned)(text[json->at] - '0');
+        if (v > (UINT64_MAX - digit) / 10) return cnn__json_fail(json, "%s does not fit in 64 bits", what);
+        v = v * 10 + digit;
+        json->at++;
+    }
+    if (json->at < length && (text[json->at] == '.' || text[json->at] == 'e' || text[json->at] == 'E'))
+        return cnn__json_fail(json, "%s is not a whole number", what);
+    *value = v;
+    return CNN_OK;
+}
+
+/* Skips one JSON value of any kind (an unknown field), checking its syntax. */
+CNN__PRIVATE cnn_result cnn__json_skip(cnn__json *json, int depth)
+{
+    cnn__safetensors *file = json->file;
+    const char *ignored;
+    cnn_result result;
+    int c = cnn__json_peek(json);
+    if (depth > 64) return cnn__json_fail(json, "values nested more than 64 deep");
+    if (c == '"') {
+        size_t used = file->text_used;
+        result = cnn__json_string(json, &ignored, "a string");
+        file->text_used = used;  /* not kept */
+        return result;
+    }
+    if (c == '{' || c == '[') {
+        int close = c == '{' ? '}' : ']';
+        json->at++;
+        if (cnn__json_peek(json) == close) { json->at++; return CNN_OK; }
+        for (;;) {
+            if (close == '}') {
+                size_t used = file->text_used;
+                if ((result = cnn__json_string(json, &ignored, "a key")) != CNN_OK) return result;
+                file->text_used = used;
+                if ((result = cnn__json_expect(json, ':', "after a key")) != CNN_OK) return result;
+            }
+            if ((result = cnn__json_skip(json, depth + 1)) != CNN_OK) return result;
+            c = cnn__json_peek(json);
+            json->at++;
+            if (c == close) return CNN_OK;
+            if (c != ',') { json->at--; return cnn__json_fail(json, "expected ',' or '%c'", close); }
+        }
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {  /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+        const unsigned char *text = file->json;
+        size_t length = file->json_length, digits;
+        if (c == '-') json->at++;
+        for (digits = 0; json->at < length && text[json->at] >= '0' && text[json->at] <= '9'; digits++) json->at++;
+        if (digits == 0 || (digits > 1 && text[json->at - digits] == '0')) return cnn__json_fail(json, "a malformed number");
+        if (json->at < length && text[json->at] == '.') {
+            for (json->at++, digits = 0; json->at < length && text[json->at] >= '0' && text[json->at] <= '9'; digits++) json->at++;
+            if (digits == 0) return cnn__json_fail(json, "a malformed number");
+        }
+        if (json->at < length && (text[json->at] == 'e' || text[json->at] == 'E')) {
+            json->at++;
+            if (json->at < length && (text[json->at] == '+' || text[json->at] == '-')) json->at++;
+            for (digits = 0; json->at < length && text[json->at] >= '0' && text[json->at] <= '9'; digits++) json->at++;
+            if (digits == 0) return cnn__json_fail(json, "a malformed number");
+        }
+        return CNN_OK;
+    }
+    {
+        static const char *const words[3] = {"true", "false", "null"};
+        int i;
+        for (i = 0; i < 3; i++) {
+            size_t n = strlen(words[i]);
+            if (file->json_length - json->at >= n && memcmp(file->json + json->at, words[i], n) == 0) {
+                json->at += n;
+                return CNN_OK;
+            }
+        }
+    }
+    return cnn__json_fail(json, c < 0 ? "the header ends where a value should be" : "expected a value");
+}
+
+/* "__metadata__": {"key": "value", ...} */
+CNN__PRIVATE cnn_result cnn__json_metadata(cnn__json *json)
+{
+    cnn__safetensors *file = json->file;
+    cnn_result result;
+    if ((result = cnn__json_expect(json, '{', "to open __metadata__")) != CNN_OK) return result;
+    if (cnn__json_peek(json) == '}') { json->at++; return CNN_OK; }
+    for (;;) {
+        cnn__metadata_entry entry;
+        void *items = file->metadata;
+        int c;
+        cnn__json_peek(json);
+        entry.at = CNN__JSON_HEADER_AT + (long long)json->at;
+        if ((result = cnn__json_string(json, &entry.key, "a metadata key")) != CNN_OK) return result;
+        if ((result = cnn__json_expect(json, ':', "after a metadata key")) != CNN_OK) return result;
+        if (cnn__json_peek(json) != '"') return cnn__json_fail(json, "metadata values must be strings");
+        if ((result = cnn__json_string(json, &entry.value, "a metadata value")) != CNN_OK) return result;
+        if (!cnn__grow(&items, &file->metadata_capacity, file->metadata_count, sizeof entry))
+            return cnn__fail(json->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "'%s': out of memory for the header", json->path);
+        file->metadata = (cnn__metadata_entry *)items;
+        file->metadata[file->metadata_count++] = entry;
+        c = cnn__json_peek(json);
+        json->at++;
+        if (c == '}') return CNN_OK;
+        if (c != ',') { json->at--; return cnn__json_fail(json, "expected ',' or '}' in __metadata__"); }
+    }
+}
+
+/* "NAME": {"dtype": ..., "shape": [...], "data_offsets": [BEGIN, END]};
+   fields it does not know are skipped, as the format's reader does. */
+CNN__PRIVATE cnn_result cnn__json_tensor(cnn__json *json, cnn__tensor_entry *entry)
+{
+    cnn__safetensors *file = json->file;
+    char name[52];
+    int have_dtype = 0, have_shape = 0, have_offsets = 0, c;
+    uint64_t bits;
+    cnn_result result;
+    const char *shown = cnn__printable(entry->name, name);
+    if ((result = cnn__json_expect(json, '{', "to open a tensor's description")) != CNN_OK) return result;
+    c = cnn__json_peek(json);
+    while (c != '}') {
+        const char *field;
+        size_t used = file->text_used;
+        if ((result = cnn__json_string(json, &field, "a field name")) != CNN_OK) return result;
+        if ((result = cnn__json_expect(json, ':', "after a field name")) != CNN_OK) return result;
+        if (strcmp(field, "dtype") == 0) {
+            const char *dtype;
+            size_t i, count = sizeof cnn__dtypes / sizeof cnn__dtypes[0];
+            if (have_dtype++) return cnn__json_fail(json, "tensor '%s' has two dtypes", shown);
+            if ((result = cnn__json_string(json, &dtype, "the dtype")) != CNN_OK) return result;
+            for (i = 0; i < count && strcmp(dtype, cnn__dtypes[i].name) != 0; i++) continue;
+            if (i == count) { char d[52]; return cnn__json_fail(json, "tensor '%s' has an unknown dtype '%s'", shown, cnn__printable(dtype, d)); }
+            entry->dtype = (int)i;
+        } else if (strcmp(field, "shape") == 0) {
+            if (have_shape++) return cnn__json_fail(json, "tensor '%s' has two shapes", shown);
+            if ((result = cnn__json_expect(json, '[', "to open the shape")) != CNN_OK) return result;
+            entry->count = 1;
+            if (cnn__json_peek(json) == ']') json->at++;
+            else for (;;) {
+                uint64_t side;
+                if ((result = cnn__json_whole(json, &side, "a dimension")) != CNN_OK) return result;
+                if (entry->rank < CNN__SAFETENSORS_MAX_RANK) entry->shape[entry->rank] = side;
+                if (entry->rank++ > 1000) return cnn__json_fail(json, "tensor '%s' has more than 1000 dimensions", shown);
+                if (side != 0 && entry->count > UINT64_MAX / side)
+                    return cnn__json_fail(json, "tensor '%s' has more elements than 64 bits can count", shown);
+                entry->count *= side;
+                c = cnn__json_peek(json);
+                json->at++;
+                if (c == ']') break;
+                if (c != ',') { json->at--; return cnn__json_fail(json, "expected ',' or ']' in a shape"); }
+            }
+        } else if (strcmp(field, "data_offsets") == 0) {
+            if (have_offsets++) return cnn__json_fail(json, "tensor '%s' has two data_offsets", shown);
+            if ((result = cnn__json_expect(json, '[', "to open data_offsets")) != CNN_OK ||
+                (result = cnn__json_whole(json, &entry->begin, "the first data offset")) != CNN_OK ||
+                (result = cnn__json_expect(json, ',', "in data_offsets, which are [begin, end]")) != CNN_OK ||
+                (result = cnn__json_whole(json, &entry->end, "the second data offset")) != CNN_OK ||
+                (result = cnn__json_expect(json, ']', "after [begin, end] in data_offsets")) != CNN_OK)
+                return result;
+        } else if ((result = cnn__json_skip(json, 1)) != CNN_OK) {
+            return result;
+        }
+        file->text_used = used;  /* the field name is not kept */
+        c = cnn__json_peek(json);
+        if (c == ',') { json->at++; c = 0; }
+        else if (c != '}') return cnn__json_fail(json, "expected ',' or '}' in tensor '%s'", shown);
+    }
+    json->at++;
+    if (!have_dtype || !have_shape || !have_offsets)
+        return cnn__json_fail(json, "tensor '%s' has no %s", shown, !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
+    if (entry->end < entry->begin)
+        return cnn__json_fail(json, "tensor '%s' has data_offsets [%llu, %llu], which end before they begin", shown,
+                              (unsigned long long)entry->begin, (unsigned long long)entry->end);
+    bits = (uint64_t)cnn__dtypes[entry->dtype].bits;
+    if (entry->count > UINT64_MAX / bits || (entry->count * bits) % 8 != 0)
+        return cnn__json_fail(json, "tensor '%s': %llu elements of %s are not a whole number of bytes", shown,
+                              (unsigned long long)entry->count, cnn__dtypes[entry->dtype].name);
+    if (entry->end - entry->begin != entry->count * bits / 8)
+        return cnn__json_fail(json, "tensor '%s': %llu elements of %s take %llu bytes, but data_offsets [%llu, %llu] hold %llu",
+                              shown, (unsigned long long)entry->count, cnn__dtypes[entry->dtype].name,
+                              (unsigned long long)(entry->count * bits / 8), (unsigned long long)entry->begin,
+                              (unsigned long long)entry->end, (unsigned long long)(entry->end - entry->begin));
+    return CNN_OK;
+}
+
+CNN__PRIVATE int cnn__compare_tensor_names(const void *a, const void *b)
+{
+    return strcmp(((const cnn__tensor_entry *)a)->name, ((const cnn__tensor_entry *)b)->name);
+}
+
+CNN__PRIVATE int cnn__compare_tensor_offsets(const void *a, const void *b)
+{
+    const cnn__tensor_entry *x = (const cnn__tensor_entry *)a, *y = (const cnn__tensor_entry *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;  /* an empty tensor before one that starts with it */
+    return 0;
+}
+
+CNN__PRIVATE int cnn__compare_metadata_keys(const void *a, const void *b)
+{
+    return strcmp(((const cnn__metadata_entry *)a)->key, ((const cnn__metadata_entry *)b)->key);
+}
+
+/* Reads and checks a file's header, leaving the reader at the data. On
+   return the tensors are sorted by name (no two alike) and tile the data
+   exactly; file->data_length is its length, equal to the rest of the input. */
+CNN__PRIVATE cnn_result cnn__safetensors_header(cnn__safetensors *file, cnn__reader *reader, cnn_error *error)
+{
+    const char *path = reader->name;
+    unsigned char prefix[8];
+    uint64_t header_length, expected = 0;
+    long long size = reader->size;
+    size_t got, i, bad;
+    cnn__json json;
+    cnn_result result;
+    int c;
+    memset(file, 0, sizeof *file);
+    got = cnn__read_bytes(reader, prefix, 8);
+    if (got < 8 && cnn__reader_failed(reader))
+        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
+    if (got < 8)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, (long long)got,
+                         "'%s' is too short to be a safetensors file (%lu bytes)", path, (unsigned long)got);
+    header_length = (uint64_t)cnn__get_u32(prefix) | (uint64_t)cnn__get_u32(prefix + 4) << 32;
+    if (header_length > CNN__SAFETENSORS_MAX_HEADER)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s': header length %llu is more than the format's 100 MB",
+                         path, (unsigned long long)header_length);
+    if (size >= 0 && header_length > (uint64_t)size - 8)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s': header length %llu runs past the end of the file (%lld bytes)",
+                         path, (unsigned long long)header_length, size);
+    if (header_length < 2)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s': header length %llu is too short for a JSON object",
+                         path, (unsigned long long)header_length);
+    file->json_length = (size_t)header_length;
+    file->json = (unsigned char *)CNN_MALLOC(file->json_length);
+    file->text = (char *)CNN_MALLOC(file->json_length);
+    if (!file->json || !file->text)
+        return cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "'%s': out of memory for a %llu-byte header", path,
+                         (unsigned long long)header_length);
+    if ((got = cnn__read_bytes(reader, file->json, file->json_length)) != file->json_length)
+        return cnn__fail(error, cnn__reader_failed(reader) ? CNN_ERROR_IO : CNN_ERROR_BAD_MODEL_FILE, 0, 0, 8 + (long long)got,
+                         "'%s' ends inside its %llu-byte header", path, (unsigned long long)header_length);
+    if (!cnn__utf8_valid(file->json, file->json_length, &bad))
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 8 + (long long)bad, "'%s': header byte %lld: not valid UTF-8",
+                         path, 8 + (long long)bad);
+
+    json.file = file; json.at = 0; json.path = path; json.error = error;
+    if (file->json[0] != '{') return cnn__json_fail(&json, "the header does not start with '{': not a safetensors file");
+    json.at = 1;
+    c = cnn__json_peek(&json);
+    if (c == '}') json.at++;
+    while (c != '}') {
+        cnn__tensor_entry entry;
+        const char *key;
+        long long at;
+        void *items = file->tensors;
+        cnn__json_peek(&json);
+        at = CNN__JSON_HEADER_AT + (long long)json.at;
+        if ((result = cnn__json_string(&json, &key, "a tensor name")) != CNN_OK) return result;
+        if ((result = cnn__json_expect(&json, ':', "after a tensor name")) != CNN_OK) return result;
+        if (strcmp(key, "__metadata__") == 0) {
+            if (file->has_metadata++) return cnn__json_fail(&json, "__metadata__ appears twice");
+            if ((result = cnn__json_metadata(&json)) != CNN_OK) return result;
+        } else {
+            memset(&entry, 0, sizeof entry);
+            entry.name = key; entry.at = at; entry.layer = -1;
+            if ((result = cnn__json_tensor(&json, &entry)) != CNN_OK) return result;
+            if (!cnn__grow(&items, &file->tensor_capacity, file->tensor_count, sizeof entry))
+                return cnn__fail(error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "'%s': out of memory for the header", path);
+            file->tensors = (cnn__tensor_entry *)items;
+            file->tensors[file->tensor_count++] = entry;
+        }
+        c = cnn__json_peek(&json);
+        json.at++;
+        if (c != ',' && c != '}') { json.at--; return cnn__json_fail(&json, "expected ',' or '}' after a tensor"); }
+    }
+    if (cnn__json_peek(&json) >= 0) return cnn__json_fail(&json, "something other than spaces after the header's object");
+
+    /* no two tensors (or metadata keys) alike */
+    if (file->metadata_count > 1) qsort(file->metadata, file->metadata_count, sizeof *file->metadata, cnn__compare_metadata_keys);
+    for (i = 1; i < file->metadata_count; i++)
+        if (strcmp(file->metadata[i - 1].key, file->metadata[i].key) == 0) {
+            char name[52];
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file->metadata[i].at, "'%s': metadata key '%s' appears twice",
+                             path, cnn__printable(file->metadata[i].key, name));
+        }
+    /* the data: tensors in the order of their offsets tile it exactly */
+    if (file->tensor_count > 1) qsort(file->tensors, file->tensor_count, sizeof *file->tensors, cnn__compare_tensor_offsets);
+    for (i = 0; i < file->tensor_count; i++) {
+        cnn__tensor_entry *entry = &file->tensors[i];
+        char name[52];
+        if (entry->begin != expected)
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, entry->at,
+                             "'%s': tensor '%s' begins at data offset %llu, but the one before it ends at %llu (%s)", path,
+                             cnn__printable(entry->name, name), (unsigned long long)entry->begin, (unsigned long long)expected,
+                             entry->begin < expected ? "they overlap" : "a gap");
+        expected = entry->end;
+    }
+    if (size >= 0 && expected != (uint64_t)size - 8 - header_length)
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, size,
+                         "'%s' has %llu bytes of data after its header; its tensors take %llu (%s)", path,
+                         (unsigned long long)((uint64_t)size - 8 - header_length), (unsigned long long)expected,
+                         expected > (uint64_t)size - 8 - header_length ? "truncated" : "trailing bytes");
+    file->data_length = expected;
+    if (file->tensor_count > 1) qsort(file->tensors, file->tensor_count, sizeof *file->tensors, cnn__compare_tensor_names);
+    for (i = 1; i < file->tensor_count; i++)
+        if (strcmp(file->tensors[i - 1].name, file->tensors[i].name) == 0) {
+            char name[52];
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file->tensors[i].at, "'%s': tensor '%s' appears twice", path,
+                             cnn__printable(file->tensors[i].name, name));
+        }
+    return CNN_OK;
+}
+
+/* "(6, 1, 5, 5)" */
+CNN__PRIVATE const char *cnn__format_shape(char out[96], const uint64_t *shape, int rank)
+{
+    size_t used = 0;
+    int i;
+    out[used++] = '(';
+    for (i = 0; i < rank && i < CNN__SAFETENSORS_MAX_RANK && used < 70; i++)
+        used += (size_t)snprintf(out + used, 96 - used, i ? ", %llu" : "%llu", (unsigned long long)shape[i]);
+    if (i < rank) used += (size_t)snprintf(out + used, 96 - used, ", ...");
+    snprintf(out + used, 96 - used, ")");
+    return out;
+}
+
+/* Pairs every parameter tensor of the model with a tensor of the file, by
+   name, and checks its dtype and shape; then that nothing is left over. */
+CNN__PRIVATE cnn_result cnn__safetensors_match(const cnn_model *model, cnn__safetensors *file, const char *path, cnn_error *error)
+{
+    size_t matched = 0, i;
+    int l, bias;
+    char name[32], shown[52], have[96], want[96];
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        if (layer->weight_count == 0) continue;
+        for (bias = 0; bias < 2; bias++) {
+            cnn__tensor_entry key, *entry;
+            uint64_t shape[4];
+            int rank = cnn__torch_shape(layer, bias, shape), d, same;
+            snprintf(name, sizeof name, "%d.%s", l, bias ? "bias" : "weight");
+            key.name = name;
+            entry = file->tensor_count ? (cnn__tensor_entry *)bsearch(&key, file->tensors, file->tensor_count, sizeof key,
+                                                                     cnn__compare_tensor_names) : NULL;
+            if (!entry)
+                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, -1, "'%s' has no tensor '%s' (layer %d, %s, needs it as %s)",
+                                 path, name, l, cnn_layer_type_name(layer->desc.type), cnn__format_shape(want, shape, rank));
+            if (entry->dtype != CNN__DTYPE_F32 && entry->dtype != CNN__DTYPE_F16 && entry->dtype != CNN__DTYPE_BF16)
+                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, entry->at, "'%s': tensor '%s' is %s; cnn.h reads F32, F16 and BF16",
+                                 path, name, cnn__dtypes[entry->dtype].name);
+            same = entry->rank == rank;
+            for (d = 0; same && d < rank; d++) same = entry->shape[d] == shape[d];
+            if (!same)
+                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, entry->at, "'%s': tensor '%s' has shape %s; layer %d (%s) needs %s",
+                                 path, name, cnn__format_shape(have, entry->shape, entry->rank), l,
+                                 cnn_layer_type_name(layer->desc.type), cnn__format_shape(want, shape, rank));
+            entry->layer = l;
+            entry->bias = bias;
+            matched++;
+        }
+    }
+    if (matched == file->tensor_count) return CNN_OK;
+    for (i = 0; file->tensors[i].layer >= 0; i++) continue;
+    {
+        const char *extra = file->tensors[i].name;
+        char *end;
+        long index = strtol(extra, &end, 10);
+        if (end != extra && *end == '.' && index >= 0 && index < model->layer_count && extra[0] >= '0' && extra[0] <= '9')
+            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file->tensors[i].at,
+                             "'%s': tensor '%s' is not a parameter of this model (layer %ld is %s)", path,
+                             cnn__printable(extra, shown), index, cnn_layer_type_name(model->layers[index].desc.type));
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file->tensors[i].at,
+                         "'%s': tensor '%s' is not a parameter of this model (layers 0 to %d)", path,
+                         cnn__printable(extra, shown), model->layer_count - 1);
+    }
+}
+
+/* F16 (1 sign, 5 exponent, 10 fraction bits) to float, exactly. */
+CNN__PRIVATE float cnn__f16_to_float(unsigned bits)
+{
+    unsigned sign = bits >> 15 & 1u, exponent = bits >> 10 & 0x1Fu, fraction = bits & 0x3FFu;
+    uint32_t out;
+    float value;
+    if (exponent == 0) {  /* zero or subnormal: fraction x 2^-24, exact in a float */
+        value = (float)fraction * (1.0f / 16777216.0f);
+        return sign ? -value : value;
+    }
+    if (exponent == 31) out = (uint32_t)sign << 31 | 0x7F800000u | (uint32_t)fraction << 13;  /* inf, NaN */
+    else out = (uint32_t)sign << 31 | (uint32_t)(exponent - 15 + 127) << 23 | (uint32_t)fraction << 13;
+    memcpy(&value, &out, sizeof value);
+    return value;
+}
+
+/* BF16 is a float's top 16 bits. */
+CNN__PRIVATE float cnn__bf16_to_float(unsigned bits)
+{
+    uint32_t out = (uint32_t)bits << 16;
+    float value;
+    memcpy(&value, &out, sizeof value);
+    return value;
+}
+
+/* Reads the data after the header into params (laid out as model->params),
+   tensor by tensor in the order of their offsets: the reader's order. */
+CNN__PRIVATE cnn_result cnn__safetensors_data(const cnn_model *model, cnn__safetensors *file, cnn__reader *reader,
+                                              float *params, cnn_error *error)
+{
+    unsigned char chunk[4096];
+    long long data_at = 8 + (long long)file->json_length;
+    size_t t;
+    if (file->tensor_count > 1) qsort(file->tensors, file->tensor_count, sizeof *file->tensors, cnn__compare_tensor_offsets);
+    for (t = 0; t < file->tensor_count; t++) {
+        const cnn__tensor_entry *entry = &file->tensors[t];
+        const cnn_layer *layer = &model->layers[entry->layer];
+        size_t element_bytes = (size_t)cnn__dtypes[entry->dtype].bits / 8, done, k, n;
+        size_t base = layer->param_offset + (entry->bias ? layer->weight_count : 0);
+        for (done = 0; done < (size_t)entry->count; done += n) {
+            n = (size_t)entry->count - done;
+            if (n > sizeof chunk / element_bytes) n = sizeof chunk / element_bytes;
+            if (cnn__read_bytes(reader, chunk, n * element_bytes) != n * element_bytes)
+                return cnn__fail(error, cnn__reader_failed(reader) ? CNN_ERROR_IO : CNN_ERROR_BAD_MODEL_FILE, 0, 0,
+                                 data_at + (long long)(entry->begin + done * element_bytes),
+                                 "'%s' ends inside tensor '%s'", reader->name, entry->name);
+            for (k = 0; k < n; k++) {
+                const unsigned char *at = chunk + k * element_bytes;
+                float value = entry->dtype == CNN__DTYPE_F32 ? cnn__get_f32(at)
+                            : entry->dtype == CNN__DTYPE_F16 ? cnn__f16_to_float((unsigned)at[0] | (unsigned)at[1] << 8)
+                                                             : cnn__bf16_to_float((unsigned)at[0] | (unsigned)at[1] << 8);
+                if (!cnn__is_finite(value))
+                    return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0,
+                                     data_at + (long long)(entry->begin + (done + k) * element_bytes),
+                                     "'%s': tensor '%s', element %lu is not a finite number", reader->name, entry->name,
+                                     (unsigned long)(done + k));
+                params[base + cnn__torch_index(layer, entry->bias, done + k)] = value;
+            }
+        }
+    }
+    if (reader->size < 0 && cnn__read_byte(reader) != CNN__EOF)  /* a pipe: its size was not known before */
+        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, reader->offset - 1, "'%s' has trailing bytes after its data",
+                         reader->name);
+    return CNN_OK;
+}
+
+/* Fills a built model from an open reader, which it closes. */
+CNN__PRIVATE cnn_result cnn__load_safetensors(cnn_model *model, cnn__reader *reader)
+{
+    cnn__safetensors file;
+    float *params = NULL;
+    cnn_result result;
+    cnn__clear_error(&model->error);
+    result = cnn__safetensors_header(&file, reader, &model->error);
+    if (result == CNN_OK) result = cnn__safetensors_match(model, &file, reader->name, &model->error);
+    if (result == CNN_OK && !(params = cnn__alloc_floats(model->param_count)))
+        result = cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory loading '%s'", reader->name);
+    if (result == CNN_OK) {  /* every parameter is in the file: the copy starts from nothing */
+        result = cnn__safetensors_data(model, &file, reader, params, &model->error);
+        if (result == CNN_OK) memcpy(model->params, params, model->param_count * sizeof(float));
+    }
+    CNN_FREE(params);
+    cnn__safetensors_free(&file);
+    cnn__close_reader(reader);
+    return result;
+}
+
+CNN__PRIVATE cnn_result cnn__check_built(cnn_model *model, const char *function)
+{
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "%s: the model is not built", function);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_load_safetensors(cnn_model *model, const char *path)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__check_built(model, "cnn_model_load_safetensors")) != CNN_OK) return result;
+    if ((result = cnn__open_reader(&reader, path, &model->error)) != CNN_OK) return result;
+    return cnn__load_safetensors(model, &reader);
+}
+
+CNNDEF cnn_result cnn_model_load_safetensors_memory(cnn_model *model, const void *bytes, size_t size)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__check_built(model, "cnn_model_load_safetensors_memory")) != CNN_OK) return result;
+    if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &model->error)) != CNN_OK) return result;
+    return cnn__load_safetensors(model, &reader);
+}
+
+/* ---------------------------------------------------------------- cnn.h's metadata */
+
+static const char *const cnn__init_names[] = {"", "glorot_uniform", "he_normal", "he_uniform"};
+
+/* A layer's metadata value, e.g. "max_pool kernel=2 stride=2". */
+CNN__PRIVATE void cnn__layer_setting(const cnn_layer_desc *d, char *text, size_t size)
+{
+    const char *type = cnn_layer_type_name(d->type);
+    char number[32];
+    switch (d->type) {
+    case CNN_LAYER_CONV2D:
+        snprintf(text, size, "%s units=%d kernel=%d stride=%d padding=%d init=%s", type, d->units, d->kernel, d->stride,
+                 d->padding, cnn__init_names[d->init]);
+        break;
+    case CNN_LAYER_DENSE: snprintf(text, size, "%s units=%d init=%s", type, d->units, cnn__init_names[d->init]); break;
+    case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
+        snprintf(text, size, "%s kernel=%d stride=%d", type, d->kernel, d->stride);
+        break;
+    case CNN_LAYER_LEAKY_RELU:
+        cnn__format_float(number, sizeof number, d->alpha);
+        snprintf(text, size, "%s alpha=%s", type, number);
+        break;
+    case CNN_LAYER_DROPOUT:
+        cnn__format_float(number, sizeof number, d->rate);
+        snprintf(text, size, "%s rate=%s", type, number);
+        break;
+    default: snprintf(text, size, "%s", type); break;
+    }
+}
+
+/* The value of a metadata key, or NULL (metadata is sorted by key). */
+CNN__PRIVATE const cnn__metadata_entry *cnn__metadata_find(const cnn__safetensors *file, const char *key)
+{
+    cnn__metadata_entry wanted;
+    if (!file->metadata_count) return NULL;
+    wanted.key = key;
+    return (const cnn__metadata_entry *)bsearch(&wanted, file->metadata, file->metadata_count, sizeof wanted,
+                                                cnn__compare_metadata_keys);
+}
+
+/* A whole number 0..65536 in text, ending at end (NULL: at a NUL or ','). */
+CNN__PRIVATE const char *cnn__parse_setting_int(const char *text, int *value)
+{
+    long v = 0;
+    if (*text < '0' || *text > '9') return NULL;
+    for (; *text >= '0' && *text <= '9'; text++)
+        if ((v = v * 10 + (*text - '0')) > 65536) return NULL;
+    *value = (int)v;
+    return text;
+}
+
+/* Parses one "cnn.h.layer.I" value into a layer description. On failure
+   it returns a reason; NULL means success. */
+CNN__PRIVATE const char *cnn__parse_layer_setting(const char *text, cnn_layer_desc *desc)
+{
+    /* settings by bit: units 1, kernel 2, stride 4, padding 8, init 16, alpha 32, rate 64 */
+    static const unsigned char allowed[CNN_LAYER_TYPE_COUNT] = {0, 31, 17, 0, 32, 0, 0, 6, 6, 0, 64, 0};
+    static const unsigned char required[CNN_LAYER_TYPE_COUNT] = {0, 15, 1, 0, 32, 0, 0, 6, 6, 0, 64, 0};
+    static const char *const keys[7] = {"units", "kernel", "stride", "padding", "init", "alpha", "rate"};
+    unsigned seen = 0;
+    size_t length;
+    int type, k;
+    memset(desc, 0, sizeof *desc);
+    for (length = 0; text[length] && text[length] != ' '; length++) continue;
+    for (type = 1; type < CNN_LAYER_TYPE_COUNT; type++)
+        if (strlen(cnn_layer_type_name((cnn_layer_type)type)) == length &&
+            memcmp(text, cnn_layer_type_name((cnn_layer_type)type), length) == 0)
+            break;
+    if (type == CNN_LAYER_TYPE_COUNT) return "unknown layer type";
+    desc->type = (cnn_layer_type)type;
+    text += length;
+    while (*text == ' ') {
+        const char *end;
+        double number;
+        while (*text == ' ') text++;
+        if (!*text) break;
+        for (k = 0; k < 7; k++) {
+            length = strlen(keys[k]);
+            if (strncmp(text, keys[k], length) == 0 && text[length] == '=') break;
+        }
+        if (k == 7) return "a setting that is not key=value with a known key";
+        if (!(allowed[type] >> k & 1u)) return "a setting this layer type does not have";
+        if (seen >> k & 1u) return "a setting given twice";
+        seen |= 1u << k;
+        text += length + 1;
+        switch (k) {
+        case 0: end = cnn__parse_setting_int(text, &desc->units); if (end && desc->units < 1) return "units below 1"; break;
+        case 1: end = cnn__parse_setting_int(text, &desc->kernel); if (end && desc->kernel < 1) return "kernel below 1"; break;
+        case 2: end = cnn__parse_setting_int(text, &desc->stride); if (end && desc->stride < 1) return "stride below 1"; break;
+        case 3: end = cnn__parse_setting_int(text, &desc->padding); break;
+        case 4:
+            for (end = NULL, desc->init = CNN_INIT_GLOROT_UNIFORM; desc->init <= CNN_INIT_HE_UNIFORM; desc->init = (cnn_init)(desc->init + 1)) {
+                length = strlen(cnn__init_names[desc->init]);
+                if (strncmp(text, cnn__init_names[desc->init], length) == 0 && (text[length] == ' ' || !text[length])) {
+                    end = text + length;
+                    break;
+                }
+            }
+            break;
+        default:
+            end = cnn__parse_decimal(text, &number);
+            if (end && !(number >= -1e30 && number <= 1e30)) end = NULL;
+            if (end && k == 5) {
+                desc->alpha = (float)number;
+                if (desc->alpha == 0.0f) return "alpha=0, which is relu";
+            }
+            if (end && k == 6 && !((desc->rate = (float)number) > 0.0f && desc->rate < 1.0f)) return "a rate outside (0, 1)";
+            break;
+        }
+        if (!end || (*end != ' ' && *end)) return "a setting whose value cannot be read";
+        text = end;
+    }
+    if (*text) return "something that is not a setting";
+    if ((seen & required[type]) != required[type]) return "a required setting missing";
+    return NULL;
+}
+
+/* Initialises and builds a model from cnn.h's metadata in a file. */
+CNN__PRIVATE cnn_result cnn__safetensors_build(cnn_model *model, const cnn__safetensors *file, const char *path, int max_batch)
+{
+    const cnn__metadata_entry *version = cnn__metadata_find(file, "cnn.h.version");
+    const cnn__metadata_entry *input = cnn__metadata_find(file, "cnn.h.input");
+    const cnn__metadata_entry *layers = cnn__metadata_find(file, "cnn.h.layers");
+    int shape[3], count = 0, i;
+    const char *text;
+    char reason[sizeof model->error.message];
+    if (!version || !input || !layers)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, -1,
+                         "'%s' has no cnn.h metadata (\"%s\"): build the model and fill it with cnn_model_load_safetensors",
+                         path, !version ? "cnn.h.version" : !input ? "cnn.h.input" : "cnn.h.layers");
+    if (strcmp(version->value, "1") != 0)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, version->at,
+                         "'%s': cnn.h metadata version is not 1, the one this cnn.h reads", path);
+    for (text = input->value, i = 0; i < 3; i++) {
+        if (!(text = cnn__parse_setting_int(text, &shape[i])) || *text != (i < 2 ? ',' : '\0')) break;
+        text++;
+    }
+    if (i < 3)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, input->at,
+                         "'%s': cnn.h.input is not C,H,W (three whole numbers up to 65536)", path);
+    if (!(text = cnn__parse_setting_int(layers->value, &count)) || *text || count < 1 || count > CNN_MAX_LAYERS)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, layers->at,
+                         "'%s': cnn.h.layers is not a layer count from 1 to %d", path, CNN_MAX_LAYERS);
+    for (i = 0; i < (int)file->metadata_count; i++) {  /* no layer beyond the count */
+        const char *key = file->metadata[i].key;
+        int index;
+        if (strncmp(key, "cnn.h.layer.", 12) != 0) continue;
+        if (!(text = cnn__parse_setting_int(key + 12, &index)) || *text || index >= count)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file->metadata[i].at,
+                             "'%s': metadata \"%.40s\" names no layer of the %d in cnn.h.layers", path, key, count);
+    }
+    if (cnn_model_init(model, shape[0], shape[1], shape[2], 0) != CNN_OK) {
+        memcpy(reason, model->error.message, sizeof reason);
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, input->at, "'%s': %s", path, reason);
+    }
+    for (i = 0; i < count; i++) {
+        char key[32], value[52];
+        const cnn__metadata_entry *layer;
+        const char *problem;
+        cnn_layer_desc desc;
+        snprintf(key, sizeof key, "cnn.h.layer.%d", i);
+        if (!(layer = cnn__metadata_find(file, key)))
+            return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, -1, "'%s' has %d layers but no metadata \"%s\"", path,
+                             count, key);
+        if ((problem = cnn__parse_layer_setting(layer->value, &desc)) != NULL)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, layer->at, "'%s': %s \"%s\": %s", path, key,
+                             cnn__printable(layer->value, value), problem);
+        if (cnn_model_add(model, &desc) != CNN_OK) {
+            memcpy(reason, model->error.message, sizeof reason);
+            return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, layer->at, "'%s': %s: %s", path, key, reason);
+        }
+    }
+    return cnn_model_build(model, max_batch);
+}
+
+/* Builds and fills a fresh model from an open reader, which it closes. */
+CNN__PRIVATE cnn_result cnn__from_safetensors(cnn_model *model, cnn__reader *reader, int max_batch)
+{
+    cnn__safetensors file;
+    cnn_result result = cnn__safetensors_header(&file, reader, &model->error);
+    if (result == CNN_OK) result = cnn__safetensors_build(model, &file, reader->name, max_batch);
+    if (result == CNN_OK) result = cnn__safetensors_match(model, &file, reader->name, &model->error);
+    if (result == CNN_OK) result = cnn__safetensors_data(model, &file, reader, model->params, &model->error);
+    cnn__safetensors_free(&file);
+    cnn__close_reader(reader);
+    if (result != CNN_OK) {
+        cnn_error error = model->error;
+        cnn_model_free(model);
+        model->error = error;
+    }
+    return result;
+}
+
+CNNDEF cnn_result cnn_model_from_safetensors(cnn_model *model, const char *path, int max_batch)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
+    if ((result = cnn__open_reader(&reader, path, &model->error)) != CNN_OK) return result;
+    return cnn__from_safetensors(model, &reader, max_batch);
+}
+
+CNNDEF cnn_result cnn_model_from_safetensors_memory(cnn_model *model, const void *bytes, size_t size, int max_batch)
+{
+    cnn__reader reader;
+    cnn_result result;
+    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
+    if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &model->error)) != CNN_OK) return result;
+    return cnn__from_safetensors(model, &reader, max_batch);
+}
+
+/* ---------------------------------------------------------------- writing */
+
+/* Writes the elements of a layer's weight or bias in PyTorch's order as
+   little-endian float32. */
+CNN__PRIVATE int cnn__write_torch_tensor(FILE *out, const cnn_layer *layer, int bias)
+{
+    unsigned char chunk[4096];
+    const float *values = bias ? layer->bias : layer->weight;
+    size_t count = bias ? layer->bias_count : layer->weight_count, done, k, n;
+    for (done = 0; done < count; done += n) {
+        n = count - done < sizeof chunk / 4 ? count - done : sizeof chunk / 4;
+        for (k = 0; k < n; k++) cnn__put_f32(chunk + 4 * k, values[cnn__torch_index(layer, bias, done + k)]);
+        if (fwrite(chunk, 4, n, out) != n) return 0;
+    }
+    return 1;
+}
+
+CNNDEF cnn_result cnn_model_save_safetensors(cnn_model *model, const char *path)
+{
+    cnn__buffer header;
+    cnn__atomic_file out;
+    unsigned char prefix[8];
+    uint64_t offset = 0;
+    char setting[160];
+    int l, bias, ok = 1;
+    cnn_result result;
+    if ((result = cnn__check_built(model, "cnn_model_save_safetensors")) != CNN_OK) return result;
+    if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_save_safetensors: no file name given");
+    memset(&header, 0, sizeof header);
+    cnn__buffer_printf(&header, "{\"__metadata__\":{\"format\":\"pt\",\"cnn.h.version\":\"1\",\"cnn.h.input\":\"%d,%d,%d\",\"cnn.h.layers\":\"%d\"",
+                       model->input.c, model->input.h, model->input.w, model->layer_count);
+    for (l = 0; l < model->layer_count; l++) {
+        cnn__layer_setting(&model->layers[l].desc, setting, sizeof setting);
+        cnn__buffer_printf(&header, ",\"cnn.h.layer.%d\":\"%s\"", l, setting);
+    }
+    cnn__buffer_printf(&header, "}");
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        if (layer->weight_count == 0) continue;
+        for (bias = 0; bias < 2; bias++) {
+            uint64_t shape[4], bytes = 4 * (uint64_t)(bias ? layer->bias_count : layer->weight_count);
+            int rank = cnn__torch_shape(layer, bias, shape), d;
+            cnn__buffer_printf(&header, ",\"%d.%s\":{\"dtype\":\"F32\",\"shape\":[", l, bias ? "bias" : "weight");
+            for (d = 0; d < rank; d++) cnn__buffer_printf(&header, d ? ",%llu" : "%llu", (unsigned long long)shape[d]);
+            cnn__buffer_printf(&header, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
+                               (unsigned long long)(offset + bytes));
+            offset += bytes;
+        }
+    }
+    cnn__buffer_printf(&header, "}");
+    while (!header.failed && (8 + header.length) % 8 != 0) cnn__buffer_put(&header, " ", 1);  /* the data starts aligned */
+    if (header.failed) {
+        cnn__buffer_free(&header);
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory writing '%s'", path);
+    }
+    if ((result = cnn__atomic_open(&out, path, &model->error)) != CNN_OK) {
+        cnn__buffer_free(&header);
+        return result;
+    }
+    cnn__put_u32(prefix, (uint32_t)header.length);
+    cnn__put_u32(prefix + 4, 0);
+    ok &= fwrite(prefix, 1, 8, out.file) == 8;
+    ok &= fwrite(header.data, 1, header.length, out.file) == header.length;
+    for (l = 0; ok && l < model->layer_count; l++)
+        for (bias = 0; ok && bias < 2 && model->layers[l].weight_count; bias++) ok &= cnn__write_torch_tensor(out.file, &model->layers[l], bias);
+    cnn__buffer_free(&header);
+    return cnn__atomic_close(&out, path, ok, &model->error);
+}
+
+/* ======================================================================== ONNX
+
+   An ONNX model is one protocol buffer message (onnx.proto in
+   github.com/onnx/onnx), ModelProto, and protocol buffers are simple to
+   write: each field is a key, varint(field number << 3 | wire type), then
+   a varint (wire type 0: integers, enums), 4 little-endian bytes (type 5:
+   float), or a varint length and that many bytes (type 2: strings, bytes
+   and nested messages). The fields written here:
+     ModelProto      1 ir_version, 2 producer_name, 3 producer_version,
+                     7 graph, 8 opset_import {1 domain, 2 version}
+     GraphProto      1 node, 2 name, 5 initializer, 11 input, 12 output
+     NodeProto       1 input, 2 output, 3 name, 4 op_type, 5 attribute
+     AttributeProto  1 name, 2 f, 3 i, 8 ints, 20 type (1 FLOAT, 2 INT, 7 INTS)
+     TensorProto     1 dims, 2 data_type (1 FLOAT, 7 INT64), 8 name, 9 raw_data
+     ValueInfoProto  1 name, 2 type {1 tensor_type {1 elem_type, 2 shape
+                     {1 dim {1 dim_value | 2 dim_param}}}}
+   Every message is built in memory except the weights: the graph's length
+   is computed, so that their raw_data is written straight from the model. */
+
+#define CNN__ONNX_IR_VERSION 8
+#define CNN__ONNX_OPSET 13
+
+CNN__PRIVATE void cnn__pb_varint(cnn__buffer *out, uint64_t value)
+{
+    unsigned char bytes[10];
+    size_t n = 0;
+    do {
+        bytes[n++] = (unsigned char)((value & 0x7Fu) | (value > 0x7Fu ? 0x80u : 0u));
+        value >>= 7;
+    } while (value);
+    cnn__buffer_put(out, bytes, n);
+}
+
+CNN__PRIVATE size_t cnn__pb_varint_size(uint64_t value)
+{
+    size_t n = 1;
+    while (value > 0x7Fu) value >>= 7, n++;
+    return n;
+}
+
+CNN__PRIVATE void cnn__pb_key(cnn__buffer *out, unsigned field, unsigned wire_type) { cnn__pb_varint(out, field << 3 | wire_type); }
+
+/* int64 as protocol buffers encode it: a negative value as its 64-bit two's complement */
+CNN__PRIVATE void cnn__pb_int(cnn__buffer *out, unsigned field, long long value)
+{
+    cnn__pb_key(out, field, 0);
+    cnn__pb_varint(out, (uint64_t)value);
+}
+
+CNN__PRIVATE void cnn__pb_float(cnn__buffer *out, unsigned field, float value)
+{
+    unsigned char bytes[4];
+    cnn__pb_key(out, field, 5);
+    cnn__put_f32(bytes, value);
+    cnn__buffer_put(out, bytes, 4);
+}
+
+CNN__PRIVATE void cnn__pb_bytes(cnn__buffer *out, unsigned field, const void *bytes, size_t count)
+{
+    cnn__pb_key(out, field, 2);
+    cnn__pb_varint(out, count);
+    cnn__buffer_put(out, bytes, count);
+}
+
+CNN__PRIVATE void cnn__pb_string(cnn__buffer *out, unsigned field, const char *text) { cnn__pb_bytes(out, field, text, strlen(text)); }
+
+/* Appends a finished nested message and frees it. */
+CNN__PRIVATE void cnn__pb_message(cnn__buffer *out, unsigned field, cnn__buffer *message)
+{
+    if (message->failed) out->failed = 1;
+    else cnn__pb_bytes(out, field, message->data, message->length);
+    cnn__buffer_free(message);
+}
+
+/* An attribute of a node: ints (count copies of value), an int or a float. */
+CNN__PRIVATE void cnn__onnx_ints(cnn__buffer *node, const char *name, long long value, int count)
+{
+    cnn__buffer attribute;
+    memset(&attribute, 0, sizeof attribute);
+    cnn__pb_string(&attribute, 1, name);
+    while (count-- > 0) cnn__pb_int(&attribute, 8, value);
+    cnn__pb_int(&attribute, 20, 7);
+    cnn__pb_message(node, 5, &attribute);
+}
+
+CNN__PRIVATE void cnn__onnx_int(cnn__buffer *node, const char *name, long long value)
+{
+    cnn__buffer attribute;
+    memset(&attribute, 0, sizeof attribute);
+    cnn__pb_string(&attribute, 1, name);
+    cnn__pb_int(&attribute, 3, value);
+    cnn__pb_int(&attribute, 20, 2);
+    cnn__pb_message(node, 5, &attribute);
+}
+
+CNN__PRIVATE void cnn__onnx_float(cnn__buffer *node, const char *name, float value)
+{
+    cnn__buffer attribute;
+    memset(&attribute, 0, sizeof attribute);
+    cnn__pb_string(&attribute, 1, name);
+    cnn__pb_float(&attribute, 2, value);
+    cnn__pb_int(&attribute, 20, 1);
+    cnn__pb_message(node, 5, &attribute);
+}
+
+/* Starts a node: op_type, name, up to three inputs (NULL: fewer), one output. */
+CNN__PRIVATE void cnn__onnx_node(cnn__buffer *node, const char *op, const char *name, const char *in0, const char *in1,
+                                 const char *in2, const char *output)
+{
+    memset(node, 0, sizeof *node);
+    cnn__pb_string(node, 1, in0);
+    if (in1) cnn__pb_string(node, 1, in1);
+    if (in2) cnn__pb_string(node, 1, in2);
+    cnn__pb_string(node, 2, output);
+    cnn__pb_string(node, 3, name);
+    cnn__pb_string(node, 4, op);
+}
+
+/* A graph input or output: float, (N, dims...) with N the dynamic batch. */
+CNN__PRIVATE void cnn__onnx_value_info(cnn__buffer *graph, unsigned field, const char *name, const int *dims, int rank)
+{
+    cnn__buffer info, type, tensor, shape, dim;
+    int d;
+    memset(&info, 0, sizeof info); memset(&type, 0, sizeof type);
+    memset(&tensor, 0, sizeof tensor); memset(&shape, 0, sizeof shape);
+    for (d = 0; d <= rank; d++) {
+        memset(&dim, 0, sizeof dim);
+        if (d == 0) cnn__pb_string(&dim, 2, "N");
+        else cnn__pb_int(&dim, 1, dims[d - 1]);
+        cnn__pb_message(&shape, 1, &dim);
+    }
+    cnn__pb_int(&tensor, 1, 1);             /* FLOAT */
+    cnn__pb_message(&tensor, 2, &shape);
+    cnn__pb_message(&type, 1, &tensor);
+    cnn__pb_string(&info, 1, name);
+    cnn__pb_message(&info, 2, &type);
+    cnn__pb_message(graph, field, &info);
+}
+
+/* A TensorProto of a layer's weight or bias without its raw_data, which
+   the writer streams; *data_bytes is that data's length. */
+CNN__PRIVATE void cnn__onnx_tensor_head(cnn__buffer *tensor, int index, const cnn_layer *layer, int bias, uint64_t *data_bytes)
+{
+    uint64_t shape[4];
+    int rank = cnn__torch_shape(layer, bias, shape), d;
+    char name[32];
+    memset(tensor, 0, sizeof *tensor);
+    for (d = 0; d < rank; d++) cnn__pb_int(tensor, 1, (long long)shape[d]);
+    cnn__pb_int(tensor, 2, 1);              /* FLOAT */
+    snprintf(name, sizeof name, "%d.%s", index, bias ? "bias" : "weight");
+    cnn__pb_string(tensor, 8, name);
+    *data_bytes = 4 * (uint64_t)(bias ? layer->bias_count : layer->weight_count);
+}
+
+/* The bytes of a tensor field holding head and data_bytes of raw_data. */
+CNN__PRIVATE uint64_t cnn__onnx_tensor_size(const cnn__buffer *head, uint64_t data_bytes)
+{
+    return head->length + 1 + cnn__pb_varint_size(data_bytes) + data_bytes;
+}
+
+/* Everything of the graph but the weights: nodes, name, inputs, outputs,
+   and the small shape tensors of Reshape. A layer's output is "layerI",
+   the last one's "output". */
+CNN__PRIVATE void cnn__onnx_graph(const cnn_model *model, cnn__buffer *graph)
+{
+    char value[32], weight[32], bias[32], name[32], shape[40], shaped[40], current[32] = "input";
+    const char *x = current;
+    int last = -1, flat = 0, l, dims[3];
+    for (l = 0; l < model->layer_count; l++)
+        if (model->layers[l].desc.type != CNN_LAYER_DROPOUT) last = l;
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        const cnn_layer_desc *d = &layer->desc;
+        cnn__buffer node;
+        int four_d = d->type == CNN_LAYER_CONV2D || d->type == CNN_LAYER_MAX_POOL || d->type == CNN_LAYER_AVG_POOL;
+        if (d->type == CNN_LAYER_DROPOUT) continue;  /* the identity at inference */
+        if (l == last) snprintf(value, sizeof value, "output");
+        else snprintf(value, sizeof value, "layer%d", l);
+        snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
+        snprintf(weight, sizeof weight, "%d.weight", l);
+        snprintf(bias, sizeof bias, "%d.bias", l);
+        if (four_d && flat) {  /* a flat (N, C) vector becomes (N, C, 1, 1) */
+            cnn__buffer tensor;
+            unsigned char raw[32];
+            int k;
+            long long target[4];
+            target[0] = -1; target[1] = layer->in.c; target[2] = 1; target[3] = 1;
+            for (k = 0; k < 4; k++) {
+                cnn__put_u32(raw + 8 * k, (uint32_t)((uint64_t)target[k] & 0xFFFFFFFFu));
+                cnn__put_u32(raw + 8 * k + 4, (uint32_t)((uint64_t)target[k] >> 32));
+            }
+            snprintf(shape, sizeof shape, "layer%d_shape", l);
+            snprintf(shaped, sizeof shaped, "layer%d_4d", l);
+            memset(&tensor, 0, sizeof tensor);
+            cnn__pb_int(&tensor, 1, 4);
+            cnn__pb_int(&tensor, 2, 7);     /* INT64 */
+            cnn__pb_string(&tensor, 8, shape);
+            cnn__pb_bytes(&tensor, 9, raw, sizeof raw);
+            cnn__pb_message(graph, 5, &tensor);
+            snprintf(name, sizeof name, "%d_reshape", l);
+            cnn__onnx_node(&node, "Reshape", name, x, shape, NULL, shaped);
+            cnn__pb_message(graph, 1, &node);
+            x = shaped;
+            snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
+            flat = 0;
+        }
+        if (d->type == CNN_LAYER_DENSE && !flat) {  /* Gemm wants (N, IN) */
+            snprintf(shaped, sizeof shaped, "layer%d_flat", l);
+            snprintf(name, sizeof name, "%d_flatten", l);
+            cnn__onnx_node(&node, "Flatten", name, x, NULL, NULL, shaped);
+            cnn__onnx_int(&node, "axis", 1);
+            cnn__pb_message(graph, 1, &node);
+            x = shaped;
+            snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
+        }
+        switch (d->type) {
+        case CNN_LAYER_CONV2D:
+            cnn__onnx_node(&node, "Conv", name, x, weight, bias, value);
+            cnn__onnx_ints(&node, "kernel_shape", d->kernel, 2);
+            cnn__onnx_ints(&node, "strides", d->stride, 2);
+            cnn__onnx_ints(&node, "pads", d->padding, 4);
+            break;
+        case CNN_LAYER_DENSE:  /* y = x W^T + b, W (OUT, IN) as PyTorch keeps it */
+            cnn__onnx_node(&node, "Gemm", name, x, weight, bias, value);
+            cnn__onnx_int(&node, "transB", 1);
+            flat = 1;
+            break;
+        case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
+            cnn__onnx_node(&node, d->type == CNN_LAYER_MAX_POOL ? "MaxPool" : "AveragePool", name, x, NULL, NULL, value);
+            cnn__onnx_ints(&node, "kernel_shape", d->kernel, 2);
+            cnn__onnx_ints(&node, "strides", d->stride, 2);
+            break;
+        case CNN_LAYER_RELU: cnn__onnx_node(&node, "Relu", name, x, NULL, NULL, value); break;
+        case CNN_LAYER_SIGMOID: cnn__onnx_node(&node, "Sigmoid", name, x, NULL, NULL, value); break;
+        case CNN_LAYER_TANH: cnn__onnx_node(&node, "Tanh", name, x, NULL, NULL, value); break;
+        case CNN_LAYER_LEAKY_RELU:
+            cnn__onnx_node(&node, "LeakyRelu", name, x, NULL, NULL, value);
+            cnn__onnx_float(&node, "alpha", d->alpha);
+            break;
+        case CNN_LAYER_FLATTEN:
+            cnn__onnx_node(&node, "Flatten", name, x, NULL, NULL, value);
+            cnn__onnx_int(&node, "axis", 1);
+            flat = 1;
+            break;
+        default:  /* softmax: over the classes, axis 1 of (N, C) or of (N, C, 1, 1) */
+            cnn__onnx_node(&node, "Softmax", name, x, NULL, NULL, value);
+            cnn__onnx_int(&node, "axis", 1);
+            break;
+        }
+        cnn__pb_message(graph, 1, &node);
+        memcpy(current, value, sizeof current);  /* the next layer reads this one's output */
+        x = current;
+    }
+    if (last < 0) {  /* only dropout layers: the graph is the identity */
+        cnn__buffer node;
+        cnn__onnx_node(&node, "Identity", "identity", "input", NULL, NULL, "output");
+        cnn__pb_message(graph, 1, &node);
+    }
+    cnn__pb_string(graph, 2, "cnn_h");
+    dims[0] = model->input.c; dims[1] = model->input.h; dims[2] = model->input.w;
+    cnn__onnx_value_info(graph, 11, "input", dims, 3);
+    {
+        cnn_shape out = cnn_model_output_shape(model);
+        dims[0] = out.c; dims[1] = out.h; dims[2] = out.w;
+        cnn__onnx_value_info(graph, 12, "output", dims, flat ? 1 : 3);
+    }
+}
+
+CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path)
+{
+    cnn__buffer head, graph, tensor;
+    cnn__atomic_file out;
+    uint64_t graph_bytes, data_bytes;
+    int l, bias, ok = 1, out_of_memory = 0;
+    cnn_result result;
+    if ((result = cnn__check_built(model, "cnn_model_export_onnx")) != CNN_OK) return result;
+    if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_export_onnx: no file name given");
+    memset(&head, 0, sizeof head);
+    memset(&graph, 0, sizeof graph);
+    cnn__onnx_graph(model, &graph);
+    graph_bytes = graph.length;  /* plus each weight's initializer field */
+    for (l = 0; l < model->layer_count; l++)
+        for (bias = 0; bias < 2 && model->layers[l].weight_count; bias++) {
+            uint64_t size;
+            cnn__onnx_tensor_head(&tensor, l, &model->layers[l], bias, &data_bytes);
+            size = cnn__onnx_tensor_size(&tensor, data_bytes);
+            graph_bytes += 1 + cnn__pb_varint_size(size) + size;
+            if (tensor.failed) graph.failed = 1;
+            cnn__buffer_free(&tensor);
+        }
+    cnn__pb_int(&head, 1, CNN__ONNX_IR_VERSION);
+    cnn__pb_string(&head, 2, "cnn.h");
+    {
+        char version[32];
+        cnn__buffer opset;
+        snprintf(version, sizeof version, "%d.%d.%d", CNN_VERSION_MAJOR, CNN_VERSION_MINOR, CNN_VERSION_PATCH);
+        cnn__pb_string(&head, 3, version);
+        memset(&opset, 0, sizeof opset);
+        cnn__pb_int(&opset, 2, CNN__ONNX_OPSET);  /* domain "": the standard operators */
+        cnn__pb_message(&head, 8, &opset);
+    }
+    cnn__pb_key(&head, 7, 2);
+    cnn__pb_varint(&head, graph_bytes);
+    if (head.failed || graph.failed) {
+        cnn__buffer_free(&head);
+        cnn__buffer_free(&graph);
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory writing '%s'", path);
+    }
+    if ((result = cnn__atomic_open(&out, path, &model->error)) != CNN_OK) {
+        cnn__buffer_free(&head);
+        cnn__buffer_free(&graph);
+        return result;
+    }
+    ok &= fwrite(head.data, 1, head.length, out.file) == head.length;
+    ok &= fwrite(graph.data, 1, graph.length, out.file) == graph.length;
+    for (l = 0; ok && l < model->layer_count; l++)
+        for (bias = 0; ok && bias < 2 && model->layers[l].weight_count; bias++) {
+            cnn__buffer field;  /* initializer: the head, then raw_data's key and length, then the data itself */
+            memset(&field, 0, sizeof field);
+            cnn__onnx_tensor_head(&tensor, l, &model->layers[l], bias, &data_bytes);
+            cnn__pb_key(&field, 5, 2);
+            cnn__pb_varint(&field, cnn__onnx_tensor_size(&tensor, data_bytes));
+            cnn__buffer_put(&field, tensor.data, tensor.length);
+            cnn__pb_key(&field, 9, 2);
+            cnn__pb_varint(&field, data_bytes);
+            out_of_memory = field.failed || tensor.failed;
+            ok &= !out_of_memory && fwrite(field.data, 1, field.length, out.file) == field.length;
+            ok &= ok && cnn__write_torch_tensor(out.file, &model->layers[l], bias);
+            cnn__buffer_free(&field);
+            cnn__buffer_free(&tensor);
+        }
+    cnn__buffer_free(&head);
+    cnn__buffer_free(&graph);
+    result = cnn__atomic_close(&out, path, ok, &model->error);  /* removes the temporary file on failure */
+    if (out_of_memory) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory writing '%s'", path);
+    return result;
 }
 
 /* ========================================================================

@@ -160,6 +160,113 @@ static inline void test_fill_uniform(cnn_rng *rng, float *x, size_t n, float lo,
     for (i = 0; i < n; i++) x[i] = lo + (hi - lo) * cnn_rng_uniform(rng);
 }
 
+/* A batch of inputs and a model's outputs for them, as the interop tests
+   exchange them with PyTorch and ONNX Runtime (tests/interop/README.md):
+   "CNNIO1\n\0", u32 batch, c, h, w, outputs, then float32 input and output,
+   all little-endian. */
+typedef struct test_io {
+    unsigned batch, c, h, w, outputs;
+    float *input;   /* (batch, c, h, w) */
+    float *output;  /* (batch, outputs) */
+} test_io;
+
+static inline void test_io_free(test_io *io)
+{
+    free(io->input);
+    free(io->output);
+    memset(io, 0, sizeof *io);
+}
+
+static inline unsigned test_u32(const unsigned char *at)
+{
+    return (unsigned)at[0] | (unsigned)at[1] << 8 | (unsigned)at[2] << 16 | (unsigned)at[3] << 24;
+}
+
+static inline float test_f32(const unsigned char *at)
+{
+    unsigned bits = test_u32(at);
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+static inline void test_put_u32(unsigned char *at, unsigned value)
+{
+    at[0] = (unsigned char)value; at[1] = (unsigned char)(value >> 8);
+    at[2] = (unsigned char)(value >> 16); at[3] = (unsigned char)(value >> 24);
+}
+
+/* Reads a .io file; 0 (with a line saying why) when it cannot. */
+static inline int test_io_read(test_io *io, const char *path)
+{
+    size_t size, inputs, outputs, i;
+    unsigned char *bytes = test_read_file(path, &size);
+    memset(io, 0, sizeof *io);
+    if (!bytes || size < 28 || memcmp(bytes, "CNNIO1\n\0", 8) != 0) {
+        printf("    %s: missing or not a .io file\n", path);
+        free(bytes);
+        return 0;
+    }
+    io->batch = test_u32(bytes + 8); io->c = test_u32(bytes + 12); io->h = test_u32(bytes + 16);
+    io->w = test_u32(bytes + 20); io->outputs = test_u32(bytes + 24);
+    inputs = (size_t)io->batch * io->c * io->h * io->w;
+    outputs = (size_t)io->batch * io->outputs;
+    io->input = (float *)malloc(inputs * sizeof(float) + 1);
+    io->output = (float *)malloc(outputs * sizeof(float) + 1);
+    if (!io->input || !io->output || size != 28 + 4 * (inputs + outputs)) {
+        printf("    %s: %lu bytes do not match its header\n", path, (unsigned long)size);
+        free(bytes);
+        test_io_free(io);
+        return 0;
+    }
+    for (i = 0; i < inputs; i++) io->input[i] = test_f32(bytes + 28 + 4 * i);
+    for (i = 0; i < outputs; i++) io->output[i] = test_f32(bytes + 28 + 4 * (inputs + i));
+    free(bytes);
+    return 1;
+}
+
+/* Writes a .io file of batch inputs of the model's input shape and their
+   outputs; 0 when it cannot. */
+static inline int test_io_write(const char *path, const cnn_model *model, int batch, const float *input, const float *output)
+{
+    cnn_shape out = cnn_model_output_shape(model);
+    size_t inputs = (size_t)batch * cnn_shape_count(model->input), outputs = (size_t)batch * cnn_shape_count(out), i;
+    unsigned char header[28], value[4];
+    FILE *file = fopen(path, "wb");
+    int ok = file != NULL;
+    memcpy(header, "CNNIO1\n\0", 8);
+    test_put_u32(header + 8, (unsigned)batch);
+    test_put_u32(header + 12, (unsigned)model->input.c);
+    test_put_u32(header + 16, (unsigned)model->input.h);
+    test_put_u32(header + 20, (unsigned)model->input.w);
+    test_put_u32(header + 24, (unsigned)cnn_shape_count(out));
+    ok = ok && fwrite(header, 1, sizeof header, file) == sizeof header;
+    for (i = 0; ok && i < inputs + outputs; i++) {
+        float x = i < inputs ? input[i] : output[i - inputs];
+        unsigned bits;
+        memcpy(&bits, &x, sizeof bits);
+        test_put_u32(value, bits);
+        ok = fwrite(value, 1, 4, file) == 4;
+    }
+    if (file && fclose(file) != 0) ok = 0;
+    if (!ok) printf("    cannot write %s\n", path);
+    return ok;
+}
+
+/* The largest |a - b| / max(1, |b|) over n values: the interop tolerance
+   (1e-5) is absolute for probabilities and relative for large logits. */
+static inline double test_max_scaled_diff(const float *a, const float *b, size_t n)
+{
+    double worst = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double scale = fabs((double)b[i]) > 1.0 ? fabs((double)b[i]) : 1.0;
+        double d = fabs((double)a[i] - (double)b[i]) / scale;
+        if (d > worst || d != d) worst = d;
+    }
+    return worst;
+}
+
 /* A dataset of count random images (1, side, side) with random labels below
    classes, from seed; 0 when out of memory. */
 static inline int make_random_dataset(cnn_dataset *data, int count, int side, int classes, uint64_t seed)

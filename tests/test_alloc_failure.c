@@ -47,6 +47,7 @@ static char csv_text[ROWS * (SIDE * SIDE * 4 + 8)];
 static unsigned char idx_images[16 + ROWS * SIDE * SIDE], idx_labels[8 + ROWS];
 static const char mapping_text[] = "0 48\n1 49\n2 50\n3 51\n4 52\n5 53\n6 54\n7 55\n8 56\n9 57\n";
 static char csv_path[1024], images_path[1024], labels_path[1024], mapping_path[1024], model_path[1024];
+static char safetensors_path[1024], onnx_path[1024];
 
 /* The files the scenario reads: ROWS EMNIST-like samples as CSV and IDX. */
 static void write_inputs(void)
@@ -68,6 +69,8 @@ static void write_inputs(void)
     snprintf(labels_path, sizeof labels_path, "%s", test_write_file("alloc-labels-idx1-ubyte", idx_labels, sizeof idx_labels));
     snprintf(mapping_path, sizeof mapping_path, "%s", test_write_file("alloc-mapping.txt", mapping_text, strlen(mapping_text)));
     snprintf(model_path, sizeof model_path, "%s", test_path("alloc-model.cnn"));
+    snprintf(safetensors_path, sizeof safetensors_path, "%s", test_path("alloc-model.safetensors"));
+    snprintf(onnx_path, sizeof onnx_path, "%s", test_path("alloc-model.onnx"));
 }
 
 static cnn_result lenet5(cnn_model *model, int max_batch)
@@ -100,7 +103,7 @@ static int stage_failed(outcome *out, const char *stage, cnn_result result, cons
 static outcome scenario(void)
 {
     outcome out;
-    cnn_model model, loaded;
+    cnn_model model, loaded, rebuilt;
     cnn_optimizer adam;
     cnn_dataset csv, csv_memory, idx, idx_memory, train, validation;
     static cnn_label_map map, map_memory;
@@ -111,6 +114,7 @@ static outcome scenario(void)
     memset(&out, 0, sizeof out);
     memset(&model, 0, sizeof model);
     memset(&loaded, 0, sizeof loaded);
+    memset(&rebuilt, 0, sizeof rebuilt);
     memset(&adam, 0, sizeof adam);
     memset(&csv, 0, sizeof csv);
     memset(&csv_memory, 0, sizeof csv_memory);
@@ -145,9 +149,14 @@ static outcome scenario(void)
         if (stage_failed(&out, "confusion matrix", cnn_model_confusion(&model, &validation, matrix), &model.error)) break;
         if (stage_failed(&out, "save", cnn_model_save(&model, model_path), &model.error)) break;
         if (stage_failed(&out, "load", cnn_model_load(&loaded, model_path, 4), &loaded.error)) break;
+        if (stage_failed(&out, "save safetensors", cnn_model_save_safetensors(&model, safetensors_path), &model.error)) break;
+        if (stage_failed(&out, "load safetensors", cnn_model_load_safetensors(&loaded, safetensors_path), &loaded.error)) break;
+        if (stage_failed(&out, "model from safetensors", cnn_model_from_safetensors(&rebuilt, safetensors_path, 2), &rebuilt.error)) break;
+        if (stage_failed(&out, "export ONNX", cnn_model_export_onnx(&model, onnx_path), &model.error)) break;
     } while (0);
 
     cnn_model_free(&loaded);
+    cnn_model_free(&rebuilt);
     cnn_optimizer_free(&adam);
     cnn_model_free(&model);
     cnn_dataset_free(&csv);
@@ -185,6 +194,8 @@ TEST(every_allocation_can_fail)
     alloc_fail_at = 0;
     CHECK(bad == 0, "%ld of %ld failed allocations were not answered with exactly one out-of-memory error and no leak", bad, total);
     remove(model_path);
+    remove(safetensors_path);
+    remove(onnx_path);
 }
 
 int main(void)
