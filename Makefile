@@ -123,15 +123,15 @@ valgrind:
 # make fuzz FUZZ_SECONDS=60: each libFuzzer target in turn from tests/fuzz/seeds.c's
 # seeds (tests/fuzz/run.sh); a crash fails. stb-ignore.txt: stb, left alone by UBSan.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = csv idx mapping model image
+FUZZ_TARGETS = csv idx mapping model safetensors image
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/stb-ignore.txt cnn.h
 	@mkdir -p $(@D)
 	clang -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1 \
 	  $(if $(filter image,$*),-fsanitize-ignorelist=tests/fuzz/stb-ignore.txt) -I$(STB_DIR) $< -o $@ -lm
-$(BUILD)/fuzz/seeds/done: tests/fuzz/seeds.c cnn.h
+$(BUILD)/fuzz/seeds/done: tests/fuzz/seeds.c tests/fuzz/fuzz.h cnn.h $(wildcard tests/interop/fixtures/*.safetensors)
 	@mkdir -p $(@D)
 	$(CC) $(C99) -O1 -I$(STB_DIR) $< -o $(BUILD)/fuzz/seeds-writer -lm
-	rm -rf $(@D) && $(BUILD)/fuzz/seeds-writer $(@D) data/emnist-balanced-mapping.txt && touch $@
+	rm -rf $(@D) && $(BUILD)/fuzz/seeds-writer $(@D) data/emnist-balanced-mapping.txt tests/interop/fixtures && touch $@
 fuzz: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS)) $(BUILD)/fuzz/seeds/done
 	@sh tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 

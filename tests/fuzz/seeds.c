@@ -3,10 +3,13 @@
    a byte changed, a header lying about sizes). libFuzzer starts from these
    and mutates them, so it reaches deep into each parser from the start.
 
-       seeds OUT_DIR [MAPPING_FILE]
+       seeds OUT_DIR [MAPPING_FILE [FIXTURES_DIR]]
 
-   makes OUT_DIR/{csv,idx,mapping,model,image}/ (which must not exist yet or
-   be empty). MAPPING_FILE, a real EMNIST mapping file, becomes one seed. */
+   makes OUT_DIR/{csv,idx,mapping,model,safetensors,image}/ (which must not
+   exist yet or be empty). MAPPING_FILE, a real EMNIST mapping file, becomes
+   one seed; so does each *.safetensors file in FIXTURES_DIR (PyTorch's,
+   tests/interop/fixtures). */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +17,7 @@
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb_image_write.h>
-#define CNN_IMPLEMENTATION
-#include "../../cnn.h"
+#include "fuzz.h" /* cnn.h, and the model fuzz_safetensors.c fills */
 
 static const char *out_dir;
 static int written;
@@ -141,27 +143,51 @@ static void mapping_seeds(const char *real)
     }
 }
 
-/* A model file: built, saved through cnn_model_save, read back. */
-static void put_model(const char *name, cnn_model *model)
+/* The whole of a file, in memory the caller frees; NULL if it cannot be read. */
+static unsigned char *read_whole(const char *path, size_t *size)
+{
+    FILE *file = fopen(path, "rb");
+    unsigned char *bytes = NULL;
+    long length;
+    if (!file) return NULL;
+    if (fseek(file, 0, SEEK_END) == 0 && (length = ftell(file)) >= 0 && fseek(file, 0, SEEK_SET) == 0 &&
+        (bytes = (unsigned char *)malloc((size_t)length + 1)) != NULL && fread(bytes, 1, (size_t)length, file) == (size_t)length)
+        *size = (size_t)length;
+    else
+        free(bytes), bytes = NULL;
+    fclose(file);
+    return bytes;
+}
+
+/* A built model saved through save (cnn_model_save or
+   cnn_model_save_safetensors) and read back; the caller frees it. */
+static unsigned char *saved(cnn_model *model, cnn_result (*save)(cnn_model *, const char *), const char *name, size_t *size)
 {
     char path[1024];
-    FILE *file;
-    long size;
     unsigned char *bytes;
-    snprintf(path, sizeof path, "%s/model-seed.cnn", out_dir);
-    if (cnn_model_build(model, 1) != CNN_OK || cnn_model_save(model, path) != CNN_OK) {
+    snprintf(path, sizeof path, "%s/model-seed", out_dir);
+    if (save(model, path) != CNN_OK || !(bytes = read_whole(path, size))) {
         fprintf(stderr, "seeds: model %s: %s\n", name, model->error.message);
         exit(1);
     }
-    file = fopen(path, "rb");
-    fseek(file, 0, SEEK_END);
-    size = ftell(file);
-    rewind(file);
-    bytes = (unsigned char *)malloc((size_t)size);
-    if (fread(bytes, 1, (size_t)size, file) != (size_t)size) exit(1);
-    fclose(file);
     remove(path);
-    put_damaged("model", name, bytes, (size_t)size);
+    return bytes;
+}
+
+/* A model: built, saved as a model file and as a safetensors file. */
+static void put_model(const char *name, cnn_model *model)
+{
+    unsigned char *bytes;
+    size_t size;
+    if (cnn_model_build(model, 1) != CNN_OK) {
+        fprintf(stderr, "seeds: model %s: %s\n", name, model->error.message);
+        exit(1);
+    }
+    bytes = saved(model, cnn_model_save, name, &size);
+    put_damaged("model", name, bytes, size);
+    free(bytes);
+    bytes = saved(model, cnn_model_save_safetensors, name, &size);
+    put_damaged("safetensors", name, bytes, size);
     free(bytes);
     cnn_model_free(model);
 }
@@ -196,6 +222,106 @@ static void model_seeds(void)
     cnn_model_init(&model, 2, 3, 3, 3);
     cnn_add_relu(&model);
     put_model("relu-only", &model);
+}
+
+/* A safetensors file for model written by hand, as other tools write them:
+   dtype "F32", "F16" or "BF16"; metadata, the '"__metadata__":{...}' of a
+   file cnn.h wrote, or NULL; tensors in the reverse order of their names
+   (bias before weight, the last layer first), no padding. The values are a
+   pattern of small numbers (F16 subnormals among them), not the model's. */
+static void put_by_hand(const char *name, const cnn_model *model, const char *dtype, const char *metadata)
+{
+    static char header[8192];
+    static unsigned char bytes[8 + sizeof header + 4096];
+    size_t length = 0, data = 0, element = strcmp(dtype, "F32") == 0 ? 4 : 2, k;
+    int l, bias;
+    length += (size_t)snprintf(header + length, sizeof header - length, "{%s", metadata ? metadata : "");
+    for (l = model->layer_count - 1; l >= 0; l--) {
+        const cnn_layer *layer = &model->layers[l];
+        size_t count;
+        if (!layer->weight_count) continue;
+        for (bias = 1; bias >= 0; bias--) {
+            count = bias ? layer->bias_count : layer->weight_count;
+            length += (size_t)snprintf(header + length, sizeof header - length, "%s\"%d.%s\":{\"dtype\":\"%s\",\"shape\":",
+                                       length > 1 ? "," : "", l, bias ? "bias" : "weight", dtype);
+            if (bias) length += (size_t)snprintf(header + length, sizeof header - length, "[%d]", layer->desc.units);
+            else if (layer->desc.type == CNN_LAYER_CONV2D)  /* (OC, C, K, K) */
+                length += (size_t)snprintf(header + length, sizeof header - length, "[%d,%d,%d,%d]", layer->desc.units,
+                                           layer->in.c, layer->desc.kernel, layer->desc.kernel);
+            else  /* dense: (out, in) */
+                length += (size_t)snprintf(header + length, sizeof header - length, "[%d,%lu]", layer->desc.units,
+                                           (unsigned long)cnn_shape_count(layer->in));
+            length += (size_t)snprintf(header + length, sizeof header - length, ",\"data_offsets\":[%lu,%lu]}",
+                                       (unsigned long)data, (unsigned long)(data + count * element));
+            data += count * element;
+        }
+    }
+    length += (size_t)snprintf(header + length, sizeof header - length, "}");
+    if (length >= sizeof header || 8 + length + data > sizeof bytes) {
+        fprintf(stderr, "seeds: safetensors %s is too big\n", name);
+        exit(1);
+    }
+    memset(bytes, 0, 8);
+    bytes[0] = (unsigned char)length; bytes[1] = (unsigned char)(length >> 8);
+    memcpy(bytes + 8, header, length);
+    for (k = 0; k < data / element; k++) {
+        unsigned char *at = bytes + 8 + length + k * element;
+        unsigned sign = (k & 1) << 15, bits;
+        if (element == 4) {
+            float value = (float)((int)(k % 9) - 4) * 0.125f;
+            memcpy(&bits, &value, 4);
+            at[0] = (unsigned char)bits; at[1] = (unsigned char)(bits >> 8);
+            at[2] = (unsigned char)(bits >> 16); at[3] = (unsigned char)(bits >> 24);
+            continue;
+        }
+        if (strcmp(dtype, "F16") == 0) bits = sign | (k % 5 == 0 ? (unsigned)(k * 7 % 0x400) : 0x3000u + (unsigned)(k * 37 % 0x800));
+        else bits = sign | (0x3D80u + (unsigned)(k * 13 % 0x100)); /* BF16 */
+        at[0] = (unsigned char)bits; at[1] = (unsigned char)(bits >> 8);
+    }
+    put_damaged("safetensors", name, bytes, 8 + length + data);
+}
+
+/* For fuzz_safetensors.c's model: as cnn.h saves it, then by hand as F32
+   without metadata, as F16 and BF16 with; and the fixtures from PyTorch. */
+static void safetensors_seeds(const char *fixtures)
+{
+    cnn_model model;
+    unsigned char *bytes;
+    char *metadata, *end;
+    size_t size;
+    if (fuzz_safetensors_model(&model) != CNN_OK) {
+        fprintf(stderr, "seeds: fuzz_safetensors_model: %s\n", model.error.message);
+        exit(1);
+    }
+    bytes = saved(&model, cnn_model_save_safetensors, "fuzz_safetensors_model", &size);
+    put_damaged("safetensors", "fixed", bytes, size);
+    /* its metadata: from the header's '{' to the end of the first object (its values hold no '}') */
+    bytes[size - 1] = '\0';
+    metadata = (char *)bytes + 9;
+    if (size < 10 || strncmp(metadata, "\"__metadata__\":{", 16) != 0 || !(end = strchr(metadata, '}'))) {
+        fprintf(stderr, "seeds: no __metadata__ in what cnn_model_save_safetensors wrote\n");
+        exit(1);
+    }
+    end[1] = '\0';
+    put_by_hand("fixed-no-metadata", &model, "F32", NULL);
+    put_by_hand("fixed-f16", &model, "F16", metadata);
+    put_by_hand("fixed-bf16", &model, "BF16", metadata);
+    free(bytes);
+    cnn_model_free(&model);
+    if (fixtures) {
+        DIR *dir = opendir(fixtures);
+        struct dirent *item;
+        char path[1024];
+        size_t n;
+        while (dir && (item = readdir(dir)) != NULL) {
+            n = strlen(item->d_name);
+            if (n < 12 || strcmp(item->d_name + n - 12, ".safetensors") != 0) continue;
+            snprintf(path, sizeof path, "%s/%s", fixtures, item->d_name);
+            if ((bytes = read_whole(path, &size)) != NULL) put_damaged("safetensors", item->d_name, bytes, size);
+            free(bytes);
+        }
+        if (dir) closedir(dir);
+    }
 }
 
 static void write_to_memory(void *context, void *data, int size)
@@ -245,7 +371,7 @@ static void image_seeds(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: seeds OUT_DIR [MAPPING_FILE]\n");
+        fprintf(stderr, "usage: seeds OUT_DIR [MAPPING_FILE [FIXTURES_DIR]]\n");
         return 2;
     }
     out_dir = argv[1];
@@ -254,6 +380,7 @@ int main(int argc, char **argv)
     idx_seeds();
     mapping_seeds(argc > 2 ? argv[2] : NULL);
     model_seeds();
+    safetensors_seeds(argc > 3 ? argv[3] : NULL);
     image_seeds();
     printf("seeds: %d files in %s\n", written, out_dir);
     return 0;
