@@ -7,6 +7,7 @@
 #   make emnist-all  train LeNet-5, the MLP and the CNN on EMNIST and print a table
 #   make bench       cnn.h against PyTorch: training speed, latency, memory
 #   make deps        install the Debian packages that building and testing need
+#   make interop     cnn.h and PyTorch (python3-torch) exchange three models both ways
 #   make valgrind, fuzz, fixtures, clean: see below
 CC ?= cc
 CXX ?= c++
@@ -33,7 +34,7 @@ SANITIZE_TESTS = $(patsubst $(BUILD)/%,$(BUILD)/sanitize/%,$(TESTS))
 EXAMPLE_DEPS = cnn.h $(wildcard examples/*.h)
 TEST_DEPS = $(EXAMPLE_DEPS) tests/test.h
 
-.PHONY: all test test-plain sanitize demo emnist-all bench deps valgrind fuzz fixtures clean stb fashion-package
+.PHONY: all test test-plain sanitize demo emnist-all bench deps interop valgrind fuzz fixtures clean stb fashion-package
 all: $(if $(HAVE_STB),$(EXAMPLES) $(TESTS),$(filter-out $(IMAGE_PROGRAMS),$(EXAMPLES) $(TESTS)))
 	$(if $(HAVE_STB),,@echo "left out $(filter $(IMAGE_PROGRAMS),$(EXAMPLES) $(TESTS))"; echo "$(NO_STB)")
 $(filter $(IMAGE_PROGRAMS),$(EXAMPLES) $(TESTS) $(PLAIN_TESTS) $(SANITIZE_TESTS)) $(BUILD)/compile-checks.txt \
@@ -135,8 +136,25 @@ $(BUILD)/fuzz/seeds/done: tests/fuzz/seeds.c tests/fuzz/fuzz.h cnn.h $(wildcard 
 fuzz: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS)) $(BUILD)/fuzz/seeds/done
 	@sh tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-# the PyTorch reference values tests/test_reference.c checks (python3-torch)
+# The live round trip with PyTorch (tests/interop/README.md): LeNet-5 and the seed
+# models initialised in PyTorch run in cnn.h, and trained in cnn.h run in PyTorch,
+# within 1e-5; then cnnh.py's own tests. Needs python3-torch (tests/deps.sh torch).
+INTEROP = $(BUILD)/interop
+$(INTEROP)/roundtrip: tests/interop/roundtrip.c cnn.h tests/test.h examples/seed_models.h
+	@mkdir -p $(@D)
+	$(CC) $(C99) $(CFLAGS) $< -o $@ -lm
+interop: $(INTEROP)/roundtrip
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "make interop needs PyTorch: sh tests/deps.sh torch"; exit 1; }
+	@rm -rf $(INTEROP)/torch-to-c $(INTEROP)/c-to-torch && mkdir -p $(INTEROP)/torch-to-c $(INTEROP)/c-to-torch
+	/usr/bin/python3 tests/interop/roundtrip.py torch-to-c $(INTEROP)/torch-to-c
+	$(INTEROP)/roundtrip torch-to-c $(INTEROP)/torch-to-c
+	$(INTEROP)/roundtrip c-to-torch $(INTEROP)/c-to-torch
+	/usr/bin/python3 tests/interop/roundtrip.py c-to-torch $(INTEROP)/c-to-torch
+	/usr/bin/python3 examples/pytorch/test_cnnh.py
+
+# the PyTorch reference values tests/test_reference.c and tests/test_interop.c check (python3-torch)
 fixtures:
 	/usr/bin/python3 tests/reference/gen.py
+	/usr/bin/python3 tests/interop/gen.py
 clean:
 	rm -rf $(BUILD)

@@ -10,6 +10,10 @@
 #               sanitizer runtimes (libclang-rt-dev), its OpenMP (libomp-dev)
 #     fashion   Fashion-MNIST (dataset-fashion-mnist): `make demo` and
 #               `make bench` train on it when there is no EMNIST
+#     onnx      Node.js and npm for the ONNX Runtime test (test_onnx, which
+#               installs onnxruntime-web from npm into build/npm) and
+#               python3-onnx for its onnx.checker
+#     torch     PyTorch (python3-torch) for `make interop` and `make fixtures`
 #     openblas  OpenBLAS for PyTorch (`make bench`; Debian's python3-torch
 #               recommends it and otherwise falls back to the far slower
 #               reference BLAS), only when PyTorch is installed
@@ -38,12 +42,18 @@ for task in "$@"; do
         fi ;;
     fashion)
         [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || want dataset-fashion-mnist ;;
+    onnx)
+        command -v node >/dev/null || want nodejs
+        command -v npm >/dev/null || want npm
+        /usr/bin/python3 -c 'import onnx' 2>/dev/null || want python3-onnx ;;
+    torch)
+        /usr/bin/python3 -c 'import torch' 2>/dev/null || want python3-torch ;;
     openblas)
         if /usr/bin/python3 -c 'import torch' 2>/dev/null && ! ls /usr/lib/*/openblas-*/libblas.so.3 >/dev/null 2>&1; then
             want libopenblas0-pthread
         fi ;;
     *)
-        echo "deps.sh: unknown task '$task' (build, test, fashion or openblas)" >&2
+        echo "deps.sh: unknown task '$task' (build, test, onnx, torch, fashion or openblas)" >&2
         exit 2 ;;
     esac
 done

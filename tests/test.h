@@ -267,6 +267,25 @@ static inline double test_max_scaled_diff(const float *a, const float *b, size_t
     return worst;
 }
 
+/* Sets a built model's weights to U(-a, a), a = sqrt(6 / fan_in) (He
+   uniform), and its biases to U(-0.2, 0.2), from seed: far from a fresh
+   initialisation, whose softmax outputs are about 1 / classes for any
+   input, so that a comparison of outputs sees every weight. */
+static inline void test_randomise_weights(cnn_model *model, uint64_t seed)
+{
+    cnn_rng rng;
+    int l;
+    cnn_rng_seed(&rng, seed);
+    for (l = 0; l < model->layer_count; l++) {
+        cnn_layer *layer = &model->layers[l];
+        float a;
+        if (!layer->weight_count) continue;
+        a = (float)sqrt(6.0 / (double)(layer->weight_count / layer->bias_count));
+        test_fill_uniform(&rng, layer->weight, layer->weight_count, -a, a);
+        test_fill_uniform(&rng, layer->bias, layer->bias_count, -0.2f, 0.2f);
+    }
+}
+
 /* A dataset of count random images (1, side, side) with random labels below
    classes, from seed; 0 when out of memory. */
 static inline int make_random_dataset(cnn_dataset *data, int count, int side, int classes, uint64_t seed)

@@ -102,24 +102,6 @@ static void describe_onnx(const unsigned char *bytes, size_t size, char *out, si
 
 /* ---------------------------------------------------------------- the models */
 
-/* Weights far from a fresh initialisation: He-uniform-like, biases in
-   +-0.2, so that every output depends clearly on every weight (a fresh
-   softmax model answers about 1/classes for any input). */
-static void randomise(cnn_model *model, uint64_t seed)
-{
-    cnn_rng rng;
-    int l;
-    cnn_rng_seed(&rng, seed);
-    for (l = 0; l < model->layer_count; l++) {
-        cnn_layer *layer = &model->layers[l];
-        float a;
-        if (!layer->weight_count) continue;
-        a = (float)sqrt(6.0 / (double)(layer->weight_count / layer->bias_count));
-        test_fill_uniform(&rng, layer->weight, layer->weight_count, -a, a);
-        test_fill_uniform(&rng, layer->bias, layer->bias_count, -0.2f, 0.2f);
-    }
-}
-
 static void add_every_layer(cnn_model *model)
 {
     cnn_model_init(model, 3, 10, 10, 4);
@@ -187,7 +169,7 @@ TEST(export_writes_the_graph)
         cnn_rng rng;
         EXPECT(build_case(&model, i), CNN_OK, NULL);
         if (!model.memory) continue;
-        randomise(&model, 100 + i);
+        test_randomise_weights(&model, 100 + i);
         input = (float *)malloc(BATCH * cnn_shape_count(model.input) * sizeof(float));
         cnn_rng_seed(&rng, 200 + i);
         test_fill_uniform(&rng, input, BATCH * cnn_shape_count(model.input), 0.0f, 1.0f);
