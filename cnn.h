@@ -16,7 +16,9 @@
      summary, training (with validation, early stopping, a progress reporter
      and a per-epoch history saved as CSV), evaluation, a confusion matrix
      and per-class metrics, save and load; loaders for EMNIST/MNIST
-     data as Kaggle CSV or IDX files and for label -> character mapping files.
+     data as Kaggle CSV or IDX files and for label -> character mapping files;
+     models to and from PyTorch as safetensors files (under torch.nn.Sequential's
+     names and layouts) and out to ONNX (opset 13).
 
    A COMPLETE PROGRAM
        cnn_model model;

@@ -401,6 +401,35 @@ TEST(files_and_loaders)
     EXPECT(cnn_model_load_memory(&loaded, "x", 1, 0), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
     CHECK(loaded.memory == NULL, "a refused load left memory");
     remove(test_path("arguments.cnn"));
+    /* safetensors and ONNX: the same, and loading into a model needs it built */
+    EXPECT(cnn_model_save_safetensors(NULL, "x.safetensors"), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_save_safetensors(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_save_safetensors(&model, ""), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_export_onnx(NULL, "x.onnx"), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_export_onnx(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_export_onnx(&model, ""), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_load_safetensors(NULL, "x.safetensors"), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_load_safetensors(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_load_safetensors(&model, missing), CNN_ERROR_IO, &model.error);
+    EXPECT(cnn_model_load_safetensors_memory(NULL, "x", 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_load_safetensors_memory(&model, NULL, 10), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_load_safetensors_memory(&model, "x", 0), CNN_ERROR_BAD_MODEL_FILE, &model.error);
+    {
+        cnn_model unbuilt;
+        cnn_model_init(&unbuilt, 1, 2, 2, 0);
+        EXPECT(cnn_model_load_safetensors_memory(&unbuilt, "x", 1), CNN_ERROR_STATE, &unbuilt.error);
+        EXPECT(cnn_model_export_onnx(&unbuilt, test_path("unbuilt.onnx")), CNN_ERROR_STATE, &unbuilt.error);
+    }
+    EXPECT(cnn_model_from_safetensors(NULL, "x.safetensors", 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_from_safetensors(&loaded, NULL, 1), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    EXPECT(cnn_model_from_safetensors(&loaded, missing, 1), CNN_ERROR_IO, &loaded.error);
+    CHECK(cnn_model_save_safetensors(&model, test_path("arguments.safetensors")) == CNN_OK, "save: %s", model.error.message);
+    EXPECT(cnn_model_from_safetensors(&loaded, test_path("arguments.safetensors"), 0), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    EXPECT(cnn_model_from_safetensors_memory(NULL, "x", 1, 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_from_safetensors_memory(&loaded, NULL, 10, 1), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    EXPECT(cnn_model_from_safetensors_memory(&loaded, "x", 1, -1), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
+    CHECK(loaded.memory == NULL, "a refused load left memory");
+    remove(test_path("arguments.safetensors"));
     /* datasets */
     memset(&desc, 0, sizeof desc);
     EXPECT(cnn_dataset_load_csv(NULL, "x.csv", NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
