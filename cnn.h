@@ -4548,11 +4548,11 @@ CNN__PRIVATE cnn_result cnn__load_safetensors(cnn_model *model, cnn__reader *rea
     cnn__clear_error(&model->error);
     result = cnn__safetensors_header(&file, reader, &model->error);
     if (result == CNN_OK) result = cnn__safetensors_match(model, &file, reader->name, &model->error);
-    if (result == CNN_OK && !(params = cnn__alloc_floats(model->param_count)))
+    if (result == CNN_OK && model->param_count && !(params = cnn__alloc_floats(model->param_count)))
         result = cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory loading '%s'", reader->name);
     if (result == CNN_OK) {  /* every parameter is in the file: the copy starts from nothing */
         result = cnn__safetensors_data(model, &file, reader, params, &model->error);
-        if (result == CNN_OK) memcpy(model->params, params, model->param_count * sizeof(float));
+        if (result == CNN_OK && model->param_count) memcpy(model->params, params, model->param_count * sizeof(float));
     }
     CNN_FREE(params);
     cnn__safetensors_free(&file);
@@ -4702,8 +4702,9 @@ CNN__PRIVATE const char *cnn__parse_layer_setting(const char *text, cnn_layer_de
     return NULL;
 }
 
-/* Initialises and builds a model from cnn.h's metadata in a file. */
-CNN__PRIVATE cnn_result cnn__safetensors_build(cnn_model *model, const cnn__safetensors *file, const char *path, int max_batch)
+/* Initialises a model and adds the layers cnn.h's metadata in a file
+   describes; the build waits until the file's tensors are known to fit. */
+CNN__PRIVATE cnn_result cnn__safetensors_layers(cnn_model *model, const cnn__safetensors *file, const char *path)
 {
     const cnn__metadata_entry *version = cnn__metadata_find(file, "cnn.h.version");
     const cnn__metadata_entry *input = cnn__metadata_find(file, "cnn.h.input");
@@ -4757,7 +4758,7 @@ CNN__PRIVATE cnn_result cnn__safetensors_build(cnn_model *model, const cnn__safe
             return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, layer->at, "'%s': %s: %s", path, key, reason);
         }
     }
-    return cnn_model_build(model, max_batch);
+    return CNN_OK;
 }
 
 /* Builds and fills a fresh model from an open reader, which it closes. */
@@ -4765,8 +4766,10 @@ CNN__PRIVATE cnn_result cnn__from_safetensors(cnn_model *model, cnn__reader *rea
 {
     cnn__safetensors file;
     cnn_result result = cnn__safetensors_header(&file, reader, &model->error);
-    if (result == CNN_OK) result = cnn__safetensors_build(model, &file, reader->name, max_batch);
+    if (result == CNN_OK) result = cnn__safetensors_layers(model, &file, reader->name);
+    /* the tensors must fit the layers before anything is allocated for them */
     if (result == CNN_OK) result = cnn__safetensors_match(model, &file, reader->name, &model->error);
+    if (result == CNN_OK) result = cnn_model_build(model, max_batch);
     if (result == CNN_OK) result = cnn__safetensors_data(model, &file, reader, model->params, &model->error);
     cnn__safetensors_free(&file);
     cnn__close_reader(reader);
