@@ -711,7 +711,8 @@ CNNDEF cnn_result cnn_model_from_safetensors(cnn_model *model, const char *path,
 CNNDEF cnn_result cnn_model_from_safetensors_memory(cnn_model *model, const void *bytes, size_t size, int max_batch);
 
 /* Writes the inference graph as an ONNX model (IR version 8, opset 13):
-   input "input" (N, C, H, W) with a dynamic batch N, output "output";
+   input "input" (N, C, H, W) with a dynamic batch N, output "output",
+   (N, outputs) after a flatten or dense layer, else (N, C, H, W);
    Conv, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool, AveragePool, Flatten,
    Gemm and Softmax (Reshape where a flat vector meets a conv or a pool);
    dropout, the identity at inference, is left out. Weights are
@@ -3795,14 +3796,22 @@ CNN__PRIVATE void cnn__buffer_free(cnn__buffer *buffer)
     memset(buffer, 0, sizeof *buffer);
 }
 
-/* Writes a float as the shortest "%.9g" text, which reads back as the
-   same float, with '.' as the decimal point whatever the C locale says. */
+CNN__PRIVATE const char *cnn__parse_decimal(const char *text, double *value);
+
+/* Writes a float as the shortest "%.Ng" text (N <= 9 always suffices)
+   that reads back as the same float: 0.3, not 0.300000012; with '.' as
+   the decimal point whatever the C locale says. */
 CNN__PRIVATE void cnn__format_float(char *text, size_t size, float value)
 {
-    char *c;
-    snprintf(text, size, "%.9g", (double)value);
-    for (c = text; *c; c++)
-        if (*c == ',') *c = '.';
+    int digits;
+    for (digits = 1; digits <= 9; digits++) {
+        double back = 0.0;
+        char *c;
+        snprintf(text, size, "%.*g", digits, (double)value);
+        for (c = text; *c; c++)
+            if (*c == ',') *c = '.';
+        if (cnn__parse_decimal(text, &back) && (float)back == value) break;
+    }
 }
 
 /* Reads a decimal number ("-0.300000012", "1e-05") from text, ignoring
@@ -3884,7 +3893,7 @@ enum { CNN__DTYPE_F32, CNN__DTYPE_F16, CNN__DTYPE_BF16 };
 static const cnn__dtype cnn__dtypes[] = {
     {"F32", 32}, {"F16", 16}, {"BF16", 16}, {"F64", 64}, {"C64", 64}, {"I64", 64}, {"U64", 64},
     {"I32", 32}, {"U32", 32}, {"I16", 16}, {"U16", 16}, {"I8", 8}, {"U8", 8}, {"BOOL", 8},
-    {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"F4", 4}};
+    {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"F4", 4}};
 
 /* One tensor of a file's header. */
 typedef struct cnn__tensor_entry {
@@ -4180,6 +4189,10 @@ CNN__PRIVATE cnn_result cnn__json_metadata(cnn__json *json)
 {
     cnn__safetensors *file = json->file;
     cnn_result result;
+    if (file->json_length - json->at >= 4 && cnn__json_peek(json) == 'n' && memcmp(file->json + json->at, "null", 4) == 0) {
+        json->at += 4;  /* the reference reads an optional map: null is none */
+        return CNN_OK;
+    }
     if ((result = cnn__json_expect(json, '{', "to open __metadata__")) != CNN_OK) return result;
     if (cnn__json_peek(json) == '}') { json->at++; return CNN_OK; }
     for (;;) {
@@ -4269,7 +4282,10 @@ CNN__PRIVATE cnn_result cnn__json_tensor(cnn__json *json, cnn__tensor_entry *ent
         return cnn__json_fail(json, "tensor '%s' has data_offsets [%llu, %llu], which end before they begin", shown,
                               (unsigned long long)entry->begin, (unsigned long long)entry->end);
     bits = (uint64_t)cnn__dtypes[entry->dtype].bits;
-    if (entry->count > UINT64_MAX / bits || (entry->count * bits) % 8 != 0)
+    if (entry->count > UINT64_MAX / bits)
+        return cnn__json_fail(json, "tensor '%s': %llu elements of %s take more bytes than 64 bits can count", shown,
+                              (unsigned long long)entry->count, cnn__dtypes[entry->dtype].name);
+    if ((entry->count * bits) % 8 != 0)
         return cnn__json_fail(json, "tensor '%s': %llu elements of %s are not a whole number of bytes", shown,
                               (unsigned long long)entry->count, cnn__dtypes[entry->dtype].name);
     if (entry->end - entry->begin != entry->count * bits / 8)
@@ -4342,8 +4358,10 @@ CNN__PRIVATE cnn_result cnn__safetensors_header(cnn__safetensors *file, cnn__rea
                          path, 8 + (long long)bad);
 
     json.file = file; json.at = 0; json.path = path; json.error = error;
-    if (file->json[0] != '{') return cnn__json_fail(&json, "the header does not start with '{': not a safetensors file");
-    json.at = 1;
+    /* the format's text says the header begins with '{'; its reader, like
+       any JSON reader, also takes white space before it, and so does this */
+    if (cnn__json_peek(&json) != '{') return cnn__json_fail(&json, "the header is not a JSON object: not a safetensors file");
+    json.at++;
     c = cnn__json_peek(&json);
     if (c == '}') json.at++;
     while (c != '}') {
@@ -4625,13 +4643,14 @@ CNN__PRIVATE const cnn__metadata_entry *cnn__metadata_find(const cnn__safetensor
                                                 cnn__compare_metadata_keys);
 }
 
-/* A whole number 0..65536 in text, ending at end (NULL: at a NUL or ','). */
-CNN__PRIVATE const char *cnn__parse_setting_int(const char *text, int *value)
+/* A whole number from 0 to largest in text, in decimal digits without a
+   leading zero; returns a pointer past it, or NULL when there is none. */
+CNN__PRIVATE const char *cnn__parse_setting_int(const char *text, int *value, long largest)
 {
     long v = 0;
-    if (*text < '0' || *text > '9') return NULL;
+    if (*text < '0' || *text > '9' || (text[0] == '0' && text[1] >= '0' && text[1] <= '9')) return NULL;
     for (; *text >= '0' && *text <= '9'; text++)
-        if ((v = v * 10 + (*text - '0')) > 65536) return NULL;
+        if ((v = v * 10 + (*text - '0')) > largest) return NULL;
     *value = (int)v;
     return text;
 }
@@ -4671,10 +4690,10 @@ CNN__PRIVATE const char *cnn__parse_layer_setting(const char *text, cnn_layer_de
         seen |= 1u << k;
         text += length + 1;
         switch (k) {
-        case 0: end = cnn__parse_setting_int(text, &desc->units); if (end && desc->units < 1) return "units below 1"; break;
-        case 1: end = cnn__parse_setting_int(text, &desc->kernel); if (end && desc->kernel < 1) return "kernel below 1"; break;
-        case 2: end = cnn__parse_setting_int(text, &desc->stride); if (end && desc->stride < 1) return "stride below 1"; break;
-        case 3: end = cnn__parse_setting_int(text, &desc->padding); break;
+        case 0: end = cnn__parse_setting_int(text, &desc->units, INT_MAX); if (end && desc->units < 1) return "units below 1"; break;
+        case 1: end = cnn__parse_setting_int(text, &desc->kernel, INT_MAX); if (end && desc->kernel < 1) return "kernel below 1"; break;
+        case 2: end = cnn__parse_setting_int(text, &desc->stride, INT_MAX); if (end && desc->stride < 1) return "stride below 1"; break;
+        case 3: end = cnn__parse_setting_int(text, &desc->padding, INT_MAX); break;
         case 4:
             for (end = NULL, desc->init = CNN_INIT_GLOROT_UNIFORM; desc->init <= CNN_INIT_HE_UNIFORM; desc->init = (cnn_init)(desc->init + 1)) {
                 length = strlen(cnn__init_names[desc->init]);
@@ -4720,20 +4739,20 @@ CNN__PRIVATE cnn_result cnn__safetensors_layers(cnn_model *model, const cnn__saf
         return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, version->at,
                          "'%s': cnn.h metadata version is not 1, the one this cnn.h reads", path);
     for (text = input->value, i = 0; i < 3; i++) {
-        if (!(text = cnn__parse_setting_int(text, &shape[i])) || *text != (i < 2 ? ',' : '\0')) break;
+        if (!(text = cnn__parse_setting_int(text, &shape[i], 65536)) || *text != (i < 2 ? ',' : '\0')) break;
         text++;
     }
     if (i < 3)
         return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, input->at,
                          "'%s': cnn.h.input is not C,H,W (three whole numbers up to 65536)", path);
-    if (!(text = cnn__parse_setting_int(layers->value, &count)) || *text || count < 1 || count > CNN_MAX_LAYERS)
+    if (!(text = cnn__parse_setting_int(layers->value, &count, CNN_MAX_LAYERS)) || *text || count < 1 || count > CNN_MAX_LAYERS)
         return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, layers->at,
                          "'%s': cnn.h.layers is not a layer count from 1 to %d", path, CNN_MAX_LAYERS);
     for (i = 0; i < (int)file->metadata_count; i++) {  /* no layer beyond the count */
         const char *key = file->metadata[i].key;
         int index;
         if (strncmp(key, "cnn.h.layer.", 12) != 0) continue;
-        if (!(text = cnn__parse_setting_int(key + 12, &index)) || *text || index >= count)
+        if (!(text = cnn__parse_setting_int(key + 12, &index, INT_MAX)) || *text || index >= count)
             return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file->metadata[i].at,
                              "'%s': metadata \"%.40s\" names no layer of the %d in cnn.h.layers", path, key, count);
     }
@@ -5054,7 +5073,7 @@ CNN__PRIVATE void cnn__onnx_graph(const cnn_model *model, cnn__buffer *graph)
             unsigned char raw[32];
             int k;
             long long target[4];
-            target[0] = -1; target[1] = layer->in.c; target[2] = 1; target[3] = 1;
+            target[0] = 0; target[1] = layer->in.c; target[2] = 1; target[3] = 1;  /* 0: N as it is */
             for (k = 0; k < 4; k++) {
                 cnn__put_u32(raw + 8 * k, (uint32_t)((uint64_t)target[k] & 0xFFFFFFFFu));
                 cnn__put_u32(raw + 8 * k + 4, (uint32_t)((uint64_t)target[k] >> 32));
@@ -5158,6 +5177,12 @@ CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path)
             if (tensor.failed) graph.failed = 1;
             cnn__buffer_free(&tensor);
         }
+    if (graph_bytes > 2147483647u - 4096u) {  /* protocol buffers' limit: 2 GB a message */
+        cnn__buffer_free(&graph);
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "cnn_model_export_onnx: the model's %llu bytes are more than one ONNX file holds (2 GB)",
+                         (unsigned long long)graph_bytes);
+    }
     cnn__pb_int(&head, 1, CNN__ONNX_IR_VERSION);
     cnn__pb_string(&head, 2, "cnn.h");
     {

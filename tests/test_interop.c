@@ -256,7 +256,11 @@ TEST(malformed_files_are_refused)
         {"", -1, 0, -1, 0, 0, "header length 0 is too short for a JSON object"},
         {GOOD, 200000000, -1, -1, 0, 0, "more than the format's 100 MB"},
         {GOOD, 100000, -1, -1, 0, 0, "runs past the end of the file"},
-        {" " GOOD, -1, -1, -1, 0, 0, "does not start with '{'"},
+        {" []", -1, -1, -1, 0, 0, "the header is not a JSON object"},
+        {"{\"0.weight\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", -1, -1, -1, 0, 0,
+         "take more bytes than 64 bits can count"},
+        {"{\"0.weight\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,1]}}", -1, -1, -1, 0, 0,
+         "3 elements of F4 are not a whole number of bytes"},
         {"{\"0.weight\xff\":1}", -1, -1, -1, 0, 0, "not valid UTF-8"},
         {"{\"0.weight\":{\"dtype\":\"F32\"", -1, -1, -1, 0, 0, "expected ',' or '}' in tensor '0.weight'"},
         {"{" W0 "," W0 "," B0 "," W3 "," B3 "}", -1, -1, -1, 0, 0, "begins at data offset 0, but the one before it ends at 72"},
@@ -345,6 +349,7 @@ TEST(unusual_but_valid_files_load)
         "{" B3 "," W3 "," B0 "," W0 "}",
         "{\"__metadata__\":{\"note\":\"\\\"quoted\\\" \\u00e9 \\ud83d\\ude00\"},\"0.weight\":{\"data_offsets\":[0,72],\"extra\":[1,{\"a\":null},-2.5e3,true],"
         "\"shape\":[2,1,3,3],\"dtype\":\"F32\"}," B0 "," W3 "," B3 "}    \n  ",
+        "\t\n\r {\"__metadata__\":null," W0 "," B0 "," W3 "," B3 "}",
     };
     cnn_model model;
     size_t i;
@@ -374,6 +379,8 @@ TEST(bad_metadata_is_refused)
         {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"max_pool kernel=2 stride=2 kernel=2\"", "a setting given twice"},
         {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"conv2d units=2 kernel=9 stride=1 padding=0\"", "cnn.h.layer.0: conv2d kernel 9"},
         {"\"cnn.h.layers\":\"0\"", "cnn.h.layers is not a layer count"},
+        {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"relu\",\"cnn.h.layer.00\":\"relu\"", "\"cnn.h.layer.00\" names no layer"},
+        {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"dense units=016\"", "a setting whose value cannot be read"},
         {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"relu\",\"cnn.h.layer.1\":\"relu\"", "\"cnn.h.layer.1\" names no layer of the 1"},
     };
     size_t i;
@@ -434,6 +441,48 @@ TEST(errors_name_the_file_and_saving_is_atomic)
     cnn_model_free(&model);
 }
 
+/* A model without parameters loads ({} is a valid file), a layer wider
+   than any image side comes back, and the metadata's numbers are short. */
+TEST(edge_models)
+{
+    cnn_model model, again;
+    unsigned char *bytes;
+    size_t size;
+    cnn_model_init(&model, 3, 1, 1, 1);
+    cnn_add_relu(&model);
+    cnn_add_softmax(&model);
+    EXPECT(cnn_model_build(&model, 3), CNN_OK, NULL);
+    bytes = make_file("{}", -1, 0, &size);
+    EXPECT(cnn_model_load_safetensors_memory(&model, bytes, size), CNN_OK, NULL);
+    free(bytes);
+    check_round_trip(&model, "no parameters");
+    cnn_model_free(&model);
+
+    cnn_model_init(&model, 1, 1, 1, 1);
+    cnn_add_dense(&model, 70000);
+    cnn_add_dense(&model, 2);
+    EXPECT(cnn_model_build(&model, 3), CNN_OK, NULL);
+    check_round_trip(&model, "dense 70000");
+    cnn_model_free(&model);
+
+    add_every_layer(&model);
+    EXPECT(cnn_model_build(&model, 1), CNN_OK, NULL);
+    EXPECT(cnn_model_save_safetensors(&model, test_path("short.safetensors")), CNN_OK, NULL);
+    bytes = test_read_file(test_path("short.safetensors"), &size);
+    CHECK(bytes && strstr((const char *)bytes + 8, "\"leaky_relu alpha=0.1\"") && strstr((const char *)bytes + 8, "\"dropout rate=0.3\""),
+          "header: %.600s", bytes ? (const char *)bytes + 8 : "");
+    free(bytes);
+    cnn_model_free(&model);
+
+    /* metadata describing 134 million parameters, and no tensors: refused
+       before the model is built, so nothing that large is allocated */
+    bytes = make_file("{\"__metadata__\":{\"cnn.h.version\":\"1\",\"cnn.h.input\":\"8192,1,1\",\"cnn.h.layers\":\"1\","
+                      "\"cnn.h.layer.0\":\"dense units=16384\"}}", -1, 0, &size);
+    EXPECT(cnn_model_from_safetensors_memory(&again, bytes, size, 1), CNN_ERROR_BAD_MODEL_FILE, &again.error);
+    CHECK(strstr(again.error.message, "has no tensor '0.weight'") != NULL, "message: %s", again.error.message);
+    free(bytes);
+}
+
 int main(void)
 {
     RUN(pytorch_files_with_metadata);
@@ -443,6 +492,7 @@ int main(void)
     RUN(malformed_files_are_refused);
     RUN(unusual_but_valid_files_load);
     RUN(bad_metadata_is_refused);
+    RUN(edge_models);
     RUN(errors_name_the_file_and_saving_is_atomic);
     return test_report();
 }

@@ -52,8 +52,8 @@ significant digits (%.Ng, N <= 9) that read back as the same float32. Readers
 ignore metadata keys they do not know, and refuse layer types and settings
 they do not know.
 
-How strict load() is: every setting of a layer once, in any order, separated
-by single spaces; integers as decimal digits; the shapes must fit as cnn.h
+How strict load() is: every setting of a layer once (init may be left out:
+glorot_uniform), in any order, separated by spaces; integers as decimal digits; the shapes must fit as cnn.h
 requires; leaky_relu alpha=0 is refused (cnn.h's API reads 0 as "default
 0.3": write relu), and so is a dropout rate outside (0, 1); a cnn.h.layer.I
 key with I >= the layer count is refused; the tensors must be exactly those
@@ -250,8 +250,8 @@ def _parse_header(raw, path):
         where = "tensor %r" % name
         if not isinstance(info, dict):
             fail("%s: not an object" % where)
-        if set(info) != {"dtype", "shape", "data_offsets"}:
-            fail("%s: has fields %s, wants exactly dtype, shape, data_offsets" % (where, sorted(info)))
+        if not {"dtype", "shape", "data_offsets"} <= set(info):  # others are ignored, as the reference reader does
+            fail("%s: has fields %s, wants dtype, shape, data_offsets" % (where, sorted(info)))
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if dtype not in DTYPE_BYTES:
             fail("%s: unknown dtype %r" % (where, dtype))
@@ -351,14 +351,14 @@ def _float32(value):
 def _parse_layer(text, where):
     """'conv2d units=6 kernel=5 ...' -> ('conv2d', {'units': 6, ...}) with
     every setting present once, converted and in range."""
-    words = text.split(" ")
-    kind, settings = words[0], {}
+    words = text.split()
+    kind, settings = (words[0] if words else ""), {}
     if kind not in LAYER_SETTINGS:
         raise ValueError("%s: unknown layer type %r (known: %s)" % (where, kind, ", ".join(LAYER_SETTINGS)))
     for word in words[1:]:
         key, equals, value = word.partition("=")
         if not equals or not key:
-            raise ValueError("%s: %r is not key=value (settings are separated by single spaces)" % (where, word))
+            raise ValueError("%s: %r is not key=value (settings are separated by spaces)" % (where, word))
         if key not in LAYER_SETTINGS[kind]:
             raise ValueError("%s: %s has no setting %r (it has: %s)"
                              % (where, kind, key, ", ".join(LAYER_SETTINGS[kind]) or "none"))
@@ -377,6 +377,8 @@ def _parse_layer(text, where):
             if not _INT.fullmatch(value) or int(value) > 2**31 - 1:
                 raise ValueError("%s: %s=%s is not an integer from 0 to 2^31-1" % (where, key, value))
             settings[key] = int(value)
+    if "init" in LAYER_SETTINGS[kind]:  # optional, as in cnn.h
+        settings.setdefault("init", DEFAULT_INIT)
     missing = [key for key in LAYER_SETTINGS[kind] if key not in settings]
     if missing:
         raise ValueError("%s: %s needs %s" % (where, kind, ", ".join(key + "=" for key in missing)))

@@ -235,7 +235,7 @@ class MalformedFiles(Files):
 
     def test_entries(self):
         self.bad(header_file({"t": 3}), "tensor 't': not an object")
-        self.bad(self.entry(offsets=[0, 8]), "wants exactly dtype, shape, data_offsets")
+        self.bad(header_file({"t": {"dtype": "F32", "shape": [2]}}, self.DATA), "wants dtype, shape, data_offsets")
         self.bad(self.entry(dtype="F128"), "unknown dtype 'F128'")
         self.bad(self.entry(dtype="float32"), "unknown dtype 'float32'")
         self.bad(self.entry(shape=[-2]), "shape [-2] is not a list of non-negative integers")
@@ -317,11 +317,11 @@ class BadModels(Files):
     def test_layer_text(self):
         self.bad("cnn.h.layer.1 ('flat'): unknown layer type 'flat'", cnnh_layer_1="flat")
         self.bad("flatten has no setting 'size' (it has: none)", cnnh_layer_1="flatten size=1")
-        self.bad("'' is not key=value", cnnh_layer_1="flatten ")
+        self.bad("'x' is not key=value", cnnh_layer_1="flatten  x")
         self.bad("'units' is not key=value", cnnh_layer_2="dense units init=he_normal")
         self.bad("dense has no setting 'kernel'", cnnh_layer_2="dense units=3 kernel=1 init=he_normal")
         self.bad("setting 'units' given twice", cnnh_layer_2="dense units=3 units=3 init=he_normal")
-        self.bad("dense needs init=", cnnh_layer_2="dense units=3")
+        self.bad("dense needs units=", cnnh_layer_2="dense init=he_normal")
         self.bad("conv2d needs stride=, padding=", cnnh_layer_0="conv2d units=2 kernel=3 init=he_normal")
         self.bad("init=xavier is not one of", cnnh_layer_2="dense units=3 init=xavier")
         for value in ("-3", "+3", "3.0", "0x3", "", "99999999999"):

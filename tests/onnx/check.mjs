@@ -10,7 +10,8 @@
 //   float32   input, batch*c*h*w values (NCHW), little-endian
 //   float32   expected output, batch*outputs values, little-endian
 // The model must have one input "input" of shape [N, c, h, w] with N dynamic,
-// and one output "output" of shape [N, outputs]. Each case runs twice: the
+// and one output "output" of shape [N, outputs] (or [N, C, H, W] with
+// C * H * W = outputs). Each case runs twice: the
 // whole batch, then the first sample alone (two copies of it when the batch
 // is 1), which proves the batch dimension really is dynamic.
 // Prints one line per case; exits 0 when all pass, 1 when any case fails
@@ -77,8 +78,10 @@ async function runAndCompare(ort, session, io, n, samples, expected) {
     }
     const out = results.output;
     const dims = `[${out.dims.join(', ')}]`;
-    if (out.type !== 'float32' || out.dims.length !== 2 || out.dims[0] !== n || out.dims[1] !== io.outputs)
-        throw new Error(`batch ${n}: output is ${out.type} ${dims}, want float32 [${n}, ${io.outputs}]`);
+    // [N, outputs] after a flatten or dense layer, else [N, C, H, W] with C * H * W outputs
+    const perSample = out.dims.slice(1).reduce((a, b) => a * b, 1);
+    if (out.type !== 'float32' || out.dims.length < 2 || out.dims[0] !== n || perSample !== io.outputs)
+        throw new Error(`batch ${n}: output is ${out.type} ${dims}, want float32 [${n}, ...] with ${io.outputs} values a sample`);
     let max = 0;
     for (let i = 0; i < expected.length; i++)
         max = Math.max(max, Math.abs(out.data[i] - expected[i])); // a NaN sticks, and fails the case
