@@ -720,6 +720,88 @@ CNNDEF cnn_result cnn_model_from_safetensors_memory(cnn_model *model, const void
    a temporary file and a rename. */
 CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path);
 
+/* ---------------------------------------------------------------- microcontrollers: int8 and C export
+
+   Post-training int8 quantization as TensorFlow Lite does it, so that
+   CMSIS-NN-style kernels could take its tensors as they are:
+     - a tensor of activations holds int8 values q standing for the reals
+       scale * (q - zero): one scale and zero point per tensor, from the
+       smallest and largest value seen on calibration images (widened to
+       hold 0, which then has an exact code);
+     - conv2d and dense weights are symmetric, one scale per output
+       channel, in [-127, 127]; biases int32, in units of
+       input scale x weight scale;
+     - a layer's int32 sum goes to its output's codes through a fixed-point
+       multiplier and shift (no float in the inner loops); ReLU, max pool,
+       average pool, flatten and dropout keep their input's scale; LeakyReLU,
+       sigmoid and tanh look their 256 possible answers up in a table;
+     - softmax, the last layer if there is one, runs in float.
+   A cnn_quantized holds such a copy of a model, evaluable here; the C
+   export writes the same arithmetic into a file of its own. */
+
+typedef struct cnn_quant_layer {
+    float out_scale;            /* output codes stand for out_scale * (q - out_zero) */
+    int out_zero;
+    signed char *weight;        /* conv2d (OC, C, K, K); dense (OUT, IN); NULL for others */
+    int32_t *bias;              /* (OC or OUT), in units of input scale x weight scale */
+    float *weight_scale;        /* (OC or OUT) */
+    int32_t *multiplier;        /* (OC or OUT): input scale x weight scale / output scale */
+    int *shift;                 /*   = multiplier x 2^(shift - 31) */
+    signed char *table;         /* leaky_relu, sigmoid, tanh: (256) the output code of each input code */
+} cnn_quant_layer;
+
+typedef struct cnn_quantized {
+    cnn_shape input;
+    int layer_count;
+    cnn_layer layers[CNN_MAX_LAYERS];       /* settings and shapes, as the model's (their pointers unused) */
+    cnn_quant_layer quant[CNN_MAX_LAYERS];
+    float input_scale;                      /* input codes: q = round(x / input_scale) + input_zero */
+    int input_zero;
+    int calibration_rows;                   /* images the ranges came from */
+    void *memory;                           /* everything above lives in this block */
+    signed char *buffers[2];                /* (largest activation) each: a sample's activations, in turn */
+    cnn_error error;
+} cnn_quantized;
+
+/* Quantizes a built model: runs rows images of calibration (0: 1,000 or
+   all there are) through it to find each tensor's range, then converts
+   the weights. The model is not changed, and q does not need it later.
+   Refused: a calibration set whose images are all one value, a layer
+   whose outputs are, softmax anywhere but last. */
+CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dataset *calibration, int rows);
+
+/* As cnn_model_predict, through the int8 model: the class of each of count
+   samples is the first largest int8 output; probabilities (may be NULL)
+   receives (count, classes) from the float softmax at the end (the
+   dequantized outputs when the model has no softmax). */
+CNNDEF cnn_result cnn_quantized_predict(cnn_quantized *q, const float *input, int count, int *classes, float *probabilities);
+CNNDEF void cnn_quantized_free(cnn_quantized *q);
+
+/* Describes a C export. Zero means default in every field. */
+typedef struct cnn_export_desc {
+    const char *name;                   /* prefix of every symbol (default "model"): a C identifier */
+    int int8;                           /* 1: the int8 model (needs calibration), else float32 */
+    const cnn_dataset *calibration;     /* int8: images for the ranges */
+    int calibration_rows;               /* int8: how many (default 1,000, or all there are) */
+} cnn_export_desc;
+
+/* Writes the model as one self-contained C99 file (C++ too, freestanding):
+   its weights as static const arrays, NAME_INPUT_SIZE and NAME_CLASSES
+   (the name in capitals), and
+
+       int NAME_predict(const float *input, float *probabilities);
+
+   which takes one input as cnn_model_predict does ((C, H, W) floats,
+   pixels in [0, 1]), returns the top class and, unless probabilities is
+   NULL, writes NAME_CLASSES of them. It works in two static buffers sized
+   at export (not reentrant), allocates nothing, prints nothing, and needs
+   only expf (define NAME_EXPF before compiling it for your own). A comment
+   at its top gives the architecture, the flash bytes of the weights and
+   the RAM bytes of the buffers. int8 files compute exactly what
+   cnn_quantized_predict computes. Written through a temporary file and a
+   rename. */
+CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const cnn_export_desc *desc);
+
 /* ---------------------------------------------------------------- images (optional)
 
    Declared only with CNN_IMAGES defined; see OPTIONAL: IMAGES at the top for
@@ -5229,6 +5311,825 @@ CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path)
     result = cnn__atomic_close(&out, path, ok, &model->error);  /* removes the temporary file on failure */
     if (out_of_memory) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory writing '%s'", path);
     return result;
+}
+
+
+/* ======================================================================== int8 and C export
+
+   The int8 arithmetic below is written twice on purpose: once here, as the
+   library's cnn_quantized_predict, and once as text that
+   cnn_model_export_c writes into the exported file. tests/test_export.c
+   compiles such files and checks that both give the same codes. */
+
+/* ---------------------------------------------------------------- fixed point, as TensorFlow Lite
+
+   A real multiplier m > 0 becomes an int32 multiplier in [2^30, 2^31) and a
+   shift, m = multiplier x 2^(shift - 31); an int32 sum times m is then
+   the rounded high half of a 64-bit product, shifted with rounding: the
+   arithmetic of gemmlowp's SaturatingRoundingDoublingHighMul and
+   RoundingDivideByPOT, written with 64-bit integers so that no step can
+   overflow and no negative number is shifted (whose result C leaves to
+   the compiler). */
+CNN__PRIVATE void cnn__quantize_multiplier(double m, int32_t *multiplier, int *shift)
+{
+    double fraction;
+    long long fixed;
+    *multiplier = 0;
+    *shift = 0;
+    if (!(m > 0.0)) return;
+    fraction = frexp(m, shift);  /* m = fraction x 2^shift, fraction in [0.5, 1) */
+    fixed = (long long)floor(fraction * 2147483648.0 + 0.5);
+    if (fixed == 2147483648LL) fixed /= 2, ++*shift;
+    if (*shift < -31) fixed = 0, *shift = 0;                  /* below 2^-32: nothing is left */
+    if (*shift > 30) fixed = 2147483647LL, *shift = 30;       /* above 2^30: saturate */
+    *multiplier = (int32_t)fixed;
+}
+
+/* round(sum x multiplier x 2^(shift - 31)), saturated to int32 */
+CNN__PRIVATE int32_t cnn__requantize(int32_t sum, int32_t multiplier, int shift)
+{
+    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    int64_t x = (int64_t)sum * ((int64_t)1 << left), product, high, mask, remainder, threshold;
+    if (x > INT32_MAX) x = INT32_MAX;
+    if (x < INT32_MIN) x = INT32_MIN;
+    product = x * multiplier;  /* the doubling high half, rounded half away from zero */
+    high = (product + (product >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30))) / ((int64_t)1 << 31);
+    mask = ((int64_t)1 << right) - 1;  /* then / 2^right, rounded half away from zero */
+    remainder = high & mask;
+    threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+    return (int32_t)((high - remainder) / ((int64_t)1 << right) + (remainder > threshold ? 1 : 0));
+}
+
+/* The code of a real x: round(x / scale) + zero, clamped to int8. */
+CNN__PRIVATE signed char cnn__quantize_value(float x, float scale, int zero)
+{
+    float v = x / scale;  /* a division cannot be fused into a multiply-add: the same bits everywhere */
+    int code;
+    if (v > 1000.0f) v = 1000.0f;
+    if (v < -1000.0f) v = -1000.0f;
+    code = (v >= 0.0f ? (int)(v + 0.5f) : -(int)(0.5f - v)) + zero;
+    return (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);
+}
+
+/* ---------------------------------------------------------------- the int8 layers
+
+   x and y hold one sample, (C, H, W) codes; in_zero is x's zero point. A
+   conv2d or dense sum is taken over (x - in_zero) x weight: padding holds
+   the code of 0, in_zero, and adds nothing. */
+CNN__PRIVATE void cnn__q_conv2d(const cnn_layer *layer, const cnn_quant_layer *q, int in_zero, const signed char *x, signed char *y)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w, OC = layer->out.c, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    int oc, oy, ox, c, ky, kx;
+    for (oc = 0; oc < OC; oc++)
+        for (oy = 0; oy < OH; oy++)
+            for (ox = 0; ox < OW; ox++) {
+                int32_t sum = q->bias[oc];
+                int code;
+                for (c = 0; c < C; c++)
+                    for (ky = 0; ky < K; ky++) {
+                        int iy = oy * S - P + ky;
+                        if (iy < 0 || iy >= H) continue;
+                        for (kx = 0; kx < K; kx++) {
+                            int ix = ox * S - P + kx;
+                            if (ix < 0 || ix >= W) continue;
+                            sum += (x[(c * H + iy) * W + ix] - in_zero) * q->weight[((oc * C + c) * K + ky) * K + kx];
+                        }
+                    }
+                code = q->out_zero + cnn__requantize(sum, q->multiplier[oc], q->shift[oc]);
+                y[(oc * OH + oy) * OW + ox] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);
+            }
+}
+
+CNN__PRIVATE void cnn__q_dense(const cnn_layer *layer, const cnn_quant_layer *q, int in_zero, const signed char *x, signed char *y)
+{
+    const int IN = (int)cnn_shape_count(layer->in), OUT = layer->out.c;
+    int o, i;
+    for (o = 0; o < OUT; o++) {
+        int32_t sum = q->bias[o];
+        int code;
+        for (i = 0; i < IN; i++) sum += (x[i] - in_zero) * q->weight[o * IN + i];
+        code = q->out_zero + cnn__requantize(sum, q->multiplier[o], q->shift[o]);
+        y[o] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);
+    }
+}
+
+/* Pools keep their input's scale: the largest code, or the rounded mean
+   of the codes (half away from zero). */
+CNN__PRIVATE void cnn__q_pool(const cnn_layer *layer, const signed char *x, signed char *y)
+{
+    const int C = layer->in.c, H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, count = K * K;
+    int c, oy, ox, u, v;
+    for (c = 0; c < C; c++)
+        for (oy = 0; oy < OH; oy++)
+            for (ox = 0; ox < OW; ox++) {
+                int best = -128, sum = 0;
+                for (u = 0; u < K; u++)
+                    for (v = 0; v < K; v++) {
+                        int code = x[(c * H + oy * S + u) * W + ox * S + v];
+                        best = code > best ? code : best;
+                        sum += code;
+                    }
+                y[(c * OH + oy) * OW + ox] = (signed char)(layer->desc.type == CNN_LAYER_MAX_POOL ? best
+                                                           : (sum + (sum > 0 ? count / 2 : -(count / 2))) / count);
+            }
+}
+
+/* One sample through the int8 model; returns its class and, unless
+   probabilities is NULL, writes the float outputs. */
+CNN__PRIVATE int cnn__quantized_sample(cnn_quantized *q, const float *input, float *probabilities)
+{
+    signed char *x = q->buffers[0], *y = q->buffers[1], *swap;
+    size_t count = cnn_shape_count(q->input), i;
+    float scale = q->input_scale;
+    int zero = q->input_zero, l, best = 0, softmax = 0;
+    for (i = 0; i < count; i++) x[i] = cnn__quantize_value(input[i], q->input_scale, q->input_zero);
+    for (l = 0; l < q->layer_count; l++) {
+        const cnn_layer *layer = &q->layers[l];
+        const cnn_quant_layer *quant = &q->quant[l];
+        count = cnn_shape_count(layer->out);
+        switch (layer->desc.type) {
+        case CNN_LAYER_CONV2D: cnn__q_conv2d(layer, quant, zero, x, y); swap = x, x = y, y = swap; break;
+        case CNN_LAYER_DENSE: cnn__q_dense(layer, quant, zero, x, y); swap = x, x = y, y = swap; break;
+        case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL: cnn__q_pool(layer, x, y); swap = x, x = y, y = swap; break;
+        case CNN_LAYER_RELU:
+            for (i = 0; i < count; i++) x[i] = x[i] < zero ? (signed char)zero : x[i];
+            break;
+        case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH:
+            for (i = 0; i < count; i++) x[i] = quant->table[x[i] + 128];
+            break;
+        case CNN_LAYER_SOFTMAX: softmax = 1; break;  /* last: in float, below */
+        default: break;                            /* flatten, dropout: the same codes */
+        }
+        scale = quant->out_scale;
+        zero = quant->out_zero;
+    }
+    for (i = 1; i < count; i++)
+        if (x[i] > x[best]) best = (int)i;
+    if (probabilities) {
+        float top = 0.0f, sum = 0.0f;
+        for (i = 0; i < count; i++) probabilities[i] = scale * (float)(x[i] - zero);
+        if (softmax) {
+            for (i = 0; i < count; i++) top = i == 0 || probabilities[i] > top ? probabilities[i] : top;
+            for (i = 0; i < count; i++) sum += probabilities[i] = expf(probabilities[i] - top);
+            for (i = 0; i < count; i++) probabilities[i] /= sum;
+        }
+    }
+    return best;
+}
+
+/* ---------------------------------------------------------------- quantization */
+
+/* Scale and zero point for values in [low, high] (widened to hold 0), or 0
+   when the range is a single value. */
+CNN__PRIVATE int cnn__choose_scale(float low, float high, float *scale, int *zero)
+{
+    double lo = low < 0.0f ? low : 0.0, hi = high > 0.0f ? high : 0.0, z;
+    if (!(hi > lo)) return 0;
+    *scale = (float)((hi - lo) / 255.0);
+    z = floor(-128.0 - lo / *scale + 0.5);
+    *zero = z < -128.0 ? -128 : z > 127.0 ? 127 : (int)z;
+    return 1;
+}
+
+/* round(v), clamped to [lo, hi] */
+CNN__PRIVATE long cnn__round_clamp(double v, long lo, long hi)
+{
+    v = floor(v + 0.5);
+    return v < (double)lo ? lo : v > (double)hi ? hi : (long)v;
+}
+
+CNNDEF void cnn_quantized_free(cnn_quantized *q)
+{
+    if (!q) return;
+    CNN_FREE(q->memory);
+    memset(q, 0, sizeof *q);
+}
+
+/* The smallest and largest value of every activation over rows images:
+   low[0], high[0] the input's, low[i + 1], high[i + 1] layer i's output's. */
+CNN__PRIVATE cnn_result cnn__calibrate(cnn_model *model, const cnn_dataset *data, int rows, float *low, float *high)
+{
+    int start, a;
+    for (a = 0; a <= model->layer_count; a++) low[a] = FLT_MAX, high[a] = -FLT_MAX;
+    for (start = 0; start < rows; start += model->max_batch) {
+        int batch = rows - start < model->max_batch ? rows - start : model->max_batch;
+        cnn_result result = cnn_model_forward(model, data->images.data + (size_t)start * cnn_shape_count(model->input), batch,
+                                              CNN_MODE_EVAL);
+        if (result != CNN_OK) return result;
+        for (a = 0; a <= model->layer_count; a++) {
+            size_t count = (size_t)batch * cnn_shape_count(a ? model->layers[a - 1].out : model->input), i;
+            const float *values = model->activations[a].data;
+            for (i = 0; i < count; i++) {
+                if (!cnn__is_finite(values[i]))
+                    return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1,
+                                     "calibration image %d gives a value that is not finite%s", start + (int)(i / (count / (size_t)batch)),
+                                     a ? "" : " (in the image itself)");
+                low[a] = values[i] < low[a] ? values[i] : low[a];
+                high[a] = values[i] > high[a] ? values[i] : high[a];
+            }
+        }
+    }
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dataset *calibration, int rows)
+{
+    float low[CNN_MAX_LAYERS + 1], high[CNN_MAX_LAYERS + 1], scale;
+    size_t bytes = 0, largest, at;
+    unsigned char *block;
+    int l, zero;
+    cnn_result result;
+    if (!q) return CNN_ERROR_INVALID_ARGUMENT;
+    memset(q, 0, sizeof *q);
+    cnn__clear_error(&q->error);
+    if (!model) return cnn__null_argument(&q->error, "cnn_quantize", "model");
+    if (!calibration) return cnn__null_argument(&q->error, "cnn_quantize", "calibration");
+    if (!model->memory) return cnn__fail(&q->error, CNN_ERROR_STATE, 0, 0, -1, "cnn_quantize: the model is not built");
+    if (calibration->count < 1 || !calibration->images.data)
+        return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_quantize: the calibration set is empty");
+    if (calibration->images.c != model->input.c || calibration->images.h != model->input.h || calibration->images.w != model->input.w)
+        return cnn__fail(&q->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "cnn_quantize: calibration images are (%d, %d, %d); the model takes (%d, %d, %d)",
+                         calibration->images.c, calibration->images.h, calibration->images.w, model->input.c, model->input.h, model->input.w);
+    if (rows < 0) return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_quantize: rows must be >= 0, got %d", rows);
+    if (rows == 0) rows = 1000;
+    if (rows > calibration->count) rows = calibration->count;
+    for (l = 0; l + 1 < model->layer_count; l++)
+        if (model->layers[l].desc.type == CNN_LAYER_SOFTMAX)
+            return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "cnn_quantize: layer %d is a softmax, which int8 models have only as their last layer", l);
+    if ((result = cnn__calibrate(model, calibration, rows, low, high)) != CNN_OK) {
+        q->error = model->error;
+        return result;
+    }
+    q->input = model->input;
+    q->layer_count = model->layer_count;
+    q->calibration_rows = rows;
+    if (!cnn__choose_scale(low[0], high[0], &q->input_scale, &q->input_zero))
+        return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "cnn_quantize: every value of the %d calibration images is %g: no scale fits them", rows, (double)low[0]);
+
+    /* each activation's scale and zero point, and the memory the int8 model needs */
+    scale = q->input_scale;
+    zero = q->input_zero;
+    largest = cnn_shape_count(model->input);
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        cnn_quant_layer *quant = &q->quant[l];
+        cnn_layer_type type = layer->desc.type;
+        int own = type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE || type == CNN_LAYER_LEAKY_RELU ||
+                  type == CNN_LAYER_SIGMOID || type == CNN_LAYER_TANH;
+        /* a conv2d or dense layer before a ReLU takes the ReLU's range: its
+           codes then spend no precision on the negatives the ReLU drops */
+        int a = l + 1 + ((type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE) && l + 1 < model->layer_count &&
+                         model->layers[l + 1].desc.type == CNN_LAYER_RELU);
+        q->layers[l] = *layer;
+        q->layers[l].weight = q->layers[l].bias = q->layers[l].weight_grad = q->layers[l].bias_grad = NULL;
+        q->layers[l].argmax = NULL;
+        q->layers[l].mask = NULL;
+        quant->out_scale = scale;
+        quant->out_zero = zero;
+        if (own && !cnn__choose_scale(low[a], high[a], &quant->out_scale, &quant->out_zero))
+            return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "cnn_quantize: layer %d (%s) gives %g for every calibration image: no scale fits its outputs", l,
+                             cnn_layer_type_name(type), (double)low[a]);
+        if (type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE)
+            bytes += layer->weight_count + layer->bias_count * (3 * sizeof(int32_t) + sizeof(int)) + 16;
+        if (type == CNN_LAYER_LEAKY_RELU || type == CNN_LAYER_SIGMOID || type == CNN_LAYER_TANH) bytes += 256;
+        scale = quant->out_scale;
+        zero = quant->out_zero;
+        if (cnn_shape_count(layer->out) > largest) largest = cnn_shape_count(layer->out);
+    }
+    bytes += 2 * largest + 16;
+    if (!(block = (unsigned char *)CNN_MALLOC(bytes)))
+        return cnn__fail(&q->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "cnn_quantize: out of memory");
+    q->memory = block;
+
+    /* the weights: per output channel, symmetric; the int32 things first, aligned */
+    at = 0;
+    scale = q->input_scale;
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        cnn_quant_layer *quant = &q->quant[l];
+        size_t outputs = layer->bias_count, per_output = outputs ? layer->weight_count / outputs : 0, o, k;
+        if (layer->desc.type == CNN_LAYER_CONV2D || layer->desc.type == CNN_LAYER_DENSE) {
+            at = (at + 15) / 16 * 16;
+            quant->bias = (int32_t *)(void *)(block + at); at += outputs * sizeof(int32_t);
+            quant->multiplier = (int32_t *)(void *)(block + at); at += outputs * sizeof(int32_t);
+            quant->weight_scale = (float *)(void *)(block + at); at += outputs * sizeof(float);
+            quant->shift = (int *)(void *)(block + at); at += outputs * sizeof(int);
+            quant->weight = (signed char *)(block + at); at += layer->weight_count;
+            for (o = 0; o < outputs; o++) {
+                float largest_weight = 0.0f, weight_scale;
+                /* the weight of output o, input k: conv2d (OC, C, K, K); dense (IN, OUT) in cnn.h */
+#define CNN__WEIGHT(k) (layer->desc.type == CNN_LAYER_DENSE ? layer->weight[(k) * outputs + o] : layer->weight[o * per_output + (k)])
+                for (k = 0; k < per_output; k++)
+                    if (fabsf(CNN__WEIGHT(k)) > largest_weight) largest_weight = fabsf(CNN__WEIGHT(k));
+                weight_scale = largest_weight > 0.0f ? largest_weight / 127.0f : 1.0f;
+                for (k = 0; k < per_output; k++)
+                    quant->weight[o * per_output + k] = (signed char)cnn__round_clamp((double)CNN__WEIGHT(k) / weight_scale, -127, 127);
+#undef CNN__WEIGHT
+                quant->weight_scale[o] = weight_scale;
+                quant->bias[o] = (int32_t)cnn__round_clamp((double)layer->bias[o] / ((double)scale * weight_scale), -2147483647L, 2147483647L);
+                cnn__quantize_multiplier((double)scale * weight_scale / quant->out_scale, &quant->multiplier[o], &quant->shift[o]);
+            }
+        }
+        scale = quant->out_scale;
+    }
+    /* the tables: each input code's output code */
+    scale = q->input_scale;
+    zero = q->input_zero;
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        cnn_quant_layer *quant = &q->quant[l];
+        if (layer->desc.type == CNN_LAYER_LEAKY_RELU || layer->desc.type == CNN_LAYER_SIGMOID || layer->desc.type == CNN_LAYER_TANH) {
+            int code;
+            quant->table = (signed char *)(block + at);
+            at += 256;
+            for (code = -128; code < 128; code++) {
+                double x = (double)scale * (code - zero), y;
+                if (layer->desc.type == CNN_LAYER_LEAKY_RELU) y = x < 0.0 ? (double)layer->desc.alpha * x : x;
+                else if (layer->desc.type == CNN_LAYER_SIGMOID) y = 1.0 / (1.0 + exp(-x));
+                else y = tanh(x);
+                quant->table[code + 128] = (signed char)cnn__round_clamp(y / quant->out_scale + quant->out_zero, -128, 127);
+            }
+        }
+        scale = quant->out_scale;
+        zero = quant->out_zero;
+    }
+    q->buffers[0] = (signed char *)(block + at);
+    q->buffers[1] = q->buffers[0] + largest;
+    CNN_ASSERT(at + 2 * largest <= bytes);
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_quantized_predict(cnn_quantized *q, const float *input, int count, int *classes, float *probabilities)
+{
+    size_t in_size, out_size;
+    int n;
+    if (!q) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!input) return cnn__null_argument(&q->error, "cnn_quantized_predict", "input");
+    if (!classes) return cnn__null_argument(&q->error, "cnn_quantized_predict", "classes");
+    if (!q->memory) return cnn__fail(&q->error, CNN_ERROR_STATE, 0, 0, -1, "cnn_quantized_predict: nothing is quantized (call cnn_quantize)");
+    if (count <= 0)
+        return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_quantized_predict: count must be >= 1, got %d", count);
+    in_size = cnn_shape_count(q->input);
+    out_size = cnn_shape_count(q->layers[q->layer_count - 1].out);
+    for (n = 0; n < count; n++)
+        classes[n] = cnn__quantized_sample(q, input + (size_t)n * in_size, probabilities ? probabilities + (size_t)n * out_size : NULL);
+    return CNN_OK;
+}
+
+/* ---------------------------------------------------------------- the C export
+
+   The exported file's code is written here once, as text in which '@'
+   stands for the name and '$' for the name in capitals. Only the kernels a
+   model uses are written, so that the file compiles under -Werror. */
+
+static const char cnn__c_float_kernels[][1100] = {
+    /* 0 conv2d */
+    "static void @_conv2d(const float *x, float *y, const float *weight, const float *bias,\n"
+    "                      int C, int H, int W, int OC, int K, int S, int P, int OH, int OW)\n"
+    "{\n"
+    "    int oc, oy, ox, c, ky, kx;\n"
+    "    for (oc = 0; oc < OC; oc++)\n"
+    "        for (oy = 0; oy < OH; oy++)\n"
+    "            for (ox = 0; ox < OW; ox++) {\n"
+    "                float sum = bias[oc];\n"
+    "                for (c = 0; c < C; c++)\n"
+    "                    for (ky = 0; ky < K; ky++) {\n"
+    "                        int iy = oy * S - P + ky;\n"
+    "                        if (iy < 0 || iy >= H) continue;\n"
+    "                        for (kx = 0; kx < K; kx++) {\n"
+    "                            int ix = ox * S - P + kx;\n"
+    "                            if (ix < 0 || ix >= W) continue;\n"
+    "                            sum += x[(c * H + iy) * W + ix] * weight[((oc * C + c) * K + ky) * K + kx];\n"
+    "                        }\n"
+    "                    }\n"
+    "                y[(oc * OH + oy) * OW + ox] = sum;\n"
+    "            }\n"
+    "}\n\n",
+    /* 1 dense: weight (OUT, IN) */
+    "static void @_dense(const float *x, float *y, const float *weight, const float *bias, int IN, int OUT)\n"
+    "{\n"
+    "    int o, i;\n"
+    "    for (o = 0; o < OUT; o++) {\n"
+    "        float sum = bias[o];\n"
+    "        for (i = 0; i < IN; i++) sum += x[i] * weight[o * IN + i];\n"
+    "        y[o] = sum;\n"
+    "    }\n"
+    "}\n\n",
+    /* 2 pools */
+    "static void @_pool(const float *x, float *y, int max, int C, int H, int W, int K, int S, int OH, int OW)\n"
+    "{\n"
+    "    int c, oy, ox, u, v;\n"
+    "    for (c = 0; c < C; c++)\n"
+    "        for (oy = 0; oy < OH; oy++)\n"
+    "            for (ox = 0; ox < OW; ox++) {\n"
+    "                float best = x[(c * H + oy * S) * W + ox * S], sum = 0.0f;\n"
+    "                for (u = 0; u < K; u++)\n"
+    "                    for (v = 0; v < K; v++) {\n"
+    "                        float value = x[(c * H + oy * S + u) * W + ox * S + v];\n"
+    "                        best = value > best ? value : best;\n"
+    "                        sum += value;\n"
+    "                    }\n"
+    "                y[(c * OH + oy) * OW + ox] = max ? best : sum * (1.0f / (float)(K * K));\n"
+    "            }\n"
+    "}\n\n",
+    /* 3 activations, in place: 0 relu, 1 leaky relu, 2 sigmoid, 3 tanh */
+    "static void @_activate(float *x, int count, int kind, float alpha)\n"
+    "{\n"
+    "    int i;\n"
+    "    for (i = 0; i < count; i++) {\n"
+    "        float v = x[i];\n"
+    "        if (kind == 0) x[i] = v > 0.0f ? v : 0.0f;\n"
+    "        else if (kind == 1) x[i] = v < 0.0f ? alpha * v : v;\n"
+    "        else if (kind == 2) x[i] = 1.0f / (1.0f + $_EXPF(-v));\n"
+    "        else x[i] = 1.0f - 2.0f / ($_EXPF(2.0f * v) + 1.0f);  /* tanh, from expf alone */\n"
+    "    }\n"
+    "}\n\n",
+    /* 4 softmax, in place */
+    "static void @_softmax(float *x, int count)\n"
+    "{\n"
+    "    float top = x[0], sum = 0.0f;\n"
+    "    int i;\n"
+    "    for (i = 1; i < count; i++) top = x[i] > top ? x[i] : top;\n"
+    "    for (i = 0; i < count; i++) sum += x[i] = $_EXPF(x[i] - top);\n"
+    "    for (i = 0; i < count; i++) x[i] /= sum;\n"
+    "}\n\n"};
+
+static const char cnn__c_int8_kernels[][1500] = {
+    /* 0 the input's codes and the fixed-point multiply: always */
+    "/* round(x / scale) + zero, clamped to int8: the code of a real */\n"
+    "static signed char @_quantize(float x, float scale, int zero)\n"
+    "{\n"
+    "    float v = x / scale;\n"
+    "    int code;\n"
+    "    if (v > 1000.0f) v = 1000.0f;\n"
+    "    if (v < -1000.0f) v = -1000.0f;\n"
+    "    code = (v >= 0.0f ? (int)(v + 0.5f) : -(int)(0.5f - v)) + zero;\n"
+    "    return (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);\n"
+    "}\n\n"
+    "/* round(sum x multiplier x 2^(shift - 31)), as TensorFlow Lite, in 64 bits */\n"
+    "static int32_t @_requantize(int32_t sum, int32_t multiplier, int shift)\n"
+    "{\n"
+    "    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;\n"
+    "    int64_t x = (int64_t)sum * ((int64_t)1 << left), product, high, mask, remainder, threshold;\n"
+    "    if (x > INT32_MAX) x = INT32_MAX;\n"
+    "    if (x < INT32_MIN) x = INT32_MIN;\n"
+    "    product = x * multiplier;\n"
+    "    high = (product + (product >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30))) / ((int64_t)1 << 31);\n"
+    "    mask = ((int64_t)1 << right) - 1;\n"
+    "    remainder = high & mask;\n"
+    "    threshold = (mask >> 1) + (high < 0 ? 1 : 0);\n"
+    "    return (int32_t)((high - remainder) / ((int64_t)1 << right) + (remainder > threshold ? 1 : 0));\n"
+    "}\n\n",
+    /* 1 conv2d */
+    "static void @_conv2d(const signed char *x, signed char *y, const signed char *weight, const int32_t *bias,\n"
+    "                      const int32_t *multiplier, const signed char *shift, int in_zero, int out_zero,\n"
+    "                      int C, int H, int W, int OC, int K, int S, int P, int OH, int OW)\n"
+    "{\n"
+    "    int oc, oy, ox, c, ky, kx;\n"
+    "    for (oc = 0; oc < OC; oc++)\n"
+    "        for (oy = 0; oy < OH; oy++)\n"
+    "            for (ox = 0; ox < OW; ox++) {\n"
+    "                int32_t sum = bias[oc];\n"
+    "                int code;\n"
+    "                for (c = 0; c < C; c++)\n"
+    "                    for (ky = 0; ky < K; ky++) {\n"
+    "                        int iy = oy * S - P + ky;\n"
+    "                        if (iy < 0 || iy >= H) continue;\n"
+    "                        for (kx = 0; kx < K; kx++) {\n"
+    "                            int ix = ox * S - P + kx;\n"
+    "                            if (ix < 0 || ix >= W) continue;\n"
+    "                            sum += (x[(c * H + iy) * W + ix] - in_zero) * weight[((oc * C + c) * K + ky) * K + kx];\n"
+    "                        }\n"
+    "                    }\n"
+    "                code = out_zero + @_requantize(sum, multiplier[oc], shift[oc]);\n"
+    "                y[(oc * OH + oy) * OW + ox] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);\n"
+    "            }\n"
+    "}\n\n",
+    /* 2 dense: weight (OUT, IN) */
+    "static void @_dense(const signed char *x, signed char *y, const signed char *weight, const int32_t *bias,\n"
+    "                     const int32_t *multiplier, const signed char *shift, int in_zero, int out_zero, int IN, int OUT)\n"
+    "{\n"
+    "    int o, i;\n"
+    "    for (o = 0; o < OUT; o++) {\n"
+    "        int32_t sum = bias[o];\n"
+    "        int code;\n"
+    "        for (i = 0; i < IN; i++) sum += (x[i] - in_zero) * weight[o * IN + i];\n"
+    "        code = out_zero + @_requantize(sum, multiplier[o], shift[o]);\n"
+    "        y[o] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);\n"
+    "    }\n"
+    "}\n\n",
+    /* 3 pools: the largest code, or the mean rounded half away from zero */
+    "static void @_pool(const signed char *x, signed char *y, int max, int C, int H, int W, int K, int S, int OH, int OW)\n"
+    "{\n"
+    "    int c, oy, ox, u, v, count = K * K;\n"
+    "    for (c = 0; c < C; c++)\n"
+    "        for (oy = 0; oy < OH; oy++)\n"
+    "            for (ox = 0; ox < OW; ox++) {\n"
+    "                int best = -128, sum = 0;\n"
+    "                for (u = 0; u < K; u++)\n"
+    "                    for (v = 0; v < K; v++) {\n"
+    "                        int code = x[(c * H + oy * S + u) * W + ox * S + v];\n"
+    "                        best = code > best ? code : best;\n"
+    "                        sum += code;\n"
+    "                    }\n"
+    "                y[(c * OH + oy) * OW + ox] = (signed char)(max ? best : (sum + (sum > 0 ? count / 2 : -(count / 2))) / count);\n"
+    "            }\n"
+    "}\n\n",
+    /* 4 relu: codes below the code of 0 become it */
+    "static void @_relu(signed char *x, int count, int zero)\n"
+    "{\n"
+    "    int i;\n"
+    "    for (i = 0; i < count; i++) x[i] = x[i] < zero ? (signed char)zero : x[i];\n"
+    "}\n\n",
+    /* 5 tables: leaky relu, sigmoid, tanh */
+    "static void @_lookup(signed char *x, int count, const signed char *table)\n"
+    "{\n"
+    "    int i;\n"
+    "    for (i = 0; i < count; i++) x[i] = table[x[i] + 128];\n"
+    "}\n\n",
+    /* 6 softmax, in place */
+    "static void @_softmax(float *x, int count)\n"
+    "{\n"
+    "    float top = x[0], sum = 0.0f;\n"
+    "    int i;\n"
+    "    for (i = 1; i < count; i++) top = x[i] > top ? x[i] : top;\n"
+    "    for (i = 0; i < count; i++) sum += x[i] = $_EXPF(x[i] - top);\n"
+    "    for (i = 0; i < count; i++) x[i] /= sum;\n"
+    "}\n\n"};
+
+/* Writes text with '@' as the name and '$' as the name in capitals. */
+CNN__PRIVATE void cnn__emit(FILE *out, const char *name, const char *text)
+{
+    for (; *text; text++) {
+        if (*text == '@') fputs(name, out);
+        else if (*text == '$') {
+            const char *c;
+            for (c = name; *c; c++) fputc(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c, out);
+        } else fputc(*text, out);
+    }
+}
+
+/* A float as a C literal that reads back as the same float ("0.5f", "3.0f"). */
+CNN__PRIVATE void cnn__c_float(char text[48], float value)
+{
+    cnn__format_float(text, 40, value);
+    if (!strchr(text, '.') && !strchr(text, 'e')) strcat(text, ".0");
+    strcat(text, "f");
+}
+
+/* "static const TYPE NAME_WHAT_L[COUNT] = {...};": values from a function
+   of the index, 12 a line. Returns the bytes the array takes. */
+typedef struct cnn__array {
+    const cnn_layer *layer;        /* float weights and biases in PyTorch's order */
+    int bias;
+    const signed char *bytes;      /* or int8 codes */
+    const int32_t *words;          /* or int32 values */
+    const int *small;              /* or shifts, written as signed char */
+} cnn__array;
+
+CNN__PRIVATE size_t cnn__emit_array(FILE *out, const char *name, const char *what, int l, const cnn__array *a, size_t count)
+{
+    const char *type = a->layer ? "float" : a->words ? "int32_t" : "signed char";
+    size_t i, size = a->layer || a->words ? 4 : 1;
+    fprintf(out, "static const %s %s_%s_%d[%lu] = {", type, name, what, l, (unsigned long)count);
+    for (i = 0; i < count; i++) {
+        char text[48];
+        if (a->layer) cnn__c_float(text, (a->bias ? a->layer->bias : a->layer->weight)[cnn__torch_index(a->layer, a->bias, i)]);
+        else snprintf(text, sizeof text, "%ld", a->bytes ? (long)a->bytes[i] : a->words ? (long)a->words[i] : (long)a->small[i]);
+        fprintf(out, "%s%s%s", i ? "," : "", i % 12 ? " " : "\n    ", text);
+    }
+    fprintf(out, "};\n");
+    return count * size;
+}
+
+/* "conv2d 6 5x5 stride 1 padding 2: (1, 28, 28) -> (6, 28, 28)" */
+CNN__PRIVATE void cnn__describe_layer(const cnn_layer *layer, char *text, size_t size)
+{
+    const cnn_layer_desc *d = &layer->desc;
+    char what[64];
+    if (d->type == CNN_LAYER_CONV2D) snprintf(what, sizeof what, "conv2d %d %dx%d stride %d padding %d", d->units, d->kernel, d->kernel, d->stride, d->padding);
+    else if (d->type == CNN_LAYER_DENSE) snprintf(what, sizeof what, "dense %d", d->units);
+    else if (d->type == CNN_LAYER_MAX_POOL || d->type == CNN_LAYER_AVG_POOL)
+        snprintf(what, sizeof what, "%s %dx%d stride %d", cnn_layer_type_name(d->type), d->kernel, d->kernel, d->stride);
+    else snprintf(what, sizeof what, "%s", cnn_layer_type_name(d->type));
+    snprintf(text, size, "%s: (%d, %d, %d) -> (%d, %d, %d)", what, layer->in.c, layer->in.h, layer->in.w, layer->out.c, layer->out.h, layer->out.w);
+}
+
+/* 1 for a C identifier of at most 40 characters */
+CNN__PRIVATE int cnn__is_identifier(const char *name)
+{
+    size_t i;
+    if (!name[0] || (name[0] >= '0' && name[0] <= '9')) return 0;
+    for (i = 0; name[i]; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_') || i >= 40)
+            return 0;
+    return 1;
+}
+
+/* The bytes of the arrays cnn__export_body writes (flash) and of its buffers (RAM). */
+CNN__PRIVATE void cnn__export_sizes(const cnn_model *model, const cnn_quantized *q, size_t *flash, size_t *ram)
+{
+    size_t largest = cnn_shape_count(model->input);
+    int l;
+    *flash = 0;
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        if (cnn_shape_count(layer->out) > largest) largest = cnn_shape_count(layer->out);
+        if (!q) *flash += 4 * (layer->weight_count + layer->bias_count);
+        else *flash += layer->weight_count + layer->bias_count * (4 + 4 + 1) + (q->quant[l].table ? 256 : 0);
+    }
+    *ram = 2 * largest * (q ? 1 : sizeof(float));
+}
+
+/* The body of the file: arrays, kernels, and NAME_predict. */
+CNN__PRIVATE void cnn__export_body(FILE *out, const cnn_model *model, const cnn_quantized *q, const char *name,
+                                   size_t flash, size_t ram)
+{
+    int l, used[8] = {0}, last = model->layer_count - 1, softmax = model->layers[last].desc.type == CNN_LAYER_SOFTMAX;
+    size_t largest = cnn_shape_count(model->input), classes = cnn_shape_count(model->layers[last].out), written = 0;
+    char text[160];
+    for (l = 0; l < model->layer_count; l++)
+        if (cnn_shape_count(model->layers[l].out) > largest) largest = cnn_shape_count(model->layers[l].out);
+    /* the arrays */
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        cnn__array a;
+        memset(&a, 0, sizeof a);
+        if (layer->weight_count) {
+            size_t outputs = layer->bias_count;
+            cnn__describe_layer(layer, text, sizeof text);
+            fprintf(out, "\n/* layer %d, %s */\n", l, text);
+            if (!q) {
+                a.layer = layer;
+                written += cnn__emit_array(out, name, "weight", l, &a, layer->weight_count);
+                a.bias = 1;
+                written += cnn__emit_array(out, name, "bias", l, &a, outputs);
+            } else {
+                a.bytes = q->quant[l].weight;
+                written += cnn__emit_array(out, name, "weight", l, &a, layer->weight_count);
+                a.bytes = NULL; a.words = q->quant[l].bias;
+                written += cnn__emit_array(out, name, "bias", l, &a, outputs);
+                a.words = q->quant[l].multiplier;
+                written += cnn__emit_array(out, name, "multiplier", l, &a, outputs);
+                a.words = NULL; a.small = q->quant[l].shift;
+                written += cnn__emit_array(out, name, "shift", l, &a, outputs);
+            }
+        }
+        if (q && q->quant[l].table) {
+            cnn__describe_layer(layer, text, sizeof text);
+            fprintf(out, "\n/* layer %d, %s: the output code of each input code, from -128 */\n", l, text);
+            a.bytes = q->quant[l].table;
+            written += cnn__emit_array(out, name, "table", l, &a, 256);
+        }
+    }
+    CNN_ASSERT(written == flash);
+    fprintf(out, "\n/* the activations of one sample, in turn: %lu bytes */\nstatic %s %s_buffer[2][%lu];\n\n", (unsigned long)ram,
+            q ? "signed char" : "float", name, (unsigned long)largest);
+    /* the kernels it needs */
+    for (l = 0; l < model->layer_count; l++) {
+        cnn_layer_type type = model->layers[l].desc.type;
+        if (!q) {
+            int k = type == CNN_LAYER_CONV2D ? 0 : type == CNN_LAYER_DENSE ? 1 : type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL ? 2
+                  : type == CNN_LAYER_SOFTMAX ? 4 : type == CNN_LAYER_FLATTEN || type == CNN_LAYER_DROPOUT ? -1 : 3;
+            if (k >= 0 && !used[k]++) cnn__emit(out, name, cnn__c_float_kernels[k]);
+        } else {
+            int k = type == CNN_LAYER_CONV2D ? 1 : type == CNN_LAYER_DENSE ? 2 : type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL ? 3
+                  : type == CNN_LAYER_RELU ? 4 : type == CNN_LAYER_SOFTMAX ? 6 : type == CNN_LAYER_FLATTEN || type == CNN_LAYER_DROPOUT ? -1 : 5;
+            if (!used[0]++) cnn__emit(out, name, cnn__c_int8_kernels[0]);
+            if (k >= 0 && !used[k]++) cnn__emit(out, name, cnn__c_int8_kernels[k]);
+        }
+    }
+    /* NAME_predict: the layers in order, each writing the other buffer or its own */
+    fprintf(out, "int %s_predict(const float *input, float *probabilities)\n{\n", name);
+    if (!q) fprintf(out, "    float *x = %s_buffer[0], *y = %s_buffer[1], *swap;\n", name, name);
+    else fprintf(out, "    signed char *x = %s_buffer[0], *y = %s_buffer[1], *swap;\n", name, name);
+    fprintf(out, "    int i, best = 0;\n");
+    if (!q) fprintf(out, "    for (i = 0; i < %lu; i++) x[i] = input[i];\n", (unsigned long)cnn_shape_count(model->input));
+    else {
+        cnn__c_float(text, q->input_scale);
+        fprintf(out, "    for (i = 0; i < %lu; i++) x[i] = %s_quantize(input[i], %s, %d);\n", (unsigned long)cnn_shape_count(model->input), name,
+                text, q->input_zero);
+    }
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        const cnn_layer_desc *d = &layer->desc;
+        const int count = (int)cnn_shape_count(layer->out), in_zero = q ? (l ? q->quant[l - 1].out_zero : q->input_zero) : 0;
+        int swaps = 1;
+        cnn__describe_layer(layer, text, sizeof text);
+        fprintf(out, "    /* %d %s */\n", l, text);
+        switch (d->type) {
+        case CNN_LAYER_CONV2D:
+            if (!q) fprintf(out, "    %s_conv2d(x, y, %s_weight_%d, %s_bias_%d,", name, name, l, name, l);
+            else fprintf(out, "    %s_conv2d(x, y, %s_weight_%d, %s_bias_%d, %s_multiplier_%d, %s_shift_%d, %d, %d,", name, name, l, name, l, name, l,
+                         name, l, in_zero, q->quant[l].out_zero);
+            fprintf(out, " %d, %d, %d, %d, %d, %d, %d, %d, %d);\n", layer->in.c, layer->in.h, layer->in.w, d->units, d->kernel, d->stride,
+                    d->padding, layer->out.h, layer->out.w);
+            break;
+        case CNN_LAYER_DENSE:
+            if (!q) fprintf(out, "    %s_dense(x, y, %s_weight_%d, %s_bias_%d,", name, name, l, name, l);
+            else fprintf(out, "    %s_dense(x, y, %s_weight_%d, %s_bias_%d, %s_multiplier_%d, %s_shift_%d, %d, %d,", name, name, l, name, l, name, l,
+                         name, l, in_zero, q->quant[l].out_zero);
+            fprintf(out, " %lu, %d);\n", (unsigned long)cnn_shape_count(layer->in), d->units);
+            break;
+        case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
+            fprintf(out, "    %s_pool(x, y, %d, %d, %d, %d, %d, %d, %d, %d);\n", name, d->type == CNN_LAYER_MAX_POOL, layer->in.c, layer->in.h,
+                    layer->in.w, d->kernel, d->stride, layer->out.h, layer->out.w);
+            break;
+        case CNN_LAYER_SOFTMAX: swaps = 0; break;  /* below, after the class */
+        case CNN_LAYER_FLATTEN: case CNN_LAYER_DROPOUT: swaps = 0; break;
+        default:
+            swaps = 0;
+            if (q && d->type == CNN_LAYER_RELU) fprintf(out, "    %s_relu(x, %d, %d);\n", name, count, in_zero);
+            else if (q) fprintf(out, "    %s_lookup(x, %d, %s_table_%d);\n", name, count, name, l);
+            else {
+                char alpha[48];
+                cnn__c_float(alpha, d->type == CNN_LAYER_LEAKY_RELU ? d->alpha : 0.0f);
+                fprintf(out, "    %s_activate(x, %d, %d, %s);\n", name, count,
+                        d->type == CNN_LAYER_RELU ? 0 : d->type == CNN_LAYER_LEAKY_RELU ? 1 : d->type == CNN_LAYER_SIGMOID ? 2 : 3, alpha);
+            }
+            break;
+        }
+        if (swaps) fprintf(out, "    swap = x, x = y, y = swap;\n");
+    }
+    fprintf(out, "    for (i = 1; i < %lu; i++)\n        if (x[i] > x[best]) best = i;\n", (unsigned long)classes);
+    fprintf(out, "    if (probabilities) {\n");
+    if (!q) fprintf(out, "        for (i = 0; i < %lu; i++) probabilities[i] = x[i];\n", (unsigned long)classes);
+    else {
+        cnn__c_float(text, q->quant[last].out_scale);
+        fprintf(out, "        for (i = 0; i < %lu; i++) probabilities[i] = %s * (float)(x[i] - %d);\n", (unsigned long)classes, text,
+                q->quant[last].out_zero);
+    }
+    if (softmax) fprintf(out, "        %s_softmax(probabilities, %lu);\n", name, (unsigned long)classes);
+    fprintf(out, "    }\n    return best;\n}\n");
+}
+
+CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const cnn_export_desc *desc)
+{
+    cnn_export_desc d;
+    cnn_quantized q;
+    cnn__atomic_file out;
+    char text[160], upper[48];
+    size_t flash = 0, ram = 0, i;
+    int l, ok = 1;
+    cnn_result result;
+    if ((result = cnn__check_built(model, "cnn_model_export_c")) != CNN_OK) return result;
+    if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_export_c: no file name given");
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    if (!d.name) d.name = "model";  /* the defaults, in one place */
+    if (d.int8 && d.calibration_rows == 0) d.calibration_rows = 1000;
+    if (!cnn__is_identifier(d.name))
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "cnn_model_export_c: name '%.40s' is not a C identifier (letters, digits and _, not first a digit, at most 40)", d.name);
+    if (d.int8 && !d.calibration)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_export_c: an int8 export needs calibration images");
+    memset(&q, 0, sizeof q);
+    if (d.int8 && (result = cnn_quantize(&q, model, d.calibration, d.calibration_rows)) != CNN_OK) {
+        model->error = q.error;
+        return result;
+    }
+    for (i = 0; d.name[i]; i++) upper[i] = d.name[i] >= 'a' && d.name[i] <= 'z' ? (char)(d.name[i] - 'a' + 'A') : d.name[i];
+    upper[i] = '\0';
+    if ((result = cnn__atomic_open(&out, path, &model->error)) != CNN_OK) {
+        cnn_quantized_free(&q);
+        return result;
+    }
+    fprintf(out.file, "/* %s.c - a neural network exported by cnn.h %d.%d.%d (cnn_model_export_c), %s.\n\n", d.name, CNN_VERSION_MAJOR,
+            CNN_VERSION_MINOR, CNN_VERSION_PATCH, d.int8 ? "int8 (the TensorFlow Lite scheme)" : "float32");
+    fprintf(out.file, "   input (%d, %d, %d)\n", model->input.c, model->input.h, model->input.w);
+    for (l = 0; l < model->layer_count; l++) {
+        cnn__describe_layer(&model->layers[l], text, sizeof text);
+        fprintf(out.file, "   %2d %s\n", l, text);
+    }
+    cnn__export_sizes(model, d.int8 ? &q : NULL, &flash, &ram);
+    fprintf(out.file, "\n   flash: %lu bytes of weights%s; RAM: %lu bytes (two buffers of activations).\n\n", (unsigned long)flash,
+            d.int8 ? ", scales and tables" : "", (unsigned long)ram);
+    fprintf(out.file,
+            "   int %s_predict(const float *input, float *probabilities) takes one input of\n"
+            "   %s_INPUT_SIZE floats, (C, H, W) with pixels in [0, 1] as cnn_model_predict\n"
+            "   takes it, returns the most probable class and, unless probabilities is NULL,\n"
+            "   writes %s_CLASSES values there. It works in static buffers: not reentrant.\n"
+            "   It allocates nothing and prints nothing; it needs expf only (define\n"
+            "   %s_EXPF to use another). Compiles as C99 or C++, freestanding. */\n",
+            d.name, upper, upper, upper);
+    if (d.int8)
+        fprintf(out.file, "\n/* Codes: an int8 q stands for scale x (q - zero). Calibrated on %d images. */\n", q.calibration_rows);
+    fprintf(out.file, "#include <stdint.h>\n\n#define %s_INPUT_SIZE %lu\n#define %s_CLASSES %lu\n\n", upper,
+            (unsigned long)cnn_shape_count(model->input), upper, (unsigned long)cnn_shape_count(model->layers[model->layer_count - 1].out));
+    cnn__emit(out.file, d.name,
+              "#ifdef __cplusplus\nextern \"C\" {\n#endif\n"
+              "int @_predict(const float *input, float *probabilities);\n"
+              "#ifndef $_EXPF\n#define $_EXPF expf\nfloat expf(float);\n#endif\n"
+              "#ifdef __cplusplus\n}\n#endif\n");
+    cnn__export_body(out.file, model, d.int8 ? &q : NULL, d.name, flash, ram);
+    cnn_quantized_free(&q);
+    ok &= !ferror(out.file);
+    return cnn__atomic_close(&out, path, ok, &model->error);
 }
 
 /* ========================================================================
