@@ -5345,7 +5345,10 @@ CNN__PRIVATE void cnn__quantize_multiplier(double m, int32_t *multiplier, int *s
     *multiplier = (int32_t)fixed;
 }
 
-/* round(sum x multiplier x 2^(shift - 31)), saturated to int32 */
+/* round(sum x multiplier x 2^(shift - 31)), twice rounded as TensorFlow
+   Lite's kernels round it (so within 1 of the exact value); a sum whose
+   left-shifted value leaves int32 saturates first, where gemmlowp's
+   would overflow */
 CNN__PRIVATE int32_t cnn__requantize(int32_t sum, int32_t multiplier, int shift)
 {
     int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
@@ -5566,7 +5569,7 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
     q->input = model->input;
     q->layer_count = model->layer_count;
     q->calibration_rows = rows;
-    if (!cnn__choose_scale(low[0], high[0], &q->input_scale, &q->input_zero))
+    if (low[0] == high[0] || !cnn__choose_scale(low[0], high[0], &q->input_scale, &q->input_zero))
         return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                          "cnn_quantize: every value of the %d calibration images is %g: no scale fits them", rows, (double)low[0]);
 
