@@ -47,7 +47,7 @@ static char csv_text[ROWS * (SIDE * SIDE * 4 + 8)];
 static unsigned char idx_images[16 + ROWS * SIDE * SIDE], idx_labels[8 + ROWS];
 static const char mapping_text[] = "0 48\n1 49\n2 50\n3 51\n4 52\n5 53\n6 54\n7 55\n8 56\n9 57\n";
 static char csv_path[1024], images_path[1024], labels_path[1024], mapping_path[1024], model_path[1024];
-static char safetensors_path[1024], onnx_path[1024];
+static char safetensors_path[1024], onnx_path[1024], c_path[1024];
 
 /* The files the scenario reads: ROWS EMNIST-like samples as CSV and IDX. */
 static void write_inputs(void)
@@ -71,6 +71,7 @@ static void write_inputs(void)
     snprintf(model_path, sizeof model_path, "%s", test_path("alloc-model.cnn"));
     snprintf(safetensors_path, sizeof safetensors_path, "%s", test_path("alloc-model.safetensors"));
     snprintf(onnx_path, sizeof onnx_path, "%s", test_path("alloc-model.onnx"));
+    snprintf(c_path, sizeof c_path, "%s", test_path("alloc-model.c"));
 }
 
 static cnn_result lenet5(cnn_model *model, int max_batch)
@@ -104,6 +105,9 @@ static outcome scenario(void)
 {
     outcome out;
     cnn_model model, loaded, rebuilt;
+    static cnn_quantized quantized;
+    cnn_export_desc export_desc;
+    int classes[2];
     cnn_optimizer adam;
     cnn_dataset csv, csv_memory, idx, idx_memory, train, validation;
     static cnn_label_map map, map_memory;
@@ -153,10 +157,18 @@ static outcome scenario(void)
         if (stage_failed(&out, "load safetensors", cnn_model_load_safetensors(&loaded, safetensors_path), &loaded.error)) break;
         if (stage_failed(&out, "model from safetensors", cnn_model_from_safetensors(&rebuilt, safetensors_path, 2), &rebuilt.error)) break;
         if (stage_failed(&out, "export ONNX", cnn_model_export_onnx(&model, onnx_path), &model.error)) break;
+        if (stage_failed(&out, "quantize", cnn_quantize(&quantized, &model, &csv, 0), &quantized.error)) break;
+        if (stage_failed(&out, "quantized predict", cnn_quantized_predict(&quantized, csv.images.data, 2, classes, NULL),
+                         &quantized.error)) break;
+        memset(&export_desc, 0, sizeof export_desc);
+        export_desc.int8 = 1;
+        export_desc.calibration = &csv;
+        if (stage_failed(&out, "export C int8", cnn_model_export_c(&model, c_path, &export_desc), &model.error)) break;
     } while (0);
 
     cnn_model_free(&loaded);
     cnn_model_free(&rebuilt);
+    cnn_quantized_free(&quantized);
     cnn_optimizer_free(&adam);
     cnn_model_free(&model);
     cnn_dataset_free(&csv);
@@ -196,6 +208,7 @@ TEST(every_allocation_can_fail)
     remove(model_path);
     remove(safetensors_path);
     remove(onnx_path);
+    remove(c_path);
 }
 
 int main(void)

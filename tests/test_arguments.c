@@ -430,6 +430,34 @@ TEST(files_and_loaders)
     EXPECT(cnn_model_from_safetensors_memory(&loaded, "x", 1, -1), CNN_ERROR_INVALID_ARGUMENT, &loaded.error);
     CHECK(loaded.memory == NULL, "a refused load left memory");
     remove(test_path("arguments.safetensors"));
+    /* int8 and the C export */
+    {
+        static cnn_quantized q;
+        cnn_dataset images;
+        cnn_export_desc export_desc;
+        int classes[1];
+        float x[36] = {0};
+        CHECK(make_random_dataset(&images, 4, 6, 3, 1), "dataset");
+        EXPECT(cnn_quantize(NULL, &model, &images, 0), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+        EXPECT(cnn_quantize(&q, NULL, &images, 0), CNN_ERROR_INVALID_ARGUMENT, &q.error);
+        EXPECT(cnn_quantize(&q, &model, NULL, 0), CNN_ERROR_INVALID_ARGUMENT, &q.error);
+        EXPECT(cnn_quantize(&q, &model, &images, -1), CNN_ERROR_INVALID_ARGUMENT, &q.error);
+        EXPECT(cnn_quantized_predict(NULL, x, 1, classes, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+        EXPECT(cnn_quantized_predict(&q, x, 1, classes, NULL), CNN_ERROR_STATE, &q.error);
+        EXPECT(cnn_quantized_predict(&q, NULL, 1, classes, NULL), CNN_ERROR_INVALID_ARGUMENT, &q.error);
+        EXPECT(cnn_quantized_predict(&q, x, 1, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &q.error);
+        cnn_quantized_free(NULL);
+        cnn_quantized_free(&q);
+        EXPECT(cnn_model_export_c(NULL, "x.c", NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+        EXPECT(cnn_model_export_c(&model, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+        EXPECT(cnn_model_export_c(&model, "", NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+        EXPECT(cnn_model_export_c(&model, test_path("no-such-folder/x.c"), NULL), CNN_ERROR_IO, &model.error);
+        memset(&export_desc, 0, sizeof export_desc);
+        export_desc.name = "";
+        EXPECT(cnn_model_export_c(&model, test_path("x.c"), &export_desc), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+        cnn_dataset_free(&images);
+        missing = test_path("no-such-file");  /* test_path's buffer was reused above */
+    }
     /* datasets */
     memset(&desc, 0, sizeof desc);
     EXPECT(cnn_dataset_load_csv(NULL, "x.csv", NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
