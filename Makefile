@@ -8,6 +8,7 @@
 #   make bench       cnn.h against PyTorch: training speed, latency, memory
 #   make deps        install the Debian packages that building and testing need
 #   make interop     cnn.h and PyTorch (python3-torch) exchange three models both ways
+#   make mcu         the model exported in float32 and int8, run on an emulated Cortex-M4
 #   make valgrind, fuzz, fixtures, clean: see below
 CC ?= cc
 CXX ?= c++
@@ -151,6 +152,21 @@ interop: $(INTEROP)/roundtrip
 	$(INTEROP)/roundtrip c-to-torch $(INTEROP)/c-to-torch
 	/usr/bin/python3 tests/interop/roundtrip.py c-to-torch $(INTEROP)/c-to-torch
 	/usr/bin/python3 examples/pytorch/test_cnnh.py
+
+# An emulated microcontroller (tests/mcu/README.md): MODEL (else a LeNet-5 trained here
+# for one epoch on 5,000 rows) exported by build/export in float32 and int8, each
+# cross-compiled for a Cortex-M4 (gcc-arm-none-eabi, newlib) and run in qemu-system-arm
+# (mps2-an386) on MCU_IMAGES test images of EMNIST, else Fashion-MNIST; each must give
+# the host's answers. Installs its packages (tests/deps.sh mcu), else says SKIPPED.
+MODEL ?= $(BUILD)/lenet5.cnn
+MCU_IMAGES ?= 300
+.PHONY: mcu
+$(BUILD)/mcu/host: tests/mcu/host.c cnn.h
+	@mkdir -p $(@D)
+	$(CC) $(C99) $(CFLAGS) $(OPENMP) $< -o $@ -lm
+mcu: $(BUILD)/mcu/host $(BUILD)/export $(BUILD)/lenet5 $(if $(EMNIST),,$(FASHION_TRAIN) $(FASHION_TEST))
+	@BUILD="$(BUILD)" MODEL="$(MODEL)" MCU_IMAGES="$(MCU_IMAGES)" $(if $(EMNIST),TRAIN_CSV="$(TRAIN_CSV)" TEST_CSV="$(TEST_CSV)", \
+	  FASHION_TRAIN="$(FASHION_TRAIN)" FASHION_TEST="$(FASHION_TEST)") sh tests/mcu/run.sh $(BUILD)/mcu
 
 # the PyTorch reference values tests/test_reference.c and tests/test_interop.c check (python3-torch)
 fixtures:

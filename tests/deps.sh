@@ -17,6 +17,8 @@
 #     openblas  OpenBLAS for PyTorch (`make bench`; Debian's python3-torch
 #               recommends it and otherwise falls back to the far slower
 #               reference BLAS), only when PyTorch is installed
+#     mcu       the Cortex-M4 cross compiler with newlib (gcc-arm-none-eabi,
+#               libnewlib-arm-none-eabi) and qemu-system-arm: `make mcu`
 set -eu
 STB_DIR=${STB_DIR:-/usr/include/stb}
 
@@ -52,8 +54,12 @@ for task in "$@"; do
         if /usr/bin/python3 -c 'import torch' 2>/dev/null && ! ls /usr/lib/*/openblas-*/libblas.so.3 >/dev/null 2>&1; then
             want libopenblas0-pthread
         fi ;;
+    mcu)
+        command -v arm-none-eabi-gcc >/dev/null || want gcc-arm-none-eabi
+        [ -f /usr/lib/arm-none-eabi/newlib/rdimon.specs ] || want libnewlib-arm-none-eabi
+        command -v qemu-system-arm >/dev/null || want qemu-system-arm ;;
     *)
-        echo "deps.sh: unknown task '$task' (build, test, onnx, torch, fashion or openblas)" >&2
+        echo "deps.sh: unknown task '$task' (build, test, onnx, torch, fashion, openblas or mcu)" >&2
         exit 2 ;;
     esac
 done
