@@ -18,7 +18,9 @@
      and per-class metrics, save and load; loaders for EMNIST/MNIST
      data as Kaggle CSV or IDX files and for label -> character mapping files;
      models to and from PyTorch as safetensors files (under torch.nn.Sequential's
-     names and layouts) and out to ONNX (opset 13).
+     names and layouts) and out to ONNX (opset 13); int8 quantization as
+     TensorFlow Lite does it, and a model exported as one C file (float or
+     int8, no malloc) for a microcontroller.
 
    A COMPLETE PROGRAM
        cnn_model model;
