@@ -154,7 +154,7 @@ interop: $(INTEROP)/roundtrip
 	/usr/bin/python3 examples/pytorch/test_cnnh.py
 
 # An emulated microcontroller (tests/mcu/README.md): MODEL (else a LeNet-5 trained here
-# for one epoch on 5,000 rows) exported by build/export in float32 and int8, each
+# for two epochs on 5,000 rows) exported by build/export in float32 and int8, each
 # cross-compiled for a Cortex-M4 (gcc-arm-none-eabi, newlib) and run in qemu-system-arm
 # (mps2-an386) on MCU_IMAGES test images of EMNIST, else Fashion-MNIST; each must give
 # the host's answers. Installs its packages (tests/deps.sh mcu), else says SKIPPED.

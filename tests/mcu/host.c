@@ -14,6 +14,9 @@
            expected_int8.txt     cnn_quantized_predict's, quantized from
                                  calibration.csv as read back
          in the text firmware.c prints, and says the host's accuracies.
+     host slice IMAGES LABELS ROWS OUTDIR
+         writes the first ROWS of IDX files as OUTDIR/train.csv (to train a
+         small model on Fashion-MNIST quickly, with build/lenet5 --train)
      host compare EXPECTED.txt FIRMWARE.txt float|int8
          checks the firmware's answers against the host's: the same class for
          every image, and every probability within 1e-4 (float) or 1e-5
@@ -33,6 +36,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: host images MODEL.cnn DATA.csv COUNT OUTDIR [CALIBRATION_ROWS]\n"
                     "       host images MODEL.cnn --idx IMAGES LABELS COUNT OUTDIR [CALIBRATION_ROWS]\n"
+                    "       host slice IMAGES LABELS ROWS OUTDIR\n"
                     "       host compare EXPECTED.txt FIRMWARE.txt float|int8\n");
 }
 
@@ -260,6 +264,30 @@ done:
     return status;
 }
 
+static int slice(char **argv)
+{
+    char path[4096];
+    cnn_dataset data;
+    cnn_data_desc desc;
+    int rows = parse_count(argv[4], HOST_MAX_IMAGES), ok;
+    if (!rows) {
+        usage();
+        return 2;
+    }
+    memset(&desc, 0, sizeof desc);
+    desc.max_rows = rows;
+    if (cnn_dataset_load_idx(&data, argv[2], argv[3], &desc) != CNN_OK) {
+        fprintf(stderr, "host: %s\n", data.error.message);
+        return 1;
+    }
+    ok = data.images.c == 1 && data.images.h == data.images.w;
+    if (!ok) fprintf(stderr, "host: CSV holds square grey images only\n");
+    ok = ok && write_csv(argv[5], "train.csv", &data, 0, data.count, path, sizeof path);
+    if (ok) printf("host: %d images of %s in %s\n", data.count, argv[2], path);
+    cnn_dataset_free(&data);
+    return ok ? 0 : 1;
+}
+
 /* ---------------------------------------------------------------- compare */
 
 typedef struct answers {
@@ -400,6 +428,7 @@ static int compare(const char *expected_path, const char *actual_path, const cha
 int main(int argc, char **argv)
 {
     if (argc >= 5 && !strcmp(argv[1], "images")) return images(argc, argv);
+    if (argc == 6 && !strcmp(argv[1], "slice")) return slice(argv);
     if (argc == 5 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3], argv[4]);
     usage();
     return 2;
