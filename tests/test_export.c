@@ -298,6 +298,43 @@ TEST(exports_that_cannot_be_made_are_refused)
     cnn_model_free(&model);
 }
 
+/* Every external symbol carries the name: two exported models link into
+   one program beside cnn.h's implementation. */
+TEST(two_exports_link_beside_the_library)
+{
+    static cnn_model model;
+    cnn_export_desc desc;
+    char first[1024], second[1024], main_c[1024], command[4096];
+    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    FILE *file;
+    EXPECT(lenet5(&model), CNN_OK, NULL);
+    snprintf(first, sizeof first, "%s", test_path("first.c"));
+    snprintf(second, sizeof second, "%s", test_path("second.c"));
+    snprintf(main_c, sizeof main_c, "%s", test_path("both_main.c"));
+    memset(&desc, 0, sizeof desc);
+    desc.name = "first";
+    EXPECT(cnn_model_export_c(&model, first, &desc), CNN_OK, NULL);
+    desc.name = "second";
+    desc.int8 = 1;
+    desc.calibration = &images;
+    desc.calibration_rows = 100;
+    EXPECT(cnn_model_export_c(&model, second, &desc), CNN_OK, NULL);
+    file = fopen(main_c, "w");
+    CHECK(file != NULL, "%s", main_c);
+    if (!file) return;
+    fprintf(file, "#define CNN_IMPLEMENTATION\n#include \"cnn.h\"\n"
+                  "int first_predict(const float *input, float *probabilities);\n"
+                  "int second_predict(const float *input, float *probabilities);\n"
+                  "int main(void)\n{\n    static float x[784];\n"
+                  "    return first_predict(x, 0) < 0 || second_predict(x, 0) < 0 || cnn_shape_count(cnn_model_output_shape(0)) != 0;\n}\n");
+    fclose(file);
+    snprintf(command, sizeof command, "%s -std=c99 -Wall -Wextra -pedantic -Werror -I. '%s' '%s' '%s' -o '%s' -lm && '%s'", cc, main_c, first,
+             second, test_path("both"), test_path("both"));
+    fflush(stdout);
+    CHECK(system(command) == 0, "%s", command);
+    cnn_model_free(&model);
+}
+
 int main(void)
 {
     load_images();
@@ -306,6 +343,7 @@ int main(void)
     RUN(int8_stays_close_to_float);
     RUN(requantize_rounds_like_tensorflow_lite);
     RUN(exports_that_cannot_be_made_are_refused);
+    RUN(two_exports_link_beside_the_library);
     cnn_dataset_free(&images);
     return test_report();
 }
