@@ -7516,9 +7516,12 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
     shift_at = (int *)(floats_at + floats);
     for (i = 0; i < model->layer_count; i++) {
         const cnn_layer *layer = &model->layers[i];
-        const int K = layer->desc.kernel, Hp = layer->in.h + 2 * layer->desc.padding, Wp = layer->in.w + 2 * layer->desc.padding;
-        int c, u, v;
+        int c, u, v, K, Hp, Wp;
+        /* only a conv2d's padding is checked: another layer's may hold anything */
         if (layer->desc.type != CNN_LAYER_CONV2D || !cnn__conv2d_shifted(layer)) continue;
+        K = layer->desc.kernel;
+        Hp = layer->in.h + 2 * layer->desc.padding;
+        Wp = layer->in.w + 2 * layer->desc.padding;
         fast->shifts[i] = shift_at;
         for (c = 0; c < layer->in.c; c++)
             for (u = 0; u < K; u++)
