@@ -736,7 +736,8 @@ CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path);
      - a layer's int32 sum goes to its output's codes through a fixed-point
        multiplier and shift (no float in the inner loops); ReLU, max pool,
        average pool, flatten and dropout keep their input's scale; LeakyReLU,
-       sigmoid and tanh look their 256 possible answers up in a table;
+       sigmoid and tanh look their 256 possible answers up in a table
+       (sigmoid's and tanh's outputs at TensorFlow Lite's fixed scales);
      - softmax, the last layer if there is one, runs in float.
    A cnn_quantized holds such a copy of a model, evaluable here; the C
    export writes the same arithmetic into a file of its own. */
@@ -768,8 +769,13 @@ typedef struct cnn_quantized {
 /* Quantizes a built model: runs rows images of calibration (0: 1,000 or
    all there are) through it to find each tensor's range, then converts
    the weights. The model is not changed, and q does not need it later.
-   Refused: a calibration set whose images are all one value, a layer
-   whose outputs are, softmax anywhere but last. */
+   q is overwritten without being freed: pass a new or freed one. Refused:
+   a calibration set whose images are all one value, a conv2d, dense or
+   LeakyReLU layer whose outputs are all 0 on it (no scale fits), softmax
+   anywhere but last. A conv2d or dense output channel whose int32 sums
+   could overflow (a very wide layer, or a bias far larger than its
+   weights) gets a coarser weight scale. Sigmoid and tanh outputs have
+   TensorFlow Lite's fixed scales, 1/256 and 1/128. */
 CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dataset *calibration, int rows);
 
 /* As cnn_model_predict, through the int8 model: the class of each of count
@@ -797,7 +803,9 @@ typedef struct cnn_export_desc {
    pixels in [0, 1]), returns the top class and, unless probabilities is
    NULL, writes NAME_CLASSES of them. It works in two static buffers sized
    at export (not reentrant), allocates nothing, prints nothing, and needs
-   only expf (define NAME_EXPF before compiling it for your own). A comment
+   only expf (define NAME_EXPF before compiling it for your own), and an
+   int of 32 bits, as on every Cortex-M. Refused: a softmax anywhere but
+   last, a parameter that is not finite. A comment
    at its top gives the architecture, the flash bytes of the weights and
    the RAM bytes of the buffers. int8 files compute exactly what
    cnn_quantized_predict computes. Written through a temporary file and a
@@ -5493,6 +5501,7 @@ CNN__PRIVATE int cnn__choose_scale(float low, float high, float *scale, int *zer
     double lo = low < 0.0f ? low : 0.0, hi = high > 0.0f ? high : 0.0, z;
     if (!(hi > lo)) return 0;
     *scale = (float)((hi - lo) / 255.0);
+    if (!(*scale >= FLT_MIN)) return 0;  /* a range so small its scale is no normal float */
     z = floor(-128.0 - lo / *scale + 0.5);
     *zero = z < -128.0 ? -128 : z > 127.0 ? 127 : (int)z;
     return 1;
@@ -5554,6 +5563,9 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
     if (!model->memory) return cnn__fail(&q->error, CNN_ERROR_STATE, 0, 0, -1, "cnn_quantize: the model is not built");
     if (calibration->count < 1 || !calibration->images.data)
         return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_quantize: the calibration set is empty");
+    if (calibration->count > calibration->images.n)
+        return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_quantize: the calibration set counts %d images but holds %d",
+                         calibration->count, calibration->images.n);
     if (calibration->images.c != model->input.c || calibration->images.h != model->input.h || calibration->images.w != model->input.w)
         return cnn__fail(&q->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "cnn_quantize: calibration images are (%d, %d, %d); the model takes (%d, %d, %d)",
                          calibration->images.c, calibration->images.h, calibration->images.w, model->input.c, model->input.h, model->input.w);
@@ -5583,8 +5595,7 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
         const cnn_layer *layer = &model->layers[l];
         cnn_quant_layer *quant = &q->quant[l];
         cnn_layer_type type = layer->desc.type;
-        int own = type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE || type == CNN_LAYER_LEAKY_RELU ||
-                  type == CNN_LAYER_SIGMOID || type == CNN_LAYER_TANH;
+        int own = type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE || type == CNN_LAYER_LEAKY_RELU;
         /* a conv2d or dense layer before a ReLU takes the ReLU's range: its
            codes then spend no precision on the negatives the ReLU drops */
         int a = l + 1 + ((type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE) && l + 1 < model->layer_count &&
@@ -5599,6 +5610,9 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
             return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                              "cnn_quantize: layer %d (%s) gives %g for every calibration image: no scale fits its outputs", l,
                              cnn_layer_type_name(type), (double)low[a]);
+        /* sigmoid's and tanh's outputs have the fixed codes TensorFlow Lite gives them */
+        if (type == CNN_LAYER_SIGMOID) quant->out_scale = 1.0f / 256.0f, quant->out_zero = -128;
+        if (type == CNN_LAYER_TANH) quant->out_scale = 1.0f / 128.0f, quant->out_zero = 0;
         if (type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE)
             bytes += layer->weight_count + layer->bias_count * (3 * sizeof(int32_t) + sizeof(int)) + 16;
         if (type == CNN_LAYER_LEAKY_RELU || type == CNN_LAYER_SIGMOID || type == CNN_LAYER_TANH) bytes += 256;
@@ -5627,11 +5641,22 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
             quant->weight = (signed char *)(block + at); at += layer->weight_count;
             for (o = 0; o < outputs; o++) {
                 float largest_weight = 0.0f, weight_scale;
+                double total = 0.0;  /* of |weight| */
                 /* the weight of output o, input k: conv2d (OC, C, K, K); dense (IN, OUT) in cnn.h */
 #define CNN__WEIGHT(k) (layer->desc.type == CNN_LAYER_DENSE ? layer->weight[(k) * outputs + o] : layer->weight[o * per_output + (k)])
-                for (k = 0; k < per_output; k++)
+                for (k = 0; k < per_output; k++) {
                     if (fabsf(CNN__WEIGHT(k)) > largest_weight) largest_weight = fabsf(CNN__WEIGHT(k));
+                    total += fabs((double)CNN__WEIGHT(k));
+                }
                 weight_scale = largest_weight > 0.0f ? largest_weight / 127.0f : 1.0f;
+                /* The int32 sum, bias + sum of (x - zero) x weight with |x - zero| <= 255,
+                   must not overflow: a layer too wide, or a bias too large for its
+                   weights (a nearly dead channel), takes a coarser weight scale, so
+                   that each part stays below 2^29 (TensorFlow Lite's converter
+                   widens scales for its bias the same way). */
+                if ((double)weight_scale < 255.0 * total / 536870912.0) weight_scale = (float)(255.0 * total / 536870912.0);
+                if ((double)weight_scale < fabs((double)layer->bias[o]) / scale / 536870912.0)
+                    weight_scale = (float)(fabs((double)layer->bias[o]) / scale / 536870912.0);
                 for (k = 0; k < per_output; k++)
                     quant->weight[o * per_output + k] = (signed char)cnn__round_clamp((double)CNN__WEIGHT(k) / weight_scale, -127, 127);
 #undef CNN__WEIGHT
@@ -5765,7 +5790,7 @@ static const char cnn__c_float_kernels[][1100] = {
     "}\n\n"};
 
 static const char cnn__c_int8_kernels[][1500] = {
-    /* 0 the input's codes and the fixed-point multiply: always */
+    /* 0 the input's codes: always */
     "/* round(x / scale) + zero, clamped to int8: the code of a real */\n"
     "static signed char @_quantize(float x, float scale, int zero)\n"
     "{\n"
@@ -5775,7 +5800,8 @@ static const char cnn__c_int8_kernels[][1500] = {
     "    if (v < -1000.0f) v = -1000.0f;\n"
     "    code = (v >= 0.0f ? (int)(v + 0.5f) : -(int)(0.5f - v)) + zero;\n"
     "    return (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);\n"
-    "}\n\n"
+    "}\n\n",
+    /* 1 the fixed-point multiply: with conv2d and dense */
     "/* round(sum x multiplier x 2^(shift - 31)), as TensorFlow Lite, in 64 bits */\n"
     "static int32_t @_requantize(int32_t sum, int32_t multiplier, int shift)\n"
     "{\n"
@@ -5790,7 +5816,7 @@ static const char cnn__c_int8_kernels[][1500] = {
     "    threshold = (mask >> 1) + (high < 0 ? 1 : 0);\n"
     "    return (int32_t)((high - remainder) / ((int64_t)1 << right) + (remainder > threshold ? 1 : 0));\n"
     "}\n\n",
-    /* 1 conv2d */
+    /* 2 conv2d */
     "static void @_conv2d(const signed char *x, signed char *y, const signed char *weight, const int32_t *bias,\n"
     "                      const int32_t *multiplier, const signed char *shift, int in_zero, int out_zero,\n"
     "                      int C, int H, int W, int OC, int K, int S, int P, int OH, int OW)\n"
@@ -5815,7 +5841,7 @@ static const char cnn__c_int8_kernels[][1500] = {
     "                y[(oc * OH + oy) * OW + ox] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);\n"
     "            }\n"
     "}\n\n",
-    /* 2 dense: weight (OUT, IN) */
+    /* 3 dense: weight (OUT, IN) */
     "static void @_dense(const signed char *x, signed char *y, const signed char *weight, const int32_t *bias,\n"
     "                     const int32_t *multiplier, const signed char *shift, int in_zero, int out_zero, int IN, int OUT)\n"
     "{\n"
@@ -5828,7 +5854,7 @@ static const char cnn__c_int8_kernels[][1500] = {
     "        y[o] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);\n"
     "    }\n"
     "}\n\n",
-    /* 3 pools: the largest code, or the mean rounded half away from zero */
+    /* 4 pools: the largest code, or the mean rounded half away from zero */
     "static void @_pool(const signed char *x, signed char *y, int max, int C, int H, int W, int K, int S, int OH, int OW)\n"
     "{\n"
     "    int c, oy, ox, u, v, count = K * K;\n"
@@ -5845,19 +5871,19 @@ static const char cnn__c_int8_kernels[][1500] = {
     "                y[(c * OH + oy) * OW + ox] = (signed char)(max ? best : (sum + (sum > 0 ? count / 2 : -(count / 2))) / count);\n"
     "            }\n"
     "}\n\n",
-    /* 4 relu: codes below the code of 0 become it */
+    /* 5 relu: codes below the code of 0 become it */
     "static void @_relu(signed char *x, int count, int zero)\n"
     "{\n"
     "    int i;\n"
     "    for (i = 0; i < count; i++) x[i] = x[i] < zero ? (signed char)zero : x[i];\n"
     "}\n\n",
-    /* 5 tables: leaky relu, sigmoid, tanh */
+    /* 6 tables: leaky relu, sigmoid, tanh */
     "static void @_lookup(signed char *x, int count, const signed char *table)\n"
     "{\n"
     "    int i;\n"
     "    for (i = 0; i < count; i++) x[i] = table[x[i] + 128];\n"
     "}\n\n",
-    /* 6 softmax, in place */
+    /* 7 softmax, in place */
     "static void @_softmax(float *x, int count)\n"
     "{\n"
     "    float top = x[0], sum = 0.0f;\n"
@@ -5929,7 +5955,7 @@ CNN__PRIVATE void cnn__describe_layer(const cnn_layer *layer, char *text, size_t
 CNN__PRIVATE int cnn__is_identifier(const char *name)
 {
     size_t i;
-    if (!name[0] || (name[0] >= '0' && name[0] <= '9')) return 0;
+    if (!name[0] || (name[0] >= '0' && name[0] <= '9') || name[0] == '_') return 0;  /* _X and __x are the C library's */
     for (i = 0; name[i]; i++)
         if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_') || i >= 40)
             return 0;
@@ -5955,7 +5981,7 @@ CNN__PRIVATE void cnn__export_sizes(const cnn_model *model, const cnn_quantized 
 CNN__PRIVATE void cnn__export_body(FILE *out, const cnn_model *model, const cnn_quantized *q, const char *name,
                                    size_t flash, size_t ram)
 {
-    int l, used[8] = {0}, last = model->layer_count - 1, softmax = model->layers[last].desc.type == CNN_LAYER_SOFTMAX;
+    int l, used[8] = {0}, last = model->layer_count - 1, softmax = model->layers[last].desc.type == CNN_LAYER_SOFTMAX, swaps = 0;
     size_t largest = cnn_shape_count(model->input), classes = cnn_shape_count(model->layers[last].out), written = 0;
     char text[160];
     for (l = 0; l < model->layer_count; l++)
@@ -6003,16 +6029,21 @@ CNN__PRIVATE void cnn__export_body(FILE *out, const cnn_model *model, const cnn_
                   : type == CNN_LAYER_SOFTMAX ? 4 : type == CNN_LAYER_FLATTEN || type == CNN_LAYER_DROPOUT ? -1 : 3;
             if (k >= 0 && !used[k]++) cnn__emit(out, name, cnn__c_float_kernels[k]);
         } else {
-            int k = type == CNN_LAYER_CONV2D ? 1 : type == CNN_LAYER_DENSE ? 2 : type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL ? 3
-                  : type == CNN_LAYER_RELU ? 4 : type == CNN_LAYER_SOFTMAX ? 6 : type == CNN_LAYER_FLATTEN || type == CNN_LAYER_DROPOUT ? -1 : 5;
+            int k = type == CNN_LAYER_CONV2D ? 2 : type == CNN_LAYER_DENSE ? 3 : type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL ? 4
+                  : type == CNN_LAYER_RELU ? 5 : type == CNN_LAYER_SOFTMAX ? 7 : type == CNN_LAYER_FLATTEN || type == CNN_LAYER_DROPOUT ? -1 : 6;
             if (!used[0]++) cnn__emit(out, name, cnn__c_int8_kernels[0]);
+            if ((k == 2 || k == 3) && !used[1]++) cnn__emit(out, name, cnn__c_int8_kernels[1]);
             if (k >= 0 && !used[k]++) cnn__emit(out, name, cnn__c_int8_kernels[k]);
         }
     }
     /* NAME_predict: the layers in order, each writing the other buffer or its own */
+    for (l = 0; l < model->layer_count; l++) {
+        cnn_layer_type type = model->layers[l].desc.type;
+        swaps += type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE || type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL;
+    }
     fprintf(out, "int %s_predict(const float *input, float *probabilities)\n{\n", name);
-    if (!q) fprintf(out, "    float *x = %s_buffer[0], *y = %s_buffer[1], *swap;\n", name, name);
-    else fprintf(out, "    signed char *x = %s_buffer[0], *y = %s_buffer[1], *swap;\n", name, name);
+    if (swaps) fprintf(out, "    %s *x = %s_buffer[0], *y = %s_buffer[1], *swap;\n", q ? "signed char" : "float", name, name);
+    else fprintf(out, "    %s *x = %s_buffer[0];\n", q ? "signed char" : "float", name);
     fprintf(out, "    int i, best = 0;\n");
     if (!q) fprintf(out, "    for (i = 0; i < %lu; i++) x[i] = input[i];\n", (unsigned long)cnn_shape_count(model->input));
     else {
@@ -6061,6 +6092,8 @@ CNN__PRIVATE void cnn__export_body(FILE *out, const cnn_model *model, const cnn_
         }
         if (swaps) fprintf(out, "    swap = x, x = y, y = swap;\n");
     }
+    /* float: the class is the first largest probability, as cnn_model_predict's; int8: the first largest code */
+    if (!q && softmax) fprintf(out, "    %s_softmax(x, %lu);\n", name, (unsigned long)classes);
     fprintf(out, "    for (i = 1; i < %lu; i++)\n        if (x[i] > x[best]) best = i;\n", (unsigned long)classes);
     fprintf(out, "    if (probabilities) {\n");
     if (!q) fprintf(out, "        for (i = 0; i < %lu; i++) probabilities[i] = x[i];\n", (unsigned long)classes);
@@ -6068,8 +6101,8 @@ CNN__PRIVATE void cnn__export_body(FILE *out, const cnn_model *model, const cnn_
         cnn__c_float(text, q->quant[last].out_scale);
         fprintf(out, "        for (i = 0; i < %lu; i++) probabilities[i] = %s * (float)(x[i] - %d);\n", (unsigned long)classes, text,
                 q->quant[last].out_zero);
+        if (softmax) fprintf(out, "        %s_softmax(probabilities, %lu);\n", name, (unsigned long)classes);
     }
-    if (softmax) fprintf(out, "        %s_softmax(probabilities, %lu);\n", name, (unsigned long)classes);
     fprintf(out, "    }\n    return best;\n}\n");
 }
 
@@ -6090,9 +6123,22 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
     if (d.int8 && d.calibration_rows == 0) d.calibration_rows = 1000;
     if (!cnn__is_identifier(d.name))
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
-                         "cnn_model_export_c: name '%.40s' is not a C identifier (letters, digits and _, not first a digit, at most 40)", d.name);
+                         "cnn_model_export_c: name '%.40s' is not a C identifier (letters, digits and _, starting with a letter, at most 40)", d.name);
     if (d.int8 && !d.calibration)
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_export_c: an int8 export needs calibration images");
+    for (l = 0; l < model->layer_count; l++) {
+        cnn_layer_type type = model->layers[l].desc.type;
+        if (type <= CNN_LAYER_NONE || type > CNN_LAYER_SOFTMAX)  /* a layer type this writer does not know */
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_export_c: layer %d (%s) cannot be exported",
+                             l, cnn_layer_type_name(type));
+        if (type == CNN_LAYER_SOFTMAX && l + 1 < model->layer_count)
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "cnn_model_export_c: layer %d is a softmax; the export has one only as the last layer", l);
+    }
+    for (i = 0; i < model->param_count; i++)
+        if (!cnn__is_finite(model->params[i]))
+            return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1, "cnn_model_export_c: parameter %lu is not a finite number",
+                             (unsigned long)i);
     memset(&q, 0, sizeof q);
     if (d.int8 && (result = cnn_quantize(&q, model, d.calibration, d.calibration_rows)) != CNN_OK) {
         model->error = q.error;
@@ -6120,7 +6166,8 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
             "   takes it, returns the most probable class and, unless probabilities is NULL,\n"
             "   writes %s_CLASSES values there. It works in static buffers: not reentrant.\n"
             "   It allocates nothing and prints nothing; it needs expf only (define\n"
-            "   %s_EXPF to use another). Compiles as C99 or C++, freestanding. */\n",
+            "   %s_EXPF to use another) and a 32-bit int. Compiles as C99 or C++,\n"
+            "   freestanding. */\n",
             d.name, upper, upper, upper);
     if (d.int8)
         fprintf(out.file, "\n/* Codes: an int8 q stands for scale x (q - zero). Calibrated on %d images. */\n", q.calibration_rows);
