@@ -3744,6 +3744,17 @@ CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, cnn__reader *reader, 
     return CNN_OK;
 }
 
+/* Ends a load: a model that failed to load is left freed, its error kept. */
+CNN__PRIVATE cnn_result cnn__end_load(cnn_model *model, cnn_result result)
+{
+    if (result != CNN_OK) {
+        cnn_error error = model->error;
+        cnn_model_free(model);
+        model->error = error;
+    }
+    return result;
+}
+
 /* Loads a model from an open reader, which it closes. */
 CNN__PRIVATE cnn_result cnn__load_model(cnn_model *model, cnn__reader *reader, int max_batch)
 {
@@ -3771,12 +3782,7 @@ CNN__PRIVATE cnn_result cnn__load_model(cnn_model *model, cnn__reader *reader, i
         done += n;
     }
     cnn__close_reader(reader);
-    if (result != CNN_OK) {
-        cnn_error error = model->error;
-        cnn_model_free(model);
-        model->error = error;
-    }
-    return result;
+    return cnn__end_load(model, result);
 }
 
 /* Starts a model for loading: zeroed, with a clear error. */
@@ -4884,12 +4890,7 @@ CNN__PRIVATE cnn_result cnn__from_safetensors(cnn_model *model, cnn__reader *rea
     if (result == CNN_OK) result = cnn__safetensors_data(model, &file, reader, model->params, &model->error);
     cnn__safetensors_free(&file);
     cnn__close_reader(reader);
-    if (result != CNN_OK) {
-        cnn_error error = model->error;
-        cnn_model_free(model);
-        model->error = error;
-    }
-    return result;
+    return cnn__end_load(model, result);
 }
 
 CNNDEF cnn_result cnn_model_from_safetensors(cnn_model *model, const char *path, int max_batch)
