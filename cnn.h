@@ -1993,6 +1993,21 @@ CNNDEF void cnn_model_free(cnn_model *model)
     memset(model, 0, sizeof *model);
 }
 
+/* A layer as the summary names it: "conv2d 5x5 s1 p2", "max_pool 2x2 s2",
+   "leaky_relu 0.3"; its output shape says the rest. */
+CNN__PRIVATE void cnn__layer_label(const cnn_layer_desc *d, char *text, size_t size)
+{
+    switch (d->type) {
+    case CNN_LAYER_CONV2D: snprintf(text, size, "conv2d %dx%d s%d p%d", d->kernel, d->kernel, d->stride, d->padding); break;
+    case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
+        snprintf(text, size, "%s %dx%d s%d", cnn_layer_type_name(d->type), d->kernel, d->kernel, d->stride);
+        break;
+    case CNN_LAYER_LEAKY_RELU: snprintf(text, size, "leaky_relu %g", (double)d->alpha); break;
+    case CNN_LAYER_DROPOUT: snprintf(text, size, "dropout %g", (double)d->rate); break;
+    default: snprintf(text, size, "%s", cnn_layer_type_name(d->type)); break;
+    }
+}
+
 /* "1234567" -> "1,234,567" */
 CNN__PRIVATE void cnn__format_count(size_t value, char *out, size_t size)
 {
@@ -2023,24 +2038,7 @@ CNNDEF size_t cnn_model_summary(const cnn_model *model, char *buffer, size_t siz
     CNN__APPEND("%-28s %-18s %12s\n", "input", shape, "0");
     for (i = 0; i < model->layer_count; i++) {
         const cnn_layer *layer = &model->layers[i];
-        const cnn_layer_desc *d = &layer->desc;
-        switch (d->type) {
-        case CNN_LAYER_CONV2D:
-            snprintf(text, sizeof text, "conv2d %dx%d s%d p%d", d->kernel, d->kernel, d->stride, d->padding);
-            break;
-        case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
-            snprintf(text, sizeof text, "%s %dx%d s%d", cnn_layer_type_name(d->type), d->kernel, d->kernel, d->stride);
-            break;
-        case CNN_LAYER_LEAKY_RELU:
-            snprintf(text, sizeof text, "leaky_relu %g", (double)d->alpha);
-            break;
-        case CNN_LAYER_DROPOUT:
-            snprintf(text, sizeof text, "dropout %g", (double)d->rate);
-            break;
-        default:
-            snprintf(text, sizeof text, "%s", cnn_layer_type_name(d->type));
-            break;
-        }
+        cnn__layer_label(&layer->desc, text, sizeof text);
         if (layer->out.h == 1 && layer->out.w == 1) snprintf(shape, sizeof shape, "(%d)", layer->out.c);
         else snprintf(shape, sizeof shape, "(%d, %d, %d)", layer->out.c, layer->out.h, layer->out.w);
         cnn__format_count(layer->weight_count + layer->bias_count, count, sizeof count);
@@ -5626,9 +5624,11 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
         return cnn__fail(&q->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "cnn_quantize: out of memory");
     q->memory = block;
 
-    /* the weights: per output channel, symmetric; the int32 things first, aligned */
+    /* the weights, per output channel and symmetric, the int32 things first,
+       aligned; and the tables: each input code's output code */
     at = 0;
     scale = q->input_scale;
+    zero = q->input_zero;
     for (l = 0; l < model->layer_count; l++) {
         const cnn_layer *layer = &model->layers[l];
         cnn_quant_layer *quant = &q->quant[l];
@@ -5666,14 +5666,6 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
                 cnn__quantize_multiplier((double)scale * weight_scale / quant->out_scale, &quant->multiplier[o], &quant->shift[o]);
             }
         }
-        scale = quant->out_scale;
-    }
-    /* the tables: each input code's output code */
-    scale = q->input_scale;
-    zero = q->input_zero;
-    for (l = 0; l < model->layer_count; l++) {
-        const cnn_layer *layer = &model->layers[l];
-        cnn_quant_layer *quant = &q->quant[l];
         if (layer->desc.type == CNN_LAYER_LEAKY_RELU || layer->desc.type == CNN_LAYER_SIGMOID || layer->desc.type == CNN_LAYER_TANH) {
             int code;
             quant->table = (signed char *)(block + at);
@@ -5939,16 +5931,11 @@ CNN__PRIVATE size_t cnn__emit_array(FILE *out, const char *name, const char *wha
     return count * size;
 }
 
-/* "conv2d 6 5x5 stride 1 padding 2: (1, 28, 28) -> (6, 28, 28)" */
+/* "conv2d 5x5 s1 p2: (1, 28, 28) -> (6, 28, 28)" */
 CNN__PRIVATE void cnn__describe_layer(const cnn_layer *layer, char *text, size_t size)
 {
-    const cnn_layer_desc *d = &layer->desc;
     char what[64];
-    if (d->type == CNN_LAYER_CONV2D) snprintf(what, sizeof what, "conv2d %d %dx%d stride %d padding %d", d->units, d->kernel, d->kernel, d->stride, d->padding);
-    else if (d->type == CNN_LAYER_DENSE) snprintf(what, sizeof what, "dense %d", d->units);
-    else if (d->type == CNN_LAYER_MAX_POOL || d->type == CNN_LAYER_AVG_POOL)
-        snprintf(what, sizeof what, "%s %dx%d stride %d", cnn_layer_type_name(d->type), d->kernel, d->kernel, d->stride);
-    else snprintf(what, sizeof what, "%s", cnn_layer_type_name(d->type));
+    cnn__layer_label(&layer->desc, what, sizeof what);
     snprintf(text, size, "%s: (%d, %d, %d) -> (%d, %d, %d)", what, layer->in.c, layer->in.h, layer->in.w, layer->out.c, layer->out.h, layer->out.w);
 }
 
