@@ -141,7 +141,7 @@ extern "C" {
 
 typedef enum cnn_result {
     CNN_OK = 0,
-    CNN_ERROR_INVALID_ARGUMENT = -1, /* NULL pointer, size <= 0, batch too big */
+    CNN_ERROR_INVALID_ARGUMENT = -1, /* NULL pointer, size <= 0, batch too big, a setting out of range */
     CNN_ERROR_OUT_OF_MEMORY = -2,
     CNN_ERROR_BAD_SHAPE = -3,        /* a layer does not fit its input */
     CNN_ERROR_IO = -4,               /* a file cannot be opened, read or written */
@@ -285,6 +285,8 @@ typedef struct cnn_model {
     cnn_rng rng;        /* weight init, dropout masks, shuffling */
     cnn_error error;    /* why the last call on this model failed */
     cnn_result definition_error;  /* the first failure of init or add, kept */
+    int class_name_count;         /* 0, or the class count: see cnn_model_set_class_names */
+    char **class_names;           /* (class_name_count) their names, NUL-terminated */
 } cnn_model;
 
 /* Starts an empty model for inputs of shape (channels, height, width). */
@@ -292,8 +294,9 @@ CNNDEF cnn_result cnn_model_init(cnn_model *model, int channels, int height, int
 
 /* Adds a layer after the last one, inferring its input shape. A layer that
    cannot fit (a kernel larger than the padded input, a stride that does not
-   divide, a dense layer on a non-flat input...) is refused with
-   CNN_ERROR_BAD_SHAPE and a message saying why. Layers are added before
+   divide, a dense layer on a non-flat input, a conv on a flat one...) is
+   refused with CNN_ERROR_BAD_SHAPE, and a setting out of range (0 filters,
+   dropout 1.5) with CNN_ERROR_INVALID_ARGUMENT, each with a message. Layers are added before
    cnn_model_build. Such errors are sticky: after one, every later add and
    the build fail with the first error and keep its message, so a model can
    be described in a row of calls and checked once, at the build. */
@@ -356,6 +359,16 @@ CNNDEF cnn_result cnn_model_backward_from(cnn_model *model, const float *output_
 /* Most probable class of each of count samples (any count; batched inside).
    probabilities may be NULL, else it receives (count, classes). */
 CNNDEF cnn_result cnn_model_predict(cnn_model *model, const float *input, int count, int *classes, float *probabilities);
+
+/* Names for the output classes ("A", "Dress", a folder's name), carried by
+   the model and saved in its file, so that whoever loads it can name its
+   answers. The model must have its layers; count must be its class count
+   (the size of its output), or 0 to remove the names. Each name is 1 to
+   255 bytes without control characters (UTF-8 is kept as it is). The names
+   are copied; cnn_model_free frees them. */
+CNNDEF cnn_result cnn_model_set_class_names(cnn_model *model, const char *const *names, int count);
+/* label's name, or NULL when the model carries no names or label is not a class. */
+CNNDEF const char *cnn_model_class_name(const cnn_model *model, int label);
 
 /* ---------------------------------------------------------------- optimisers */
 
@@ -446,6 +459,10 @@ CNNDEF cnn_result cnn_label_map_load(cnn_label_map *map, const char *path);
 CNNDEF cnn_result cnn_label_map_load_memory(cnn_label_map *map, const void *bytes, size_t size);
 /* The character for a label, or '?' when the label is not in the map. */
 CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label);
+/* cnn_model_set_class_names with each label's character (in UTF-8) as its
+   name: a mapping file's names put into a model. The map must hold
+   exactly the model's classes. */
+CNNDEF cnn_result cnn_model_set_class_names_from_map(cnn_model *model, const cnn_label_map *map);
 
 /* ---------------------------------------------------------------- training */
 
@@ -485,6 +502,28 @@ typedef int (*cnn_batch_callback)(cnn_model *model, const cnn_batch_stats *stats
    Never called by cnn_model_evaluate, _predict or on validation data. */
 typedef cnn_result (*cnn_augment_callback)(cnn_model *model, float *images, int *labels, int batch, void *user);
 
+/* Where training stands between two epochs. Given one (cnn_fit_desc.state),
+   cnn_model_fit starts after state->epoch and updates the state after each
+   epoch, before on_epoch: a checkpoint saved there (cnn_checkpoint_save)
+   holds, with the model and the optimiser, all that resuming needs to go
+   on exactly as if training had never stopped - the same weights, bit for
+   bit. Zero-initialise it; free it with cnn_fit_state_free. */
+typedef struct cnn_fit_state {
+    int epoch;                    /* epochs done (0: none) */
+    int best_epoch;               /* early stopping: the epoch of the lowest
+                                     validation loss so far (0: none yet) */
+    float best_loss;              /* that loss */
+    size_t param_count;
+    float *best_params;           /* (param_count) that epoch's parameters, kept
+                                     while patience > 0 (allocated by
+                                     cnn_model_fit, freed by cnn_fit_state_free) */
+    cnn_rng *augment_rng;         /* optional, yours: one more generator saved and
+                                     restored with the state (the augmenter's) */
+    struct cnn_history *history;  /* optional, yours: saved and restored too */
+} cnn_fit_state;
+
+CNNDEF void cnn_fit_state_free(cnn_fit_state *state);  /* best_params; the pointers you set are kept */
+
 typedef struct cnn_fit_desc {
     int epochs;                    /* default 10 */
     int batch_size;                /* default model->max_batch */
@@ -506,6 +545,10 @@ typedef struct cnn_fit_desc {
                                       (0, 1]. Default 0: a constant rate */
     int lr_decay_after;            /* epochs at the starting rate (default 0) */
     void *augment_user;            /* passed to augment */
+    cnn_fit_state *state;          /* optional: resume from it, and keep it up
+                                      to date for checkpoints (see above);
+                                      epochs is then the total, those already
+                                      done included */
 } cnn_fit_desc;
 
 /* One step: forward, loss, zero grads, backward, optimiser step. A loss, a
@@ -522,7 +565,8 @@ CNNDEF cnn_result cnn_model_train_step(cnn_model *model, cnn_optimizer *optimize
    lower validation loss, and whenever it ends - early or not - the model is
    left with the parameters of its best epoch (the optimiser's state is not
    rewound). With desc->lr_decay, optimizer->desc.learning_rate is lowered
-   in place after each epoch (see cnn_fit_desc). */
+   in place after each epoch, before on_epoch sees it (see cnn_fit_desc).
+   Each epoch shuffles the samples afresh from the model's generator. */
 CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, const cnn_dataset *dataset, const cnn_fit_desc *desc);
 
 /* Mean cross-entropy and accuracy in [0, 1] over a dataset. */
@@ -670,13 +714,42 @@ CNNDEF size_t cnn_confusion_report(const int *matrix, int classes, const cnn_lab
    A PATH.tmp left by an interrupted save is simply overwritten. */
 CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path);
 
-/* Loads a model saved by cnn_model_save and builds it for max_batch. The
-   model must not be initialised; on failure it is left freed. */
+/* Loads a model saved by cnn_model_save (or a checkpoint, as a model) and
+   builds it for max_batch. The contract: model is a new struct, or one
+   given to cnn_model_free - cnn_model_load fills it from scratch and cannot
+   tell a built model from uninitialised memory, so loading into a built
+   model loses (leaks) what it held. To put a file's weights into a model
+   you built, call cnn_model_load_weights. On failure the model is left
+   freed, its error kept. Files are checked whole: the layers must make a
+   model, the sizes must agree, every parameter must be finite, and the
+   CRC-32 must match (files of format version 1, which had none, load too). */
 CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch);
 
 /* The same, from the size bytes of a model file in memory; messages name
    the input "<memory>". */
 CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch);
+
+/* Loads the parameters and class names (when it has them) of a model file
+   into a built model with the same input and layers (as cnn_model_load_safetensors does for
+   safetensors). A file of other layers is refused with a message naming
+   the first difference; on any failure the model is left as it was. */
+CNNDEF cnn_result cnn_model_load_weights(cnn_model *model, const char *path);
+
+/* A checkpoint is a model file with two more sections: the optimiser's
+   state (its settings, the learning rate as lowered so far, its moments
+   and step count) and the training state (cnn_fit_state and the model's
+   random generator, which shuffles and drops out). Save one from
+   on_epoch with the state given to cnn_model_fit; cnn_model_load reads it
+   as a plain model. */
+CNNDEF cnn_result cnn_checkpoint_save(cnn_model *model, const cnn_optimizer *optimizer, const cnn_fit_state *state, const char *path);
+
+/* Loads a checkpoint into a new model (as cnn_model_load, built for
+   max_batch), a new optimiser and the state: its epoch and early-stopping
+   fields are replaced (free a state that held best_params first), and the
+   generator and history it points to, when you set them, are filled from
+   the file when it has them. On failure all three are left freed, and
+   the history you gave emptied. */
+CNNDEF cnn_result cnn_checkpoint_load(cnn_model *model, cnn_optimizer *optimizer, cnn_fit_state *state, const char *path, int max_batch);
 
 /* ---------------------------------------------------------------- other tools' formats: safetensors and ONNX
 
@@ -716,7 +789,7 @@ CNNDEF cnn_result cnn_model_from_safetensors_memory(cnn_model *model, const void
    input "input" (N, C, H, W) with a dynamic batch N, output "output",
    (N, outputs) after a flatten or dense layer, else (N, C, H, W);
    Conv, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool, AveragePool, Flatten,
-   Gemm and Softmax (Reshape where a flat vector meets a conv or a pool);
+   Gemm and Softmax (Flatten where a dense layer meets an image);
    dropout, the identity at inference, is left out. Weights are
    initialisers under the names above, in PyTorch's layouts. Written through
    a temporary file and a rename. */
@@ -929,6 +1002,15 @@ typedef struct cnn_character_desc {
    keep 85.4% of a LeNet-5's 86.0% accuracy with the defaults, 71.6% with
    MNIST's settings (first 3000 test images of the balanced set). */
 CNNDEF cnn_result cnn_image_to_character(const cnn_image *in, cnn_image *out, const cnn_character_desc *desc);
+
+/* A picture made ready for a model whose input is `input`, into out: the
+   one preparation that examples/predict.c and the web page share, so a
+   file gets the same answer in both. A character model (one channel, a
+   square input) gets cnn_image_to_character with size = input.h (desc may
+   be NULL: the defaults); any other model gets the picture converted to
+   input.c channels (1 or 3) and resized to (input.h, input.w) with the
+   default method, as cnn_image_folders_load reads its files. */
+CNNDEF cnn_result cnn_image_prepare(const cnn_image *in, cnn_image *out, cnn_shape input, const cnn_character_desc *desc);
 
 /* ---- image folders as a dataset: root/<class>/<image>, one sub-folder per
    class. Labels follow the sub-folder names sorted by strcmp; files too are
@@ -1674,12 +1756,26 @@ CNN__PRIVATE long cnn__conv_side(long in, long kernel, long stride, long padding
     return span / stride + 1;
 }
 
+/* The layer (dense or flatten) that made the model's output a flat vector,
+   with only element-wise layers after it; -1 when the output is an image. */
+CNN__PRIVATE int cnn__flat_since(const cnn_model *model)
+{
+    int i;
+    for (i = model->layer_count - 1; i >= 0; i--) {
+        cnn_layer_type type = model->layers[i].desc.type;
+        if (type == CNN_LAYER_DENSE || type == CNN_LAYER_FLATTEN) return i;
+        if (type == CNN_LAYER_CONV2D || type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL) return -1;
+    }
+    return -1;
+}
+
 CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *desc_in)
 {
     cnn_layer layer;
     cnn_layer_desc *desc = &layer.desc;
     cnn_shape in;
     size_t in_count;
+    int flat_from;
     if (!model || !desc_in) return CNN_ERROR_INVALID_ARGUMENT;
     if (model->memory)
         return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "layers must be added before cnn_model_build");
@@ -1695,12 +1791,18 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
     layer.in = in;
     layer.out = in;
 
+    if ((desc->type == CNN_LAYER_CONV2D || desc->type == CNN_LAYER_MAX_POOL || desc->type == CNN_LAYER_AVG_POOL) &&
+        (flat_from = cnn__flat_since(model)) >= 0)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                         "%s needs an image (channels, height, width), but layer %d (%s) made its input a flat vector "
+                         "of %d: put conv and pool layers before flatten and dense",
+                         cnn_layer_type_name(desc->type), flat_from + 1, cnn_layer_type_name(model->layers[flat_from].desc.type), in.c);
     switch (desc->type) {
     case CNN_LAYER_CONV2D: {
         long out_h, out_w;
         if (desc->stride == 0) desc->stride = 1;
         if (desc->units <= 0 || desc->kernel <= 0 || desc->stride < 0 || desc->padding < 0)
-            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                              "conv2d needs filters >= 1, kernel >= 1, stride >= 1 and padding >= 0 (got %d, %d, %d, %d)",
                              desc->units, desc->kernel, desc->stride, desc->padding);
         out_h = cnn__conv_side(in.h, desc->kernel, desc->stride, desc->padding);
@@ -1718,7 +1820,7 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
     }
     case CNN_LAYER_DENSE:
         if (desc->units <= 0)
-            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "dense needs units >= 1 (got %d)", desc->units);
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "dense needs units >= 1 (got %d)", desc->units);
         if (in.h != 1 || in.w != 1)
             return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
                              "dense needs a flat input, got (%d, %d, %d): add cnn_add_flatten first", in.c, in.h, in.w);
@@ -1731,7 +1833,7 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
         if (desc->kernel == 0) desc->kernel = 2;
         if (desc->stride == 0) desc->stride = desc->kernel;
         if (desc->kernel < 0 || desc->stride < 0)
-            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                              "%s needs size >= 1 and stride >= 1 (got %d, %d)", cnn_layer_type_name(desc->type),
                              desc->kernel, desc->stride);
         if (in.h < desc->kernel || in.w < desc->kernel)
@@ -1744,12 +1846,12 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
     case CNN_LAYER_LEAKY_RELU:
         if (desc->alpha == 0.0f) desc->alpha = 0.3f;
         if (!cnn__is_finite(desc->alpha))
-            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "leaky_relu alpha must be a finite number");
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "leaky_relu alpha must be a finite number");
         break;
     case CNN_LAYER_DROPOUT:
         if (desc->rate == 0.0f) desc->rate = 0.5f;
         if (!(desc->rate > 0.0f && desc->rate < 1.0f))
-            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "dropout rate must be in (0, 1), got %g",
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "dropout rate must be in (0, 1), got %g",
                              (double)desc->rate);
         break;
     case CNN_LAYER_FLATTEN:
@@ -1990,6 +2092,7 @@ CNNDEF void cnn_model_free(cnn_model *model)
 #endif
     CNN_FREE(model->memory);
     CNN_FREE(model->int_memory);
+    CNN_FREE(model->class_names);
     memset(model, 0, sizeof *model);
 }
 
@@ -2187,7 +2290,8 @@ CNN__PRIVATE cnn_result cnn__check_labels(cnn_model *model, const int *labels)
     for (n = 0; n < model->batch; n++)
         if (labels[n] < 0 || labels[n] >= classes)
             return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
-                             "label %d of sample %d is outside 0..%d", labels[n], n, classes - 1);
+                             "label %d of sample %d in the batch (counting from 0) is outside the model's classes 0..%d",
+                             labels[n], n, classes - 1);
     return CNN_OK;
 }
 
@@ -2301,6 +2405,56 @@ CNNDEF cnn_result cnn_model_predict(cnn_model *model, const float *input, int co
         if (probabilities) memcpy(probabilities + (size_t)start * out_size, out, (size_t)batch * out_size * sizeof(float));
     }
     return CNN_OK;
+}
+
+/* The names live in one allocation: class_name_count pointers, then the
+   text they point into. */
+CNNDEF cnn_result cnn_model_set_class_names(cnn_model *model, const char *const *names, int count)
+{
+    size_t text = 0, length, at;
+    char **block;
+    int classes, i;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (model->layer_count == 0)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "add the model's layers before naming its classes");
+    classes = (int)cnn_shape_count(cnn_model_output_shape(model));
+    if (count != 0 && count != classes)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "%d class names given for a model with %d classes",
+                         count, classes);
+    if (count > 0 && !names) return cnn__null_argument(&model->error, "cnn_model_set_class_names", "names");
+    for (i = 0; i < count; i++) {
+        const unsigned char *name = (const unsigned char *)names[i];
+        if (!name) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "class %d has no name (NULL)", i);
+        for (length = 0; name[length]; length++)
+            if (name[length] < 0x20 || name[length] == 0x7f)
+                return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                                 "the name of class %d holds a control character (byte %lu)", i, (unsigned long)length);
+        if (length == 0 || length > 255)
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "the name of class %d is %lu bytes long; names have 1 to 255", i, (unsigned long)length);
+        text += length + 1;
+    }
+    block = NULL;
+    if (count > 0) {
+        block = (char **)CNN_MALLOC((size_t)count * sizeof(char *) + text);
+        if (!block) return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for %d class names", count);
+        for (i = 0, at = (size_t)count * sizeof(char *); i < count; i++) {
+            block[i] = (char *)block + at;
+            length = strlen(names[i]) + 1;
+            memcpy(block[i], names[i], length);
+            at += length;
+        }
+    }
+    CNN_FREE(model->class_names);
+    model->class_names = block;
+    model->class_name_count = count;
+    return CNN_OK;
+}
+
+CNNDEF const char *cnn_model_class_name(const cnn_model *model, int label)
+{
+    if (!model || !model->class_names || label < 0 || label >= model->class_name_count) return NULL;
+    return model->class_names[label];
 }
 
 /* ======================================================================== optimisers */
@@ -2456,6 +2610,9 @@ CNNDEF void cnn_optimizer_free(cnn_optimizer *optimizer)
    First the file helpers that every file format of cnn.h shares: a reader
    for files and memory alike, and a writer that never leaves a file
    half-written. Then the data formats: Kaggle CSV, IDX, mapping files. */
+
+/* 1 when bytes (2 at least) start a gzip stream, as a .gz file does. */
+CNN__PRIVATE int cnn__is_gzip(const unsigned char *bytes) { return bytes[0] == 0x1f && bytes[1] == 0x8b; }
 
 /* Size of an open file in bytes, or -1; leaves the position at the start. */
 CNN__PRIVATE long long cnn__file_size(FILE *file)
@@ -2751,11 +2908,13 @@ CNN__PRIVATE cnn_result cnn__parse_csv(cnn_dataset *dataset, cnn__reader *reader
     cnn_result result = CNN_OK;
     long pixels = (long)d.width * d.height, line = 1, capacity = 0, rows = 0, commas = 0;
     int c, transpose = d.orientation != CNN_ORIENTATION_AS_STORED, max_label = -1;
+    unsigned char first_bytes[2] = {0, 0};
 
     /* first pass: count the lines that can be rows, those with a comma per
        pixel at least, to allocate once, and no more than the input can
        fill: a file of a million blank lines must not ask for gigabytes */
     while ((c = cnn__read_byte(&reader)) != CNN__EOF) {
+        if (reader.offset <= 2) first_bytes[reader.offset - 1] = (unsigned char)c;
         if (c == ',') commas++;
         else if (c == '\n') {
             capacity += commas >= pixels;
@@ -2770,6 +2929,10 @@ CNN__PRIVATE cnn_result cnn__parse_csv(cnn_dataset *dataset, cnn__reader *reader
     if (reader.offset == 0) {
         cnn__close_reader(&reader);
         return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 1, 0, 0, "'%s' is empty", path);
+    }
+    if (reader.offset >= 2 && cnn__is_gzip(first_bytes)) {
+        cnn__close_reader(&reader);
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 1, 0, 0, "'%s' looks gzip-compressed: unpack it first (gunzip -k '%s')", path, path);
     }
     if (d.max_rows && capacity > d.max_rows) capacity = d.max_rows;
     if (capacity > INT_MAX) capacity = INT_MAX;
@@ -2794,20 +2957,27 @@ CNN__PRIVATE cnn_result cnn__parse_csv(cnn_dataset *dataset, cnn__reader *reader
                 if (line_was_blank && (c == '\n' || c == '\r' || c == CNN__EOF)) { field = -1; break; } /* blank line */
                 if (line == 1 && field == 0) { cnn__skip_line(&reader, &c); field = -1; break; }   /* header */
                 result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, field + 1, reader.offset - 1,
-                                   "line %ld, field %ld: expected a whole number", line, field + 1);
+                                   "'%s', line %ld, field %ld: expected a whole number", path, line, field + 1);
                 break;
             }
             at_line_start = 0;
             if (c != ',' && c != '\n' && c != '\r' && c != CNN__EOF) {
                 result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, field + 1, reader.offset - 1,
-                                   "line %ld, field %ld: unexpected character '%c' in a number", line, field + 1,
+                                   "'%s', line %ld, field %ld: unexpected character '%c' in a number", path, line, field + 1,
                                    c >= 32 && c < 127 ? c : '?');
                 break;
             }
             if (field == 0) {
                 if (value < 0 || value >= (d.num_classes ? d.num_classes : CNN_MAX_CLASSES)) {
-                    result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 1, -1, "line %ld: label %ld is outside 0..%d", line,
-                                       value, (d.num_classes ? d.num_classes : CNN_MAX_CLASSES) - 1);
+                    if (value < 0)
+                        result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 1, -1, "'%s', line %ld: label %ld is negative", path,
+                                           line, value);
+                    else if (d.num_classes)
+                        result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 1, -1, "'%s', line %ld: label %ld is outside 0..%d "
+                                           "(%d classes asked for)", path, line, value, d.num_classes - 1, d.num_classes);
+                    else
+                        result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 1, -1, "'%s', line %ld: label %ld is above %d, "
+                                           "the most classes cnn.h takes (CNN_MAX_CLASSES)", path, line, value, CNN_MAX_CLASSES - 1);
                     break;
                 }
                 if (image) dataset->labels[rows] = (int)value;
@@ -2815,7 +2985,7 @@ CNN__PRIVATE cnn_result cnn__parse_csv(cnn_dataset *dataset, cnn__reader *reader
             } else if (field <= pixels) {
                 if (value < 0 || value > 255) {
                     result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, field + 1, -1,
-                                       "line %ld, field %ld: pixel value %ld is outside 0..255", line, field + 1, value);
+                                       "'%s', line %ld, field %ld: pixel value %ld is outside 0..255", path, line, field + 1, value);
                     break;
                 }
                 if (image) cnn__put_pixel(image, field - 1, d.width, d.height, transpose, (float)value / 255.0f);
@@ -2830,17 +3000,17 @@ CNN__PRIVATE cnn_result cnn__parse_csv(cnn_dataset *dataset, cnn__reader *reader
         if (result != CNN_OK) break;
         if (c == '\r') c = cnn__read_byte(&reader);
         if (c != '\n' && c != CNN__EOF) {
-            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "line %ld: stray carriage return", line);
+            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "'%s', line %ld: stray carriage return", path, line);
             break;
         }
         if (field >= 0 && field != pixels + 1) {
             result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, -1,
-                               "line %ld: expected %ld fields (a label and %ld pixels), found %ld", line, pixels + 1, pixels, field);
+                               "'%s', line %ld: expected %ld fields (a label and %ld pixels), found %ld", path, line, pixels + 1, pixels, field);
             break;
         }
         if (field >= 0 && !image) { /* only when the file changed between the passes, or rows > INT_MAX */
-            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "line %ld: more rows than the first pass counted (%ld)",
-                               line, capacity);
+            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s', line %ld: more rows than the first pass counted (%ld)",
+                               path, line, capacity);
             break;
         }
         if (field >= 0) rows++;
@@ -2886,6 +3056,8 @@ CNN__PRIVATE cnn_result cnn__read_idx_header(cnn__reader *reader, int want_dims,
     size_t got = cnn__read_bytes(reader, header, length);
     if (cnn__reader_failed(reader))
         return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
+    if (got >= 2 && cnn__is_gzip(header))
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 0, "'%s' looks gzip-compressed: unpack it first (gunzip -k '%s')", path, path);
     if (got < 4 || header[0] != 0 || header[1] != 0)
         return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 0, "'%s' is not an IDX file (bad magic number)", path);
     if (header[2] != 0x08)
@@ -3030,13 +3202,13 @@ CNN__PRIVATE cnn_result cnn__parse_label_map(cnn_label_map *map, cnn__reader *re
             /* blank line */
         } else if (!has_label || !cnn__read_number(&reader, &c, &code)) {
             result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1,
-                               "line %ld: expected two whole numbers, a label and a character code", line);
+                               "'%s', line %ld: expected two whole numbers, a label and a character code", path, line);
         } else if (c != '\n' && c != '\r' && c != CNN__EOF) {
-            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "line %ld: unexpected text after the code", line);
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "'%s', line %ld: unexpected text after the code", path, line);
         } else if (label < 0 || label >= CNN_MAX_CLASSES || code < 0 || code > 0x10ffff) {
-            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "line %ld: label %ld or code %ld out of range", line, label, code);
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s', line %ld: label %ld or code %ld out of range", path, line, label, code);
         } else if (seen[label]) {
-            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "line %ld: label %ld appears twice", line, label);
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s', line %ld: label %ld appears twice", path, line, label);
         } else {
             seen[label] = 1;
             map->codes[label] = (int)code;
@@ -3044,7 +3216,7 @@ CNN__PRIVATE cnn_result cnn__parse_label_map(cnn_label_map *map, cnn__reader *re
         }
         if (c == '\r') c = cnn__read_byte(&reader);
         if (result == CNN_OK && c != '\n' && c != CNN__EOF)
-            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "line %ld: stray carriage return", line);
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "'%s', line %ld: stray carriage return", path, line);
         if (c == '\n') c = cnn__read_byte(&reader);
         line++;
     }
@@ -3091,6 +3263,45 @@ CNNDEF int cnn_label_map_char(const cnn_label_map *map, int label)
     return map->codes[label];
 }
 
+/* A Unicode code point as UTF-8 into out (room for 5): its length. */
+CNN__PRIVATE int cnn__utf8_encode(long code, char *out)
+{
+    int length = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4, i;
+    if (length == 1) out[0] = (char)code;
+    else {
+        for (i = length - 1; i > 0; i--, code >>= 6) out[i] = (char)(0x80 | (code & 0x3f));
+        out[0] = (char)((0xf00 >> length) | code); /* 110xxxxx, 1110xxxx, 11110xxx */
+    }
+    out[length] = '\0';
+    return length;
+}
+
+CNNDEF cnn_result cnn_model_set_class_names_from_map(cnn_model *model, const cnn_label_map *map)
+{
+    char (*text)[5];
+    const char **names;
+    cnn_result result;
+    int i;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!map) return cnn__null_argument(&model->error, "cnn_model_set_class_names_from_map", "map");
+    if (map->count <= 0) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the label map is empty");
+    text = (char (*)[5])CNN_MALLOC((size_t)map->count * sizeof *text);
+    names = (const char **)CNN_MALLOC((size_t)map->count * sizeof *names);
+    if (!text || !names) {
+        CNN_FREE(text);
+        CNN_FREE((void *)names);
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for %d class names", map->count);
+    }
+    for (i = 0; i < map->count; i++) {
+        cnn__utf8_encode(map->codes[i], text[i]);
+        names[i] = text[i];
+    }
+    result = cnn_model_set_class_names(model, names, map->count);
+    CNN_FREE(text);
+    CNN_FREE((void *)names);
+    return result;
+}
+
 /* ======================================================================== training */
 
 /* The batch is already in activations[0]. */
@@ -3125,6 +3336,14 @@ CNNDEF cnn_result cnn_model_train_step(cnn_model *model, cnn_optimizer *optimize
     return cnn__train_step(model, optimizer, labels, batch, mean_loss, correct);
 }
 
+CNNDEF void cnn_fit_state_free(cnn_fit_state *state)
+{
+    if (!state) return;
+    CNN_FREE(state->best_params);
+    state->best_params = NULL;
+    state->param_count = 0;
+}
+
 CNN__PRIVATE cnn_result cnn__check_dataset(cnn_model *model, const cnn_dataset *dataset)
 {
     cnn_shape shape;
@@ -3140,12 +3359,27 @@ CNN__PRIVATE cnn_result cnn__check_dataset(cnn_model *model, const cnn_dataset *
     return CNN_OK;
 }
 
+/* Every label must be one of the model's classes; a wrong one is named by
+   its image's place in the dataset (for a dataset loaded from a file, its
+   row: the n-th image in the file). */
+CNN__PRIVATE cnn_result cnn__check_dataset_labels(cnn_model *model, const cnn_dataset *dataset, const char *which)
+{
+    const int classes = (int)cnn_shape_count(cnn_model_output_shape(model));
+    int i;
+    for (i = 0; i < dataset->count; i++)
+        if (dataset->labels[i] < 0 || dataset->labels[i] >= classes)
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "image %d of the %s set has label %d, but the model has %d classes (0..%d)", i + 1, which,
+                             dataset->labels[i], classes, classes - 1);
+    return CNN_OK;
+}
+
 CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, const cnn_dataset *dataset, const cnn_fit_desc *desc)
 {
     cnn_fit_desc d;
-    int *order, epoch, start, i, stop = 0, best_epoch = 0;
+    cnn_fit_state own, *state;  /* where training stands: the caller's, or our own */
+    int *order, epoch, start, i, stop = 0;
     size_t sample;
-    float *best = NULL, best_loss = 0.0f;  /* early stopping: (param_count) the best epoch's parameters */
     cnn_result result = CNN_OK;
     if (!model) return CNN_ERROR_INVALID_ARGUMENT;
     if (!optimizer) return cnn__null_argument(&model->error, "cnn_model_fit", "optimizer");
@@ -3168,20 +3402,32 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                          "lr_decay must be in (0, 1] and lr_decay_after >= 0 (got %g, %d)", (double)d.lr_decay, d.lr_decay_after);
     if (d.validation && (result = cnn__check_dataset(model, d.validation)) != CNN_OK) return result;
-    if (d.patience > 0 && model->param_count > 0 && !(best = cnn__alloc_floats(model->param_count)))
-        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a copy of the best parameters");
+    if ((result = cnn__check_dataset_labels(model, dataset, "training")) != CNN_OK) return result;
+    if (d.validation && (result = cnn__check_dataset_labels(model, d.validation, "validation")) != CNN_OK) return result;
+    memset(&own, 0, sizeof own);
+    state = d.state ? d.state : &own;
+    if (state->epoch < 0 || state->best_epoch < 0 || state->best_epoch > state->epoch ||
+        (state->best_params && state->param_count != model->param_count))
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the training state to resume from does not fit this model");
+    if (d.patience > 0 && model->param_count > 0 && !state->best_params) {
+        if (!(state->best_params = cnn__alloc_floats(model->param_count)))
+            return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a copy of the best parameters");
+        state->param_count = model->param_count;
+    }
     order = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
     if (!order) {
-        CNN_FREE(best);
+        cnn_fit_state_free(&own);
         return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the shuffle order");
     }
-    for (i = 0; i < dataset->count; i++) order[i] = i;
     sample = cnn_shape_count(model->input);
 
-    for (epoch = 1; epoch <= d.epochs && result == CNN_OK; epoch++) {
+    for (epoch = state->epoch + 1; epoch <= d.epochs && result == CNN_OK; epoch++) {
         cnn_epoch_stats stats;
         double loss_sum = 0.0;
         long right = 0;
+        /* each epoch's order depends on the generator alone, so that a
+           checkpoint's generator is all a resumed run needs */
+        for (i = 0; i < dataset->count; i++) order[i] = i;
         if (!d.no_shuffle) /* Fisher-Yates */
             for (i = dataset->count - 1; i > 0; i--) {
                 int j = (int)cnn_rng_below(&model->rng, (uint32_t)i + 1u), swap = order[i];
@@ -3234,23 +3480,25 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
             if ((result = cnn_model_evaluate(model, d.validation, &stats.validation_loss, &stats.validation_accuracy)) != CNN_OK) break;
             stats.validated = 1;
             /* improved: strictly lower loss; a NaN loss never improves */
-            if (best_epoch == 0 || stats.validation_loss < best_loss) {
-                best_epoch = epoch;
-                best_loss = stats.validation_loss;
-                if (best) memcpy(best, model->params, model->param_count * sizeof(float));
+            if (state->best_epoch == 0 || stats.validation_loss < state->best_loss) {
+                state->best_epoch = epoch;
+                state->best_loss = stats.validation_loss;
+                if (state->best_params) memcpy(state->best_params, model->params, model->param_count * sizeof(float));
             }
-            stats.best_epoch = best_epoch;
-            stats.stopping = d.patience > 0 && epoch - best_epoch >= d.patience && epoch < d.epochs;
+            stats.best_epoch = state->best_epoch;
+            stats.stopping = d.patience > 0 && epoch - state->best_epoch >= d.patience && epoch < d.epochs;
         }
+        /* the rate for the next epoch is set before on_epoch, so that a
+           checkpoint saved there holds it */
+        if (d.lr_decay > 0.0f && epoch >= d.lr_decay_after) optimizer->desc.learning_rate *= d.lr_decay;
+        state->epoch = epoch;
         if (d.on_epoch && d.on_epoch(model, &stats, d.user)) break;
         if (stats.stopping) break;
-        /* the rate changes between epochs, after the callback has seen the
-           epoch trained at the old one */
-        if (d.lr_decay > 0.0f && epoch >= d.lr_decay_after) optimizer->desc.learning_rate *= d.lr_decay;
     }
     /* early stopping leaves the best epoch's parameters, however training ended */
-    if (best && best_epoch > 0 && result == CNN_OK) memcpy(model->params, best, model->param_count * sizeof(float));
-    CNN_FREE(best);
+    if (d.patience > 0 && state->best_params && state->best_epoch > 0 && result == CNN_OK)
+        memcpy(model->params, state->best_params, model->param_count * sizeof(float));
+    cnn_fit_state_free(&own);
     CNN_FREE(order);
     return result;
 }
@@ -3266,6 +3514,7 @@ CNNDEF cnn_result cnn_model_evaluate(cnn_model *model, const cnn_dataset *datase
     if (!dataset) return cnn__null_argument(&model->error, "cnn_model_evaluate", "dataset");
     if ((result = cnn__check_batch(model, 1)) != CNN_OK) return result;
     if ((result = cnn__check_dataset(model, dataset)) != CNN_OK) return result;
+    if ((result = cnn__check_dataset_labels(model, dataset, "evaluation")) != CNN_OK) return result;
     sample = cnn_shape_count(model->input);
     for (start = 0; start < dataset->count; start += model->max_batch) {
         int batch = dataset->count - start < model->max_batch ? dataset->count - start : model->max_batch, correct;
@@ -3576,24 +3825,49 @@ CNNDEF size_t cnn_confusion_report(const int *matrix, int classes, const cnn_lab
 
 /* ======================================================================== model files
 
-   A model file is, in order (integers are unsigned 32-bit, everything
-   little-endian whatever the machine):
+   A model file (format version 2) is the magic and the version, then a
+   list of tagged sections. Integers are unsigned, everything little-endian
+   whatever the machine:
      8 bytes   magic "\x89CNN\r\n\x1a\n": the high byte and the line ends
                show up damage from text-mode transfers, as PNG's do
-     u32       format version (1)
-     3 x u32   input channels, height, width
-     u32       layer count
-     per layer type, units, kernel, stride, padding, init (6 x u32),
-               alpha, rate (2 x float32)
-     u64       parameter count
-     float32   the parameters, in model.params order
-   Loading rebuilds the layers through cnn_model_add, so a file can only
-   describe a model that could have been built, and checks the parameter
-   count against the layers and the file size before allocating. */
+     u32       format version (2)
+     sections, each a 4-byte tag, a u64 length and that many bytes:
+       "INPT"  input channels, height, width (3 x u32)
+       "LAYR"  u32 layer count, u32 record size (32); per layer a record:
+               type, units, kernel, stride, padding, init (6 x u32), alpha,
+               rate (2 x float32). Bytes a later cnn.h adds to the record
+               are settings whose zero means "as before"
+       "PARM"  u64 parameter count; the float32 parameters in model.params
+               order (each layer's weights, then its biases)
+       "clas"  the class names: u32 count; per name a u32 length and bytes
+       "optm"  a checkpoint's optimiser: u32 type, learning rate, momentum,
+               beta1, beta2, epsilon (5 x float32), u64 step, u64 count,
+               the first moments (count float32), then for Adam the second
+       "fits"  a checkpoint's training state: u32 epoch, u32 best epoch,
+               float32 best loss, the model's generator (2 x u64), u32 1 and
+               the augment generator (2 x u64) or u32 0, u64 count and the
+               best epoch's parameters (count float32), u32 history records
+               and each (u32 epoch, 4 x float32, u32 validated, float64 seconds)
+       "CRC "  CRC-32 (zlib's and PNG's) of every byte before this section,
+               as u32; always the last section, at the end of the file
+   INPT, LAYR and PARM come first, in that order. A tag that starts with a
+   capital letter is critical, one with a small letter is not: a reader
+   meeting a tag it does not know refuses the file if the tag is critical
+   (the model needs it) and skips the section otherwise (the CRC still
+   covers it). So later additions - a layer's running statistics, say -
+   add a tag, not a format version. Loading rebuilds the layers through
+   cnn_model_add, so a file can only describe a model that could have been
+   built, and checks every count against the layers and the file size
+   before allocating.
 
-#define CNN__FILE_VERSION 1u
-#define CNN__HEADER_BYTES 28
-#define CNN__LAYER_BYTES 32
+   Version 1 files, which cnn.h wrote until 0.1, still load: after the
+   version they hold the input (3 x u32), the layer count and records as in
+   LAYR but without the record size, the u64 parameter count and the
+   parameters, with no CRC. */
+
+#define CNN__FILE_VERSION 2u
+#define CNN__LAYER_BYTES 32          /* a layer record, as written */
+#define CNN__MAX_LAYER_BYTES 1024    /* the largest record a reader accepts */
 static const unsigned char cnn__magic[8] = {0x89, 'C', 'N', 'N', '\r', '\n', 0x1a, '\n'};
 
 CNN__PRIVATE void cnn__put_u32(unsigned char *out, uint32_t value)
@@ -3608,6 +3882,14 @@ CNN__PRIVATE uint32_t cnn__get_u32(const unsigned char *in)
 {
     return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
 }
+
+CNN__PRIVATE void cnn__put_u64(unsigned char *out, uint64_t value)
+{
+    cnn__put_u32(out, (uint32_t)(value & 0xffffffffu));
+    cnn__put_u32(out + 4, (uint32_t)(value >> 32));
+}
+
+CNN__PRIVATE uint64_t cnn__get_u64(const unsigned char *in) { return (uint64_t)cnn__get_u32(in) | (uint64_t)cnn__get_u32(in + 4) << 32; }
 
 CNN__PRIVATE void cnn__put_f32(unsigned char *out, float value)
 {
@@ -3624,122 +3906,657 @@ CNN__PRIVATE float cnn__get_f32(const unsigned char *in)
     return value;
 }
 
-CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path)
+/* CRC-32 as zlib, PNG and gzip compute it (reflected polynomial 0xEDB88320),
+   four bits at a time from a 16-entry table: crc = cnn__crc32(0, ...) for
+   the first block, then cnn__crc32(crc, ...) for each block after it. */
+CNN__PRIVATE uint32_t cnn__crc32(uint32_t crc, const unsigned char *bytes, size_t count)
 {
-    unsigned char header[CNN__HEADER_BYTES + CNN__LAYER_BYTES * CNN_MAX_LAYERS + 8], chunk[4096];
-    unsigned char *at = header;
-    cnn__atomic_file out;
-    size_t i, done;
-    cnn_result result;
-    int ok = 1;
-    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
-    if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_save: no file name given");
-    if (!model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is not built: nothing to save");
-
-    memcpy(at, cnn__magic, 8); at += 8;
-    cnn__put_u32(at, CNN__FILE_VERSION); at += 4;
-    cnn__put_u32(at, (uint32_t)model->input.c); at += 4;
-    cnn__put_u32(at, (uint32_t)model->input.h); at += 4;
-    cnn__put_u32(at, (uint32_t)model->input.w); at += 4;
-    cnn__put_u32(at, (uint32_t)model->layer_count); at += 4;
-    for (i = 0; i < (size_t)model->layer_count; i++) {
-        const cnn_layer_desc *d = &model->layers[i].desc;
-        cnn__put_u32(at, (uint32_t)d->type); cnn__put_u32(at + 4, (uint32_t)d->units);
-        cnn__put_u32(at + 8, (uint32_t)d->kernel); cnn__put_u32(at + 12, (uint32_t)d->stride);
-        cnn__put_u32(at + 16, (uint32_t)d->padding); cnn__put_u32(at + 20, (uint32_t)d->init);
-        cnn__put_f32(at + 24, d->alpha); cnn__put_f32(at + 28, d->rate);
-        at += CNN__LAYER_BYTES;
+    static const uint32_t nibble[16] = {0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u,
+                                        0x4db26158u, 0x5005713cu, 0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu,
+                                        0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu};
+    size_t i;
+    crc = ~crc;
+    for (i = 0; i < count; i++) {
+        crc ^= bytes[i];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
     }
-    cnn__put_u32(at, (uint32_t)(model->param_count & 0xffffffffu));
-    cnn__put_u32(at + 4, (uint32_t)((uint64_t)model->param_count >> 32)); at += 8;
-
-    if ((result = cnn__atomic_open(&out, path, &model->error)) != CNN_OK) return result;
-    ok &= fwrite(header, 1, (size_t)(at - header), out.file) == (size_t)(at - header);
-    for (done = 0; ok && done < model->param_count;) {
-        size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
-        for (i = 0; i < n; i++) cnn__put_f32(chunk + 4 * i, model->params[done + i]);
-        ok &= fwrite(chunk, 4, n, out.file) == n;
-        done += n;
-    }
-    return cnn__atomic_close(&out, path, ok, &model->error);
+    return ~crc;
 }
 
-/* Reads the whole header; on success the model has its layers but is not built. */
-CNN__PRIVATE cnn_result cnn__load_header(cnn_model *model, cnn__reader *reader, size_t *params_at)
+/* ---- writing: every byte goes through cnn__put, which keeps the CRC */
+
+typedef struct cnn__model_writer {
+    FILE *file;
+    uint32_t crc;   /* of every byte written so far */
+    int ok;         /* 0 once a write failed */
+} cnn__model_writer;
+
+CNN__PRIVATE void cnn__put(cnn__model_writer *w, const void *bytes, size_t count)
 {
-    unsigned char buffer[CNN__LAYER_BYTES > CNN__HEADER_BYTES ? CNN__LAYER_BYTES : CNN__HEADER_BYTES];
-    uint32_t version, layer_count, i;
-    uint64_t param_count;
-    long long offset = 0, file_size = reader->size;
-    const char *path = reader->name;
-    cnn_result result;
-    cnn_error *error = &model->error;
-    size_t got = cnn__read_bytes(reader, buffer, CNN__HEADER_BYTES);
-    if (got != CNN__HEADER_BYTES && cnn__reader_failed(reader))
-        return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
-    if (got < CNN__HEADER_BYTES) file_size = (long long)got;
-    if (file_size < CNN__HEADER_BYTES)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size, "'%s' is too short to be a cnn.h model (%lld bytes)", path, file_size);
-    if (memcmp(buffer, cnn__magic, 8) != 0)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s' is not a cnn.h model file (wrong magic bytes)", path);
-    version = cnn__get_u32(buffer + 8);
-    if (version != CNN__FILE_VERSION)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 8, "'%s' has format version %lu; this cnn.h reads version %u",
-                         path, (unsigned long)version, CNN__FILE_VERSION);
-    for (i = 0; i < 3; i++)
-        if (cnn__get_u32(buffer + 12 + 4 * i) > 65536u)
-            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12 + 4 * i, "'%s': input dimension %lu is not plausible",
-                             path, (unsigned long)cnn__get_u32(buffer + 12 + 4 * i));
-    if (cnn_model_init(model, (int)cnn__get_u32(buffer + 12), (int)cnn__get_u32(buffer + 16), (int)cnn__get_u32(buffer + 20), 0) != CNN_OK) {
-        char reason[sizeof error->message];
-        memcpy(reason, error->message, sizeof reason);
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 12, "'%s': %s", path, reason);
+    w->ok &= fwrite(bytes, 1, count, w->file) == count;
+    w->crc = cnn__crc32(w->crc, (const unsigned char *)bytes, count);
+}
+
+CNN__PRIVATE void cnn__put_word(cnn__model_writer *w, uint32_t value)
+{
+    unsigned char bytes[4];
+    cnn__put_u32(bytes, value);
+    cnn__put(w, bytes, 4);
+}
+
+CNN__PRIVATE void cnn__put_long(cnn__model_writer *w, uint64_t value)
+{
+    unsigned char bytes[8];
+    cnn__put_u64(bytes, value);
+    cnn__put(w, bytes, 8);
+}
+
+CNN__PRIVATE void cnn__put_floats(cnn__model_writer *w, const float *values, size_t count)
+{
+    unsigned char chunk[4096];
+    size_t done, i, n;
+    for (done = 0; done < count; done += n) {
+        n = count - done < sizeof chunk / 4 ? count - done : sizeof chunk / 4;
+        for (i = 0; i < n; i++) cnn__put_f32(chunk + 4 * i, values[done + i]);
+        cnn__put(w, chunk, 4 * n);
     }
-    layer_count = cnn__get_u32(buffer + 24);
-    if (layer_count == 0 || layer_count > CNN_MAX_LAYERS)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 24, "'%s' declares %lu layers (1..%d allowed)", path,
-                         (unsigned long)layer_count, CNN_MAX_LAYERS);
-    offset = CNN__HEADER_BYTES;
-    for (i = 0; i < layer_count; i++, offset += CNN__LAYER_BYTES) {
-        cnn_layer_desc desc;
-        int field;
-        if (cnn__read_bytes(reader, buffer, CNN__LAYER_BYTES) != CNN__LAYER_BYTES)
-            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated inside layer %lu", path, (unsigned long)i + 1);
-        for (field = 0; field < 6; field++)
-            if (cnn__get_u32(buffer + 4 * field) > (uint32_t)INT_MAX)
-                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset + 4 * field, "'%s': layer %lu has a negative setting",
-                                 path, (unsigned long)i + 1);
-        memset(&desc, 0, sizeof desc);
-        desc.type = (cnn_layer_type)cnn__get_u32(buffer);
-        desc.units = (int)cnn__get_u32(buffer + 4);
-        desc.kernel = (int)cnn__get_u32(buffer + 8);
-        desc.stride = (int)cnn__get_u32(buffer + 12);
-        desc.padding = (int)cnn__get_u32(buffer + 16);
-        desc.init = (cnn_init)cnn__get_u32(buffer + 20);
-        desc.alpha = cnn__get_f32(buffer + 24);
-        desc.rate = cnn__get_f32(buffer + 28);
-        if ((int)desc.type <= CNN_LAYER_NONE || (int)desc.type >= CNN_LAYER_TYPE_COUNT)
-            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu has unknown type %d", path,
-                             (unsigned long)i + 1, (int)desc.type);
-        if ((result = cnn_model_add(model, &desc)) != CNN_OK) {
-            char reason[sizeof error->message];
-            memcpy(reason, error->message, sizeof reason);
-            return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s': layer %lu: %s", path, (unsigned long)i + 1, reason);
+}
+
+CNN__PRIVATE void cnn__put_section(cnn__model_writer *w, const char *tag, uint64_t length)
+{
+    cnn__put(w, tag, 4);
+    cnn__put_long(w, length);
+}
+
+CNN__PRIVATE void cnn__put_rng(cnn__model_writer *w, const cnn_rng *rng)
+{
+    cnn__put_long(w, rng->state);
+    cnn__put_long(w, rng->increment);
+}
+
+/* The sections of a model; then, for a checkpoint, the optimiser's and the
+   training state's; then the CRC. */
+CNN__PRIVATE cnn_result cnn__save(cnn_model *model, const cnn_optimizer *optimizer, const cnn_fit_state *state, const char *path)
+{
+    cnn__model_writer w;
+    cnn__atomic_file out;
+    cnn_result result;
+    uint32_t crc;
+    size_t names_length = 4, best_count = state && state->best_params ? state->param_count : 0;
+    int i, history = state && state->history ? state->history->count : 0;
+    if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no file name given to save to");
+    if (!model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is not built: nothing to save");
+    if ((result = cnn__atomic_open(&out, path, &model->error)) != CNN_OK) return result;
+    w.file = out.file;
+    w.crc = 0;
+    w.ok = 1;
+    cnn__put(&w, cnn__magic, 8);
+    cnn__put_word(&w, CNN__FILE_VERSION);
+
+    cnn__put_section(&w, "INPT", 12);
+    cnn__put_word(&w, (uint32_t)model->input.c);
+    cnn__put_word(&w, (uint32_t)model->input.h);
+    cnn__put_word(&w, (uint32_t)model->input.w);
+
+    cnn__put_section(&w, "LAYR", 8 + (uint64_t)CNN__LAYER_BYTES * (uint64_t)model->layer_count);
+    cnn__put_word(&w, (uint32_t)model->layer_count);
+    cnn__put_word(&w, CNN__LAYER_BYTES);
+    for (i = 0; i < model->layer_count; i++) {
+        const cnn_layer_desc *d = &model->layers[i].desc;
+        unsigned char record[CNN__LAYER_BYTES];
+        cnn__put_u32(record, (uint32_t)d->type); cnn__put_u32(record + 4, (uint32_t)d->units);
+        cnn__put_u32(record + 8, (uint32_t)d->kernel); cnn__put_u32(record + 12, (uint32_t)d->stride);
+        cnn__put_u32(record + 16, (uint32_t)d->padding); cnn__put_u32(record + 20, (uint32_t)d->init);
+        cnn__put_f32(record + 24, d->alpha); cnn__put_f32(record + 28, d->rate);
+        cnn__put(&w, record, CNN__LAYER_BYTES);
+    }
+
+    cnn__put_section(&w, "PARM", 8 + 4 * (uint64_t)model->param_count);
+    cnn__put_long(&w, model->param_count);
+    cnn__put_floats(&w, model->params, model->param_count);
+
+    if (model->class_name_count > 0) {
+        for (i = 0; i < model->class_name_count; i++) names_length += 4 + strlen(model->class_names[i]);
+        cnn__put_section(&w, "clas", names_length);
+        cnn__put_word(&w, (uint32_t)model->class_name_count);
+        for (i = 0; i < model->class_name_count; i++) {
+            cnn__put_word(&w, (uint32_t)strlen(model->class_names[i]));
+            cnn__put(&w, model->class_names[i], strlen(model->class_names[i]));
         }
     }
-    if (cnn__read_bytes(reader, buffer, 8) != 8)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' is truncated before the parameter count", path);
-    param_count = (uint64_t)cnn__get_u32(buffer) | (uint64_t)cnn__get_u32(buffer + 4) << 32;
-    if (param_count != (uint64_t)model->param_count)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, offset, "'%s' says %llu parameters but its layers have %llu", path,
-                         (unsigned long long)param_count, (unsigned long long)model->param_count);
-    offset += 8;
-    if (file_size != offset + 4 * (long long)param_count)
-        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file_size < offset + 4 * (long long)param_count ? file_size : offset + 4 * (long long)param_count,
-                         "'%s' has %lld bytes; its header promises %lld (%s)", path, file_size,
-                         offset + 4 * (long long)param_count, file_size < offset + 4 * (long long)param_count ? "truncated" : "trailing bytes");
-    *params_at = (size_t)offset;
+
+    if (optimizer) {
+        int moments = optimizer->second_moment ? 2 : 1;
+        cnn__put_section(&w, "optm", 4 + 5 * 4 + 8 + 8 + 4 * (uint64_t)moments * optimizer->param_count);
+        cnn__put_word(&w, (uint32_t)optimizer->desc.type);
+        cnn__put_floats(&w, &optimizer->desc.learning_rate, 1);
+        cnn__put_floats(&w, &optimizer->desc.momentum, 1);
+        cnn__put_floats(&w, &optimizer->desc.beta1, 1);
+        cnn__put_floats(&w, &optimizer->desc.beta2, 1);
+        cnn__put_floats(&w, &optimizer->desc.epsilon, 1);
+        cnn__put_long(&w, (uint64_t)optimizer->step);
+        cnn__put_long(&w, optimizer->param_count);
+        cnn__put_floats(&w, optimizer->first_moment, optimizer->param_count);
+        if (moments == 2) cnn__put_floats(&w, optimizer->second_moment, optimizer->param_count);
+    }
+    if (state) {
+        cnn__put_section(&w, "fits", 12 + 16 + 4 + (state->augment_rng ? 16 : 0) + 8 + 4 * (uint64_t)best_count + 4 +
+                                         (uint64_t)history * 32);
+        cnn__put_word(&w, (uint32_t)state->epoch);
+        cnn__put_word(&w, (uint32_t)state->best_epoch);
+        cnn__put_floats(&w, &state->best_loss, 1);
+        cnn__put_rng(&w, &model->rng);
+        cnn__put_word(&w, state->augment_rng ? 1u : 0u);
+        if (state->augment_rng) cnn__put_rng(&w, state->augment_rng);
+        cnn__put_long(&w, best_count);
+        cnn__put_floats(&w, state->best_params, best_count);
+        cnn__put_word(&w, (uint32_t)history);
+        for (i = 0; i < history; i++) {
+            const cnn_epoch_record *r = &state->history->epochs[i];
+            unsigned char record[32];
+            uint64_t seconds;
+            memcpy(&seconds, &r->seconds, 8);
+            cnn__put_u32(record, (uint32_t)r->epoch);
+            cnn__put_f32(record + 4, r->loss); cnn__put_f32(record + 8, r->accuracy);
+            cnn__put_f32(record + 12, r->validation_loss); cnn__put_f32(record + 16, r->validation_accuracy);
+            cnn__put_u32(record + 20, (uint32_t)r->validated);
+            cnn__put_u64(record + 24, seconds);
+            cnn__put(&w, record, 32);
+        }
+    }
+
+    crc = w.crc; /* of every byte before the CRC section */
+    cnn__put_section(&w, "CRC ", 4);
+    cnn__put_word(&w, crc);
+    return cnn__atomic_close(&out, path, w.ok, &model->error);
+}
+
+CNNDEF cnn_result cnn_model_save(cnn_model *model, const char *path)
+{
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    return cnn__save(model, NULL, NULL, path);
+}
+
+/* ---- reading: every byte comes through cnn__take, which keeps the CRC */
+
+typedef struct cnn__model_reader {
+    cnn__reader *reader;
+    const char *path;     /* the file's name, for messages */
+    cnn_error *error;     /* the model's */
+    uint32_t crc;         /* of every byte taken so far */
+} cnn__model_reader;
+
+/* Takes count bytes into out; 0, with the error set, when the input ends
+   first ("truncated inside <what>") or cannot be read. */
+CNN__PRIVATE int cnn__take(cnn__model_reader *r, void *out, size_t count, const char *what)
+{
+    long long at = r->reader->offset;
+    size_t got = cnn__read_bytes(r->reader, out, count);
+    r->crc = cnn__crc32(r->crc, (const unsigned char *)out, got);
+    if (got == count) return 1;
+    if (cnn__reader_failed(r->reader))
+        cnn__fail(r->error, CNN_ERROR_IO, 0, 0, at + (long long)got, "read error in '%s'", r->path);
+    else
+        cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + (long long)got, "'%s' is truncated inside %s", r->path, what);
+    return 0;
+}
+
+/* Takes count float32 values into out (NULL: checks and drops them); each
+   must be finite, and >= 0 when nonnegative is set. */
+CNN__PRIVATE cnn_result cnn__take_floats(cnn__model_reader *r, float *out, size_t count, const char *what, int nonnegative)
+{
+    unsigned char chunk[4096];
+    size_t done, i, n;
+    for (done = 0; done < count; done += n) {
+        long long at = r->reader->offset;
+        n = count - done < sizeof chunk / 4 ? count - done : sizeof chunk / 4;
+        if (!cnn__take(r, chunk, 4 * n, what)) return r->error->code;
+        for (i = 0; i < n; i++) {
+            float value = cnn__get_f32(chunk + 4 * i);
+            if (!cnn__is_finite(value) || (nonnegative && value < 0.0f))
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4 * (long long)i, "'%s': %s value %lu is %s", r->path,
+                                 what, (unsigned long)(done + i), cnn__is_finite(value) ? "negative" : "not a finite number");
+            if (out) out[done + i] = value;
+        }
+    }
     return CNN_OK;
+}
+
+/* Reads count layer records of record_bytes each and adds their layers. */
+CNN__PRIVATE cnn_result cnn__take_layers(cnn_model *model, cnn__model_reader *r, uint32_t count, uint32_t record_bytes)
+{
+    unsigned char record[CNN__MAX_LAYER_BYTES];
+    uint32_t i, extra;
+    int field;
+    for (i = 0; i < count; i++) {
+        long long at = r->reader->offset;
+        cnn_layer_desc desc;
+        if (!cnn__take(r, record, record_bytes, "a layer record")) return r->error->code;
+        for (field = 0; field < 6; field++)
+            if (cnn__get_u32(record + 4 * field) > (uint32_t)INT_MAX)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4 * field, "'%s': layer %lu has a negative setting",
+                                 r->path, (unsigned long)i + 1);
+        for (extra = CNN__LAYER_BYTES; extra < record_bytes; extra++)
+            if (record[extra] != 0)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + (long long)extra,
+                                 "'%s': layer %lu has settings this cnn.h does not know (written by a newer one?)", r->path,
+                                 (unsigned long)i + 1);
+        memset(&desc, 0, sizeof desc);
+        desc.type = (cnn_layer_type)cnn__get_u32(record);
+        desc.units = (int)cnn__get_u32(record + 4);
+        desc.kernel = (int)cnn__get_u32(record + 8);
+        desc.stride = (int)cnn__get_u32(record + 12);
+        desc.padding = (int)cnn__get_u32(record + 16);
+        desc.init = (cnn_init)cnn__get_u32(record + 20);
+        desc.alpha = cnn__get_f32(record + 24);
+        desc.rate = cnn__get_f32(record + 28);
+        if ((int)desc.type <= CNN_LAYER_NONE || (int)desc.type >= CNN_LAYER_TYPE_COUNT)
+            return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': layer %lu has unknown type %d", r->path,
+                             (unsigned long)i + 1, (int)desc.type);
+        if (cnn_model_add(model, &desc) != CNN_OK) {
+            char reason[sizeof r->error->message];
+            memcpy(reason, r->error->message, sizeof reason);
+            return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': layer %lu: %s", r->path, (unsigned long)i + 1, reason);
+        }
+    }
+    return CNN_OK;
+}
+
+/* Starts the model from its input shape (3 x u32 at `at`). */
+CNN__PRIVATE cnn_result cnn__take_input(cnn_model *model, cnn__model_reader *r)
+{
+    unsigned char bytes[12];
+    long long at = r->reader->offset;
+    int i;
+    if (!cnn__take(r, bytes, 12, "the input shape")) return r->error->code;
+    for (i = 0; i < 3; i++)
+        if (cnn__get_u32(bytes + 4 * i) > 65536u)
+            return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4 * i, "'%s': input dimension %lu is not plausible", r->path,
+                             (unsigned long)cnn__get_u32(bytes + 4 * i));
+    if (cnn_model_init(model, (int)cnn__get_u32(bytes), (int)cnn__get_u32(bytes + 4), (int)cnn__get_u32(bytes + 8), 0) != CNN_OK) {
+        char reason[sizeof r->error->message];
+        memcpy(reason, r->error->message, sizeof reason);
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': %s", r->path, reason);
+    }
+    return CNN_OK;
+}
+
+/* Builds the model for max_batch, then reads its parameters after their
+   count (u64), which must be the layers'. */
+CNN__PRIVATE cnn_result cnn__take_params(cnn_model *model, cnn__model_reader *r, int max_batch)
+{
+    unsigned char bytes[8];
+    long long at = r->reader->offset;
+    uint64_t count;
+    if (!cnn__take(r, bytes, 8, "the parameter count")) return r->error->code;
+    count = cnn__get_u64(bytes);
+    if (count != (uint64_t)model->param_count)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' says %llu parameters but its layers have %llu", r->path,
+                         (unsigned long long)count, (unsigned long long)model->param_count);
+    if (r->reader->size >= 0 && (unsigned long long)(r->reader->size - r->reader->offset) < 4 * count)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, r->reader->size, "'%s' is truncated: %llu parameters need %llu bytes, %lld remain",
+                         r->path, (unsigned long long)count, 4 * (unsigned long long)count, r->reader->size - r->reader->offset);
+    if (cnn_model_build(model, max_batch) != CNN_OK) return r->error->code;
+    return cnn__take_floats(r, model->params, model->param_count, "parameter", 0);
+}
+
+/* "clas": the class names. */
+CNN__PRIVATE cnn_result cnn__take_names(cnn_model *model, cnn__model_reader *r, uint64_t length)
+{
+    unsigned char bytes[4];
+    char *text = NULL, **names = NULL;
+    long long at = r->reader->offset;
+    uint64_t used = 4;
+    uint32_t count, i, j, size;
+    cnn_result result = CNN_OK;
+    if (length < 4) goto overrun;
+    if (!cnn__take(r, bytes, 4, "the class names")) return r->error->code;
+    count = cnn__get_u32(bytes);
+    if (count != (uint32_t)cnn_shape_count(cnn_model_output_shape(model)))
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' names %lu classes but the model has %lu", r->path,
+                         (unsigned long)count, (unsigned long)cnn_shape_count(cnn_model_output_shape(model)));
+    if (length < 4 + 5 * (uint64_t)count) goto overrun; /* each name takes 5 bytes at least: check before allocating */
+    names = (char **)CNN_MALLOC((size_t)count * sizeof *names);
+    text = (char *)CNN_MALLOC((size_t)count * 256);
+    if (!names || !text) {
+        result = cnn__fail(r->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for %lu class names", (unsigned long)count);
+        goto done;
+    }
+    for (i = 0; i < count; i++) {
+        at = r->reader->offset;
+        names[i] = text + 256 * (size_t)i;
+        if (used + 4 > length) goto overrun;
+        if (!cnn__take(r, bytes, 4, "the class names")) goto failed;
+        size = cnn__get_u32(bytes);
+        if (size == 0 || size > 255) {
+            result = cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': class %lu's name is %lu bytes long (1 to 255)",
+                               r->path, (unsigned long)i, (unsigned long)size);
+            goto done;
+        }
+        if (used + 4 + size > length) goto overrun;
+        if (!cnn__take(r, names[i], size, "the class names")) goto failed;
+        names[i][size] = '\0';
+        for (j = 0; j < size; j++)
+            if ((unsigned char)names[i][j] < 0x20 || (unsigned char)names[i][j] == 0x7f) {
+                result = cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4 + (long long)j,
+                                   "'%s': class %lu's name holds a control character", r->path, (unsigned long)i);
+                goto done;
+            }
+        used += 4 + size;
+    }
+    if (used != length) goto overrun;
+    if (cnn_model_set_class_names(model, (const char *const *)names, (int)count) != CNN_OK) {
+        char reason[sizeof r->error->message];
+        memcpy(reason, r->error->message, sizeof reason);
+        result = cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': %s", r->path, reason);
+    }
+    goto done;
+overrun:
+    result = cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': the class names do not fill their section of %llu bytes exactly",
+                       r->path, (unsigned long long)length);
+    goto done;
+failed:
+    result = r->error->code;
+done:
+    CNN_FREE(names);
+    CNN_FREE(text);
+    return result;
+}
+
+/* What a checkpoint load fills besides the model. */
+typedef struct cnn__checkpoint {
+    cnn_optimizer *optimizer;
+    cnn_fit_state *state;
+    int has_optimizer, has_state;  /* the file held their sections */
+} cnn__checkpoint;
+
+/* "optm": the optimiser, initialised for the model and given the file's state. */
+CNN__PRIVATE cnn_result cnn__take_optimizer(cnn_model *model, cnn__model_reader *r, uint64_t length, cnn_optimizer *optimizer)
+{
+    unsigned char bytes[40];
+    cnn_optimizer_desc desc;
+    long long at = r->reader->offset;
+    uint64_t step, count, moments;
+    cnn_result result;
+    if (length < 40) return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': the optimiser section is too short", r->path);
+    if (!cnn__take(r, bytes, 40, "the optimiser's state")) return r->error->code;
+    memset(&desc, 0, sizeof desc);
+    if (cnn__get_u32(bytes) > (uint32_t)CNN_OPTIMIZER_SGD)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': unknown optimiser type %lu", r->path,
+                         (unsigned long)cnn__get_u32(bytes));
+    desc.type = (cnn_optimizer_type)cnn__get_u32(bytes);
+    desc.learning_rate = cnn__get_f32(bytes + 4);
+    desc.momentum = cnn__get_f32(bytes + 8);
+    desc.beta1 = cnn__get_f32(bytes + 12);
+    desc.beta2 = cnn__get_f32(bytes + 16);
+    desc.epsilon = cnn__get_f32(bytes + 20);
+    step = cnn__get_u64(bytes + 24);
+    count = cnn__get_u64(bytes + 32);
+    moments = desc.type == CNN_OPTIMIZER_ADAM ? 2 : 1;
+    if (count != (uint64_t)model->param_count || length != 40 + 4 * moments * count)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 32,
+                         "'%s': the optimiser's state is for %llu parameters in %llu bytes; the model has %llu parameters", r->path,
+                         (unsigned long long)count, (unsigned long long)length, (unsigned long long)model->param_count);
+    if (step > 0x7fffffffu)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 24, "'%s': the optimiser's step count %llu is not plausible",
+                         r->path, (unsigned long long)step);
+    if (cnn_optimizer_init(optimizer, model, &desc) != CNN_OK) {
+        char reason[sizeof r->error->message];
+        memcpy(reason, r->error->message, sizeof reason);
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': %s", r->path, reason);
+    }
+    optimizer->step = (long)step;
+    if ((result = cnn__take_floats(r, optimizer->first_moment, model->param_count, "first moment", 0)) != CNN_OK) return result;
+    if (moments == 2) return cnn__take_floats(r, optimizer->second_moment, model->param_count, "second moment", 1);
+    return CNN_OK;
+}
+
+CNN__PRIVATE int cnn__take_rng(cnn__model_reader *r, cnn_rng *rng)
+{
+    unsigned char bytes[16];
+    long long at = r->reader->offset;
+    if (!cnn__take(r, bytes, 16, "the training state")) return 0;
+    rng->state = cnn__get_u64(bytes);
+    rng->increment = cnn__get_u64(bytes + 8);
+    if ((rng->increment & 1u) == 0) { /* PCG's stream must be odd: cnn_rng_seed never makes an even one */
+        cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 8, "'%s': a random generator's stream is even", r->path);
+        return 0;
+    }
+    return 1;
+}
+
+/* "fits": the training state, the model's generator and the history. */
+CNN__PRIVATE cnn_result cnn__take_state(cnn_model *model, cnn__model_reader *r, uint64_t length, cnn_fit_state *state)
+{
+    unsigned char bytes[32];
+    cnn_rng model_rng, augment_rng;
+    long long at = r->reader->offset;
+    uint64_t used = 12 + 16 + 4 + 8 + 4, best_count;
+    uint32_t epoch, best_epoch, has_augment, history, i;
+    float best_loss;
+    cnn_result result;
+    if (length < used) goto overrun;
+    if (!cnn__take(r, bytes, 12, "the training state") || !cnn__take_rng(r, &model_rng) || !cnn__take(r, bytes + 12, 4, "the training state"))
+        return r->error->code;
+    epoch = cnn__get_u32(bytes);
+    best_epoch = cnn__get_u32(bytes + 4);
+    best_loss = cnn__get_f32(bytes + 8);
+    has_augment = cnn__get_u32(bytes + 12);
+    if (epoch > (uint32_t)INT_MAX || best_epoch > epoch || has_augment > 1)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': the training state is not plausible (epoch %lu, best %lu)",
+                         r->path, (unsigned long)epoch, (unsigned long)best_epoch);
+    if (has_augment) {
+        used += 16;
+        if (length < used) goto overrun;
+        if (!cnn__take_rng(r, &augment_rng)) return r->error->code;
+    }
+    at = r->reader->offset;
+    if (!cnn__take(r, bytes + 16, 8, "the training state")) return r->error->code;
+    best_count = cnn__get_u64(bytes + 16);
+    if (best_count != 0 && best_count != (uint64_t)model->param_count)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': the best epoch's parameters are %llu, the model's %llu",
+                         r->path, (unsigned long long)best_count, (unsigned long long)model->param_count);
+    used += 4 * best_count;
+    if (length < used) goto overrun;
+    if (best_count > 0) {
+        if (!(state->best_params = cnn__alloc_floats(model->param_count)))
+            return cnn__fail(r->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the best epoch's parameters");
+        state->param_count = model->param_count;
+        if ((result = cnn__take_floats(r, state->best_params, model->param_count, "best parameter", 0)) != CNN_OK) return result;
+    }
+    at = r->reader->offset;
+    if (!cnn__take(r, bytes, 4, "the training state")) return r->error->code;
+    history = cnn__get_u32(bytes);
+    if (history > epoch || length != used + 32 * (uint64_t)history)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': %lu history records do not fit the training state",
+                         r->path, (unsigned long)history);
+    if (state->history) cnn_history_free(state->history);
+    for (i = 0; i < history; i++) {
+        cnn_epoch_record record;
+        uint64_t seconds;
+        if (!cnn__take(r, bytes, 32, "the history")) return r->error->code;
+        record.epoch = (int)cnn__get_u32(bytes);
+        record.loss = cnn__get_f32(bytes + 4);
+        record.accuracy = cnn__get_f32(bytes + 8);
+        record.validation_loss = cnn__get_f32(bytes + 12);
+        record.validation_accuracy = cnn__get_f32(bytes + 16);
+        record.validated = cnn__get_u32(bytes + 20) != 0;
+        seconds = cnn__get_u64(bytes + 24);
+        memcpy(&record.seconds, &seconds, 8);
+        if (state->history && cnn_history_add(state->history, &record) != CNN_OK)
+            return cnn__fail(r->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the history");
+    }
+    state->epoch = (int)epoch;
+    state->best_epoch = (int)best_epoch;
+    state->best_loss = best_loss;
+    model->rng = model_rng;
+    if (has_augment && state->augment_rng) *state->augment_rng = augment_rng;
+    return CNN_OK;
+overrun:
+    return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': the training state does not fill its section of %llu bytes exactly",
+                     r->path, (unsigned long long)length);
+}
+
+/* Reads and drops a section this reader does not need. */
+CNN__PRIVATE cnn_result cnn__skip_section(cnn__model_reader *r, uint64_t length)
+{
+    unsigned char chunk[4096];
+    while (length > 0) {
+        size_t n = length < sizeof chunk ? (size_t)length : sizeof chunk;
+        if (!cnn__take(r, chunk, n, "a section")) return r->error->code;
+        length -= n;
+    }
+    return CNN_OK;
+}
+
+/* Format version 2: the sections, up to the CRC and the end of the file. */
+CNN__PRIVATE cnn_result cnn__take_sections(cnn_model *model, cnn__model_reader *r, int max_batch, cnn__checkpoint *checkpoint)
+{
+    static const char *const first[3] = {"INPT", "LAYR", "PARM"};
+    unsigned char head[12];
+    int index, i, names_seen = 0;
+    cnn_result result = CNN_OK;
+    for (index = 0;; index++) {
+        long long at = r->reader->offset;
+        uint32_t crc = r->crc; /* of the bytes before this section */
+        uint64_t length;
+        char tag[5];
+        if (r->reader->size >= 0 && at >= r->reader->size)
+            return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' ends after %d sections without its CRC (truncated?)",
+                             r->path, index);
+        if (!cnn__take(r, head, 12, "a section header")) return r->error->code;
+        for (i = 0; i < 4; i++) tag[i] = head[i] >= 32 && head[i] < 127 ? (char)head[i] : '?';
+        tag[4] = '\0';
+        for (i = 0; i < 4; i++) /* letters, and spaces after the first: "CRC " */
+            if (!((head[i] >= 'A' && head[i] <= 'Z') || (head[i] >= 'a' && head[i] <= 'z') || (i > 0 && head[i] == ' ')))
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': '%s' at byte %lld is not a section tag", r->path, tag,
+                                 at);
+        length = cnn__get_u64(head + 4);
+        if (r->reader->size >= 0 && length > (uint64_t)(r->reader->size - r->reader->offset))
+            return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4,
+                             "'%s': section '%s' at byte %lld claims %llu bytes; %lld remain (truncated?)", r->path, tag, at,
+                             (unsigned long long)length, r->reader->size - r->reader->offset);
+        if (index < 3 && memcmp(head, first[index], 4) != 0)
+            return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': section %d is '%s' where '%s' belongs", r->path,
+                             index + 1, tag, first[index]);
+        if (index == 0) {
+            if (length != 12)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4, "'%s': the input section is %llu bytes, not 12",
+                                 r->path, (unsigned long long)length);
+            result = cnn__take_input(model, r);
+        } else if (index == 1) {
+            uint32_t count, record;
+            if (length < 8 || !cnn__take(r, head, 8, "the layers")) goto short_section;
+            count = cnn__get_u32(head);
+            record = cnn__get_u32(head + 4);
+            if (count == 0 || count > CNN_MAX_LAYERS)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 12, "'%s' declares %lu layers (1..%d allowed)", r->path,
+                                 (unsigned long)count, CNN_MAX_LAYERS);
+            if (record < CNN__LAYER_BYTES || record > CNN__MAX_LAYER_BYTES || length != 8 + (uint64_t)count * record)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 16,
+                                 "'%s': %lu layer records of %lu bytes do not fill the section's %llu", r->path, (unsigned long)count,
+                                 (unsigned long)record, (unsigned long long)length);
+            result = cnn__take_layers(model, r, count, record);
+        } else if (index == 2) {
+            if (length != 8 + 4 * (uint64_t)model->param_count)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4,
+                                 "'%s': the parameter section is %llu bytes; the layers' %llu parameters need %llu", r->path,
+                                 (unsigned long long)length, (unsigned long long)model->param_count,
+                                 8 + 4 * (unsigned long long)model->param_count);
+            result = cnn__take_params(model, r, max_batch);
+        } else if (!memcmp(head, "CRC ", 4)) {
+            if (length != 4)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4, "'%s': the CRC section is %llu bytes, not 4", r->path,
+                                 (unsigned long long)length);
+            if (!cnn__take(r, head, 4, "the CRC")) return r->error->code;
+            if (cnn__get_u32(head) != crc)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at,
+                                 "'%s' is damaged: its CRC-32 says %08lx but its contents give %08lx (a changed byte or a bad copy)",
+                                 r->path, (unsigned long)cnn__get_u32(head), (unsigned long)crc);
+            if (cnn__read_bytes(r->reader, head, 1) != 0)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, r->reader->offset - 1, "'%s' has bytes after its CRC", r->path);
+            return CNN_OK;
+        } else if (!memcmp(head, "clas", 4) || !memcmp(head, "optm", 4) || !memcmp(head, "fits", 4)) {
+            int which = head[0] == 'c' ? 1 : head[0] == 'o' ? 2 : 4;
+            if (names_seen & which)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': section '%s' appears twice", r->path, tag);
+            names_seen |= which;
+            if (which == 1) result = cnn__take_names(model, r, length);
+            else if (!checkpoint) result = cnn__skip_section(r, length);
+            else if (which == 2) {
+                checkpoint->has_optimizer = 1;
+                result = cnn__take_optimizer(model, r, length, checkpoint->optimizer);
+            } else {
+                checkpoint->has_state = 1;
+                result = cnn__take_state(model, r, length, checkpoint->state);
+            }
+        } else if (head[0] >= 'A' && head[0] <= 'Z') {
+            return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at,
+                             "'%s': section '%s' is one this cnn.h does not know and the model needs (written by a newer cnn.h?)",
+                             r->path, tag);
+        } else {
+            result = cnn__skip_section(r, length); /* not critical: a later cnn.h's extra */
+        }
+        if (result != CNN_OK) return result;
+        continue;
+    short_section:
+        if (r->error->code != CNN_OK && r->error->byte >= at) return r->error->code;
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4, "'%s': section '%s' is too short (%llu bytes)", r->path, tag,
+                         (unsigned long long)length);
+    }
+}
+
+/* Format version 1: input, layer count, records, parameters, and the end. */
+CNN__PRIVATE cnn_result cnn__take_version1(cnn_model *model, cnn__model_reader *r, int max_batch)
+{
+    unsigned char bytes[4];
+    long long at;
+    uint32_t count;
+    cnn_result result;
+    if ((result = cnn__take_input(model, r)) != CNN_OK) return result;
+    at = r->reader->offset;
+    if (!cnn__take(r, bytes, 4, "the layer count")) return r->error->code;
+    count = cnn__get_u32(bytes);
+    if (count == 0 || count > CNN_MAX_LAYERS)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' declares %lu layers (1..%d allowed)", r->path,
+                         (unsigned long)count, CNN_MAX_LAYERS);
+    if ((result = cnn__take_layers(model, r, count, CNN__LAYER_BYTES)) != CNN_OK) return result;
+    if ((result = cnn__take_params(model, r, max_batch)) != CNN_OK) return result;
+    if (cnn__read_bytes(r->reader, bytes, 1) != 0)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, r->reader->offset - 1, "'%s' has bytes after its parameters", r->path);
+    return CNN_OK;
+}
+
+/* Reads a whole model file (and, for a checkpoint, its other sections). */
+CNN__PRIVATE cnn_result cnn__take_model(cnn_model *model, cnn__reader *reader, int max_batch, cnn__checkpoint *checkpoint)
+{
+    cnn__model_reader r;
+    unsigned char head[12];
+    uint32_t version;
+    size_t got = cnn__read_bytes(reader, head, 12);
+    r.reader = reader;
+    r.path = reader->name;
+    r.error = &model->error;
+    r.crc = cnn__crc32(0, head, got);
+    if (got < 12 && cnn__reader_failed(reader))
+        return cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", r.path);
+    if (got >= 2 && cnn__is_gzip(head))
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s' looks gzip-compressed: unpack it first (gunzip -k '%s')",
+                         r.path, r.path);
+    if (got < 12)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, (long long)got, "'%s' is too short to be a cnn.h model (%lu bytes)",
+                         r.path, (unsigned long)got);
+    if (memcmp(head, cnn__magic, 8) != 0)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 0, "'%s' is not a cnn.h model file (wrong magic bytes)", r.path);
+    version = cnn__get_u32(head + 8);
+    if (version == 1 && !checkpoint) return cnn__take_version1(model, &r, max_batch);
+    if (version == 1)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 8, "'%s' is a model file of format version 1, not a checkpoint", r.path);
+    if (version != CNN__FILE_VERSION)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, 8, "'%s' has format version %lu; this cnn.h reads versions 1 and 2",
+                         r.path, (unsigned long)version);
+    return cnn__take_sections(model, &r, max_batch, checkpoint);
 }
 
 /* Ends a load: a model that failed to load is left freed, its error kept. */
@@ -3753,36 +4570,6 @@ CNN__PRIVATE cnn_result cnn__end_load(cnn_model *model, cnn_result result)
     return result;
 }
 
-/* Loads a model from an open reader, which it closes. */
-CNN__PRIVATE cnn_result cnn__load_model(cnn_model *model, cnn__reader *reader, int max_batch)
-{
-    unsigned char chunk[4096];
-    size_t params_at = 0, done, i;
-    const char *path = reader->name;
-    cnn_result result;
-    result = cnn__load_header(model, reader, &params_at);
-    if (result == CNN_OK) result = cnn_model_build(model, max_batch);
-    for (done = 0; result == CNN_OK && done < model->param_count;) {
-        size_t n = model->param_count - done < sizeof chunk / 4 ? model->param_count - done : sizeof chunk / 4;
-        if (cnn__read_bytes(reader, chunk, 4 * n) != 4 * n) {
-            result = cnn__fail(&model->error, CNN_ERROR_IO, 0, 0, (long long)(params_at + 4 * done), "read error in '%s'", path);
-            break;
-        }
-        for (i = 0; i < n; i++) {
-            float value = cnn__get_f32(chunk + 4 * i);
-            if (!cnn__is_finite(value)) {
-                result = cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, (long long)(params_at + 4 * (done + i)),
-                                   "'%s': parameter %lu is not a finite number", path, (unsigned long)(done + i));
-                break;
-            }
-            model->params[done + i] = value;
-        }
-        done += n;
-    }
-    cnn__close_reader(reader);
-    return cnn__end_load(model, result);
-}
-
 /* Starts a model for loading: zeroed, with a clear error. */
 CNN__PRIVATE cnn_result cnn__begin_load(cnn_model *model, int max_batch)
 {
@@ -3794,22 +4581,139 @@ CNN__PRIVATE cnn_result cnn__begin_load(cnn_model *model, int max_batch)
     return CNN_OK;
 }
 
-CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch)
+/* Loads from the file at path, or else from size bytes at bytes. */
+CNN__PRIVATE cnn_result cnn__load(cnn_model *model, const char *path, const void *bytes, size_t size, int max_batch,
+                                  cnn__checkpoint *checkpoint)
 {
     cnn__reader reader;
     cnn_result result;
     if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
-    if ((result = cnn__open_reader(&reader, path, &model->error)) != CNN_OK) return result;
-    return cnn__load_model(model, &reader, max_batch);
+    if (path) result = cnn__open_reader(&reader, path, &model->error);
+    else result = cnn__memory_reader(&reader, bytes, size, "<memory>", &model->error);
+    if (result != CNN_OK) return result;
+    result = cnn__take_model(model, &reader, max_batch, checkpoint);
+    if (result == CNN_OK && checkpoint && !(checkpoint->has_optimizer && checkpoint->has_state))
+        result = cnn__fail(&model->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, -1,
+                           "'%s' is a model file, not a checkpoint: it holds no optimiser or training state", reader.name);
+    cnn__close_reader(&reader);
+    return cnn__end_load(model, result);
+}
+
+CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_batch)
+{
+    if (!path) {
+        cnn__begin_load(model, 1);
+        return model ? cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no file name given") : CNN_ERROR_INVALID_ARGUMENT;
+    }
+    return cnn__load(model, path, NULL, 0, max_batch, NULL);
 }
 
 CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch)
 {
-    cnn__reader reader;
+    if (!bytes) {
+        cnn__begin_load(model, 1);
+        return model ? cnn__null_argument(&model->error, "cnn_model_load_memory", "bytes") : CNN_ERROR_INVALID_ARGUMENT;
+    }
+    return cnn__load(model, NULL, bytes, size, max_batch, NULL);
+}
+
+/* "'conv2d 5x5 s1 p0' (16)", "'dense' (120)", "'relu'", or "no layer". */
+CNN__PRIVATE void cnn__layer_description(const cnn_layer_desc *desc, char *text, size_t size)
+{
+    char label[48];
+    if (!desc) {
+        snprintf(text, size, "no layer");
+        return;
+    }
+    cnn__layer_label(desc, label, sizeof label);
+    if (desc->units > 0) snprintf(text, size, "'%s' (%d)", label, desc->units);
+    else snprintf(text, size, "'%s'", label);
+}
+
+/* CNN_OK when file (loaded from path) has model's input and layers, else
+   an error in model->error naming the first difference. */
+CNN__PRIVATE cnn_result cnn__same_layers(cnn_model *model, const cnn_model *file, const char *path)
+{
+    char here[64], there[64];
+    int i;
+    if (file->input.c != model->input.c || file->input.h != model->input.h || file->input.w != model->input.w)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "'%s' is for input (%d, %d, %d), this model takes (%d, %d, %d)", path,
+                         file->input.c, file->input.h, file->input.w, model->input.c, model->input.h, model->input.w);
+    for (i = 0; i < model->layer_count || i < file->layer_count; i++) {
+        const cnn_layer_desc *a = i < model->layer_count ? &model->layers[i].desc : NULL;
+        const cnn_layer_desc *b = i < file->layer_count ? &file->layers[i].desc : NULL;
+        if (a && b && a->type == b->type && a->units == b->units && a->kernel == b->kernel && a->stride == b->stride &&
+            a->padding == b->padding && a->alpha == b->alpha && a->rate == b->rate)
+            continue;
+        cnn__layer_description(a, here, sizeof here);
+        cnn__layer_description(b, there, sizeof there);
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "'%s' holds other layers: layer %d is %s in the file, %s here",
+                         path, i + 1, there, here);
+    }
+    return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_model_load_weights(cnn_model *model, const char *path)
+{
+    cnn_model *file;
     cnn_result result;
-    if ((result = cnn__begin_load(model, max_batch)) != CNN_OK) return result;
-    if ((result = cnn__memory_reader(&reader, bytes, size, "<memory>", &model->error)) != CNN_OK) return result;
-    return cnn__load_model(model, &reader, max_batch);
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!model->memory)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "cnn_model_load_weights fills a built model: build it first, "
+                         "or load a new model with cnn_model_load");
+    if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "no file name given");
+    /* the file becomes a model of its own (for one sample), checked whole,
+       and only then gives its weights: a failure changes nothing */
+    if (!(file = (cnn_model *)CNN_MALLOC(sizeof *file)))
+        return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory loading '%s'", path);
+    if ((result = cnn__load(file, path, NULL, 0, 1, NULL)) != CNN_OK) model->error = file->error;
+    else if ((result = cnn__same_layers(model, file, path)) == CNN_OK &&
+             (file->class_name_count == 0 ||
+              (result = cnn_model_set_class_names(model, (const char *const *)file->class_names, file->class_name_count)) == CNN_OK))
+        memcpy(model->params, file->params, model->param_count * sizeof(float));
+    cnn_model_free(file);
+    CNN_FREE(file);
+    return result;
+}
+
+CNNDEF cnn_result cnn_checkpoint_save(cnn_model *model, const cnn_optimizer *optimizer, const cnn_fit_state *state, const char *path)
+{
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!optimizer) return cnn__null_argument(&model->error, "cnn_checkpoint_save", "optimizer");
+    if (!state) return cnn__null_argument(&model->error, "cnn_checkpoint_save", "state");
+    if (!optimizer->first_moment || optimizer->param_count != model->param_count)
+        return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "this optimiser was not initialised for this model");
+    if (state->epoch < 0 || state->best_epoch < 0 || state->best_epoch > state->epoch ||
+        (state->best_params && state->param_count != model->param_count) || (state->history && state->history->count > state->epoch))
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                         "the training state does not fit this model (epoch %d, best epoch %d, %lu best parameters)", state->epoch,
+                         state->best_epoch, (unsigned long)(state->best_params ? state->param_count : 0));
+    return cnn__save(model, optimizer, state, path);
+}
+
+CNNDEF cnn_result cnn_checkpoint_load(cnn_model *model, cnn_optimizer *optimizer, cnn_fit_state *state, const char *path, int max_batch)
+{
+    cnn__checkpoint checkpoint;
+    cnn_result result;
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (!optimizer || !state || !path) {
+        cnn__begin_load(model, 1);
+        return cnn__null_argument(&model->error, "cnn_checkpoint_load", !optimizer ? "optimizer" : !state ? "state" : "path");
+    }
+    memset(optimizer, 0, sizeof *optimizer);
+    state->epoch = state->best_epoch = 0;
+    state->best_loss = 0.0f;
+    state->best_params = NULL;
+    state->param_count = 0;
+    memset(&checkpoint, 0, sizeof checkpoint);
+    checkpoint.optimizer = optimizer;
+    checkpoint.state = state;
+    if ((result = cnn__load(model, path, NULL, 0, max_batch, &checkpoint)) != CNN_OK) {
+        cnn_optimizer_free(optimizer);
+        cnn_fit_state_free(state);
+        if (state->history) cnn_history_free(state->history);
+    }
+    return result;
 }
 
 
@@ -5138,12 +6042,11 @@ CNN__PRIVATE uint64_t cnn__onnx_tensor_size(const cnn__buffer *head, uint64_t da
     return head->length + 1 + cnn__pb_varint_size(data_bytes) + data_bytes;
 }
 
-/* Everything of the graph but the weights: nodes, name, inputs, outputs,
-   and the small shape tensors of Reshape. A layer's output is "layerI",
-   the last one's "output". */
+/* Everything of the graph but the weights: nodes, name, inputs and
+   outputs. A layer's output is "layerI", the last one's "output". */
 CNN__PRIVATE void cnn__onnx_graph(const cnn_model *model, cnn__buffer *graph)
 {
-    char value[32], weight[32], bias[32], name[32], shape[40], shaped[40], current[32] = "input";
+    char value[32], weight[32], bias[32], name[32], shaped[40], current[32] = "input";
     const char *x = current;
     int last = -1, flat = 0, l, dims[3];
     for (l = 0; l < model->layer_count; l++)
@@ -5152,38 +6055,12 @@ CNN__PRIVATE void cnn__onnx_graph(const cnn_model *model, cnn__buffer *graph)
         const cnn_layer *layer = &model->layers[l];
         const cnn_layer_desc *d = &layer->desc;
         cnn__buffer node;
-        int four_d = d->type == CNN_LAYER_CONV2D || d->type == CNN_LAYER_MAX_POOL || d->type == CNN_LAYER_AVG_POOL;
         if (d->type == CNN_LAYER_DROPOUT) continue;  /* the identity at inference */
         if (l == last) snprintf(value, sizeof value, "output");
         else snprintf(value, sizeof value, "layer%d", l);
         snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
         snprintf(weight, sizeof weight, "%d.weight", l);
         snprintf(bias, sizeof bias, "%d.bias", l);
-        if (four_d && flat) {  /* a flat (N, C) vector becomes (N, C, 1, 1) */
-            cnn__buffer tensor;
-            unsigned char raw[32];
-            int k;
-            long long target[4];
-            target[0] = 0; target[1] = layer->in.c; target[2] = 1; target[3] = 1;  /* 0: N as it is */
-            for (k = 0; k < 4; k++) {
-                cnn__put_u32(raw + 8 * k, (uint32_t)((uint64_t)target[k] & 0xFFFFFFFFu));
-                cnn__put_u32(raw + 8 * k + 4, (uint32_t)((uint64_t)target[k] >> 32));
-            }
-            snprintf(shape, sizeof shape, "layer%d_shape", l);
-            snprintf(shaped, sizeof shaped, "layer%d_4d", l);
-            memset(&tensor, 0, sizeof tensor);
-            cnn__pb_int(&tensor, 1, 4);
-            cnn__pb_int(&tensor, 2, 7);     /* INT64 */
-            cnn__pb_string(&tensor, 8, shape);
-            cnn__pb_bytes(&tensor, 9, raw, sizeof raw);
-            cnn__pb_message(graph, 5, &tensor);
-            snprintf(name, sizeof name, "%d_reshape", l);
-            cnn__onnx_node(&node, "Reshape", name, x, shape, NULL, shaped);
-            cnn__pb_message(graph, 1, &node);
-            x = shaped;
-            snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
-            flat = 0;
-        }
         if (d->type == CNN_LAYER_DENSE && !flat) {  /* Gemm wants (N, IN) */
             snprintf(shaped, sizeof shaped, "layer%d_flat", l);
             snprintf(name, sizeof name, "%d_flatten", l);
@@ -8231,6 +9108,33 @@ CNNDEF cnn_result cnn_image_to_character(const cnn_image *in, cnn_image *out, co
     if (peak > 0.0f)
         for (i = 0; i < (size_t)size * size; i++) out->data[i] /= peak;
     return CNN_OK;
+}
+
+CNNDEF cnn_result cnn_image_prepare(const cnn_image *in, cnn_image *out, cnn_shape input, const cnn_character_desc *desc)
+{
+    cnn_character_desc character;
+    cnn_image converted;
+    cnn_result result;
+    if (!out || out == in) return CNN_ERROR_INVALID_ARGUMENT;
+    cnn__image_reset(out);
+    if (!cnn__image_ok(in)) return cnn__fail(&out->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_image_prepare: no picture");
+    if (input.c == 1 && input.h == input.w && input.h > 0) {
+        if (desc) character = *desc;
+        else memset(&character, 0, sizeof character);
+        character.size = input.h;
+        return cnn_image_to_character(in, out, &character);
+    }
+    if ((input.c != 1 && input.c != 3) || input.h <= 0 || input.w <= 0)
+        return cnn__fail(&out->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                         "a model with input (%d, %d, %d) takes no pictures: pictures have 1 or 3 channels", input.c, input.h, input.w);
+    if (in->c == input.c) return cnn_image_resize(in, out, input.h, input.w, CNN_RESIZE_DEFAULT);
+    if ((result = cnn_image_convert(in, &converted, input.c)) != CNN_OK) {
+        out->error = converted.error;
+        return result;
+    }
+    result = cnn_image_resize(&converted, out, input.h, input.w, CNN_RESIZE_DEFAULT);
+    cnn_image_free(&converted);
+    return result;
 }
 
 /* ---- image folders */

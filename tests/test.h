@@ -120,6 +120,30 @@ static inline const char *test_path(const char *name)
     return path;
 }
 
+/* The EMNIST balanced CSV file of a split ("train" or "test") in
+   $EMNIST_DIR (default data), under either of its names: emnist47-SPLIT.csv
+   or Kaggle's emnist-balanced-SPLIT.csv (tests/scripts/lib.sh's emnist_csv
+   looks for the same). Returns 1 with its path in path; 0 when neither
+   file is there, with path saying what was looked for, for a SKIP:
+       if (!test_emnist_path(path, sizeof path, "train")) SKIP("%s", path); */
+static inline int test_emnist_path(char *path, size_t size, const char *split)
+{
+    static const char *const prefixes[2] = {"emnist47-", "emnist-balanced-"};
+    const char *dir = getenv("EMNIST_DIR");
+    FILE *file;
+    int i;
+    if (!dir || !*dir) dir = "data";
+    for (i = 0; i < 2; i++) {
+        snprintf(path, size, "%s/%s%s.csv", dir, prefixes[i], split);
+        if ((file = fopen(path, "rb")) != NULL) {
+            fclose(file);
+            return 1;
+        }
+    }
+    snprintf(path, size, "no emnist47-%s.csv or emnist-balanced-%s.csv in %s (set EMNIST_DIR)", split, split, dir);
+    return 0;
+}
+
 /* The whole file at path, malloc'ed (free it) with a '\0' after its bytes,
    so text can be read as a string; *size (unless size is NULL) its length,
    0 when it cannot be read, and then NULL. */

@@ -96,23 +96,28 @@ TEST(model_definition)
     /* each wrong setting, each on a fresh model (errors are sticky) */
 #define FRESH() cnn_model_init(&model, 1, 8, 8, 0)
     FRESH(); EXPECT(cnn_model_add(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
-    FRESH(); EXPECT(cnn_add_conv2d(&model, 0, 3, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error);
-    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, -3, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error);
-    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 0, 0), CNN_ERROR_BAD_SHAPE, &model.error);
-    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 1, -1), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 0, 3, 1, 0), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, -3, 1, 0), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 0, 0), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 1, -1), CNN_ERROR_INVALID_ARGUMENT, &model.error);
     FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 9, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error);     /* kernel > input */
     FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 2, 0), CNN_ERROR_BAD_SHAPE, &model.error);     /* stride does not tile 8 */
     FRESH(); EXPECT(cnn_add_conv2d(&model, INT_MAX, 3, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error); /* output too large */
     FRESH(); EXPECT(cnn_add_dense(&model, 10), CNN_ERROR_BAD_SHAPE, &model.error);              /* not flat */
-    FRESH(); cnn_add_flatten(&model); EXPECT(cnn_add_dense(&model, 0), CNN_ERROR_BAD_SHAPE, &model.error);
-    FRESH(); cnn_add_flatten(&model); EXPECT(cnn_add_dense(&model, -5), CNN_ERROR_BAD_SHAPE, &model.error);
-    FRESH(); EXPECT(cnn_add_max_pool(&model, 0, 2), CNN_ERROR_BAD_SHAPE, &model.error);
-    FRESH(); EXPECT(cnn_add_avg_pool(&model, 2, -1), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); cnn_add_flatten(&model); EXPECT(cnn_add_dense(&model, 0), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); cnn_add_flatten(&model); EXPECT(cnn_add_dense(&model, -5), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); EXPECT(cnn_add_max_pool(&model, 0, 2), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); EXPECT(cnn_add_avg_pool(&model, 2, -1), CNN_ERROR_INVALID_ARGUMENT, &model.error);
     FRESH(); EXPECT(cnn_add_max_pool(&model, 9, 1), CNN_ERROR_BAD_SHAPE, &model.error);         /* window > input */
-    FRESH(); EXPECT(cnn_add_dropout(&model, 1.0f), CNN_ERROR_BAD_SHAPE, &model.error);
-    FRESH(); EXPECT(cnn_add_dropout(&model, -0.5f), CNN_ERROR_BAD_SHAPE, &model.error);
-    FRESH(); EXPECT(cnn_add_leaky_relu(&model, (float)INFINITY), CNN_ERROR_BAD_SHAPE, &model.error);
+    FRESH(); EXPECT(cnn_add_dropout(&model, 1.0f), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); EXPECT(cnn_add_dropout(&model, -0.5f), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    FRESH(); EXPECT(cnn_add_leaky_relu(&model, (float)INFINITY), CNN_ERROR_INVALID_ARGUMENT, &model.error);
     FRESH(); EXPECT(cnn_add_softmax(&model), CNN_ERROR_BAD_SHAPE, &model.error);                /* not flat */
+    /* a conv or pool on the flat output of dense or flatten, even after an activation */
+    FRESH(); cnn_add_flatten(&model); cnn_add_dense(&model, 4); cnn_add_relu(&model);
+    EXPECT(cnn_add_conv2d(&model, 4, 1, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error);
+    CHECK(strstr(model.error.message, "layer 2 (dense)") && strstr(model.error.message, "flat"), "message: %s", model.error.message);
+    FRESH(); cnn_add_flatten(&model); EXPECT(cnn_add_max_pool(&model, 1, 1), CNN_ERROR_BAD_SHAPE, &model.error);
     FRESH();
     memset(&desc, 0, sizeof desc);
     desc.type = (cnn_layer_type)77;
@@ -285,7 +290,8 @@ TEST(optimizers_and_training)
     EXPECT(cnn_model_fit(&model, &adam, &wrong_shape, &fit), CNN_ERROR_BAD_SHAPE, &model.error);
     EXPECT(cnn_model_fit(&model, &adam, &short_data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
     EXPECT(cnn_model_fit(&model, &adam, &bad_labels, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
-    CHECK(strstr(model.error.message, "epoch 1, step") != NULL, "message: %s", model.error.message);
+    /* checked before any step, and named by its place in the dataset */
+    CHECK(strstr(model.error.message, "image 3 of the training set has label 7") != NULL, "message: %s", model.error.message);
     fit.batch_size = 3; /* > max_batch 2 */
     EXPECT(cnn_model_fit(&model, &adam, &data, &fit), CNN_ERROR_INVALID_ARGUMENT, &model.error);
     fit.batch_size = -1;

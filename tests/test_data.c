@@ -598,6 +598,50 @@ TEST(idx_missing_files)
     CHECK_DATASET_EMPTY(ds);
 }
 
+/* ---------------------------------------------------------------- messages */
+
+/* Every data error names its file, so that a training file's error cannot be
+   taken for the test file's; a label's limit is said for what it is; and a
+   gzipped file is recognised as one, with how to unpack it. */
+TEST(errors_name_the_file_and_the_reason)
+{
+    static const unsigned char gzip_start[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00};
+    cnn_data_desc desc = tiny(2, CNN_ORIENTATION_DEFAULT);
+    cnn_dataset ds;
+    cnn_label_map map;
+    char path[1024], expected[2200];
+    unsigned char labels[16];
+    size_t labels_length = idx_labels(labels, 2, idx_label_bytes);
+    const char *labels_path;
+
+    snprintf(path, sizeof path, "%s", test_write_file("train.csv", GOOD_2X2 "3,1,0a,3,4\n", strlen(GOOD_2X2 "3,1,0a,3,4\n")));
+    CHECK(cnn_dataset_load_csv(&ds, path, &desc) == CNN_ERROR_MALFORMED_DATA, "bad CSV loaded");
+    snprintf(expected, sizeof expected, "'%s', line 3, field 3: unexpected character 'a' in a number", path);
+    CHECK(strcmp(ds.error.message, expected) == 0, "message '%s', expected '%s'", ds.error.message, expected);
+    CHECK(load_csv(&ds, "m.csv", GOOD_2X2 "-3,0,0,0,0\n", &desc) == CNN_ERROR_MALFORMED_DATA, "negative label loaded");
+    CHECK(strstr(ds.error.message, "line 3: label -3 is negative") != NULL, "message: %s", ds.error.message);
+    CHECK(load_csv(&ds, "m.csv", GOOD_2X2 "5000,0,0,0,0\n", &desc) == CNN_ERROR_MALFORMED_DATA, "label 5000 loaded");
+    CHECK(strstr(ds.error.message, "label 5000 is above 1023, the most classes cnn.h takes") != NULL, "message: %s", ds.error.message);
+    desc.num_classes = 4;
+    CHECK(load_csv(&ds, "m.csv", GOOD_2X2 "4,0,0,0,0\n", &desc) == CNN_ERROR_MALFORMED_DATA, "label 4 of 4 classes loaded");
+    CHECK(strstr(ds.error.message, "label 4 is outside 0..3 (4 classes asked for)") != NULL, "message: %s", ds.error.message);
+
+    /* gzipped CSV, IDX and mapping files */
+    snprintf(path, sizeof path, "%s", test_write_file("train.csv.gz", gzip_start, sizeof gzip_start));
+    CHECK(cnn_dataset_load_csv(&ds, path, NULL) == CNN_ERROR_MALFORMED_DATA, "gzipped CSV loaded");
+    snprintf(expected, sizeof expected, "'%s' looks gzip-compressed: unpack it first (gunzip -k '%s')", path, path);
+    CHECK(strcmp(ds.error.message, expected) == 0, "message '%s'", ds.error.message);
+    labels_path = test_write_file("labels.idx", labels, labels_length);
+    CHECK(cnn_dataset_load_idx(&ds, path, labels_path, NULL) == CNN_ERROR_MALFORMED_DATA, "gzipped IDX loaded");
+    CHECK(strcmp(ds.error.message, expected) == 0, "message '%s'", ds.error.message);
+
+    /* a mapping file's errors name it too */
+    snprintf(path, sizeof path, "%s", test_write_file("mapping.txt", "0 48\n1 x\n", 9));
+    CHECK(cnn_label_map_load(&map, path) == CNN_ERROR_MALFORMED_DATA, "bad mapping loaded");
+    snprintf(expected, sizeof expected, "'%s', line 2:", path);
+    CHECK(strncmp(map.error.message, expected, strlen(expected)) == 0, "message '%s'", map.error.message);
+}
+
 /* ---------------------------------------------------------------- label mapping files */
 
 /* EMNIST Balanced's 47 classes: digits, A-Z, and a b d e f g h n q r t. */
@@ -735,6 +779,7 @@ int main(void)
     RUN(idx_damaged_images_file);
     RUN(idx_damaged_labels_file);
     RUN(idx_missing_files);
+    RUN(errors_name_the_file_and_the_reason);
     RUN(label_map_balanced);
     RUN(label_map_malformed);
     RUN(label_map_missing_file);

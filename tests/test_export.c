@@ -17,12 +17,11 @@ static int from_emnist;
 static void load_images(void)
 {
     char path[1024];
-    const char *dir = getenv("EMNIST_DIR");
     cnn_data_desc desc;
     memset(&desc, 0, sizeof desc);
     desc.max_rows = ROWS;
-    snprintf(path, sizeof path, "%s/emnist47-test.csv", dir && *dir ? dir : "data");
-    from_emnist = cnn_dataset_load_csv(&images, path, &desc) == CNN_OK && images.count == ROWS;
+    from_emnist = test_emnist_path(path, sizeof path, "test") && cnn_dataset_load_csv(&images, path, &desc) == CNN_OK &&
+                  images.count == ROWS;
     if (!from_emnist) {
         cnn_dataset_free(&images);
         make_random_dataset(&images, ROWS, 28, 47, 5);

@@ -110,12 +110,11 @@ static void add_every_layer(cnn_model *model)
     cnn_add_max_pool(model, 2, 2);           /* (4, 5, 5) */
     cnn_add_conv2d(model, 5, 3, 2, 1);       /* (5, 3, 3) */
     cnn_add_sigmoid(model);
-    cnn_add_avg_pool(model, 3, 1);           /* (5, 1, 1) */
-    cnn_add_dense(model, 6);                 /* straight on (5, 1, 1) */
-    cnn_add_tanh(model);
-    cnn_add_conv2d(model, 3, 1, 1, 0);       /* a conv on a flat (6, 1, 1) */
     cnn_add_relu(model);
+    cnn_add_avg_pool(model, 3, 1);           /* (5, 1, 1) */
     cnn_add_flatten(model);
+    cnn_add_dense(model, 6);
+    cnn_add_tanh(model);
     cnn_add_dropout(model, 0.3f);
     cnn_add_dense(model, 4);
     cnn_add_softmax(model);

@@ -1,37 +1,74 @@
-/* test_model_file.c - saving and loading models, and shape errors.
+/* test_model_file.c - saving and loading models, checkpoints and class
+   names, and shape errors.
 
    A saved model must load back bit for bit; a damaged or foreign file must be
    refused with CNN_ERROR_BAD_MODEL_FILE, the byte where it goes wrong and a
-   message, leaving the model freed. Layers that cannot fit their input are
-   refused when added, with a message naming the problem; the shapes of
-   layers that fit are inferred exactly. */
+   message, leaving the model freed. Files are of format version 2: the
+   magic, the version, then sections (a 4-byte tag, a u64 length, the
+   contents), the last a CRC-32 of every byte before it (cnn.h, "model
+   files"). A test that changes a field inside a section recomputes that
+   CRC (fix_crc, with a CRC-32 of its own) so that the check it aims at is
+   the one that fires; others leave it stale and expect the CRC to refuse
+   the file. Version-1 files (tests/fixtures/model_v1.cnn, written by the
+   cnn.h of the commit make_v1_model.c names) still load and compute what
+   they did. Layers that cannot fit their input are refused when added, with
+   a message naming the problem; the shapes of layers that fit are inferred
+   exactly. */
+#if !defined(_WIN32)
+#define _POSIX_C_SOURCE 200809L /* pipe, write, close under -std=c99 */
+#endif
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
+#if defined(__linux__)
+#include <unistd.h>
+#endif
+
+#define FIXTURES "tests/fixtures/"
 
 /* ---------------------------------------------------------------- helpers */
 
 /* The small model used throughout: input 1x12x12, conv 4@3x3 pad 1, ReLU,
-   max-pool 2, flatten, dense 10, softmax. */
+   max-pool 2, flatten, dense 10, softmax; and where each part of its file
+   lies (format version 2, without class names). */
 #define SMALL_LAYERS 6
 #define SMALL_PARAMS (4 * 1 * 3 * 3 + 4 + 4 * 6 * 6 * 10 + 10) /* 1490 */
-#define LAYER_AT(i) (28 + 32 * (i))                            /* byte of layer record i */
-#define COUNT_AT LAYER_AT(SMALL_LAYERS)                        /* byte of the u64 parameter count */
-#define PARAMS_AT (COUNT_AT + 8)                               /* byte of the first parameter */
-#define SMALL_FILE_BYTES (PARAMS_AT + 4 * SMALL_PARAMS)
+#define INPT_AT 12                                     /* the input section's header */
+#define INPUT_AT (INPT_AT + 12)                        /* 24: channels, height, width */
+#define LAYR_AT (INPUT_AT + 12)                        /* 36: the layer section's header */
+#define LAYER_COUNT_AT (LAYR_AT + 12)                  /* 48: u32 layer count */
+#define RECORD_SIZE_AT (LAYER_COUNT_AT + 4)            /* 52: u32 record size (32) */
+#define LAYER_AT(i) (RECORD_SIZE_AT + 4 + 32 * (i))    /* 56 + 32 i: layer record i */
+#define PARM_AT LAYER_AT(SMALL_LAYERS)                 /* 248: the parameter section's header */
+#define COUNT_AT (PARM_AT + 12)                        /* 260: u64 parameter count */
+#define PARAMS_AT (COUNT_AT + 8)                       /* 268: the first parameter */
+#define CRC_SECTION_AT (PARAMS_AT + 4 * SMALL_PARAMS)  /* 6228: the CRC section's header */
+#define CRC_AT (CRC_SECTION_AT + 12)                   /* 6240: the CRC */
+#define SMALL_FILE_BYTES (CRC_AT + 4)                  /* 6244 */
 
-static cnn_result small_model(cnn_model *model, int max_batch)
+/* The version-1 fixture: input 1x8x8, conv 2@3x3 pad 1, ReLU, max-pool 2,
+   flatten, dense 3, softmax; version 1 has no sections and no CRC. */
+#define V1_LAYERS 6
+#define V1_PARAMS (2 * 9 + 2 + 32 * 3 + 3)             /* 119 */
+#define V1_LAYER_AT(i) (28 + 32 * (i))
+#define V1_COUNT_AT V1_LAYER_AT(V1_LAYERS)             /* 220 */
+#define V1_PARAMS_AT (V1_COUNT_AT + 8)                 /* 228 */
+#define V1_FILE_BYTES (V1_PARAMS_AT + 4 * V1_PARAMS)   /* 704 */
+
+static cnn_result small_model_seeded(cnn_model *model, int max_batch, uint64_t seed, int dense_units)
 {
-    cnn_result r = cnn_model_init(model, 1, 12, 12, 42);
+    cnn_result r = cnn_model_init(model, 1, 12, 12, seed);
     if (r == CNN_OK) r = cnn_add_conv2d(model, 4, 3, 1, 1);
     if (r == CNN_OK) r = cnn_add_relu(model);
     if (r == CNN_OK) r = cnn_add_max_pool(model, 2, 2);
     if (r == CNN_OK) r = cnn_add_flatten(model);
-    if (r == CNN_OK) r = cnn_add_dense(model, 10);
+    if (r == CNN_OK) r = cnn_add_dense(model, dense_units);
     if (r == CNN_OK) r = cnn_add_softmax(model);
     if (r == CNN_OK) r = cnn_model_build(model, max_batch);
     return r;
 }
+
+static cnn_result small_model(cnn_model *model, int max_batch) { return small_model_seeded(model, max_batch, 42, 10); }
 
 /* count inputs of 1x12x12 uniform in [0, 1), reproducibly. */
 static void fill_inputs(float *inputs, size_t count, uint64_t seed)
@@ -63,6 +100,12 @@ static void put_u32(unsigned char *at, uint32_t value)
     at[3] = (unsigned char)(value >> 24);
 }
 
+static void put_u64(unsigned char *at, uint64_t value)
+{
+    put_u32(at, (uint32_t)value);
+    put_u32(at + 4, (uint32_t)(value >> 32));
+}
+
 static void put_f32(unsigned char *at, float value)
 {
     uint32_t bits;
@@ -75,6 +118,16 @@ static uint32_t get_u32(const unsigned char *at)
     return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
 }
 
+static uint64_t get_u64(const unsigned char *at) { return (uint64_t)get_u32(at) | (uint64_t)get_u32(at + 4) << 32; }
+
+static float get_f32(const unsigned char *at)
+{
+    uint32_t bits = get_u32(at);
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
 /* Whether the little-endian float32 at `at` has the same bits as value. */
 static int get_f32_bits_equal(const unsigned char *at, float value)
 {
@@ -83,21 +136,115 @@ static int get_f32_bits_equal(const unsigned char *at, float value)
     return get_u32(at) == bits;
 }
 
+static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+/* Whether model names label name. */
+static int name_is(const cnn_model *model, int label, const char *name)
+{
+    const char *have = cnn_model_class_name(model, label);
+    return have && strcmp(have, name) == 0;
+}
+
+/* label's name, or "(none)", for messages. */
+static const char *name_of(const cnn_model *model, int label)
+{
+    const char *have = cnn_model_class_name(model, label);
+    return have ? have : "(none)";
+}
+
+/* CRC-32 as zlib and PNG compute it (reflected polynomial 0xEDB88320), one
+   bit at a time: written here from its definition, not taken from cnn.h,
+   so that a wrong CRC in the library cannot agree with itself. */
+static uint32_t crc32_of(const unsigned char *bytes, size_t count)
+{
+    uint32_t crc = 0xffffffffu;
+    size_t i;
+    int bit;
+    for (i = 0; i < count; i++) {
+        crc ^= bytes[i];
+        for (bit = 0; bit < 8; bit++) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+/* Recomputes the CRC of a version-2 file after a change: the CRC section
+   (a 12-byte header and the u32 CRC) is its last 16 bytes. */
+static void fix_crc(unsigned char *bytes, size_t length)
+{
+    put_u32(bytes + length - 4, crc32_of(bytes, length - 16));
+}
+
+/* The offset of the header of the first section tagged tag in a version-2
+   file, or -1 when there is none. */
+static long find_section(const unsigned char *bytes, size_t length, const char *tag)
+{
+    size_t at = 12;
+    while (at + 12 <= length) {
+        uint64_t size = get_u64(bytes + at + 4);
+        if (memcmp(bytes + at, tag, 4) == 0) return (long)at;
+        if (size > length - at - 12) return -1;
+        at += 12 + (size_t)size;
+    }
+    return -1;
+}
+
+/* A copy of length bytes (malloc'd) with count bytes of extra inserted at
+   `at` (extra NULL: with bytes at..at+count-1 removed instead); *new_length
+   its length. The CRC is not fixed. */
+static unsigned char *spliced(const unsigned char *bytes, size_t length, size_t at, const void *extra, size_t count,
+                              size_t *new_length)
+{
+    unsigned char *out;
+    *new_length = extra ? length + count : length - count;
+    out = (unsigned char *)malloc(*new_length + 1);
+    if (!out) return NULL;
+    memcpy(out, bytes, at);
+    if (extra) {
+        memcpy(out + at, extra, count);
+        memcpy(out + at + count, bytes + at, length - at);
+    } else {
+        memcpy(out + at, bytes + at + count, length - at - count);
+    }
+    return out;
+}
+
+/* A section (header and contents) in out, which must hold 12 + count bytes;
+   returns its size. */
+static size_t make_section(unsigned char *out, const char *tag, const void *contents, size_t count)
+{
+    memcpy(out, tag, 4);
+    put_u64(out + 4, count);
+    if (count) memcpy(out + 12, contents, count);
+    return 12 + count;
+}
+
+/* The bytes of a model saved to a file (malloc'd; free it). */
+static unsigned char *model_bytes(cnn_model *model, const char *name, size_t *length)
+{
+    char path[1024];
+    scratch(path, sizeof path, name);
+    *length = 0;
+    if (cnn_model_save(model, path) != CNN_OK) {
+        printf("    cannot save %s: %s\n", name, model->error.message);
+        return NULL;
+    }
+    return test_read_file(path, length);
+}
+
 /* The bytes of the small model saved to a file (malloc'd; free it). */
 static unsigned char *small_model_bytes(size_t *length)
 {
     cnn_model model;
-    char path[1024];
-    unsigned char *bytes;
-    scratch(path, sizeof path, "small.cnn");
+    unsigned char *bytes = NULL;
     *length = 0;
-    if (small_model(&model, 4) != CNN_OK || cnn_model_save(&model, path) != CNN_OK) {
-        printf("    cannot save the small model: %s\n", model.error.message);
-        cnn_model_free(&model);
-        return NULL;
-    }
+    if (small_model(&model, 4) != CNN_OK) printf("    cannot build the small model: %s\n", model.error.message);
+    else bytes = model_bytes(&model, "small.cnn", length);
     cnn_model_free(&model);
-    bytes = test_read_file(path, length);
+    if (bytes && *length != SMALL_FILE_BYTES) {
+        printf("    the small model's file has %lu bytes, expected %d\n", (unsigned long)*length, SMALL_FILE_BYTES);
+        free(bytes);
+        bytes = NULL;
+    }
     return bytes;
 }
 
@@ -108,8 +255,22 @@ static void check_freed(cnn_model *model, const char *what)
     CHECK(model->params == NULL && model->grads == NULL, "%s: params not NULL", what);
     CHECK(model->layer_count == 0 && model->param_count == 0, "%s: %d layers, %lu params left", what,
           model->layer_count, (unsigned long)model->param_count);
+    CHECK(model->class_names == NULL && model->class_name_count == 0, "%s: class names left", what);
     cnn_model_free(model);
     cnn_model_free(model);
+}
+
+/* A load into model returned r: it must be CNN_ERROR_BAD_MODEL_FILE at
+   want_byte, with a message that contains needle, the model left freed. */
+static void check_load_error(cnn_model *model, cnn_result r, long long want_byte, const char *needle, const char *what)
+{
+    CHECK(r == CNN_ERROR_BAD_MODEL_FILE, "%s: result %d (%s)", what, (int)r, model->error.message);
+    CHECK(model->error.code == CNN_ERROR_BAD_MODEL_FILE, "%s: error.code %d", what, (int)model->error.code);
+    CHECK(model->error.byte == want_byte, "%s: error.byte %lld, expected %lld (%s)", what, model->error.byte, want_byte,
+          model->error.message);
+    CHECK(strstr(model->error.message, needle) != NULL, "%s: message '%s' does not mention '%s'", what, model->error.message,
+          needle);
+    check_freed(model, what);
 }
 
 /* Writes length bytes as a model file called name and checks that loading it
@@ -122,17 +283,10 @@ static void check_refused(const char *name, const unsigned char *bytes, size_t l
     cnn_result r;
     memset(&model, 0x5a, sizeof model); /* load must not trust what was there */
     r = cnn_model_load(&model, test_write_file(name, bytes, length), 4);
-    CHECK(r == CNN_ERROR_BAD_MODEL_FILE, "%s: result %d (%s)", name, (int)r, model.error.message);
-    CHECK(model.error.code == CNN_ERROR_BAD_MODEL_FILE, "%s: error.code %d", name, (int)model.error.code);
-    CHECK(model.error.byte == want_byte, "%s: error.byte %lld, expected %lld (%s)", name, model.error.byte, want_byte,
-          model.error.message);
-    CHECK(model.error.message[0] != '\0', "%s: no message", name);
-    CHECK(strstr(model.error.message, needle) != NULL, "%s: message '%s' does not mention '%s'", name,
-          model.error.message, needle);
-    check_freed(&model, name);
+    check_load_error(&model, r, want_byte, needle, name);
 }
 
-/* A copy of the small model's bytes with one u32 (or f32) replaced, refused. */
+/* A copy of good with one u32 replaced and the CRC fixed, refused. */
 static void check_patched_u32(const char *name, const unsigned char *good, size_t length, size_t at, uint32_t value,
                               long long want_byte, const char *needle)
 {
@@ -140,15 +294,67 @@ static void check_patched_u32(const char *name, const unsigned char *good, size_
     if (!bad) return;
     memcpy(bad, good, length);
     put_u32(bad + at, value);
+    fix_crc(bad, length);
     check_refused(name, bad, length, want_byte, needle);
     free(bad);
 }
 
+/* The same with a float32. */
+static void check_patched_f32(const char *name, const unsigned char *good, size_t length, size_t at, float value,
+                              long long want_byte, const char *needle)
+{
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    check_patched_u32(name, good, length, at, bits, want_byte, needle);
+}
+
+/* Writes length bytes as a model file called name and loads it; 1 when it
+   loads (model then holds it), else 0 with a line saying why. */
+static int loads(cnn_model *model, const char *name, const unsigned char *bytes, size_t length)
+{
+    cnn_result r = cnn_model_load(model, test_write_file(name, bytes, length), 4);
+    CHECK(r == CNN_OK, "%s was refused: %s", name, model->error.message);
+    return r == CNN_OK;
+}
+
+#if defined(__linux__)
+/* Loads bytes through a pipe (/dev/fd/N of its reading end), an input whose
+   size cannot be known before it ends: the loader finds the end only when
+   it reads there. path receives the name used. */
+static cnn_result load_through_pipe(cnn_model *model, const unsigned char *bytes, size_t length, char *path, size_t size)
+{
+    int ends[2];
+    cnn_result r;
+    snprintf(path, size, "(no pipe)");
+    if (pipe(ends) != 0) return CNN_ERROR_IO;
+    if (write(ends[1], bytes, length) != (ssize_t)length) { /* fits in the pipe's buffer (64 KiB on Linux) */
+        close(ends[0]);
+        close(ends[1]);
+        return CNN_ERROR_IO;
+    }
+    close(ends[1]);
+    snprintf(path, size, "/dev/fd/%d", ends[0]);
+    r = cnn_model_load(model, path, 4);
+    close(ends[0]);
+    return r;
+}
+#endif
+
 /* ---------------------------------------------------------------- save and load */
+
+/* The test's own CRC-32 is the standard one ("123456789" gives CBF43926),
+   so the files it fixes are what a correct writer writes. */
+TEST(crc32_helper_is_standard)
+{
+    CHECK(crc32_of((const unsigned char *)"123456789", 9) == 0xcbf43926u, "crc32 %08lx",
+          (unsigned long)crc32_of((const unsigned char *)"123456789", 9));
+    CHECK(crc32_of((const unsigned char *)"", 0) == 0, "crc32 of nothing");
+}
 
 /* Save then load gives the same architecture, the same parameters bit for
    bit, the same summary, and bit-identical predictions and probabilities
-   (on 11 inputs, more than one batch of 8). */
+   (on 11 inputs, more than one batch of 8); the file is laid out exactly as
+   cnn.h's "model files" says. */
 TEST(save_load_round_trip)
 {
     enum { COUNT = 11 };
@@ -175,16 +381,31 @@ TEST(save_load_round_trip)
     CHECK(bytes && length == SMALL_FILE_BYTES, "file has %lu bytes, expected %d", (unsigned long)length, SMALL_FILE_BYTES);
     if (bytes && length == SMALL_FILE_BYTES) {
         CHECK(memcmp(bytes, "\x89" "CNN\r\n\x1a\n", 8) == 0, "wrong magic");
-        CHECK(get_u32(bytes + 8) == 1, "version %lu", (unsigned long)get_u32(bytes + 8));
-        CHECK(get_u32(bytes + 12) == 1 && get_u32(bytes + 16) == 12 && get_u32(bytes + 20) == 12, "input shape");
-        CHECK(get_u32(bytes + 24) == SMALL_LAYERS, "layer count %lu", (unsigned long)get_u32(bytes + 24));
+        CHECK(get_u32(bytes + 8) == 2, "version %lu", (unsigned long)get_u32(bytes + 8));
+        CHECK(memcmp(bytes + INPT_AT, "INPT", 4) == 0 && get_u64(bytes + INPT_AT + 4) == 12, "input section header");
+        CHECK(get_u32(bytes + INPUT_AT) == 1 && get_u32(bytes + INPUT_AT + 4) == 12 && get_u32(bytes + INPUT_AT + 8) == 12,
+              "input shape");
+        CHECK(memcmp(bytes + LAYR_AT, "LAYR", 4) == 0 && get_u64(bytes + LAYR_AT + 4) == 8 + 32 * SMALL_LAYERS,
+              "layer section header");
+        CHECK(get_u32(bytes + LAYER_COUNT_AT) == SMALL_LAYERS, "layer count %lu", (unsigned long)get_u32(bytes + LAYER_COUNT_AT));
+        CHECK(get_u32(bytes + RECORD_SIZE_AT) == 32, "record size %lu", (unsigned long)get_u32(bytes + RECORD_SIZE_AT));
         CHECK(get_u32(bytes + LAYER_AT(0)) == CNN_LAYER_CONV2D && get_u32(bytes + LAYER_AT(0) + 4) == 4 &&
-                  get_u32(bytes + LAYER_AT(0) + 8) == 3 && get_u32(bytes + LAYER_AT(0) + 16) == 1,
+                  get_u32(bytes + LAYER_AT(0) + 8) == 3 && get_u32(bytes + LAYER_AT(0) + 12) == 1 &&
+                  get_u32(bytes + LAYER_AT(0) + 16) == 1 && get_u32(bytes + LAYER_AT(0) + 20) == CNN_INIT_GLOROT_UNIFORM,
               "conv2d record");
+        CHECK(get_u32(bytes + LAYER_AT(2)) == CNN_LAYER_MAX_POOL && get_u32(bytes + LAYER_AT(2) + 8) == 2 &&
+                  get_u32(bytes + LAYER_AT(2) + 12) == 2,
+              "max pool record");
         CHECK(get_u32(bytes + LAYER_AT(4)) == CNN_LAYER_DENSE && get_u32(bytes + LAYER_AT(4) + 4) == 10, "dense record");
-        CHECK(get_u32(bytes + COUNT_AT) == SMALL_PARAMS && get_u32(bytes + COUNT_AT + 4) == 0, "parameter count");
+        CHECK(get_u32(bytes + LAYER_AT(5)) == CNN_LAYER_SOFTMAX, "softmax record");
+        CHECK(memcmp(bytes + PARM_AT, "PARM", 4) == 0 && get_u64(bytes + PARM_AT + 4) == 8 + 4 * SMALL_PARAMS,
+              "parameter section header");
+        CHECK(get_u64(bytes + COUNT_AT) == SMALL_PARAMS, "parameter count");
         CHECK(get_f32_bits_equal(bytes + PARAMS_AT, model.params[0]), "the first parameter is not params[0]");
-        CHECK(get_f32_bits_equal(bytes + length - 4, model.params[SMALL_PARAMS - 1]), "the last parameter differs");
+        CHECK(get_f32_bits_equal(bytes + CRC_SECTION_AT - 4, model.params[SMALL_PARAMS - 1]), "the last parameter differs");
+        CHECK(memcmp(bytes + CRC_SECTION_AT, "CRC ", 4) == 0 && get_u64(bytes + CRC_SECTION_AT + 4) == 4, "CRC section header");
+        CHECK(get_u32(bytes + CRC_AT) == crc32_of(bytes, CRC_SECTION_AT), "CRC %08lx, the bytes before it give %08lx",
+              (unsigned long)get_u32(bytes + CRC_AT), (unsigned long)crc32_of(bytes, CRC_SECTION_AT));
     }
     free(bytes);
 
@@ -200,6 +421,7 @@ TEST(save_load_round_trip)
     CHECK(loaded.param_count == model.param_count, "param_count %lu vs %lu", (unsigned long)loaded.param_count,
           (unsigned long)model.param_count);
     CHECK(memcmp(loaded.params, model.params, model.param_count * sizeof(float)) == 0, "parameters differ");
+    CHECK(loaded.class_names == NULL && cnn_model_class_name(&loaded, 0) == NULL, "a model saved without names has names");
     for (i = 0; i < SMALL_LAYERS && i < loaded.layer_count; i++) {
         const cnn_layer *a = &model.layers[i], *b = &loaded.layers[i];
         CHECK(a->desc.type == b->desc.type && a->desc.units == b->desc.units && a->desc.kernel == b->desc.kernel &&
@@ -387,27 +609,80 @@ TEST(load_rejects_foreign_files)
     check_freed(&model, "max_batch 0");
 }
 
-/* Damage to the header: magic, version, input shape, layer count. */
+
+/* Damage to the header and to the fields that frame the sections: magic,
+   version, the input section, the layer count and record size, the
+   section order and lengths. Each with the CRC fixed, so that the field's
+   own check is the one that answers. */
 TEST(load_rejects_bad_header)
 {
-    size_t length;
-    unsigned char *good = small_model_bytes(&length);
-    CHECK(good && length == SMALL_FILE_BYTES, "could not save the small model");
-    if (!good || length != SMALL_FILE_BYTES) {
-        free(good);
+    size_t length, n;
+    unsigned char *good = small_model_bytes(&length), *bad;
+    if (!good) {
+        CHECK(0, "could not save the small model");
         return;
     }
     check_patched_u32("magic_zip.cnn", good, length, 0, 0x04034b50u, 0, "magic"); /* "PK\3\4" */
     check_patched_u32("magic_lf.cnn", good, length, 4, 0x0a1a0a0au, 0, "magic");  /* the CR became LF */
-    check_patched_u32("version2.cnn", good, length, 8, 2, 8, "version");
-    check_patched_u32("version0.cnn", good, length, 8, 0, 8, "version");
-    check_patched_u32("input_huge.cnn", good, length, 16, 1000000, 16, "input");
-    check_patched_u32("layers0.cnn", good, length, 24, 0, 24, "layers");
-    check_patched_u32("layers65.cnn", good, length, 24, CNN_MAX_LAYERS + 1, 24, "layers");
-    /* one layer more than the file holds: the parameter count (1490) and the
-       first parameters (zeroed here) are read as layer 7, of unknown type 1490 */
-    memset(good + PARAMS_AT, 0, length - PARAMS_AT);
-    check_patched_u32("layers7.cnn", good, length, 24, SMALL_LAYERS + 1, LAYER_AT(SMALL_LAYERS), "layer 7");
+    check_patched_u32("version3.cnn", good, length, 8, 3, 8, "format version 3");
+    check_patched_u32("version0.cnn", good, length, 8, 0, 8, "format version 0");
+    check_patched_u32("version_max.cnn", good, length, 8, 0xffffffffu, 8, "format version 4294967295");
+    /* a version-2 file that says version 1 is read as one: the tag "INPT"
+       is then the number of input channels */
+    check_patched_u32("version1_of_2.cnn", good, length, 8, 1, INPT_AT, "not plausible");
+
+    /* the input section */
+    check_patched_u32("inpt_tag.cnn", good, length, INPT_AT, get_u32((const unsigned char *)"INPU"), INPT_AT, "'INPU' where 'INPT' belongs");
+    check_patched_u32("inpt_length11.cnn", good, length, INPT_AT + 4, 11, INPT_AT + 4, "is 11 bytes, not 12");
+    check_patched_u32("inpt_length13.cnn", good, length, INPT_AT + 4, 13, INPT_AT + 4, "13 bytes, not 12");
+    check_patched_u32("input_huge.cnn", good, length, INPUT_AT + 4, 1000000, INPUT_AT + 4, "input dimension 1000000");
+
+    /* the layer section */
+    check_patched_u32("layr_tag.cnn", good, length, LAYR_AT, get_u32((const unsigned char *)"LAYS"), LAYR_AT,
+                      "section 2 is 'LAYS' where 'LAYR' belongs");
+    check_patched_u32("parm_for_layr.cnn", good, length, LAYR_AT, get_u32((const unsigned char *)"PARM"), LAYR_AT,
+                      "section 2 is 'PARM' where 'LAYR' belongs");
+    check_patched_u32("layers0.cnn", good, length, LAYER_COUNT_AT, 0, LAYER_COUNT_AT, "declares 0 layers");
+    check_patched_u32("layers65.cnn", good, length, LAYER_COUNT_AT, CNN_MAX_LAYERS + 1, LAYER_COUNT_AT, "declares 65 layers");
+    /* one layer more than the section holds */
+    check_patched_u32("layers7.cnn", good, length, LAYER_COUNT_AT, SMALL_LAYERS + 1, RECORD_SIZE_AT,
+                      "7 layer records of 32 bytes do not fill the section's 200");
+    check_patched_u32("record0.cnn", good, length, RECORD_SIZE_AT, 0, RECORD_SIZE_AT, "records of 0 bytes");
+    check_patched_u32("record31.cnn", good, length, RECORD_SIZE_AT, 31, RECORD_SIZE_AT, "records of 31 bytes");
+    check_patched_u32("record1025.cnn", good, length, RECORD_SIZE_AT, 1025, RECORD_SIZE_AT, "records of 1025 bytes");
+    /* records shorter than 32 bytes, even in a section of the length they imply */
+    if ((bad = spliced(good, length, LAYER_AT(0), NULL, 32 * SMALL_LAYERS, &n)) != NULL) {
+        put_u64(bad + LAYR_AT + 4, 8);
+        put_u32(bad + RECORD_SIZE_AT, 0);
+        fix_crc(bad, n);
+        check_refused("record0_fits.cnn", bad, n, RECORD_SIZE_AT, "6 layer records of 0 bytes do not fill the section's 8");
+        free(bad);
+    }
+    if ((bad = spliced(good, length, LAYER_AT(0), NULL, 16 * SMALL_LAYERS, &n)) != NULL) {
+        put_u64(bad + LAYR_AT + 4, 8 + 16 * SMALL_LAYERS);
+        put_u32(bad + RECORD_SIZE_AT, 16);
+        fix_crc(bad, n);
+        check_refused("record16_fits.cnn", bad, n, RECORD_SIZE_AT, "6 layer records of 16 bytes do not fill the section's 104");
+        free(bad);
+    }
+    check_patched_u32("layr_length4.cnn", good, length, LAYR_AT + 4, 4, LAYR_AT + 4, "section 'LAYR' is too short (4 bytes)");
+    /* a length beyond the end of the file, also in its high half */
+    check_patched_u32("layr_length_high.cnn", good, length, LAYR_AT + 8, 1, LAYR_AT + 4, "claims 4294967496 bytes");
+    check_patched_u32("parm_length_huge.cnn", good, length, PARM_AT + 4, 0xffffffffu, PARM_AT + 4, "claims 4294967295 bytes");
+
+    /* the parameter section's tag */
+    check_patched_u32("parm_tag.cnn", good, length, PARM_AT, get_u32((const unsigned char *)"parm"), PARM_AT,
+                      "section 3 is 'parm' where 'PARM' belongs");
+
+    /* the CRC section: a length other than 4 (one byte more, and there) */
+    bad = (unsigned char *)malloc(length + 1);
+    if (bad) {
+        memcpy(bad, good, length);
+        bad[length] = 0;
+        put_u64(bad + CRC_SECTION_AT + 4, 5);
+        check_refused("crc_length5.cnn", bad, length + 1, CRC_SECTION_AT + 4, "the CRC section is 5 bytes, not 4");
+        free(bad);
+    }
     free(good);
 }
 
@@ -421,10 +696,11 @@ TEST(load_rejects_zero_input_with_clear_message)
     cnn_model model;
     cnn_result r;
     if (!good) return;
-    put_u32(good + 12, 0); /* channels 0 */
+    put_u32(good + INPUT_AT, 0); /* channels 0 */
+    fix_crc(good, length);
     r = cnn_model_load(&model, test_write_file("channels0.cnn", good, length), 4);
     CHECK(r == CNN_ERROR_BAD_MODEL_FILE, "result %d", (int)r);
-    CHECK(model.error.byte == 12, "error.byte %lld, expected 12", model.error.byte);
+    CHECK(model.error.byte == INPUT_AT, "error.byte %lld, expected %d", model.error.byte, INPUT_AT);
     snprintf(expected, sizeof expected, "'%s': input shape (0, 12, 12) is not valid", test_path("channels0.cnn"));
     CHECK(strncmp(model.error.message, expected, strlen(expected)) == 0, "message '%s', expected it to start with '%s'",
           model.error.message, expected);
@@ -432,89 +708,249 @@ TEST(load_rejects_zero_input_with_clear_message)
     free(good);
 }
 
-/* Truncated at several offsets: inside the header, inside layer records,
-   inside the parameter count, inside the parameters, one byte short. The
-   byte reported is where the missing part starts (the file size when the
-   parameters are short). */
+/* Where and why loading the first cut bytes of the small model's file must
+   fail when the input's size is known (a file, memory): before the
+   header's 12 bytes "too short"; at a section's first byte, no CRC came;
+   inside a section's header, truncated there; inside its contents, the
+   section claims more bytes than remain, said at its length field. */
+static long long truncation_byte(size_t cut, const char **needle)
+{
+    static const size_t sections[4] = {INPT_AT, LAYR_AT, PARM_AT, CRC_SECTION_AT};
+    int i;
+    if (cut < 12) {
+        *needle = "too short";
+        return (long long)cut;
+    }
+    for (i = 3; cut < sections[i]; i--) {}
+    if (cut == sections[i]) {
+        *needle = "without its CRC";
+        return (long long)cut;
+    }
+    if (cut < sections[i] + 12) {
+        *needle = "truncated inside a section header";
+        return (long long)cut;
+    }
+    *needle = "remain (truncated?)";
+    return (long long)sections[i] + 4;
+}
+
+/* The file cut at every length from 0 to one byte short (in memory, which
+   the file loader shares its parser with), then a few cuts as files, named:
+   inside a section header, inside the input, the layers, the parameter
+   count, the parameters and the CRC, and right after the parameters (no
+   CRC at all). */
 TEST(load_rejects_truncated_files)
 {
-    size_t length;
+    size_t length, cut;
+    int wrong = 0;
     unsigned char *good = small_model_bytes(&length);
     if (!good) return;
+    for (cut = 0; cut < length; cut++) {
+        cnn_model model;
+        const char *needle;
+        long long want = truncation_byte(cut, &needle);
+        cnn_result r = cnn_model_load_memory(&model, good, cut, 1);
+        if (r != CNN_ERROR_BAD_MODEL_FILE || model.error.byte != want || !strstr(model.error.message, needle) ||
+            model.memory != NULL) {
+            if (wrong++ < 5)
+                printf("    cut at %lu: result %d, byte %lld (expected %lld), '%s' (expected '%s')\n", (unsigned long)cut, (int)r,
+                       model.error.byte, want, model.error.message, needle);
+        }
+        cnn_model_free(&model);
+    }
+    CHECK(wrong == 0, "%d of %lu truncated files were not refused as expected", wrong, (unsigned long)length);
+
     check_refused("cut8.cnn", good, 8, 8, "too short");
-    check_refused("cut27.cnn", good, 27, 27, "too short");
-    check_refused("cut28.cnn", good, 28, LAYER_AT(0), "layer 1");
-    check_refused("cut40.cnn", good, 40, LAYER_AT(0), "layer 1");
-    check_refused("cut_layer3.cnn", good, LAYER_AT(2) + 31, LAYER_AT(2), "layer 3");
-    check_refused("cut_count.cnn", good, COUNT_AT + 4, COUNT_AT, "parameter count");
-    check_refused("cut_params.cnn", good, PARAMS_AT + 10, PARAMS_AT + 10, "truncated");
-    check_refused("cut_middle.cnn", good, PARAMS_AT + 4 * 700 + 2, PARAMS_AT + 4 * 700 + 2, "truncated");
-    check_refused("cut_last.cnn", good, length - 1, (long long)length - 1, "truncated");
+    check_refused("cut11.cnn", good, 11, 11, "too short");
+    check_refused("cut12.cnn", good, 12, 12, "ends after 0 sections without its CRC");
+    check_refused("cut_inpt_header.cnn", good, INPT_AT + 7, INPT_AT + 7, "truncated inside a section header");
+    check_refused("cut_input.cnn", good, INPUT_AT + 5, INPT_AT + 4, "section 'INPT' at byte 12 claims 12 bytes; 5 remain");
+    check_refused("cut_layr_header.cnn", good, LAYR_AT + 11, LAYR_AT + 11, "truncated inside a section header");
+    check_refused("cut_layer3.cnn", good, LAYER_AT(2) + 31, LAYR_AT + 4, "section 'LAYR' at byte 36 claims 200 bytes; 103 remain");
+    check_refused("cut_count.cnn", good, COUNT_AT + 4, PARM_AT + 4, "section 'PARM' at byte 248 claims 5968 bytes; 4 remain");
+    check_refused("cut_params.cnn", good, PARAMS_AT + 10, PARM_AT + 4, "claims 5968 bytes; 18 remain");
+    check_refused("cut_middle.cnn", good, PARAMS_AT + 4 * 700 + 2, PARM_AT + 4, "claims 5968 bytes; 2810 remain");
+    check_refused("cut_after_params.cnn", good, CRC_SECTION_AT, CRC_SECTION_AT, "ends after 3 sections without its CRC");
+    check_refused("cut_crc_header.cnn", good, CRC_SECTION_AT + 5, CRC_SECTION_AT + 5, "truncated inside a section header");
+    check_refused("cut_crc.cnn", good, length - 1, CRC_SECTION_AT + 4, "section 'CRC ' at byte 6228 claims 4 bytes; 3 remain");
     free(good);
 }
 
-/* One byte too many is refused too, at the byte where the extra data starts. */
-TEST(load_rejects_trailing_byte)
+/* The same cuts read through a pipe, whose size the loader cannot know
+   beforehand: each is found where the bytes run out, inside the part being
+   read, which the message names. The whole file through a pipe loads. */
+TEST(load_rejects_truncated_stream)
 {
-    size_t length;
+#if defined(__linux__)
+    static const struct {
+        size_t cut;
+        const char *needle;
+    } cuts[] = {
+        {INPT_AT + 7, "truncated inside a section header"},
+        {INPUT_AT + 5, "truncated inside the input shape"},
+        {LAYER_COUNT_AT + 6, "truncated inside the layers"},
+        {LAYER_AT(2) + 31, "truncated inside a layer record"},
+        {COUNT_AT + 4, "truncated inside the parameter count"},
+        {PARAMS_AT + 10, "truncated inside parameter"},
+        {PARAMS_AT + 4 * 1200 + 3, "truncated inside parameter"}, /* in the second block of 1024 */
+        {CRC_SECTION_AT, "truncated inside a section header"},
+        {CRC_AT + 2, "truncated inside the CRC"},
+    };
+    size_t length, i;
     unsigned char *good = small_model_bytes(&length), *longer;
+    char path[64], what[96];
+    cnn_model model;
+    cnn_result r;
     if (!good) return;
+    r = load_through_pipe(&model, good, length, path, sizeof path);
+    CHECK(r == CNN_OK, "the whole file through %s: %s", path, model.error.message);
+    if (r == CNN_OK) CHECK(model.param_count == SMALL_PARAMS, "param_count %lu", (unsigned long)model.param_count);
+    cnn_model_free(&model);
+    for (i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        r = load_through_pipe(&model, good, cuts[i].cut, path, sizeof path);
+        snprintf(what, sizeof what, "cut at %lu through a pipe", (unsigned long)cuts[i].cut);
+        check_load_error(&model, r, (long long)cuts[i].cut, cuts[i].needle, what);
+    }
+    /* and a byte too many */
     longer = (unsigned char *)malloc(length + 1);
     if (longer) {
         memcpy(longer, good, length);
-        longer[length] = 0;
-        check_refused("trailing.cnn", longer, length + 1, (long long)length, "trailing");
+        longer[length] = 7;
+        r = load_through_pipe(&model, longer, length + 1, path, sizeof path);
+        check_load_error(&model, r, (long long)length, "bytes after its CRC", "a trailing byte through a pipe");
         free(longer);
+    }
+    free(good);
+#else
+    SKIP("reads a pipe through /dev/fd (Linux)");
+#endif
+}
+
+/* Bytes after the CRC are refused, at the byte where they start: one byte,
+   or a whole section (the CRC section must be the last). */
+TEST(load_rejects_trailing_bytes)
+{
+    size_t length, longer_length;
+    unsigned char *good = small_model_bytes(&length), *longer, section[12];
+    if (!good) return;
+    longer = spliced(good, length, length, "", 1, &longer_length);
+    if (longer) check_refused("trailing.cnn", longer, longer_length, (long long)length, "has bytes after its CRC");
+    free(longer);
+    make_section(section, "zzzz", NULL, 0);
+    longer = spliced(good, length, length, section, sizeof section, &longer_length);
+    if (longer) check_refused("section_after_crc.cnn", longer, longer_length, (long long)length, "has bytes after its CRC");
+    free(longer);
+    free(good);
+}
+
+/* Layer records that describe no valid layer: an unknown type, 0 filters, a
+   kernel that cannot fit (99 on 12x12), a stride that does not tile, a
+   negative setting, an unknown initialiser, a dropout rate of 1, a dense
+   layer on an image, a conv or a pool after flatten or dense; reported at
+   the record's first byte (a negative setting at its own), the CRC fixed. */
+TEST(load_rejects_bad_layers)
+{
+    size_t length;
+    unsigned char *good = small_model_bytes(&length), *bad;
+    if (!good) return;
+    check_patched_u32("type99.cnn", good, length, LAYER_AT(1), 99, LAYER_AT(1), "layer 2 has unknown type 99");
+    check_patched_u32("type0.cnn", good, length, LAYER_AT(1), CNN_LAYER_NONE, LAYER_AT(1), "unknown type 0");
+    check_patched_u32("type12.cnn", good, length, LAYER_AT(3), CNN_LAYER_TYPE_COUNT, LAYER_AT(3), "unknown type");
+    check_patched_u32("filters0.cnn", good, length, LAYER_AT(0) + 4, 0, LAYER_AT(0), "layer 1: conv2d needs filters >= 1");
+    check_patched_u32("kernel99.cnn", good, length, LAYER_AT(0) + 8, 99, LAYER_AT(0), "kernel 99");
+    check_patched_u32("stride2.cnn", good, length, LAYER_AT(0) + 12, 2, LAYER_AT(0), "divisible by the stride");
+    check_patched_u32("units_negative.cnn", good, length, LAYER_AT(0) + 4, 0xffffffffu, LAYER_AT(0) + 4, "negative");
+    check_patched_u32("padding_negative.cnn", good, length, LAYER_AT(0) + 16, 0x80000000u, LAYER_AT(0) + 16, "negative");
+    check_patched_u32("init9.cnn", good, length, LAYER_AT(0) + 20, 9, LAYER_AT(0), "unknown initialiser 9");
+    check_patched_u32("pool_window13.cnn", good, length, LAYER_AT(2) + 8, 13, LAYER_AT(2), "larger than its input");
+    /* dense (layer 5) straight after the pool: flatten turned into ReLU */
+    check_patched_u32("no_flatten.cnn", good, length, LAYER_AT(3), CNN_LAYER_RELU, LAYER_AT(4), "flat");
+    /* a conv after flatten (the dense layer made a conv), a pool after dense (softmax made a pool) */
+    check_patched_u32("conv_after_flatten.cnn", good, length, LAYER_AT(4), CNN_LAYER_CONV2D, LAYER_AT(4),
+                      "layer 4 (flatten) made its input a flat vector");
+    check_patched_u32("pool_after_dense.cnn", good, length, LAYER_AT(5), CNN_LAYER_MAX_POOL, LAYER_AT(5),
+                      "layer 5 (dense) made its input a flat vector");
+    bad = (unsigned char *)malloc(length);
+    if (bad) {
+        /* dropout rate 1.0 cannot have been saved by cnn_model_save */
+        memcpy(bad, good, length);
+        put_u32(bad + LAYER_AT(1), CNN_LAYER_DROPOUT);
+        put_f32(bad + LAYER_AT(1) + 28, 1.0f);
+        fix_crc(bad, length);
+        check_refused("dropout1.cnn", bad, length, LAYER_AT(1), "dropout rate");
+        /* nor a NaN slope */
+        memcpy(bad, good, length);
+        put_u32(bad + LAYER_AT(1), CNN_LAYER_LEAKY_RELU);
+        put_f32(bad + LAYER_AT(1) + 24, NAN);
+        fix_crc(bad, length);
+        check_refused("alpha_nan.cnn", bad, length, LAYER_AT(1), "alpha");
+        free(bad);
     }
     free(good);
 }
 
-/* Layer records that describe no valid layer: an unknown type, a shape that
-   cannot fit (conv kernel 99 on 12x12), a negative setting, a layer that
-   does not fit after the one before it; reported at the record's first byte. */
-TEST(load_rejects_bad_layers)
+/* A later cnn.h may write longer layer records: bytes past the 32 this one
+   knows load when they are zero ("as before"), and are refused, at the
+   first that is not, when they say something. */
+TEST(load_layer_records_longer)
 {
-    size_t length;
-    unsigned char *good = small_model_bytes(&length);
+    enum { EXTRA = 8, RECORD = 32 + EXTRA };
+    size_t length, wide_length, i;
+    unsigned char *good = small_model_bytes(&length), *wide;
+    cnn_model model, loaded;
     if (!good) return;
-    check_patched_u32("type99.cnn", good, length, LAYER_AT(1), 99, LAYER_AT(1), "unknown type");
-    check_patched_u32("type0.cnn", good, length, LAYER_AT(1), CNN_LAYER_NONE, LAYER_AT(1), "unknown type");
-    check_patched_u32("type12.cnn", good, length, LAYER_AT(3), CNN_LAYER_TYPE_COUNT, LAYER_AT(3), "unknown type");
-    check_patched_u32("kernel99.cnn", good, length, LAYER_AT(0) + 8, 99, LAYER_AT(0), "kernel 99");
-    check_patched_u32("stride2.cnn", good, length, LAYER_AT(0) + 12, 2, LAYER_AT(0), "stride");
-    check_patched_u32("units_negative.cnn", good, length, LAYER_AT(0) + 4, 0xffffffffu, LAYER_AT(0) + 4, "negative");
-    check_patched_u32("init9.cnn", good, length, LAYER_AT(0) + 20, 9, LAYER_AT(0), "initialiser");
-    /* dense (layer 5) straight after the pool: flatten turned into ReLU */
-    check_patched_u32("no_flatten.cnn", good, length, LAYER_AT(3), CNN_LAYER_RELU, LAYER_AT(4), "flat");
-    {
-        /* dropout rate 1.0 cannot have been saved by cnn_model_save */
-        unsigned char *bad = (unsigned char *)malloc(length);
-        if (bad) {
-            memcpy(bad, good, length);
-            put_u32(bad + LAYER_AT(1), CNN_LAYER_DROPOUT);
-            put_f32(bad + LAYER_AT(1) + 28, 1.0f);
-            check_refused("dropout1.cnn", bad, length, LAYER_AT(1), "dropout rate");
-            free(bad);
-        }
+    wide_length = length + SMALL_LAYERS * EXTRA;
+    wide = (unsigned char *)calloc(1, wide_length);
+    if (!wide || small_model(&model, 1) != CNN_OK) {
+        CHECK(0, "setup");
+        free(wide);
+        free(good);
+        return;
     }
+    memcpy(wide, good, LAYER_AT(0));
+    put_u64(wide + LAYR_AT + 4, 8 + SMALL_LAYERS * RECORD);
+    put_u32(wide + RECORD_SIZE_AT, RECORD);
+    for (i = 0; i < SMALL_LAYERS; i++) memcpy(wide + LAYER_AT(0) + RECORD * i, good + LAYER_AT(i), 32); /* zeros after */
+    memcpy(wide + LAYER_AT(0) + RECORD * SMALL_LAYERS, good + PARM_AT, length - PARM_AT);
+    fix_crc(wide, wide_length);
+    if (loads(&loaded, "wide_records.cnn", wide, wide_length)) {
+        CHECK(loaded.layer_count == SMALL_LAYERS && loaded.param_count == SMALL_PARAMS, "%d layers, %lu parameters",
+              loaded.layer_count, (unsigned long)loaded.param_count);
+        for (i = 0; i < SMALL_LAYERS && (int)i < loaded.layer_count; i++)
+            CHECK(memcmp(&loaded.layers[i].desc, &model.layers[i].desc, sizeof model.layers[i].desc) == 0, "layer %lu differs",
+                  (unsigned long)i);
+        CHECK(memcmp(loaded.params, model.params, sizeof(float) * SMALL_PARAMS) == 0, "parameters differ");
+        cnn_model_free(&loaded);
+    }
+    wide[LAYER_AT(0) + RECORD * 3 + 32 + 5] = 1; /* layer 4's extra byte 5 */
+    fix_crc(wide, wide_length);
+    check_refused("wide_records_set.cnn", wide, wide_length, LAYER_AT(0) + RECORD * 3 + 32 + 5,
+                  "layer 4 has settings this cnn.h does not know");
+    cnn_model_free(&model);
+    free(wide);
     free(good);
 }
 
 /* A parameter count that disagrees with the layers, written directly or
-   implied by a layer that fits but has other weights (kernel 5, pad 2). */
+   implied by a layer that fits but has other weights (kernel 5, pad 2),
+   or a parameter section of the wrong length. */
 TEST(load_rejects_parameter_count_mismatch)
 {
     size_t length;
     unsigned char *good = small_model_bytes(&length), *bad;
     if (!good) return;
-    check_patched_u32("count_plus1.cnn", good, length, COUNT_AT, SMALL_PARAMS + 1, COUNT_AT, "parameters");
-    check_patched_u32("count_high.cnn", good, length, COUNT_AT + 4, 1, COUNT_AT, "parameters");
+    check_patched_u32("count_plus1.cnn", good, length, COUNT_AT, SMALL_PARAMS + 1, COUNT_AT,
+                      "says 1491 parameters but its layers have 1490");
+    check_patched_u32("count_high.cnn", good, length, COUNT_AT + 4, 1, COUNT_AT, "says 4294968786 parameters");
+    check_patched_u32("parm_length_plus4.cnn", good, length, PARM_AT + 4, 8 + 4 * SMALL_PARAMS + 4, PARM_AT + 4,
+                      "the parameter section is 5972 bytes; the layers' 1490 parameters need 5968");
     bad = (unsigned char *)malloc(length);
     if (bad) {
         memcpy(bad, good, length);
         put_u32(bad + LAYER_AT(0) + 8, 5);  /* kernel 5 */
         put_u32(bad + LAYER_AT(0) + 16, 2); /* padding 2: still 12x12, but 4*25+4 conv parameters */
-        check_refused("kernel5.cnn", bad, length, COUNT_AT, "parameters");
+        fix_crc(bad, length);
+        check_refused("kernel5.cnn", bad, length, PARM_AT + 4, "the layers' 1554 parameters need 6224");
         free(bad);
     }
     free(good);
@@ -525,22 +961,16 @@ TEST(load_rejects_parameter_count_mismatch)
 TEST(load_rejects_non_finite_parameters)
 {
     size_t length;
-    unsigned char *good = small_model_bytes(&length), *bad;
+    unsigned char *good = small_model_bytes(&length);
     if (!good) return;
-    bad = (unsigned char *)malloc(length);
-    if (!bad) {
-        free(good);
-        return;
-    }
-    memcpy(bad, good, length);
-    put_f32(bad + PARAMS_AT + 4 * 5, NAN);
-    check_refused("nan.cnn", bad, length, PARAMS_AT + 4 * 5, "parameter 5");
-    memcpy(bad, good, length);
-    put_f32(bad + PARAMS_AT + 4 * (SMALL_PARAMS - 1), -INFINITY);
-    check_refused("inf.cnn", bad, length, PARAMS_AT + 4 * (SMALL_PARAMS - 1), "not a finite number");
-    free(bad);
+    check_patched_f32("nan.cnn", good, length, PARAMS_AT + 4 * 5, NAN, PARAMS_AT + 4 * 5, "parameter value 5 is not a finite number");
+    check_patched_f32("inf.cnn", good, length, PARAMS_AT + 4 * (SMALL_PARAMS - 1), -INFINITY, PARAMS_AT + 4 * (SMALL_PARAMS - 1),
+                      "parameter value 1489 is not a finite number");
+    /* past the first block of 1024 values the loader reads at a time */
+    check_patched_f32("inf_1100.cnn", good, length, PARAMS_AT + 4 * 1100, INFINITY, PARAMS_AT + 4 * 1100, "parameter value 1100");
     free(good);
 }
+
 
 /* The largest finite float is a finite parameter: what saves must load. */
 TEST(load_accepts_largest_finite_parameter)
@@ -562,22 +992,1101 @@ TEST(load_accepts_largest_finite_parameter)
     cnn_model_free(&model);
 }
 
+/* ---------------------------------------------------------------- the CRC and unknown sections */
+
+/* Flips one bit of bad (a copy of good) at byte `at`, loads it from memory
+   and checks that the CRC refuses it: at the CRC section (crc_section),
+   with the stored and the computed CRC in the message. A flip that makes a
+   parameter not finite is refused at that parameter instead. Returns 1
+   when all is as expected, else 0 with a line saying what happened. */
+static int flip_refused(unsigned char *bad, const unsigned char *good, size_t length, size_t at, int bit, size_t crc_section)
+{
+    cnn_model model;
+    cnn_result r;
+    char expected[128];
+    long long want_byte = (long long)crc_section;
+    const char *needle = expected;
+    int ok;
+    memcpy(bad, good, length);
+    bad[at] ^= (unsigned char)(1u << bit);
+    snprintf(expected, sizeof expected, "is damaged: its CRC-32 says %08lx but its contents give %08lx",
+             (unsigned long)get_u32(bad + crc_section + 12), (unsigned long)crc32_of(bad, crc_section));
+    if (at >= PARAMS_AT && at < CRC_SECTION_AT && crc_section == CRC_SECTION_AT) {
+        float value = get_f32(bad + PARAMS_AT + (at - PARAMS_AT) / 4 * 4);
+        if (value != value || value - value != 0.0f) { /* NaN or infinite */
+            want_byte = (long long)(PARAMS_AT + (at - PARAMS_AT) / 4 * 4);
+            needle = "not a finite number";
+        }
+    }
+    r = cnn_model_load_memory(&model, bad, length, 1);
+    ok = r == CNN_ERROR_BAD_MODEL_FILE && model.error.code == r && model.error.byte == want_byte &&
+         strstr(model.error.message, needle) != NULL && model.memory == NULL;
+    if (!ok)
+        printf("    bit %d of byte %lu flipped: result %d, byte %lld (expected %lld), '%s' (expected '%s')\n", bit,
+               (unsigned long)at, (int)r, model.error.byte, want_byte, model.error.message, needle);
+    cnn_model_free(&model);
+    return ok;
+}
+
+/* Damage that leaves the structure valid is what the CRC is for. Any bit
+   flipped in the parameters (every bit of every 23rd parameter and of the
+   last), in a setting the layer ignores (a ReLU's alpha), or in the CRC
+   itself is refused as damaged, at the CRC section, the message giving
+   both CRCs; so is a valid change (another initialiser) whose CRC was not
+   recomputed, which loads once it is. */
+TEST(crc_refuses_flipped_bits)
+{
+    size_t length, p, k, tried = 0;
+    unsigned char *good = small_model_bytes(&length), *bad;
+    int bit, wrong = 0;
+    cnn_model model;
+    if (!good) return;
+    bad = (unsigned char *)malloc(length);
+    if (!bad) {
+        free(good);
+        return;
+    }
+    for (k = 0; k <= (SMALL_PARAMS - 1) / 23 + 1; k++) { /* parameters 0, 23, ..., 1472, then the last, 1489 */
+        p = 23 * k < SMALL_PARAMS ? 23 * k : SMALL_PARAMS - 1;
+        for (bit = 0; bit < 32; bit++, tried++)
+            wrong += !flip_refused(bad, good, length, PARAMS_AT + 4 * p + (size_t)bit / 8, bit % 8, CRC_SECTION_AT);
+    }
+    CHECK(tried == 66 * 32, "%lu flips tried", (unsigned long)tried);
+    for (bit = 0; bit < 32; bit++) wrong += !flip_refused(bad, good, length, CRC_AT + (size_t)bit / 8, bit % 8, CRC_SECTION_AT);
+    for (bit = 0; bit < 32; bit++) /* the ReLU's alpha: 0, which the ReLU never reads */
+        wrong += !flip_refused(bad, good, length, LAYER_AT(1) + 24 + (size_t)bit / 8, bit % 8, CRC_SECTION_AT);
+    CHECK(wrong == 0, "%d flipped bits were not refused by the CRC", wrong);
+
+    /* a file, named in the message */
+    memcpy(bad, good, length);
+    bad[PARAMS_AT + 4 * 700 + 1] ^= 0x10;
+    check_refused("flipped.cnn", bad, length, CRC_SECTION_AT, "flipped.cnn' is damaged: its CRC-32 says");
+
+    /* a valid change: He uniform for the conv's weights */
+    memcpy(bad, good, length);
+    put_u32(bad + LAYER_AT(0) + 20, CNN_INIT_HE_UNIFORM);
+    check_refused("init_crc_stale.cnn", bad, length, CRC_SECTION_AT, "is damaged");
+    fix_crc(bad, length);
+    if (loads(&model, "init_crc_fixed.cnn", bad, length)) {
+        CHECK(model.layers[0].desc.init == CNN_INIT_HE_UNIFORM, "init %d", (int)model.layers[0].desc.init);
+        cnn_model_free(&model);
+    }
+    /* and the good file, fixed, is unchanged: fix_crc writes what cnn.h wrote */
+    memcpy(bad, good, length);
+    fix_crc(bad, length);
+    CHECK(memcmp(bad, good, length) == 0, "fix_crc changed a good file");
+    free(bad);
+    free(good);
+}
+
+/* Sections this cnn.h does not know: one whose tag starts with a small
+   letter is skipped (the CRC still covers it); one with a capital is
+   refused as needed and not known. INPT, LAYR and PARM must come first, a
+   known section only once, and the CRC last; a file without it is
+   refused. */
+TEST(load_sections_unknown_and_misplaced)
+{
+    size_t length, n, at;
+    unsigned char *good = small_model_bytes(&length), *file, section[12 + 5], *named;
+    cnn_model model, loaded;
+    const char *names[10] = {"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"};
+    long clas;
+    if (!good || small_model(&model, 1) != CNN_OK) {
+        CHECK(0, "setup");
+        free(good);
+        return;
+    }
+    make_section(section, "zzzz", "hello", 5);
+
+    /* before the CRC: skipped */
+    if ((file = spliced(good, length, CRC_SECTION_AT, section, sizeof section, &n)) != NULL) {
+        fix_crc(file, n);
+        if (loads(&loaded, "zzzz.cnn", file, n)) {
+            CHECK(loaded.param_count == SMALL_PARAMS && memcmp(loaded.params, model.params, sizeof(float) * SMALL_PARAMS) == 0,
+                  "parameters differ");
+            cnn_model_free(&loaded);
+        }
+        /* the CRC covers it: a flipped byte inside it, or a stale CRC */
+        file[CRC_SECTION_AT + 12 + 2] ^= 1;
+        check_refused("zzzz_flipped.cnn", file, n, CRC_SECTION_AT + sizeof section, "is damaged");
+        free(file);
+    }
+    if ((file = spliced(good, length, CRC_SECTION_AT, section, sizeof section, &n)) != NULL) {
+        check_refused("zzzz_stale_crc.cnn", file, n, CRC_SECTION_AT + sizeof section, "is damaged");
+        free(file);
+    }
+    /* two of them, one empty, right after PARM and before the CRC */
+    if ((file = spliced(good, length, CRC_SECTION_AT, section, 12, &n)) != NULL) {
+        unsigned char *two;
+        size_t n2;
+        memcpy(file + CRC_SECTION_AT, "aaaa", 4);
+        put_u64(file + CRC_SECTION_AT + 4, 0);
+        if ((two = spliced(file, n, CRC_SECTION_AT, section, sizeof section, &n2)) != NULL) {
+            fix_crc(two, n2);
+            if (loads(&loaded, "two_unknown.cnn", two, n2)) cnn_model_free(&loaded);
+            free(two);
+        }
+        free(file);
+    }
+    /* the same tag with a capital: the model needs it, and it is not known */
+    if ((file = spliced(good, length, CRC_SECTION_AT, section, sizeof section, &n)) != NULL) {
+        memcpy(file + CRC_SECTION_AT, "ZZZZ", 4);
+        fix_crc(file, n);
+        check_refused("ZZZZ.cnn", file, n, CRC_SECTION_AT, "section 'ZZZZ' is one this cnn.h does not know and the model needs");
+        free(file);
+    }
+    /* an unknown section before the parameters */
+    if ((file = spliced(good, length, PARM_AT, section, sizeof section, &n)) != NULL) {
+        fix_crc(file, n);
+        check_refused("zzzz_before_parm.cnn", file, n, PARM_AT, "section 3 is 'zzzz' where 'PARM' belongs");
+        free(file);
+    }
+    /* an unknown section that claims more bytes than remain */
+    if ((file = spliced(good, length, CRC_SECTION_AT, section, sizeof section, &n)) != NULL) {
+        put_u64(file + CRC_SECTION_AT + 4, 100);
+        fix_crc(file, n);
+        check_refused("zzzz_too_long.cnn", file, n, CRC_SECTION_AT + 4, "section 'zzzz' at byte 6228 claims 100 bytes; 21 remain");
+        free(file);
+    }
+    /* no CRC: the file ends after the parameters */
+    check_refused("no_crc.cnn", good, CRC_SECTION_AT, CRC_SECTION_AT, "ends after 3 sections without its CRC");
+
+    /* the class names twice; before the parameters; after the CRC */
+    if (cnn_model_set_class_names(&model, names, 10) == CNN_OK && (named = model_bytes(&model, "named.cnn", &n)) != NULL) {
+        size_t clas_size;
+        clas = find_section(named, n, "clas");
+        CHECK(clas == CRC_SECTION_AT, "the names are at %ld, expected right after the parameters", clas);
+        if (clas == CRC_SECTION_AT) {
+            size_t m;
+            clas_size = 12 + (size_t)get_u64(named + clas + 4);
+            file = spliced(named, n, (size_t)clas + clas_size, named + clas, clas_size, &m);
+            if (file) {
+                fix_crc(file, m);
+                check_refused("clas_twice.cnn", file, m, clas + (long)clas_size, "section 'clas' appears twice");
+                free(file);
+            }
+            /* moved before PARM */
+            file = (unsigned char *)malloc(n);
+            if (file) {
+                memcpy(file, named, PARM_AT);
+                memcpy(file + PARM_AT, named + clas, clas_size);
+                memcpy(file + PARM_AT + clas_size, named + PARM_AT, (size_t)clas - PARM_AT);
+                memcpy(file + clas + clas_size, named + clas + clas_size, n - (size_t)clas - clas_size);
+                fix_crc(file, n);
+                check_refused("clas_before_parm.cnn", file, n, PARM_AT, "section 3 is 'clas' where 'PARM' belongs");
+                free(file);
+            }
+            /* a CRC section before the names: what follows it is refused */
+            file = (unsigned char *)malloc(n);
+            if (file) {
+                at = (size_t)clas;
+                memcpy(file, named, at);
+                make_section(file + at, "CRC ", "\0\0\0\0", 4);
+                put_u32(file + at + 12, crc32_of(file, at));
+                memcpy(file + at + 16, named + clas, clas_size);
+                check_refused("crc_not_last.cnn", file, n, (long long)at + 16, "has bytes after its CRC");
+                free(file);
+            }
+        }
+        free(named);
+    }
+    cnn_model_free(&model);
+    free(good);
+}
+
+/* ---------------------------------------------------------------- class names */
+
+/* cnn_model_set_class_names takes one name per class, each 1 to 255 bytes
+   without control characters, and copies them; anything else is refused
+   with CNN_ERROR_INVALID_ARGUMENT and a message, the names held before
+   kept. A model without layers cannot be named (CNN_ERROR_STATE). */
+TEST(class_names_set_and_refused)
+{
+    const char *names[11] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"};
+    const char *bad[10];
+    char copied[8], long_name[257];
+    cnn_model model;
+    cnn_result r;
+    int i;
+    cnn_model_init(&model, 1, 12, 12, 1);
+    r = cnn_model_set_class_names(&model, names, 10);
+    CHECK(r == CNN_ERROR_STATE && model.error.code == CNN_ERROR_STATE, "names before layers: result %d", (int)r);
+    CHECK(strstr(model.error.message, "layers") != NULL, "message: %s", model.error.message);
+    CHECK(cnn_model_class_name(&model, 0) == NULL, "a name was kept");
+    cnn_model_free(&model);
+    if (small_model(&model, 1) != CNN_OK) return;
+    CHECK(cnn_model_class_name(&model, 0) == NULL && model.class_name_count == 0, "a model without names has one");
+
+    /* names are copied */
+    memcpy(copied, "zero", 5);
+    bad[0] = copied;
+    for (i = 1; i < 10; i++) bad[i] = names[i];
+    EXPECT(cnn_model_set_class_names(&model, bad, 10), CNN_OK, NULL);
+    copied[0] = 'Z';
+    CHECK(name_is(&model, 0, "zero"), "name 0: %s",
+          name_of(&model, 0));
+    CHECK(name_is(&model, 9, "nine"), "name 9");
+    CHECK(model.class_name_count == 10, "class_name_count %d", model.class_name_count);
+    CHECK(cnn_model_class_name(&model, -1) == NULL && cnn_model_class_name(&model, 10) == NULL &&
+              cnn_model_class_name(&model, 0x7fffffff) == NULL && cnn_model_class_name(NULL, 0) == NULL,
+          "a label that is no class has a name");
+
+#define REFUSED(call, needle)                                                                                   \
+    do {                                                                                                        \
+        cnn_result r_ = (call);                                                                                 \
+        CHECK(r_ == CNN_ERROR_INVALID_ARGUMENT && model.error.code == r_, "%s: result %d", #call, (int)r_);      \
+        CHECK(strstr(model.error.message, needle) != NULL, "%s: message '%s' does not mention '%s'", #call,     \
+              model.error.message, needle);                                                                     \
+        CHECK(model.class_name_count == 10 && name_is(&model, 0, "zero") && name_is(&model, 9, "nine"),         \
+              "%s: the names held before were changed", #call);                                                 \
+    } while (0)
+    REFUSED(cnn_model_set_class_names(&model, names, 9), "9 class names given for a model with 10 classes");
+    REFUSED(cnn_model_set_class_names(&model, names, 11), "11 class names");
+    REFUSED(cnn_model_set_class_names(&model, names, -1), "-1 class names");
+    REFUSED(cnn_model_set_class_names(&model, NULL, 10), "names is NULL");
+    for (i = 0; i < 10; i++) bad[i] = names[i];
+    bad[3] = NULL;
+    REFUSED(cnn_model_set_class_names(&model, bad, 10), "class 3 has no name");
+    bad[3] = "";
+    REFUSED(cnn_model_set_class_names(&model, bad, 10), "the name of class 3 is 0 bytes long");
+    memset(long_name, 'a', 256);
+    long_name[256] = '\0';
+    bad[3] = long_name;
+    REFUSED(cnn_model_set_class_names(&model, bad, 10), "the name of class 3 is 256 bytes long");
+    bad[3] = "tab\there";
+    REFUSED(cnn_model_set_class_names(&model, bad, 10), "the name of class 3 holds a control character (byte 3)");
+    bad[3] = "new\nline";
+    REFUSED(cnn_model_set_class_names(&model, bad, 10), "control character");
+    bad[3] = "del\x7f";
+    REFUSED(cnn_model_set_class_names(&model, bad, 10), "control character");
+    bad[3] = "\x1b[31m";
+    REFUSED(cnn_model_set_class_names(&model, bad, 10), "control character (byte 0)");
+#undef REFUSED
+
+    /* 255 bytes, UTF-8 and spaces are names */
+    long_name[255] = '\0';
+    bad[3] = long_name;
+    bad[4] = "\xc3\xa9t\xc3\xa9";       /* "été" */
+    bad[5] = "\xe6\x97\xa5\xe6\x9c\xac"; /* "日本" */
+    bad[6] = "T-shirt/top";
+    bad[7] = "Ankle boot";
+    EXPECT(cnn_model_set_class_names(&model, bad, 10), CNN_OK, NULL);
+    CHECK(cnn_model_class_name(&model, 3) && strlen(cnn_model_class_name(&model, 3)) == 255, "the 255-byte name");
+    CHECK(name_is(&model, 4, "\xc3\xa9t\xc3\xa9"), "UTF-8 name");
+    CHECK(name_is(&model, 7, "Ankle boot"), "name 7");
+
+    /* 0 removes them */
+    EXPECT(cnn_model_set_class_names(&model, NULL, 0), CNN_OK, NULL);
+    CHECK(model.class_name_count == 0 && cnn_model_class_name(&model, 0) == NULL, "names left after removing them");
+    cnn_model_free(&model);
+}
+
+/* Names go into the file ("clas", after the parameters) and come back, byte
+   for byte (UTF-8 too), from a file and from memory; a model saved without
+   names loads without. */
+TEST(class_names_round_trip)
+{
+    const char *names[10] = {"zero", "\xc3\xa9t\xc3\xa9", "\xf0\x9f\x98\x80", "three", "four", "five", "six", "seven", "8",
+                             "Ankle boot"};
+    cnn_model model, loaded;
+    unsigned char *bytes;
+    size_t length, at;
+    long clas;
+    int i;
+    char path[1024];
+    if (small_model(&model, 2) != CNN_OK) return;
+    CHECK(cnn_model_set_class_names(&model, names, 10) == CNN_OK, "%s", model.error.message);
+    bytes = model_bytes(&model, "names.cnn", &length);
+    scratch(path, sizeof path, "names.cnn");
+    if (!bytes) {
+        cnn_model_free(&model);
+        return;
+    }
+    clas = find_section(bytes, length, "clas");
+    CHECK(clas == CRC_SECTION_AT, "clas at %ld", clas);
+    if (clas == CRC_SECTION_AT) {
+        size_t text = 0;
+        for (i = 0; i < 10; i++) text += 4 + strlen(names[i]);
+        CHECK(get_u64(bytes + clas + 4) == 4 + text, "clas is %lu bytes", (unsigned long)get_u64(bytes + clas + 4));
+        CHECK(get_u32(bytes + clas + 12) == 10, "clas count %lu", (unsigned long)get_u32(bytes + clas + 12));
+        for (i = 0, at = (size_t)clas + 16; i < 10 && at + 4 <= length; i++) {
+            size_t n = get_u32(bytes + at);
+            CHECK(n == strlen(names[i]) && memcmp(bytes + at + 4, names[i], n) == 0, "name %d in the file", i);
+            at += 4 + n;
+        }
+        CHECK(at == (size_t)clas + 16 + text && memcmp(bytes + at, "CRC ", 4) == 0, "the CRC does not follow the names");
+    }
+    if (cnn_model_load(&loaded, path, 2) == CNN_OK) {
+        CHECK(loaded.class_name_count == 10, "class_name_count %d", loaded.class_name_count);
+        for (i = 0; i < 10; i++)
+            CHECK(name_is(&loaded, i, names[i]), "name %d: '%s'", i,
+                  name_of(&loaded, i));
+        cnn_model_free(&loaded);
+    } else {
+        CHECK(0, "load: %s", loaded.error.message);
+    }
+    if (cnn_model_load_memory(&loaded, bytes, length, 2) == CNN_OK) {
+        CHECK(name_is(&loaded, 2, "\xf0\x9f\x98\x80"),
+              "name 2 from memory");
+        cnn_model_free(&loaded);
+    } else {
+        CHECK(0, "load from memory: %s", loaded.error.message);
+    }
+    free(bytes);
+    cnn_model_free(&model);
+}
+
+/* cnn_model_set_class_names_from_map names each class by its character in
+   UTF-8: the EMNIST balanced mapping's 47 (label 10 is "A"), and characters
+   of two, three and four bytes; a map of another size is refused. */
+TEST(class_names_from_map)
+{
+    cnn_label_map map, other;
+    cnn_model model;
+    cnn_result r;
+    if (cnn_label_map_load(&map, "data/emnist-balanced-mapping.txt") != CNN_OK) {
+        CHECK(0, "data/emnist-balanced-mapping.txt: %s", map.error.message);
+        return;
+    }
+    CHECK(map.count == 47, "the map has %d classes", map.count);
+    cnn_model_init(&model, 1, 2, 2, 1);
+    cnn_add_flatten(&model);
+    cnn_add_dense(&model, 47);
+    cnn_add_softmax(&model);
+    if (cnn_model_build(&model, 1) != CNN_OK) return;
+    EXPECT(cnn_model_set_class_names_from_map(&model, &map), CNN_OK, NULL);
+    CHECK(model.class_name_count == 47, "class_name_count %d", model.class_name_count);
+    CHECK(name_is(&model, 10, "A"), "label 10: '%s'",
+          name_of(&model, 10));
+    CHECK(name_is(&model, 0, "0"), "label 0");
+    CHECK(name_is(&model, 46, "t"), "label 46: '%s'",
+          name_of(&model, 46));
+    CHECK(cnn_model_class_name(&model, 47) == NULL, "label 47 has a name");
+
+    other = map;
+    other.codes[0] = 0xe9;    /* é */
+    other.codes[1] = 0x65e5;  /* 日 */
+    other.codes[2] = 0x1f600; /* an emoji */
+    EXPECT(cnn_model_set_class_names_from_map(&model, &other), CNN_OK, NULL);
+    CHECK(name_is(&model, 0, "\xc3\xa9"), "two bytes");
+    CHECK(name_is(&model, 1, "\xe6\x97\xa5"), "three bytes");
+    CHECK(name_is(&model, 2, "\xf0\x9f\x98\x80"), "four bytes");
+
+    other = map;
+    other.count = 10;
+    r = cnn_model_set_class_names_from_map(&model, &other);
+    CHECK(r == CNN_ERROR_INVALID_ARGUMENT && model.error.code == r, "a map of 10 for 47 classes: result %d", (int)r);
+    CHECK(strstr(model.error.message, "10 class names given for a model with 47 classes") != NULL, "message: %s",
+          model.error.message);
+    CHECK(name_is(&model, 2, "\xf0\x9f\x98\x80"),
+          "a refused map changed the names");
+    other.count = 0;
+    EXPECT(cnn_model_set_class_names_from_map(&model, &other), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    EXPECT(cnn_model_set_class_names_from_map(&model, NULL), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    cnn_model_free(&model);
+}
+
+/* The names section is checked as the rest: the count must be the model's
+   classes, each name 1 to 255 bytes without a control character (a zero
+   byte is one), and the names must fill the section exactly. */
+TEST(load_rejects_bad_class_names)
+{
+    const char *names[10] = {"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"};
+    cnn_model model;
+    unsigned char *good, *bad;
+    size_t length;
+    long clas;
+    long long name3;
+    if (small_model(&model, 1) != CNN_OK) return;
+    cnn_model_set_class_names(&model, names, 10);
+    good = model_bytes(&model, "names10.cnn", &length);
+    cnn_model_free(&model);
+    if (!good) return;
+    clas = find_section(good, length, "clas");
+    CHECK(clas == CRC_SECTION_AT && get_u64(good + clas + 4) == 64, "clas at %ld", clas);
+    if (clas != CRC_SECTION_AT || !(bad = (unsigned char *)malloc(length))) {
+        free(good);
+        return;
+    }
+    name3 = clas + 16 + 3 * 6; /* name 3's length; its bytes follow */
+    check_patched_u32("names9.cnn", good, length, (size_t)clas + 12, 9, clas + 12, "names 9 classes but the model has 10");
+    check_patched_u32("name_empty.cnn", good, length, (size_t)name3, 0, name3, "class 3's name is 0 bytes long");
+    check_patched_u32("name256.cnn", good, length, (size_t)name3, 256, name3, "class 3's name is 256 bytes long");
+    /* a zero byte or another control character, reported at its byte */
+    memcpy(bad, good, length);
+    bad[name3 + 5] = 0;
+    fix_crc(bad, length);
+    check_refused("name_zero_byte.cnn", bad, length, name3 + 5, "class 3's name holds a control character");
+    memcpy(bad, good, length);
+    bad[name3 + 5] = '\n';
+    fix_crc(bad, length);
+    check_refused("name_control.cnn", bad, length, name3 + 5, "class 3's name holds a control character");
+    memcpy(bad, good, length);
+    bad[name3 + 4] = 0x7f;
+    fix_crc(bad, length);
+    check_refused("name_delete.cnn", bad, length, name3 + 4, "class 3's name holds a control character");
+    /* a section one byte longer or shorter than its names (the CRC's tag
+       then holds the extra byte, or the last name loses one) */
+    check_patched_u32("clas_long.cnn", good, length, (size_t)clas + 4, 65, clas + 16 + 9 * 6,
+                      "the class names do not fill their section of 65 bytes exactly");
+    check_patched_u32("clas_short.cnn", good, length, (size_t)clas + 4, 63, clas + 16 + 9 * 6,
+                      "the class names do not fill their section of 63 bytes exactly");
+    free(bad);
+    free(good);
+}
+
+/* ---------------------------------------------------------------- cnn_model_load_weights */
+
+/* A file's parameters (and names) go into a built model of the same
+   layers, which then computes what the file's model computes. Anything
+   else is refused and changes nothing: other layers (CNN_ERROR_BAD_SHAPE,
+   naming the first layer that differs), another input, an unbuilt model
+   (CNN_ERROR_STATE), a missing file (naming it), a damaged one. */
+TEST(load_weights_into_built_model)
+{
+    enum { COUNT = 5 };
+    static float inputs[COUNT * 144], want[COUNT * 10], got[COUNT * 10], before[SMALL_PARAMS];
+    const char *names[10] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+    int classes[COUNT];
+    cnn_model source, target, other;
+    char path[1024], damaged_path[1024], nan_path[1024];
+    unsigned char *bytes;
+    size_t length;
+    cnn_result r;
+    scratch(path, sizeof path, "weights.cnn");
+    fill_inputs(inputs, COUNT, 3);
+    if (small_model(&source, COUNT) != CNN_OK || small_model_seeded(&target, COUNT, 7, 10) != CNN_OK) {
+        CHECK(0, "build");
+        return;
+    }
+    CHECK(memcmp(source.params, target.params, sizeof before) != 0, "the two models must start different");
+    cnn_model_set_class_names(&source, names, 10);
+    cnn_model_predict(&source, inputs, COUNT, classes, want);
+    CHECK(cnn_model_save(&source, path) == CNN_OK, "%s", source.error.message);
+
+    /* an unbuilt model */
+    cnn_model_init(&other, 1, 12, 12, 1);
+    cnn_add_flatten(&other);
+    r = cnn_model_load_weights(&other, path);
+    CHECK(r == CNN_ERROR_STATE && other.error.code == r, "an unbuilt model: result %d", (int)r);
+    CHECK(strstr(other.error.message, "build it first") != NULL, "message: %s", other.error.message);
+    cnn_model_free(&other);
+
+    /* other layers: dense 11 instead of 10; nothing changes */
+    if (small_model_seeded(&other, 1, 7, 11) == CNN_OK) {
+        float *copy = (float *)malloc(sizeof(float) * other.param_count);
+        if (copy) memcpy(copy, other.params, sizeof(float) * other.param_count);
+        r = cnn_model_load_weights(&other, path);
+        CHECK(r == CNN_ERROR_BAD_SHAPE && other.error.code == r, "dense 11: result %d (%s)", (int)r, other.error.message);
+        CHECK(strstr(other.error.message, "layer 5 is 'dense' (10) in the file, 'dense' (11) here") != NULL, "message: %s",
+              other.error.message);
+        CHECK(copy && memcmp(copy, other.params, sizeof(float) * other.param_count) == 0, "a refused file changed the parameters");
+        free(copy);
+        CHECK(other.class_names == NULL, "a refused file gave its names");
+        cnn_model_free(&other);
+    }
+    /* a layer fewer (no softmax) */
+    cnn_model_init(&other, 1, 12, 12, 1);
+    cnn_add_conv2d(&other, 4, 3, 1, 1);
+    cnn_add_relu(&other);
+    cnn_add_max_pool(&other, 2, 2);
+    cnn_add_flatten(&other);
+    cnn_add_dense(&other, 10);
+    if (cnn_model_build(&other, 1) == CNN_OK) {
+        memcpy(before, other.params, sizeof before);
+        r = cnn_model_load_weights(&other, path);
+        CHECK(r == CNN_ERROR_BAD_SHAPE, "no softmax: result %d", (int)r);
+        CHECK(strstr(other.error.message, "layer 6 is 'softmax' in the file, no layer here") != NULL, "message: %s",
+              other.error.message);
+        CHECK(memcmp(before, other.params, sizeof before) == 0, "a refused file changed the parameters");
+    }
+    cnn_model_free(&other);
+    /* another input: 1x14x14 (a conv of the same shape, but 7x7 after the pool) */
+    cnn_model_init(&other, 1, 14, 14, 1);
+    cnn_add_conv2d(&other, 4, 3, 1, 1);
+    cnn_add_relu(&other);
+    cnn_add_max_pool(&other, 2, 2);
+    cnn_add_flatten(&other);
+    cnn_add_dense(&other, 10);
+    cnn_add_softmax(&other);
+    if (cnn_model_build(&other, 1) == CNN_OK) {
+        r = cnn_model_load_weights(&other, path);
+        CHECK(r == CNN_ERROR_BAD_SHAPE, "another input: result %d", (int)r);
+        CHECK(strstr(other.error.message, "is for input (1, 12, 12), this model takes (1, 14, 14)") != NULL, "message: %s",
+              other.error.message);
+    }
+    cnn_model_free(&other);
+
+    /* a missing file, a damaged one (a flipped bit), one with a NaN (CRC
+       fixed): refused, the target unchanged */
+    memcpy(before, target.params, sizeof before);
+    r = cnn_model_load_weights(&target, test_path("no-such-weights.cnn"));
+    CHECK(r == CNN_ERROR_IO && target.error.code == r, "a missing file: result %d", (int)r);
+    CHECK(strstr(target.error.message, "no-such-weights.cnn") != NULL, "message: %s", target.error.message);
+    EXPECT(cnn_model_load_weights(&target, NULL), CNN_ERROR_INVALID_ARGUMENT, &target.error);
+    EXPECT(cnn_model_load_weights(&target, ""), CNN_ERROR_INVALID_ARGUMENT, &target.error);
+    bytes = test_read_file(path, &length);
+    if (bytes && length > PARAMS_AT + 100) {
+        bytes[PARAMS_AT + 41] ^= 0x04;
+        snprintf(damaged_path, sizeof damaged_path, "%s", test_write_file("weights_damaged.cnn", bytes, length));
+        r = cnn_model_load_weights(&target, damaged_path);
+        CHECK(r == CNN_ERROR_BAD_MODEL_FILE && strstr(target.error.message, "is damaged") != NULL, "damaged: result %d (%s)", (int)r,
+              target.error.message);
+        bytes[PARAMS_AT + 41] ^= 0x04;
+        put_f32(bytes + PARAMS_AT + 4 * 1400, NAN);
+        fix_crc(bytes, length);
+        snprintf(nan_path, sizeof nan_path, "%s", test_write_file("weights_nan.cnn", bytes, length));
+        r = cnn_model_load_weights(&target, nan_path);
+        CHECK(r == CNN_ERROR_BAD_MODEL_FILE && target.error.byte == PARAMS_AT + 4 * 1400, "NaN: result %d, byte %lld (%s)", (int)r,
+              target.error.byte, target.error.message);
+    } else {
+        CHECK(0, "cannot read %s", path);
+    }
+    free(bytes);
+    CHECK(memcmp(before, target.params, sizeof before) == 0, "a refused file changed the parameters");
+    CHECK(target.class_names == NULL, "a refused file gave its names");
+
+    /* the same layers: the file's parameters and names, and its outputs */
+    r = cnn_model_load_weights(&target, path);
+    CHECK(r == CNN_OK, "load_weights: %s", target.error.message);
+    CHECK(memcmp(source.params, target.params, sizeof before) == 0, "the parameters are not the file's");
+    CHECK(target.class_name_count == 10 && name_is(&target, 9, "j"), "the names did not come with the weights");
+    CHECK(target.max_batch == COUNT, "max_batch %d", target.max_batch);
+    r = cnn_model_predict(&target, inputs, COUNT, classes, got);
+    CHECK(r == CNN_OK && memcmp(want, got, sizeof want) == 0, "the outputs differ from the file's model (max %g)",
+          test_max_abs_diff(want, got, COUNT * 10));
+    cnn_model_free(&target);
+    cnn_model_free(&source);
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+/* A model trained for 3 steps with optimizer (desc), for checkpoints. */
+static int trained_model(cnn_model *model, cnn_optimizer *optimizer, const cnn_optimizer_desc *desc)
+{
+    static float inputs[4 * 144];
+    static const int labels[4] = {1, 3, 5, 7};
+    int step;
+    fill_inputs(inputs, 4, 11);
+    if (small_model(model, 4) != CNN_OK || cnn_optimizer_init(optimizer, model, desc) != CNN_OK) return 0;
+    for (step = 0; step < 3; step++)
+        if (cnn_model_train_step(model, optimizer, inputs, labels, 4, NULL, NULL) != CNN_OK) return 0;
+    return 1;
+}
+
+static void add_record(cnn_history *history, int epoch, int validated)
+{
+    cnn_epoch_record record;
+    memset(&record, 0, sizeof record);
+    record.epoch = epoch;
+    record.loss = 2.0f / (float)epoch;
+    record.accuracy = 0.1f * (float)epoch;
+    record.validated = validated;
+    record.validation_loss = validated ? 2.5f / (float)epoch : 0.0f;
+    record.validation_accuracy = validated ? 0.09f * (float)epoch : 0.0f;
+    record.seconds = 1.25 * epoch + 1e-9;
+    cnn_history_add(history, &record);
+}
+
+/* A checkpoint keeps, bit for bit: the parameters, the optimiser (Adam's
+   settings, the learning rate as lowered, the step, both moments), the
+   training state (epoch, best epoch and loss, the best parameters, the
+   augment generator and the history when the caller has them) and the
+   model's generator. One more training step on the original and on the
+   loaded copy gives the same parameters. cnn_model_load reads the
+   checkpoint as a plain model. */
+TEST(checkpoint_round_trip_adam)
+{
+    static float inputs[4 * 144];
+    static const int labels[4] = {2, 4, 6, 8};
+    cnn_model model, loaded, plain;
+    cnn_optimizer adam, adam2;
+    cnn_fit_state state, state2;
+    cnn_history history, history2;
+    cnn_rng augment, augment2;
+    char path[1024];
+    unsigned char *bytes;
+    size_t length;
+    int i;
+    cnn_result r;
+    memset(&state, 0, sizeof state);
+    memset(&state2, 0, sizeof state2);
+    memset(&history, 0, sizeof history);
+    memset(&history2, 0, sizeof history2);
+    scratch(path, sizeof path, "adam.ckpt");
+    if (!trained_model(&model, &adam, NULL)) {
+        CHECK(0, "training: %s", model.error.message);
+        cnn_model_free(&model);
+        return;
+    }
+    CHECK(adam.step == 3, "step %ld", adam.step);
+    adam.desc.learning_rate = 0.00025f; /* as a decay would have lowered it */
+    for (i = 0; i < 5; i++) cnn_rng_next(&model.rng);
+    cnn_rng_seed(&augment, 99);
+    cnn_rng_next(&augment);
+    add_record(&history, 1, 1);
+    add_record(&history, 2, 0);
+    add_record(&history, 3, 1);
+    state.epoch = 3;
+    state.best_epoch = 2;
+    state.best_loss = 0.6875f;
+    state.param_count = model.param_count;
+    state.best_params = (float *)malloc(sizeof(float) * model.param_count);
+    for (i = 0; i < (int)model.param_count && state.best_params; i++) state.best_params[i] = model.params[i] * 0.5f - 0.001f;
+    state.augment_rng = &augment;
+    state.history = &history;
+    r = cnn_checkpoint_save(&model, &adam, &state, path);
+    CHECK(r == CNN_OK, "save: %s", model.error.message);
+
+    /* the file: a model file, with "optm" and "fits" before the CRC */
+    bytes = test_read_file(path, &length);
+    if (bytes) {
+        long optm = find_section(bytes, length, "optm"), fits = find_section(bytes, length, "fits");
+        CHECK(optm > PARM_AT && fits > optm && find_section(bytes, length, "CRC ") == (long)length - 16, "sections at %ld, %ld",
+              optm, fits);
+        CHECK(optm > 0 && get_u64(bytes + optm + 4) == 40 + 8 * (uint64_t)SMALL_PARAMS, "optm is %lu bytes",
+              optm > 0 ? (unsigned long)get_u64(bytes + optm + 4) : 0ul);
+        CHECK(get_u32(bytes + length - 4) == crc32_of(bytes, length - 16), "CRC");
+        free(bytes);
+    }
+
+    /* what the caller had is replaced */
+    cnn_rng_seed(&augment2, 1);
+    add_record(&history2, 1, 0);
+    state2.augment_rng = &augment2;
+    state2.history = &history2;
+    state2.epoch = 17;
+    memset(&adam2, 0x5a, sizeof adam2);
+    r = cnn_checkpoint_load(&loaded, &adam2, &state2, path, 4);
+    CHECK(r == CNN_OK, "load: %s", loaded.error.message);
+    if (r == CNN_OK) {
+        CHECK(loaded.param_count == SMALL_PARAMS && memcmp(loaded.params, model.params, sizeof(float) * SMALL_PARAMS) == 0,
+              "parameters differ");
+        CHECK(loaded.rng.state == model.rng.state && loaded.rng.increment == model.rng.increment, "the model's generator differs");
+        CHECK(adam2.desc.type == CNN_OPTIMIZER_ADAM && same_bits(adam2.desc.learning_rate, 0.00025f) &&
+                  same_bits(adam2.desc.beta1, adam.desc.beta1) && same_bits(adam2.desc.beta2, adam.desc.beta2) &&
+                  same_bits(adam2.desc.epsilon, adam.desc.epsilon) && same_bits(adam2.desc.momentum, adam.desc.momentum),
+              "Adam's settings differ (learning rate %g)", (double)adam2.desc.learning_rate);
+        CHECK(adam2.step == 3 && adam2.param_count == SMALL_PARAMS, "step %ld, %lu parameters", adam2.step,
+              (unsigned long)adam2.param_count);
+        CHECK(adam2.first_moment && memcmp(adam2.first_moment, adam.first_moment, sizeof(float) * SMALL_PARAMS) == 0,
+              "first moments differ");
+        CHECK(adam2.second_moment && memcmp(adam2.second_moment, adam.second_moment, sizeof(float) * SMALL_PARAMS) == 0,
+              "second moments differ");
+        CHECK(state2.epoch == 3 && state2.best_epoch == 2 && same_bits(state2.best_loss, 0.6875f), "epoch %d, best %d, loss %g",
+              state2.epoch, state2.best_epoch, (double)state2.best_loss);
+        CHECK(state2.best_params && state2.param_count == SMALL_PARAMS && state.best_params &&
+                  memcmp(state2.best_params, state.best_params, sizeof(float) * SMALL_PARAMS) == 0,
+              "best parameters differ");
+        CHECK(state2.augment_rng == &augment2 && augment2.state == augment.state && augment2.increment == augment.increment,
+              "the augment generator differs");
+        CHECK(state2.history == &history2 && history2.count == 3, "history of %d records", history2.count);
+        for (i = 0; i < 3 && i < history2.count; i++) {
+            const cnn_epoch_record *a = &history.epochs[i], *b = &history2.epochs[i];
+            CHECK(a->epoch == b->epoch && same_bits(a->loss, b->loss) && same_bits(a->accuracy, b->accuracy) &&
+                      a->validated == b->validated && same_bits(a->validation_loss, b->validation_loss) &&
+                      same_bits(a->validation_accuracy, b->validation_accuracy) && memcmp(&a->seconds, &b->seconds, 8) == 0,
+                  "history record %d differs", i);
+        }
+        /* both go on the same */
+        fill_inputs(inputs, 4, 12);
+        r = cnn_model_train_step(&model, &adam, inputs, labels, 4, NULL, NULL);
+        CHECK(r == CNN_OK, "step: %s", model.error.message);
+        r = cnn_model_train_step(&loaded, &adam2, inputs, labels, 4, NULL, NULL);
+        CHECK(r == CNN_OK, "step after load: %s", loaded.error.message);
+        CHECK(memcmp(loaded.params, model.params, sizeof(float) * SMALL_PARAMS) == 0, "a step after loading gives other weights");
+        CHECK(adam2.step == 4, "step %ld", adam2.step);
+        cnn_model_free(&loaded);
+    }
+    cnn_optimizer_free(&adam2);
+    cnn_fit_state_free(&state2);
+
+    /* a caller without a history or an augment generator loads it too */
+    memset(&state2, 0, sizeof state2);
+    r = cnn_checkpoint_load(&loaded, &adam2, &state2, path, 1);
+    CHECK(r == CNN_OK, "load without history or augment generator: %s", loaded.error.message);
+    if (r == CNN_OK) {
+        CHECK(state2.epoch == 3 && state2.best_params && state2.history == NULL && state2.augment_rng == NULL, "state");
+        cnn_model_free(&loaded);
+    }
+    cnn_optimizer_free(&adam2);
+    cnn_fit_state_free(&state2);
+
+    /* a checkpoint is a model file too */
+    r = cnn_model_load(&plain, path, 2);
+    CHECK(r == CNN_OK, "cnn_model_load of a checkpoint: %s", plain.error.message);
+    if (r == CNN_OK) {
+        CHECK(plain.layer_count == SMALL_LAYERS && plain.param_count == SMALL_PARAMS, "%d layers", plain.layer_count);
+        cnn_model_free(&plain);
+    }
+    cnn_history_free(&history);
+    cnn_history_free(&history2);
+    free(state.best_params);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&model);
+}
+
+/* SGD with momentum (one block of moments), and a state with nothing
+   optional: no best parameters, no augment generator, no history. A
+   caller's augment generator is left alone when the file has none. */
+TEST(checkpoint_round_trip_sgd_bare_state)
+{
+    cnn_model model, loaded;
+    cnn_optimizer sgd, sgd2;
+    cnn_optimizer_desc desc;
+    cnn_fit_state state, state2;
+    cnn_rng augment2;
+    char path[1024];
+    cnn_result r;
+    memset(&desc, 0, sizeof desc);
+    desc.type = CNN_OPTIMIZER_SGD;
+    desc.learning_rate = 0.05f;
+    desc.momentum = 0.9f;
+    memset(&state, 0, sizeof state);
+    memset(&state2, 0, sizeof state2);
+    scratch(path, sizeof path, "sgd.ckpt");
+    if (!trained_model(&model, &sgd, &desc)) {
+        CHECK(0, "training: %s", model.error.message);
+        cnn_model_free(&model);
+        return;
+    }
+    state.epoch = 1;
+    r = cnn_checkpoint_save(&model, &sgd, &state, path);
+    CHECK(r == CNN_OK, "save: %s", model.error.message);
+    cnn_rng_seed(&augment2, 5);
+    state2.augment_rng = &augment2;
+    r = cnn_checkpoint_load(&loaded, &sgd2, &state2, path, 1);
+    CHECK(r == CNN_OK, "load: %s", loaded.error.message);
+    if (r == CNN_OK) {
+        cnn_rng fresh;
+        cnn_rng_seed(&fresh, 5);
+        CHECK(sgd2.desc.type == CNN_OPTIMIZER_SGD && same_bits(sgd2.desc.learning_rate, 0.05f) && same_bits(sgd2.desc.momentum, 0.9f),
+              "SGD settings");
+        CHECK(sgd2.step == 3 && sgd2.second_moment == NULL, "step %ld", sgd2.step);
+        CHECK(sgd2.first_moment && memcmp(sgd2.first_moment, sgd.first_moment, sizeof(float) * SMALL_PARAMS) == 0, "velocities differ");
+        CHECK(state2.epoch == 1 && state2.best_epoch == 0 && state2.best_params == NULL && state2.param_count == 0, "state");
+        CHECK(augment2.state == fresh.state && augment2.increment == fresh.increment, "the caller's augment generator changed");
+        CHECK(loaded.rng.state == model.rng.state && loaded.rng.increment == model.rng.increment, "the model's generator differs");
+        cnn_model_free(&loaded);
+    }
+    cnn_optimizer_free(&sgd2);
+    cnn_fit_state_free(&state2);
+    cnn_optimizer_free(&sgd);
+    cnn_model_free(&model);
+}
+
+/* Loading path as a checkpoint is refused with CNN_ERROR_BAD_MODEL_FILE at
+   want_byte (-1: not about a byte), needle in the message; the model, the
+   optimiser and the state are left freed, and the caller's history not
+   half-filled. */
+static void check_checkpoint_refused(const char *path, long long want_byte, const char *needle, const char *what)
+{
+    cnn_model model;
+    cnn_optimizer optimizer;
+    cnn_fit_state state;
+    cnn_history history;
+    cnn_rng augment;
+    cnn_result r;
+    memset(&model, 0x5a, sizeof model);
+    memset(&optimizer, 0x5a, sizeof optimizer);
+    memset(&state, 0, sizeof state);
+    memset(&history, 0, sizeof history);
+    add_record(&history, 1, 0);
+    cnn_rng_seed(&augment, 1);
+    state.epoch = 5;
+    state.history = &history;
+    state.augment_rng = &augment;
+    r = cnn_checkpoint_load(&model, &optimizer, &state, path, 2);
+    check_load_error(&model, r, want_byte, needle, what);
+    CHECK(optimizer.first_moment == NULL && optimizer.second_moment == NULL && optimizer.param_count == 0 && optimizer.step == 0,
+          "%s: the optimiser was not left freed", what);
+    CHECK(state.best_params == NULL && state.param_count == 0, "%s: best parameters left", what);
+    CHECK(state.history == &history && state.augment_rng == &augment, "%s: the caller's pointers changed", what);
+    CHECK(history.count == 0 || (history.count == 1 && history.epochs[0].epoch == 1), "%s: the history holds %d records", what,
+          history.count);
+    cnn_optimizer_free(&optimizer);
+    cnn_history_free(&history);
+}
+
+/* A plain model file (either version) is not a checkpoint; a checkpoint
+   whose optimiser holds a NaN moment or a negative second moment, a
+   generator with an even stream, more history than epochs, or a section
+   twice is refused (CRC fixed), as is one damaged anywhere (CRC stale),
+   after the optimiser and the best parameters were already allocated. */
+TEST(checkpoint_load_refusals)
+{
+    cnn_model model;
+    cnn_optimizer adam;
+    cnn_fit_state state;
+    cnn_history history;
+    cnn_rng augment;
+    char path[1024], bad_path[1024];
+    unsigned char *good, *bad;
+    size_t length, n;
+    long optm, fits;
+    cnn_result r;
+    memset(&state, 0, sizeof state);
+    memset(&history, 0, sizeof history);
+    scratch(path, sizeof path, "refusals.ckpt");
+    remove(path); /* left by an earlier run in the same TEST_TMP */
+    if (!trained_model(&model, &adam, NULL)) {
+        cnn_model_free(&model);
+        return;
+    }
+    /* a plain model */
+    scratch(bad_path, sizeof bad_path, "plain.cnn");
+    CHECK(cnn_model_save(&model, bad_path) == CNN_OK, "%s", model.error.message);
+    check_checkpoint_refused(bad_path, -1, "plain.cnn' is a model file, not a checkpoint", "a plain model");
+    check_checkpoint_refused(FIXTURES "model_v1.cnn", 8, "is a model file of format version 1, not a checkpoint", "version 1");
+
+    /* arguments */
+    state.epoch = 1;
+    state.best_epoch = 2;
+    r = cnn_checkpoint_save(&model, &adam, &state, path);
+    CHECK(r == CNN_ERROR_INVALID_ARGUMENT && strstr(model.error.message, "training state") != NULL, "best epoch after epoch: %d (%s)",
+          (int)r, model.error.message);
+    r = cnn_checkpoint_save(&model, NULL, &state, path);
+    CHECK(r == CNN_ERROR_INVALID_ARGUMENT, "no optimiser: %d", (int)r);
+    CHECK(!file_exists(path), "a refused checkpoint was written");
+
+    cnn_rng_seed(&augment, 3);
+    add_record(&history, 1, 1);
+    add_record(&history, 2, 1);
+    state.epoch = 2;
+    state.best_epoch = 1;
+    state.best_loss = 1.5f;
+    state.param_count = model.param_count;
+    state.best_params = (float *)malloc(sizeof(float) * model.param_count);
+    if (state.best_params) memcpy(state.best_params, model.params, sizeof(float) * model.param_count);
+    state.augment_rng = &augment;
+    state.history = &history;
+    r = cnn_checkpoint_save(&model, &adam, &state, path);
+    CHECK(r == CNN_OK, "save: %s", model.error.message);
+    good = test_read_file(path, &length);
+    optm = good ? find_section(good, length, "optm") : -1;
+    fits = good ? find_section(good, length, "fits") : -1;
+    CHECK(optm > 0 && fits > 0, "no optm or fits section");
+    if (optm > 0 && fits > 0 && (bad = (unsigned char *)malloc(length)) != NULL) {
+        size_t moments = (size_t)optm + 12 + 40, fits_best = (size_t)fits + 12 + 12 + 16 + 4 + 16;
+        cnn_model loaded;
+        cnn_optimizer adam2;
+        cnn_fit_state state2;
+        /* the good file loads: what follows is refused for its change alone */
+        memset(&state2, 0, sizeof state2);
+        r = cnn_checkpoint_load(&loaded, &adam2, &state2, path, 1);
+        CHECK(r == CNN_OK, "the good checkpoint: %s", loaded.error.message);
+        if (r == CNN_OK) {
+            CHECK(state2.best_params != NULL && state2.epoch == 2, "state");
+            cnn_optimizer_free(&adam2);
+            cnn_fit_state_free(&state2);
+            cnn_model_free(&loaded);
+        }
+#define REFUSED(name, want_byte, needle)                                                          \
+    do {                                                                                          \
+        fix_crc(bad, length);                                                                     \
+        snprintf(bad_path, sizeof bad_path, "%s", test_write_file(name, bad, length));            \
+        check_checkpoint_refused(bad_path, want_byte, needle, name);                              \
+        memcpy(bad, good, length);                                                                \
+    } while (0)
+        memcpy(bad, good, length);
+        put_f32(bad + moments + 4 * 7, NAN);
+        REFUSED("moment_nan.ckpt", (long long)moments + 4 * 7, "first moment value 7 is not a finite number");
+        put_f32(bad + moments + 4 * (SMALL_PARAMS + 9), -1e-3f);
+        REFUSED("moment_negative.ckpt", (long long)moments + 4 * (SMALL_PARAMS + 9), "second moment value 9 is negative");
+        put_f32(bad + moments + 4 * (SMALL_PARAMS + 10), INFINITY);
+        REFUSED("moment_inf.ckpt", (long long)moments + 4 * (SMALL_PARAMS + 10), "second moment value 10 is not a finite number");
+        put_u32(bad + optm + 12, 2);
+        REFUSED("optimizer_type2.ckpt", optm + 12, "unknown optimiser type 2");
+        put_u32(bad + optm + 12 + 28, 1); /* the step count's high half */
+        REFUSED("step_huge.ckpt", optm + 12 + 24, "step count");
+        put_u32(bad + (size_t)fits + 12 + 20, get_u32(good + fits + 12 + 20) & ~1u); /* the model's generator's stream */
+        REFUSED("rng_even.ckpt", fits + 12 + 20, "stream is even");
+        put_u32(bad + (size_t)fits + 12 + 4, 3); /* best epoch 3 after epoch 2 */
+        REFUSED("best_after_epoch.ckpt", fits + 12, "not plausible");
+        put_f32(bad + fits_best + 8 + 4 * 3, NAN);
+        REFUSED("best_nan.ckpt", (long long)fits_best + 8 + 4 * 3, "best parameter value 3");
+        put_u32(bad + length - 16 - 4 - 64, 3); /* 3 history records after 2 epochs */
+        REFUSED("history3.ckpt", (long long)length - 16 - 4 - 64, "3 history records");
+#undef REFUSED
+        /* optm twice */
+        free(bad);
+        bad = spliced(good, length, length - 16, good + optm, (size_t)(fits - optm), &n);
+        if (bad) {
+            fix_crc(bad, n);
+            snprintf(bad_path, sizeof bad_path, "%s", test_write_file("optm_twice.ckpt", bad, n));
+            check_checkpoint_refused(bad_path, (long long)length - 16, "section 'optm' appears twice", "optm twice");
+            free(bad);
+        }
+        /* no training state: not a checkpoint */
+        bad = spliced(good, length, (size_t)fits, NULL, length - 16 - (size_t)fits, &n);
+        if (bad) {
+            fix_crc(bad, n);
+            snprintf(bad_path, sizeof bad_path, "%s", test_write_file("no_fits.ckpt", bad, n));
+            check_checkpoint_refused(bad_path, -1, "not a checkpoint", "no fits");
+            free(bad);
+        }
+        /* a stale CRC after everything was read: a moment's bit, a history record's */
+        bad = (unsigned char *)malloc(length);
+        if (bad) {
+            memcpy(bad, good, length);
+            bad[moments + 4 * 100] ^= 1;
+            snprintf(bad_path, sizeof bad_path, "%s", test_write_file("moment_flipped.ckpt", bad, length));
+            check_checkpoint_refused(bad_path, (long long)length - 16, "is damaged", "a flipped moment");
+            memcpy(bad, good, length);
+            bad[length - 16 - 3] ^= 0x80;
+            snprintf(bad_path, sizeof bad_path, "%s", test_write_file("history_flipped.ckpt", bad, length));
+            check_checkpoint_refused(bad_path, (long long)length - 16, "is damaged", "a flipped history record");
+            free(bad);
+        }
+    }
+    free(good);
+    free(state.best_params);
+    cnn_history_free(&history);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&model);
+}
+
+/* ---------------------------------------------------------------- version 1 */
+
+/* tests/fixtures/model_v1.cnn, written by the cnn.h that wrote format
+   version 1 (see make_v1_model.c), loads: its layers, its parameters as
+   stored, and for model_v1.io's inputs exactly the probabilities that cnn.h
+   computed. Saved again it becomes version 2, which loads the same; its
+   weights also go into a built model. */
+TEST(version1_file_loads)
+{
+    cnn_model model, again, built;
+    test_io io;
+    unsigned char *bytes;
+    size_t length, i;
+    char path[1024];
+    int ok;
+    static const cnn_layer_type types[V1_LAYERS] = {CNN_LAYER_CONV2D,  CNN_LAYER_RELU,  CNN_LAYER_MAX_POOL,
+                                                    CNN_LAYER_FLATTEN, CNN_LAYER_DENSE, CNN_LAYER_SOFTMAX};
+    bytes = test_read_file(FIXTURES "model_v1.cnn", &length);
+    CHECK(bytes && length == V1_FILE_BYTES && get_u32(bytes + 8) == 1, FIXTURES "model_v1.cnn: missing, or not the version-1 file");
+    ok = test_io_read(&io, FIXTURES "model_v1.io");
+    CHECK(ok && io.batch == 3 && io.c == 1 && io.h == 8 && io.w == 8 && io.outputs == 3, FIXTURES "model_v1.io");
+    if (!bytes || length != V1_FILE_BYTES || !ok || io.batch != 3 || io.outputs != 3) {
+        free(bytes);
+        if (ok) test_io_free(&io);
+        return;
+    }
+    if (cnn_model_load(&model, FIXTURES "model_v1.cnn", 3) != CNN_OK) {
+        CHECK(0, "load: %s", model.error.message);
+    } else {
+        const float *out;
+        CHECK(model.input.c == 1 && model.input.h == 8 && model.input.w == 8, "input shape");
+        CHECK(model.layer_count == V1_LAYERS && model.param_count == V1_PARAMS, "%d layers, %lu parameters", model.layer_count,
+              (unsigned long)model.param_count);
+        for (i = 0; i < V1_LAYERS && (int)i < model.layer_count; i++)
+            CHECK(model.layers[i].desc.type == types[i], "layer %lu is %s", (unsigned long)i, cnn_layer_type_name(model.layers[i].desc.type));
+        CHECK(model.layers[0].desc.units == 2 && model.layers[0].desc.kernel == 3 && model.layers[0].desc.padding == 1, "conv");
+        CHECK(model.layers[4].desc.units == 3, "dense");
+        CHECK(model.class_names == NULL, "names from a version-1 file");
+        for (i = 0; i < V1_PARAMS && model.param_count == V1_PARAMS; i++)
+            if (!get_f32_bits_equal(bytes + V1_PARAMS_AT + 4 * i, model.params[i])) break;
+        CHECK(i == V1_PARAMS, "parameter %lu is not the file's", (unsigned long)i);
+        CHECK(cnn_model_forward(&model, io.input, 3, CNN_MODE_EVAL) == CNN_OK, "forward: %s", model.error.message);
+        out = cnn_model_output(&model);
+        CHECK(out && memcmp(out, io.output, sizeof(float) * 9) == 0, "the outputs are not those version 1 computed (max %g)",
+              out ? test_max_abs_diff(out, io.output, 9) : -1.0);
+
+        /* saved again: version 2, the same model */
+        scratch(path, sizeof path, "v1_upgraded.cnn");
+        CHECK(cnn_model_save(&model, path) == CNN_OK, "%s", model.error.message);
+        free(bytes);
+        bytes = test_read_file(path, &length);
+        CHECK(bytes && length > 12 && get_u32(bytes + 8) == 2, "not saved as version 2");
+        if (cnn_model_load(&again, path, 3) == CNN_OK) {
+            CHECK(again.param_count == V1_PARAMS && memcmp(again.params, model.params, sizeof(float) * V1_PARAMS) == 0,
+                  "parameters differ after saving as version 2");
+            cnn_model_free(&again);
+        } else {
+            CHECK(0, "the upgraded file: %s", again.error.message);
+        }
+
+        /* into a built model of the same layers */
+        cnn_model_init(&built, 1, 8, 8, 77);
+        cnn_add_conv2d(&built, 2, 3, 1, 1);
+        cnn_add_relu(&built);
+        cnn_add_max_pool(&built, 2, 2);
+        cnn_add_flatten(&built);
+        cnn_add_dense(&built, 3);
+        cnn_add_softmax(&built);
+        if (cnn_model_build(&built, 1) == CNN_OK) {
+            CHECK(cnn_model_load_weights(&built, FIXTURES "model_v1.cnn") == CNN_OK, "%s", built.error.message);
+            CHECK(memcmp(built.params, model.params, sizeof(float) * V1_PARAMS) == 0, "load_weights from version 1");
+        }
+        cnn_model_free(&built);
+        cnn_model_free(&model);
+    }
+    free(bytes);
+    test_io_free(&io);
+}
+
+/* The version-1 reader checks as it did: truncation (inside the input, a
+   layer record, the parameter count, the parameters), trailing bytes, a
+   bad layer count, layer or parameter count, a NaN parameter. */
+TEST(version1_damage_refused)
+{
+    unsigned char *good, *bad;
+    size_t length;
+    good = test_read_file(FIXTURES "model_v1.cnn", &length);
+    if (!good || length != V1_FILE_BYTES || !(bad = (unsigned char *)malloc(length + 1))) {
+        CHECK(0, FIXTURES "model_v1.cnn is missing");
+        free(good);
+        return;
+    }
+    check_refused("v1_cut20.cnn", good, 20, 20, "truncated inside the input shape");
+    check_refused("v1_cut_layer3.cnn", good, V1_LAYER_AT(2) + 10, V1_LAYER_AT(2) + 10, "truncated inside a layer record");
+    check_refused("v1_cut_count.cnn", good, V1_COUNT_AT + 3, V1_COUNT_AT + 3, "truncated inside the parameter count");
+    check_refused("v1_cut_params.cnn", good, length - 4, (long long)length - 4, "119 parameters need 476 bytes, 472 remain");
+    memcpy(bad, good, length);
+    bad[length] = 0;
+    check_refused("v1_trailing.cnn", bad, length + 1, (long long)length, "has bytes after its parameters");
+#define V1_PATCHED(name, at, value, want_byte, needle)                \
+    do {                                                              \
+        memcpy(bad, good, length);                                    \
+        put_u32(bad + (at), (value));                                 \
+        check_refused(name, bad, length, want_byte, needle);          \
+    } while (0)
+    V1_PATCHED("v1_layers0.cnn", 24, 0, 24, "declares 0 layers");
+    V1_PATCHED("v1_layers65.cnn", 24, 65, 24, "declares 65 layers");
+    V1_PATCHED("v1_type99.cnn", V1_LAYER_AT(1), 99, V1_LAYER_AT(1), "layer 2 has unknown type 99");
+    V1_PATCHED("v1_kernel99.cnn", V1_LAYER_AT(0) + 8, 99, V1_LAYER_AT(0), "kernel 99");
+    V1_PATCHED("v1_conv_after_flatten.cnn", V1_LAYER_AT(4), CNN_LAYER_CONV2D, V1_LAYER_AT(4), "flat vector");
+    V1_PATCHED("v1_count.cnn", V1_COUNT_AT, V1_PARAMS + 1, V1_COUNT_AT, "says 120 parameters but its layers have 119");
+    V1_PATCHED("v1_version3.cnn", 8, 3, 8, "format version 3");
+    {
+        uint32_t nan_bits = 0x7fc00000u;
+        V1_PATCHED("v1_nan.cnn", V1_PARAMS_AT + 4 * 5, nan_bits, V1_PARAMS_AT + 4 * 5, "parameter value 5 is not a finite number");
+    }
+#undef V1_PATCHED
+    free(bad);
+    free(good);
+}
+
 /* ---------------------------------------------------------------- shapes */
 
-/* Calling ADD must be refused with CNN_ERROR_BAD_SHAPE and a message that
-   contains NEEDLE, without adding a layer. */
-#define CHECK_BAD_SHAPE(model, add, needle)                                                                  \
+/* Calling ADD must be refused with WANT and a message that contains
+   NEEDLE, without adding a layer. */
+#define CHECK_REFUSED_ADD(model, add, want, needle)                                                          \
     do {                                                                                                     \
         int layers_ = (model).layer_count;                                                                   \
         size_t params_ = (model).param_count;                                                                \
         cnn_result r_ = (add);                                                                               \
-        CHECK(r_ == CNN_ERROR_BAD_SHAPE, "%s: result %d (%s)", #add, (int)r_, (model).error.message);        \
-        CHECK((model).error.code == CNN_ERROR_BAD_SHAPE, "%s: error.code %d", #add, (int)(model).error.code); \
+        CHECK(r_ == (want), "%s: result %d (%s)", #add, (int)r_, (model).error.message);                     \
+        CHECK((model).error.code == (want), "%s: error.code %d", #add, (int)(model).error.code);             \
         CHECK(strstr((model).error.message, needle) != NULL, "%s: message '%s' does not mention '%s'", #add, \
               (model).error.message, needle);                                                                \
         CHECK((model).layer_count == layers_ && (model).param_count == params_, "%s: a layer was added",     \
               #add);                                                                                         \
     } while (0)
+/* a layer that does not fit its input */
+#define CHECK_BAD_SHAPE(model, add, needle) CHECK_REFUSED_ADD(model, add, CNN_ERROR_BAD_SHAPE, needle)
+/* a setting out of range, whatever the input */
+#define CHECK_BAD_SETTING(model, add, needle) CHECK_REFUSED_ADD(model, add, CNN_ERROR_INVALID_ARGUMENT, needle)
 
 /* The last layer added has output shape (c, h, w). */
 #define CHECK_OUT(model, want_c, want_h, want_w)                                                           \
@@ -595,7 +2104,9 @@ static void fresh(cnn_model *model, int c, int h, int w)
     cnn_model_init(model, c, h, w, 1);
 }
 
-/* Layers that cannot fit are refused, each with a message naming the problem. */
+/* Layers that cannot fit are refused (CNN_ERROR_BAD_SHAPE), settings out of
+   range too (CNN_ERROR_INVALID_ARGUMENT), each with a message naming the
+   problem. */
 TEST(impossible_shapes_refused)
 {
     cnn_model model;
@@ -605,22 +2116,22 @@ TEST(impossible_shapes_refused)
     fresh(&model, 1, 4, 4);
     CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 2, 7, 1, 1), "does not fit input 4x4"); /* 4 + 2 < 7 */
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 0, 3, 1, 0), "filters >= 1");
+    CHECK_BAD_SETTING(model, cnn_add_conv2d(&model, 0, 3, 1, 0), "filters >= 1");
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 2, 3, 1, -1), "padding >= 0");
+    CHECK_BAD_SETTING(model, cnn_add_conv2d(&model, 2, 3, 1, -1), "padding >= 0");
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 2, 0, 1, 0), "kernel >= 1");
+    CHECK_BAD_SETTING(model, cnn_add_conv2d(&model, 2, 0, 1, 0), "kernel >= 1");
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 2, 3, 0, 0), "stride >= 1"); /* 0 is not "default" here */
+    CHECK_BAD_SETTING(model, cnn_add_conv2d(&model, 2, 3, 0, 0), "stride >= 1"); /* 0 is not "default" here */
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 2, 3, -1, 0), "stride >= 1");
+    CHECK_BAD_SETTING(model, cnn_add_conv2d(&model, 2, 3, -1, 0), "stride >= 1");
     memset(&desc, 0, sizeof desc);
     desc.type = CNN_LAYER_CONV2D;
     desc.units = 2;
     desc.kernel = 3;
     desc.stride = -2;
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_model_add(&model, &desc), "stride >= 1");
+    CHECK_BAD_SETTING(model, cnn_model_add(&model, &desc), "stride >= 1");
     fresh(&model, 1, 4, 4);
     CHECK_BAD_SHAPE(model, cnn_add_dense(&model, 10), "flat input");
     fresh(&model, 1, 4, 4);
@@ -630,18 +2141,27 @@ TEST(impossible_shapes_refused)
     fresh(&model, 1, 4, 4);
     CHECK_BAD_SHAPE(model, cnn_add_avg_pool(&model, 5, 1), "larger than its input 4x4");
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_max_pool(&model, 0, 2), "size >= 1");
+    CHECK_BAD_SETTING(model, cnn_add_max_pool(&model, 0, 2), "size >= 1");
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_avg_pool(&model, 2, 0), "stride >= 1");
+    CHECK_BAD_SETTING(model, cnn_add_avg_pool(&model, 2, 0), "stride >= 1");
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_dropout(&model, 1.0f), "dropout rate");
+    CHECK_BAD_SETTING(model, cnn_add_dropout(&model, 1.0f), "dropout rate");
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_dropout(&model, -0.1f), "dropout rate");
+    CHECK_BAD_SETTING(model, cnn_add_dropout(&model, -0.1f), "dropout rate");
     fresh(&model, 1, 4, 4);
-    CHECK_BAD_SHAPE(model, cnn_add_dropout(&model, 1.5f), "dropout rate");
+    CHECK_BAD_SETTING(model, cnn_add_dropout(&model, 1.5f), "dropout rate");
     fresh(&model, 1, 4, 4);
     cnn_add_flatten(&model);
-    CHECK_BAD_SHAPE(model, cnn_add_dense(&model, 0), "units >= 1");
+    CHECK_BAD_SETTING(model, cnn_add_dense(&model, 0), "units >= 1");
+    /* an image layer after flatten or dense */
+    fresh(&model, 1, 4, 4);
+    cnn_add_flatten(&model);
+    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 2, 1, 1, 0), "layer 1 (flatten) made its input a flat vector of 16");
+    fresh(&model, 1, 4, 4);
+    cnn_add_flatten(&model);
+    cnn_add_dense(&model, 9);
+    cnn_add_relu(&model);
+    CHECK_BAD_SHAPE(model, cnn_add_max_pool(&model, 1, 1), "layer 2 (dense) made its input a flat vector of 9");
 
     /* strides that do not tile the input: (28 - 3 + 0) = 25 and (28 - 3 + 2) = 27 are odd */
     fresh(&model, 1, 28, 28);
@@ -815,6 +2335,7 @@ TEST(forward_errors)
 
 int main(void)
 {
+    RUN(crc32_helper_is_standard);
     RUN(save_load_round_trip);
     RUN(save_load_every_layer_setting);
     RUN(save_replaces_existing_file);
@@ -824,11 +2345,25 @@ int main(void)
     RUN(load_rejects_bad_header);
     RUN(load_rejects_zero_input_with_clear_message);
     RUN(load_rejects_truncated_files);
-    RUN(load_rejects_trailing_byte);
+    RUN(load_rejects_truncated_stream);
+    RUN(load_rejects_trailing_bytes);
     RUN(load_rejects_bad_layers);
+    RUN(load_layer_records_longer);
     RUN(load_rejects_parameter_count_mismatch);
     RUN(load_rejects_non_finite_parameters);
     RUN(load_accepts_largest_finite_parameter);
+    RUN(crc_refuses_flipped_bits);
+    RUN(load_sections_unknown_and_misplaced);
+    RUN(class_names_set_and_refused);
+    RUN(class_names_round_trip);
+    RUN(class_names_from_map);
+    RUN(load_rejects_bad_class_names);
+    RUN(load_weights_into_built_model);
+    RUN(checkpoint_round_trip_adam);
+    RUN(checkpoint_round_trip_sgd_bare_state);
+    RUN(checkpoint_load_refusals);
+    RUN(version1_file_loads);
+    RUN(version1_damage_refused);
     RUN(impossible_shapes_refused);
     RUN(definition_errors_are_sticky);
     RUN(valid_shapes_inferred);

@@ -145,9 +145,145 @@ static int record_rate(cnn_model *model, const cnn_epoch_stats *stats, void *use
     return 0;
 }
 
+/* The test's augmentation: each image gets noise from its own generator,
+   which the checkpoint must carry (cnn_fit_state.augment_rng). */
+static cnn_result noisy_augment(cnn_model *model, float *images, int *labels, int batch, void *user)
+{
+    cnn_rng *rng = (cnn_rng *)user;
+    size_t i, count = (size_t)batch * cnn_shape_count(model->input);
+    (void)labels;
+    for (i = 0; i < count; i++) images[i] += 0.05f * (cnn_rng_uniform(rng) - 0.5f);
+    return CNN_OK;
+}
+
+typedef struct checkpoint_hook {
+    cnn_optimizer *optimizer;
+    cnn_fit_state *state;
+    cnn_history *history;
+    const char *path;    /* saved after epoch stop_after, then training stops */
+    int stop_after;
+} checkpoint_hook;
+
+static int record_and_checkpoint(cnn_model *model, const cnn_epoch_stats *stats, void *user)
+{
+    checkpoint_hook *hook = (checkpoint_hook *)user;
+    cnn_epoch_record record;
+    memset(&record, 0, sizeof record);
+    record.epoch = stats->epoch;
+    record.loss = stats->loss;
+    record.validated = stats->validated;
+    record.validation_loss = stats->validation_loss;
+    cnn_history_add(hook->history, &record);
+    if (stats->epoch != hook->stop_after) return 0;
+    return cnn_checkpoint_save(model, hook->optimizer, hook->state, hook->path) == CNN_OK ? 1 : 2;
+}
+
+/* Issue "first hour" 16: 5 epochs straight, and 2 epochs + a checkpoint +
+   a resumed run to 5, end with the same weights, Adam state, learning rate
+   and history, bit for bit - with shuffling, dropout, augmentation, a
+   learning-rate schedule, validation and early stopping's best copy all
+   in play. */
+static void train_maybe_resumed(cnn_model *model, cnn_optimizer *adam, cnn_fit_state *state, cnn_history *history, cnn_rng *augment_rng,
+                                const cnn_dataset *train, const cnn_dataset *validation, int stop_after, const char *path)
+{
+    checkpoint_hook hook;
+    cnn_fit_desc fit;
+    memset(&fit, 0, sizeof fit);
+    fit.epochs = 5;
+    fit.batch_size = 12; /* 40 samples: a short last batch */
+    fit.validation = validation;
+    fit.patience = 3;
+    fit.lr_decay = 0.5f;
+    fit.lr_decay_after = 2;
+    fit.augment = noisy_augment;
+    fit.augment_user = augment_rng;
+    fit.state = state;
+    fit.on_epoch = record_and_checkpoint;
+    fit.user = &hook;
+    hook.optimizer = adam;
+    hook.state = state;
+    hook.history = history;
+    hook.path = path;
+    hook.stop_after = stop_after;
+    CHECK(cnn_model_fit(model, adam, train, &fit) == CNN_OK, "fit: %s", model->error.message);
+}
+
+static int build_dropout_cnn(cnn_model *model)
+{
+    return cnn_model_init(model, 1, 8, 8, 21) == CNN_OK && cnn_add_conv2d(model, 4, 3, 1, 1) == CNN_OK &&
+           cnn_add_relu(model) == CNN_OK && cnn_add_max_pool(model, 2, 2) == CNN_OK && cnn_add_flatten(model) == CNN_OK &&
+           cnn_add_dropout(model, 0.3f) == CNN_OK && cnn_add_dense(model, 5) == CNN_OK && cnn_add_softmax(model) == CNN_OK &&
+           cnn_model_build(model, 12) == CNN_OK;
+}
+
+TEST(resumed_training_is_bit_identical)
+{
+    static cnn_model straight, resumed;
+    cnn_dataset train, validation;
+    cnn_optimizer adam_straight, adam_resumed;
+    cnn_fit_state state_straight, state_resumed;
+    cnn_history history_straight, history_resumed;
+    cnn_rng augment_straight, augment_resumed;
+    char path[1024];
+    int i;
+    snprintf(path, sizeof path, "%s", test_path("resume.cnn"));
+    CHECK(make_random_dataset(&train, 40, 8, 5, 31) && make_random_dataset(&validation, 10, 8, 5, 32), "datasets");
+    memset(&state_straight, 0, sizeof state_straight);
+    memset(&state_resumed, 0, sizeof state_resumed);
+    memset(&history_straight, 0, sizeof history_straight);
+    memset(&history_resumed, 0, sizeof history_resumed);
+    cnn_rng_seed(&augment_straight, 7);
+    cnn_rng_seed(&augment_resumed, 7);
+    state_straight.augment_rng = &augment_straight, state_resumed.augment_rng = &augment_resumed;
+    state_straight.history = &history_straight, state_resumed.history = &history_resumed;
+
+    /* straight through */
+    CHECK(build_dropout_cnn(&straight) && cnn_optimizer_init(&adam_straight, &straight, NULL) == CNN_OK, "build");
+    train_maybe_resumed(&straight, &adam_straight, &state_straight, &history_straight, &augment_straight, &train, &validation, 0, path);
+    CHECK(state_straight.epoch == 5 && history_straight.count == 5, "epochs done %d, recorded %d", state_straight.epoch,
+          history_straight.count);
+
+    /* two epochs, a checkpoint, then everything thrown away but the file */
+    CHECK(build_dropout_cnn(&resumed) && cnn_optimizer_init(&adam_resumed, &resumed, NULL) == CNN_OK, "build");
+    train_maybe_resumed(&resumed, &adam_resumed, &state_resumed, &history_resumed, &augment_resumed, &train, &validation, 2, path);
+    CHECK(state_resumed.epoch == 2, "stopped after epoch %d", state_resumed.epoch);
+    cnn_model_free(&resumed);
+    cnn_optimizer_free(&adam_resumed);
+    cnn_fit_state_free(&state_resumed);
+    cnn_history_free(&history_resumed);
+    cnn_rng_seed(&augment_resumed, 99); /* whatever it holds now must be replaced */
+    CHECK(cnn_checkpoint_load(&resumed, &adam_resumed, &state_resumed, path, 12) == CNN_OK, "load: %s", resumed.error.message);
+    CHECK(state_resumed.epoch == 2 && history_resumed.count == 2, "resumed at epoch %d with %d records", state_resumed.epoch,
+          history_resumed.count);
+    train_maybe_resumed(&resumed, &adam_resumed, &state_resumed, &history_resumed, &augment_resumed, &train, &validation, 0, path);
+
+    CHECK(resumed.param_count == straight.param_count, "parameter counts");
+    CHECK(memcmp(resumed.params, straight.params, straight.param_count * sizeof(float)) == 0, "weights differ after resuming");
+    CHECK(memcmp(adam_resumed.first_moment, adam_straight.first_moment, 2 * straight.param_count * sizeof(float)) == 0,
+          "Adam's moments differ");
+    CHECK(adam_resumed.step == adam_straight.step && adam_resumed.desc.learning_rate == adam_straight.desc.learning_rate,
+          "step %ld vs %ld, rate %g vs %g", adam_resumed.step, adam_straight.step, (double)adam_resumed.desc.learning_rate,
+          (double)adam_straight.desc.learning_rate);
+    CHECK(state_resumed.best_epoch == state_straight.best_epoch && state_resumed.best_loss == state_straight.best_loss,
+          "best epoch %d vs %d", state_resumed.best_epoch, state_straight.best_epoch);
+    CHECK(history_resumed.count == 5, "history of %d epochs", history_resumed.count);
+    for (i = 0; i < history_resumed.count && i < 5; i++)
+        CHECK(history_resumed.epochs[i].loss == history_straight.epochs[i].loss, "epoch %d loss %g vs %g", i + 1,
+              (double)history_resumed.epochs[i].loss, (double)history_straight.epochs[i].loss);
+    CHECK(augment_resumed.state == augment_straight.state, "the augment generator went another way");
+
+    cnn_model_free(&straight), cnn_model_free(&resumed);
+    cnn_optimizer_free(&adam_straight), cnn_optimizer_free(&adam_resumed);
+    cnn_fit_state_free(&state_straight), cnn_fit_state_free(&state_resumed);
+    cnn_history_free(&history_straight), cnn_history_free(&history_resumed);
+    cnn_dataset_free(&train), cnn_dataset_free(&validation);
+}
+
 TEST(fit_lr_decay_steps_the_rate)
 {
-    static const float expected[5] = {0.01f, 0.01f, 0.005f, 0.0025f, 0.00125f}; /* two epochs at 0.01, then halved */
+    /* two epochs at 0.01, then halved; on_epoch sees the rate the next epoch
+       trains at (so a checkpoint saved there holds it) */
+    static const float expected[5] = {0.01f, 0.005f, 0.0025f, 0.00125f, 0.000625f};
     static const float bad_decays[3] = {1.5f, -0.5f, 0.5f};
     cnn_dataset data;
     cnn_model model;
@@ -178,7 +314,7 @@ TEST(fit_lr_decay_steps_the_rate)
     fit.lr_decay_after = 2;
     CHECK(cnn_model_fit(&model, &sgd, &data, &fit) == CNN_OK, "fit: %s", model.error.message);
     for (i = 0; i < 5; i++)
-        CHECK(log.rates[i] == expected[i], "epoch %d trained at %g, want %g", i + 1, (double)log.rates[i], (double)expected[i]);
+        CHECK(log.rates[i] == expected[i], "after epoch %d the rate is %g, want %g", i + 1, (double)log.rates[i], (double)expected[i]);
     cnn_optimizer_free(&sgd);
     cnn_model_free(&model);
     cnn_dataset_free(&data);
@@ -230,21 +366,16 @@ TEST(train_step_gradients_match_full_backward)
    The finite-difference and reference tests catch the subtle errors. */
 TEST(lenet5_one_epoch_on_emnist)
 {
-    const char *dir = getenv("EMNIST_DIR");
     char train_path[1024], test_path[1024];
     cnn_dataset train, test;
     cnn_data_desc desc;
     cnn_model model;
     cnn_optimizer adam;
     cnn_fit_desc fit;
-    FILE *probe;
     float loss = 0.0f, accuracy = 0.0f;
     cnn_result r;
-    snprintf(train_path, sizeof train_path, "%s/emnist47-train.csv", dir ? dir : "data");
-    snprintf(test_path, sizeof test_path, "%s/emnist47-test.csv", dir ? dir : "data");
-    probe = fopen(train_path, "rb");
-    if (!probe) SKIP("no %s (set EMNIST_DIR)", train_path);
-    fclose(probe);
+    if (!test_emnist_path(train_path, sizeof train_path, "train")) SKIP("%s", train_path);
+    if (!test_emnist_path(test_path, sizeof test_path, "test")) SKIP("%s", test_path);
     memset(&desc, 0, sizeof desc);
     desc.num_classes = 47;
     desc.max_rows = 12000;
@@ -276,6 +407,7 @@ int main(void)
     RUN(evaluate_agrees_with_predict);
     RUN(fit_callback_can_stop);
     RUN(fit_lr_decay_steps_the_rate);
+    RUN(resumed_training_is_bit_identical);
     RUN(train_step_gradients_match_full_backward);
     RUN(lenet5_one_epoch_on_emnist);
     return test_report();

@@ -74,14 +74,18 @@ padding, rounding down; leaky_relu is nn.LeakyReLU(alpha); dropout is
 nn.Dropout(rate).
 
 One difference: cnn.h's shapes are always (C, H, W), a dense layer's output
-being (units, 1, 1), so a dense layer takes any input of shape (C, 1, 1) (a
-convolution's output, with no flatten before it) and a convolution or pool can
-follow a dense layer. PyTorch's tensors after nn.Linear or nn.Flatten are
-(N, features). load() therefore uses, where such a layer meets the other rank,
-FlattenLinear (flattens, then nn.Linear) and UnflattenConv2d,
-UnflattenMaxPool2d, UnflattenAvgPool2d (view an (N, C) input as (N, C, 1, 1)
-first). They hold the same parameters under the same names, so the
-state_dict keys are those of a plain Sequential; save() accepts them too.
+being (units, 1, 1), so a dense layer takes any input of shape (C, 1, 1), such
+as a convolution's output with no flatten before it, where PyTorch's
+nn.Linear would act on the last dimension of an (N, C, 1, 1) tensor. load()
+uses FlattenLinear there (flattens, then nn.Linear): it holds the same
+parameters under the same names, so the state_dict keys are those of a plain
+Sequential; save() accepts it too. The other way round does not exist:
+after a dense or flatten layer (with only element-wise layers between) the
+input is a flat vector, where cnn.h refuses a conv2d or pool (and PyTorch's
+would get an (N, features) tensor). So load() and build() refuse such
+metadata, and save() and describe() an nn.Conv2d, nn.MaxPool2d or
+nn.AvgPool2d after an nn.Linear or nn.Flatten, with cnn.h's message: put conv
+and pool layers before flatten and dense.
 """
 import json
 import math
@@ -94,7 +98,7 @@ import torch
 from torch import nn
 
 __all__ = ["load", "save", "build", "describe", "read_safetensors", "write_safetensors",
-           "FlattenLinear", "UnflattenConv2d", "UnflattenMaxPool2d", "UnflattenAvgPool2d"]
+           "FlattenLinear"]
 
 SCHEMA_VERSION = "1"
 INITS = ("glorot_uniform", "he_normal", "he_uniform")
@@ -292,27 +296,6 @@ class FlattenLinear(nn.Linear):
         return super().forward(x.flatten(1))
 
 
-class _Unflatten:
-    """Views an (N, C) input as the (N, C, 1, 1) image it is in cnn.h."""
-
-    def forward(self, x):
-        if x.dim() == 2:
-            x = x.reshape(x.shape[0], x.shape[1], 1, 1)
-        return super().forward(x)
-
-
-class UnflattenConv2d(_Unflatten, nn.Conv2d):
-    """nn.Conv2d that also takes an (N, C) input, as (N, C, 1, 1)."""
-
-
-class UnflattenMaxPool2d(_Unflatten, nn.MaxPool2d):
-    """nn.MaxPool2d that also takes an (N, C) input, as (N, C, 1, 1)."""
-
-
-class UnflattenAvgPool2d(_Unflatten, nn.AvgPool2d):
-    """nn.AvgPool2d that also takes an (N, C) input, as (N, C, 1, 1)."""
-
-
 # ---------------------------------------------------------------- metadata -> layers
 
 # Each layer type's settings, in the order they are written.
@@ -325,6 +308,8 @@ LAYER_SETTINGS = {
     "avg_pool": ("kernel", "stride"),
     "dropout": ("rate",),
 }
+# The layers that need an image (C, H, W): refused after a dense or flatten layer.
+_IMAGE_LAYERS = ("conv2d", "max_pool", "avg_pool")
 _INT = re.compile(r"[0-9]{1,10}")
 _FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
@@ -389,7 +374,8 @@ def _plan(metadata, where=lambda i: "layer %d" % i):
     """Reads the cnn.h metadata into the input shape and a list of layers,
     each a dict: kind, settings, in/out shapes (C, H, W), flat (whether
     PyTorch holds its input as (N, C)), and params {name: shape}. Checks the
-    shapes as cnn.h does. Allocates nothing."""
+    shapes as cnn.h does, and as it does refuses a conv2d or pool after a
+    dense or flatten layer. Allocates nothing."""
     def get(key):
         if key not in metadata:
             raise ValueError("no %r in the metadata" % key)
@@ -415,13 +401,17 @@ def _plan(metadata, where=lambda i: "layer %d" % i):
             if not _INT.fullmatch(index) or str(int(index)) != index or int(index) >= count:
                 raise ValueError("%r does not name one of the %d layers of cnn.h.layers" % (key, count))
 
-    layers, flat, input_shape = [], False, shape
+    layers, flat_from, input_shape = [], None, shape
     for i in range(count):
         text = get("cnn.h.layer.%d" % i)
         here = "%s (%r)" % (where(i), text)
         kind, s = _parse_layer(text, here)
         c, h, w = shape
         params = {}
+        if kind in _IMAGE_LAYERS and flat_from is not None:
+            raise ValueError("%s: %s needs an image (channels, height, width), but %s (%s) made its input "
+                             "a flat vector of %d: put conv and pool layers before flatten and dense"
+                             % (here, kind, where(flat_from), layers[flat_from]["kind"], c))
         if kind == "conv2d":
             k, stride, pad = s["kernel"], s["stride"], s["padding"]
             if s["units"] < 1 or k < 1 or stride < 1:
@@ -462,11 +452,10 @@ def _plan(metadata, where=lambda i: "layer %d" % i):
             raise ValueError("%s: dropout rate must be between 0 and 1 (exclusive)" % here)
         else:
             out = shape
-        layers.append({"kind": kind, "settings": s, "in": shape, "out": out, "flat": flat, "params": params})
+        layers.append({"kind": kind, "settings": s, "in": shape, "out": out,
+                       "flat": flat_from is not None, "params": params})
         if kind in ("dense", "flatten"):
-            flat = True
-        elif kind in ("conv2d", "max_pool", "avg_pool"):
-            flat = False
+            flat_from = i
         shape = out
     return input_shape, layers
 
@@ -475,13 +464,13 @@ def _module(layer):
     """The PyTorch module of one planned layer (PyTorch's default init)."""
     kind, s, flat, c = layer["kind"], layer["settings"], layer["flat"], layer["in"][0]
     if kind == "conv2d":
-        module = (UnflattenConv2d if flat else nn.Conv2d)(c, s["units"], s["kernel"], s["stride"], s["padding"])
+        module = nn.Conv2d(c, s["units"], s["kernel"], s["stride"], s["padding"])
     elif kind == "dense":
         module = (nn.Linear if flat else FlattenLinear)(c, s["units"])
     elif kind == "max_pool":
-        module = (UnflattenMaxPool2d if flat else nn.MaxPool2d)(s["kernel"], s["stride"])
+        module = nn.MaxPool2d(s["kernel"], s["stride"])
     elif kind == "avg_pool":
-        module = (UnflattenAvgPool2d if flat else nn.AvgPool2d)(s["kernel"], s["stride"])
+        module = nn.AvgPool2d(s["kernel"], s["stride"])
     elif kind == "leaky_relu":
         module = nn.LeakyReLU(s["alpha"])
     elif kind == "dropout":
@@ -562,10 +551,7 @@ def _layer_text(index, module, flat):
             refuse("cnnh_init %r is not one of %s" % (value, ", ".join(INITS)))
         return value
 
-    if kind in (nn.Conv2d, UnflattenConv2d):
-        if kind is nn.Conv2d and flat:
-            refuse("Conv2d after a Linear or Flatten layer gets an (N, C) tensor; "
-                   "cnnh.UnflattenConv2d takes it as (N, C, 1, 1), as cnn.h does")
+    if kind is nn.Conv2d:
         if isinstance(module.padding, str):
             refuse("padding=%r: give the padding as a number" % module.padding)
         k = _pair(module.kernel_size, "kernel", index, module)
@@ -588,11 +574,8 @@ def _layer_text(index, module, flat):
         if module.bias is None:
             refuse("bias=False: cnn.h's dense layer always has a bias (give it a zero one)")
         return "dense units=%d init=%s" % (module.out_features, init())
-    if kind in (nn.MaxPool2d, UnflattenMaxPool2d, nn.AvgPool2d, UnflattenAvgPool2d):
-        name = "max_pool" if kind in (nn.MaxPool2d, UnflattenMaxPool2d) else "avg_pool"
-        if kind in (nn.MaxPool2d, nn.AvgPool2d) and flat:
-            refuse("a pool after a Linear or Flatten layer gets an (N, C) tensor; "
-                   "cnnh.Unflatten%s takes it as (N, C, 1, 1), as cnn.h does" % kind.__name__)
+    if kind in (nn.MaxPool2d, nn.AvgPool2d):
+        name = "max_pool" if kind is nn.MaxPool2d else "avg_pool"
         k = _pair(module.kernel_size, "kernel", index, module)
         stride = _pair(module.stride if module.stride is not None else k, "stride", index, module)
         if _pair(module.padding, "padding", index, module) != 0:
@@ -647,14 +630,20 @@ def describe(module, input_shape):
         raise ValueError("the Sequential is empty")
     metadata = {"format": "pt", "cnn.h.version": SCHEMA_VERSION,
                 "cnn.h.input": "%d,%d,%d" % tuple(input_shape), "cnn.h.layers": str(len(module))}
-    flat = False
+    flat_from = None  # the index of the Linear or Flatten that made the input (N, features)
     for i, layer in enumerate(module):
-        metadata["cnn.h.layer.%d" % i] = _layer_text(i, layer, flat)
+        if flat_from is not None and type(layer) in (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d):
+            # as cnn.h says it, with the size of the flat vector (the layers
+            # before this one are all known to be cnn.h layers by now)
+            _, before = _plan(dict(metadata, **{"cnn.h.layers": str(i)}),
+                              where=lambda j: "module %d (%s)" % (j, module[j]))
+            raise ValueError("module %d (%s): %s needs an image (N, C, H, W), but module %d (%s) made its input "
+                             "a flat vector of %d: put Conv2d and pool layers before Flatten and Linear"
+                             % (i, layer, type(layer).__name__, flat_from, type(module[flat_from]).__name__,
+                                before[-1]["out"][0]))
+        metadata["cnn.h.layer.%d" % i] = _layer_text(i, layer, flat_from is not None)
         if type(layer) in (nn.Linear, FlattenLinear, nn.Flatten):
-            flat = True
-        elif type(layer) in (nn.Conv2d, UnflattenConv2d, nn.MaxPool2d, UnflattenMaxPool2d,
-                             nn.AvgPool2d, UnflattenAvgPool2d):
-            flat = False
+            flat_from = i
     _, layers = _plan(metadata, where=lambda i: "module %d (%s)" % (i, module[i]))
     for i, layer in enumerate(layers):
         for name, shape in layer["params"].items():
@@ -676,7 +665,7 @@ def save(module, path, input_shape, dtype="F32"):
     metadata = describe(module, input_shape)
     tensors = {}
     for i, layer in enumerate(module):
-        if type(layer) in (nn.Conv2d, UnflattenConv2d, nn.Linear, FlattenLinear):
+        if type(layer) in (nn.Conv2d, nn.Linear, FlattenLinear):
             tensors["%d.weight" % i] = layer.weight
             tensors["%d.bias" % i] = layer.bias
     write_safetensors(path, tensors, metadata, dtype)

@@ -148,33 +148,52 @@ class RoundTrips(Files):
             self.assertTrue(torch.equal(cnnh.read_safetensors(self.path())[0]["one"].float(),
                                         torch.tensor([1.0, -2.0])))
 
-    def test_rank_changes(self):
-        """A dense layer straight on a (C, 1, 1) conv output, and a conv and
-        pools after a dense layer, as cnn.h allows."""
-        metadata = {"cnn.h.version": "1", "cnn.h.input": "2,9,9", "cnn.h.layers": "8",
+    def test_dense_on_conv_output(self):
+        """A dense layer straight on a (C, 1, 1) conv output, with no flatten,
+        as cnn.h allows: a FlattenLinear, with a plain nn.Linear after it."""
+        metadata = {"cnn.h.version": "1", "cnn.h.input": "2,9,9", "cnn.h.layers": "6",
                     "cnn.h.layer.0": "conv2d units=3 kernel=3 stride=2 padding=1 init=he_normal",
                     "cnn.h.layer.1": "conv2d units=4 kernel=5 stride=1 padding=0 init=he_uniform",
                     "cnn.h.layer.2": "dense units=6 init=glorot_uniform",
-                    "cnn.h.layer.3": "conv2d units=5 kernel=1 stride=1 padding=0 init=glorot_uniform",
-                    "cnn.h.layer.4": "max_pool kernel=1 stride=1",
-                    "cnn.h.layer.5": "dense units=3 init=glorot_uniform",
-                    "cnn.h.layer.6": "avg_pool kernel=1 stride=1",
-                    "cnn.h.layer.7": "softmax"}
+                    "cnn.h.layer.3": "relu",
+                    "cnn.h.layer.4": "dense units=3 init=glorot_uniform",
+                    "cnn.h.layer.5": "softmax"}
         model = cnnh.build(metadata).eval()
         self.assertEqual([type(m).__name__ for m in model],
-                         ["Conv2d", "Conv2d", "FlattenLinear", "UnflattenConv2d", "MaxPool2d",
-                          "FlattenLinear", "UnflattenAvgPool2d", "Softmax"])
+                         ["Conv2d", "Conv2d", "FlattenLinear", "ReLU", "Linear", "Softmax"])
         self.assertEqual(cnnh.describe(model, (2, 9, 9)), dict(metadata, format="pt"))
         x = torch.rand(3, 2, 9, 9)
         # the same computation by hand
         h = model[1](model[0](x)).flatten(1)
-        h = h @ model[2].weight.t() + model[2].bias
-        h = h @ model[3].weight[:, :, 0, 0].t() + model[3].bias
-        h = h @ model[5].weight.t() + model[5].bias
-        y = model(x).reshape(3, -1)
-        self.assertTrue(torch.allclose(y, torch.softmax(h, 1), atol=1e-6))
+        h = torch.relu(h @ model[2].weight.t() + model[2].bias)
+        h = h @ model[4].weight.t() + model[4].bias
+        self.assertTrue(torch.allclose(model(x), torch.softmax(h, 1), atol=1e-6))
         cnnh.save(model, self.path(), (2, 9, 9))
         self.assertTrue(torch.equal(cnnh.load(self.path())(x), model(x)))
+
+    def test_image_layer_after_flat(self):
+        """A conv or pool after a dense or flatten layer (element-wise layers
+        between or not) is refused, as cnn.h refuses it, naming both layers."""
+        base = {"cnn.h.version": "1", "cnn.h.input": "2,9,9",
+                "cnn.h.layer.0": "conv2d units=4 kernel=9 stride=1 padding=0 init=glorot_uniform"}
+        tail = {"conv2d": "conv2d units=5 kernel=1 stride=1 padding=0 init=glorot_uniform",
+                "max_pool": "max_pool kernel=1 stride=1", "avg_pool": "avg_pool kernel=1 stride=1"}
+        for kind, text in tail.items():
+            for flat, between, size in (("dense units=6 init=glorot_uniform", [], 6),
+                                        ("flatten", ["relu", "dropout rate=0.5", "tanh"], 4)):
+                layers = ["conv2d units=4 kernel=9 stride=1 padding=0 init=glorot_uniform", flat] + between + [text]
+                metadata = dict(base, **{"cnn.h.layers": str(len(layers))},
+                                **{"cnn.h.layer.%d" % i: t for i, t in enumerate(layers)})
+                last = len(layers) - 1
+                with self.assertRaises(ValueError) as caught:
+                    cnnh.build(metadata)
+                self.assertEqual(str(caught.exception),
+                                 "layer %d (%r): %s needs an image (channels, height, width), but layer 1 (%s) "
+                                 "made its input a flat vector of %d: put conv and pool layers before flatten "
+                                 "and dense" % (last, text, kind, flat.split()[0], size))
+                # the same layers are fine with the conv or pool first
+                layers[1], layers[-1] = layers[-1], layers[1]
+                cnnh.build(dict(metadata, **{"cnn.h.layer.%d" % i: t for i, t in enumerate(layers)}))
 
     def test_format_float32(self):
         for value, text in ((0.3, "0.3"), (0.1, "0.1"), (0.25, "0.25"), (1.0, "1"), (1e-5, "1e-05"),
@@ -344,6 +363,16 @@ class BadModels(Files):
         for value in ("0", "1", "-0.5", "1.5"):
             self.bad("dropout rate must be between 0 and 1", cnnh_layer_1="dropout rate=" + value)
 
+    def test_image_layer_after_flat(self):
+        conv = "conv2d units=2 kernel=1 stride=1 padding=0 init=glorot_uniform"
+        self.bad("cnn.h.layer.5 (%r): conv2d needs an image (channels, height, width), but cnn.h.layer.2 (dense) "
+                 "made its input a flat vector of 3: put conv and pool layers before flatten and dense" % conv,
+                 cnnh_layers="6", cnnh_layer_3="relu", cnnh_layer_4="dropout rate=0.5", cnnh_layer_5=conv)
+        self.bad("cnn.h.layer.2 ('max_pool kernel=1 stride=1'): max_pool needs an image (channels, height, width), "
+                 "but cnn.h.layer.1 (flatten) made its input a flat vector of 32", cnnh_layer_2="max_pool kernel=1 stride=1")
+        self.bad("cnn.h.layer.3 ('avg_pool kernel=1 stride=1'): avg_pool needs an image",
+                 cnnh_layers="4", cnnh_layer_3="avg_pool kernel=1 stride=1")
+
     def test_tensors(self):
         tensors = self.tensors()
         del tensors["2.bias"]
@@ -383,7 +412,16 @@ class Unsupported(Files):
                      "shape (2, 3, 3, 3), but its input (1, 8, 8) needs (2, 1, 3, 3)")
         self.refused([nn.Conv2d(1, 2, 3, stride=2)], "does not fit the input 8x8")
         self.refused([nn.Flatten(), nn.Conv2d(64, 2, 1)], "module 1 (Conv2d(64, 2, kernel_size=(1, 1), stride=(1, 1))): "
-                     "Conv2d after a Linear or Flatten layer")
+                     "Conv2d needs an image (N, C, H, W), but module 0 (Flatten) made its input a flat vector of 64: "
+                     "put Conv2d and pool layers before Flatten and Linear")
+        self.refused([nn.Flatten(), nn.Linear(64, 4), nn.ReLU(), nn.Dropout(0.5), nn.Conv2d(4, 2, 1)],
+                     ["module 4 (Conv2d(4, 2,", "but module 1 (Linear) made its input a flat vector of 4"])
+        self.refused([nn.Conv2d(1, 3, 8), cnnh.FlattenLinear(3, 5), nn.Tanh(), nn.Conv2d(5, 2, 1)],
+                     ["module 3 (Conv2d(5, 2,", "but module 1 (FlattenLinear) made its input a flat vector of 5"])
+        with self.assertRaises(ValueError) as caught:
+            cnnh.describe(nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Conv2d(4, 2, 1)), (1, 8, 8))
+        self.assertIn("module 2 (Conv2d(4, 2, kernel_size=(1, 1), stride=(1, 1))): Conv2d needs an image",
+                      str(caught.exception))
 
     def test_linear(self):
         self.refused([nn.Flatten(), nn.Linear(64, 3, bias=False)], ["module 1", "bias=False"])
@@ -399,7 +437,10 @@ class Unsupported(Files):
             self.refused([pool((2, 3))], "kernel (2, 3) is not square")
             self.refused([pool(2, (1, 2))], "stride (1, 2) is not square")
             self.refused([pool(9)], "the 9x9 window is larger than the input 8x8")
-            self.refused([nn.Flatten(), pool(1)], "cnnh.Unflatten%s" % name)
+            self.refused([nn.Flatten(), pool(1)], "module 1 (%s(kernel_size=1, stride=1, padding=0" % name)
+            self.refused([nn.Flatten(), nn.Linear(64, 6), nn.Sigmoid(), pool(1)],
+                         ["module 3 (%s(" % name, "%s needs an image (N, C, H, W), but module 1 (Linear) made its input "
+                          "a flat vector of 6: put Conv2d and pool layers before Flatten and Linear" % name])
         self.refused([nn.MaxPool2d(2, dilation=2)], "dilation must be 1")
         self.refused([nn.MaxPool2d(2, return_indices=True)], "return_indices=True")
         self.refused([nn.AvgPool2d(2, divisor_override=3)], "divisor_override must be None")

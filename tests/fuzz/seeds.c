@@ -192,6 +192,60 @@ static void put_model(const char *name, cnn_model *model)
     cnn_model_free(model);
 }
 
+/* A checkpoint (cnn_checkpoint_save) of a small named model: Adam's
+   moments after a step, the training state with a best copy, an augment
+   generator and a history of one epoch. */
+static void put_checkpoint(void)
+{
+    static const char *const names[3] = {"circle", "cross", "\xc3\xa9toile"};
+    static cnn_model model;
+    cnn_optimizer adam;
+    cnn_fit_state state;
+    cnn_history history;
+    cnn_epoch_record record;
+    cnn_rng augment;
+    float input[16];
+    int label = 1, i;
+    char path[1024];
+    unsigned char *bytes;
+    size_t size;
+    cnn_model_init(&model, 1, 4, 4, 9);
+    cnn_add_conv2d(&model, 2, 3, 1, 1);
+    cnn_add_relu(&model);
+    cnn_add_flatten(&model);
+    cnn_add_dense(&model, 3);
+    cnn_add_softmax(&model);
+    memset(&state, 0, sizeof state);
+    memset(&history, 0, sizeof history);
+    memset(&record, 0, sizeof record);
+    for (i = 0; i < 16; i++) input[i] = (float)i / 16.0f;
+    if (cnn_model_build(&model, 1) != CNN_OK || cnn_model_set_class_names(&model, names, 3) != CNN_OK ||
+        cnn_optimizer_init(&adam, &model, NULL) != CNN_OK || cnn_model_train_step(&model, &adam, input, &label, 1, NULL, NULL) != CNN_OK) {
+        fprintf(stderr, "seeds: checkpoint: %s\n", model.error.message);
+        exit(1);
+    }
+    record.epoch = 1;
+    cnn_history_add(&history, &record);
+    cnn_rng_seed(&augment, 5);
+    state.epoch = state.best_epoch = 1;
+    state.best_loss = 0.5f;
+    state.param_count = model.param_count;
+    state.best_params = model.params; /* borrowed: saved, never freed here */
+    state.augment_rng = &augment;
+    state.history = &history;
+    snprintf(path, sizeof path, "%s/model-seed", out_dir);
+    if (cnn_checkpoint_save(&model, &adam, &state, path) != CNN_OK || !(bytes = read_whole(path, &size))) {
+        fprintf(stderr, "seeds: checkpoint: %s\n", model.error.message);
+        exit(1);
+    }
+    remove(path);
+    put_damaged("model", "checkpoint", bytes, size);
+    free(bytes);
+    cnn_history_free(&history);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&model);
+}
+
 static void model_seeds(void)
 {
     cnn_model model;
@@ -211,6 +265,8 @@ static void model_seeds(void)
     cnn_add_dense(&model, 3);
     cnn_add_softmax(&model);
     put_model("small-cnn", &model);
+    /* with class names, and as a checkpoint of Adam after a step */
+    put_checkpoint();
     /* dense only, on a flat input, He initialised */
     cnn_model_init(&model, 5, 1, 1, 2);
     memset(&desc, 0, sizeof desc);
