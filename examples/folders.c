@@ -8,7 +8,6 @@
    Every image is resized to the input size; the held-out 30% of each class
    are only ever evaluated, never augmented. Needs stb_image.h (and, for
    --generate, stb_image_write.h): Debian's libstb-dev. */
-#define _POSIX_C_SOURCE 200809L /* mkdir */
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb_image.h>
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -112,7 +111,8 @@ int main(int argc, char **argv)
     /* conv 16@3x3 - ReLU - pool - conv 32@3x3 - ReLU - pool - dense 64 - ReLU - dense classes */
     cnn_model_init(&model, channels, size, size, seed);
     folders_add_cnn(&model, 16, folders.class_count);
-    if (cnn_model_build(&model, 16) != CNN_OK || cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) {
+    if (cnn_model_build(&model, 16) != CNN_OK || cnn_optimizer_init(&adam, &model, NULL) != CNN_OK ||
+        cnn_model_set_class_names(&model, (const char *const *)folders.class_names, folders.class_count) != CNN_OK) { /* saved with it */
         fprintf(stderr, "folders: %s\n", model.error.message);
         return 1;
     }

@@ -1,15 +1,14 @@
 /* folders.h - what examples/folders.c shares with tests/test_images.c: the
    small CNN it trains, and the circles, crosses and squares it draws for
    `folders --generate`, which the test trains that CNN on.
-   Include after cnn.h (with CNN_IMAGES) and stb_image_write.h, in a file
-   that defines _POSIX_C_SOURCE 200809L first (for mkdir). */
+   Include after cnn.h (with CNN_IMAGES) and stb_image_write.h. */
 #ifndef FOLDERS_H
 #define FOLDERS_H
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
-#include <sys/stat.h>
+
+#include "make_dirs.h" /* make_dirs: mkdir -p */
 
 /* Two blocks of [conv 3x3 "same" - ReLU - max-pool 2] with filters, then
    2 * filters, channels; dense 4 * filters - ReLU - dense classes - softmax.
@@ -70,10 +69,10 @@ static const char *folders_write_shapes(const char *root, int per_class, int max
     int s, i;
     if (max_side > 96) max_side = 96;
     cnn_rng_seed(&rng, seed);
-    if (mkdir(root, 0777) != 0 && errno != EEXIST) return root;
+    if (!make_dirs(root)) return root;
     for (s = 0; s < 3; s++) {
         snprintf(path, sizeof path, "%s/%s", root, folders_shape_names[s]);
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) return path;
+        if (!make_dirs(path)) return path;
         for (i = 0; i < per_class; i++) {
             const int side = 24 + (int)cnn_rng_below(&rng, (uint32_t)(max_side - 23));
             folders_draw_shape(rgb, side, s, &rng);

@@ -4,7 +4,7 @@
 
      kernels photo.jpg out/
 
-   writes out/0-grey.png, then out/1-conv-vertical.png, -horizontal, -laplacian,
+   creates out/ (and its missing parents) and writes out/0-grey.png, then out/1-conv-vertical.png, -horizontal, -laplacian,
    out/2-relu-*.png and out/3-pool-*.png, and prints each stage's shape. The
    work is done by cnn.h's own conv2d, ReLU and max-pool layers: a model of
    those three layers whose conv weights are set by hand instead of learned.
@@ -20,6 +20,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "make_dirs.h" /* make_dirs: mkdir -p */
 
 #define LARGEST 512 /* longer sides are scaled down to this, to keep it quick */
 
@@ -67,6 +69,10 @@ int main(int argc, char **argv)
     if (argc != 3) {
         fprintf(stderr, "usage: kernels IMAGE OUTPUT_FOLDER\n");
         return 2;
+    }
+    if (!make_dirs(argv[2])) {
+        fprintf(stderr, "kernels: cannot create the folder '%s': %s\n", argv[2], strerror(errno));
+        return 1;
     }
     if (cnn_image_load(&original, argv[1], 1) != CNN_OK) {
         fprintf(stderr, "kernels: %s\n", original.error.message);

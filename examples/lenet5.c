@@ -1,46 +1,37 @@
 /* lenet5.c - train LeNet-5 on EMNIST (Kaggle CSV) or any IDX data set,
-   save the model, and report test accuracy.
+   save the model with its class names, and report test accuracy.
 
      lenet5 --train emnist-balanced-train.csv --test emnist-balanced-test.csv
      lenet5 --train-idx train-images-idx3-ubyte train-labels-idx1-ubyte \
-            --test-idx t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
+            --test-idx t10k-images-idx3-ubyte t10k-labels-idx1-ubyte \
+            --names "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
      lenet5 --eval lenet5.cnn --test emnist-balanced-test.csv
+     lenet5 --resume lenet5-checkpoint.cnn --train ... --test ...
 
    The model, cnn_add_lenet5 (LeCun et al., 1998, with ReLU and max-pooling
    as is usual now):
      conv 6@5x5 pad 2 - ReLU - max-pool 2 - conv 16@5x5 - ReLU - max-pool 2
-     - dense 120 - ReLU - dense 84 - ReLU - dense classes - softmax */
-#define _POSIX_C_SOURCE 199309L
+     - dense 120 - ReLU - dense 84 - ReLU - dense classes - softmax
+
+   After every epoch it saves a checkpoint (model, Adam's state, where
+   training stands); --resume continues from one to the same weights that
+   training straight through would give. */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
+#include "training.h" /* class names, checkpoints, --resume */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct options {
     const char *train_csv, *test_csv;
     const char *train_images, *train_labels, *test_images, *test_labels;
-    const char *model_path, *eval_path;
+    const char *model_path, *eval_path, *mapping, *names, *resume, *checkpoint;
     int epochs, batch, classes, transpose_idx;
     float learning_rate;
     unsigned long seed;
 } options;
-
-typedef struct progress {
-    const cnn_dataset *test;
-    double started;
-    float test_accuracy;
-    int epochs_done;
-} progress;
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void usage(FILE *out)
 {
@@ -57,6 +48,13 @@ static void usage(FILE *out)
             "  --lr X                  Adam learning rate, default 0.001\n"
             "  --seed N                default 1\n"
             "  --model PATH            where to save the trained model (default lenet5.cnn)\n"
+            "  --mapping FILE          EMNIST mapping whose characters name the classes in the model\n"
+            "                          (default: emnist-balanced-mapping.txt beside the training file,\n"
+            "                          else data/'s, if it maps as many classes as the data has)\n"
+            "  --names A,B,...         the class names instead, comma-separated\n"
+            "  --checkpoint PATH       saved after every epoch (default: the model's path with\n"
+            "                          -checkpoint before .cnn)\n"
+            "  --resume CHECKPOINT     continue training from a checkpoint, up to --epochs in all\n"
             "  --eval MODEL            load MODEL and evaluate it on the test set; no training\n"
             "  --help                  this text\n");
 }
@@ -86,6 +84,10 @@ static int parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--seed") && more >= 1) o->seed = strtoul(argv[++i], NULL, 10);
         else if (!strcmp(a, "--model") && more >= 1) o->model_path = argv[++i];
         else if (!strcmp(a, "--eval") && more >= 1) o->eval_path = argv[++i];
+        else if (!strcmp(a, "--mapping") && more >= 1) o->mapping = argv[++i];
+        else if (!strcmp(a, "--names") && more >= 1) o->names = argv[++i];
+        else if (!strcmp(a, "--resume") && more >= 1) o->resume = argv[++i];
+        else if (!strcmp(a, "--checkpoint") && more >= 1) o->checkpoint = argv[++i];
         else {
             fprintf(stderr, "lenet5: unknown or incomplete option '%s'\n", a);
             usage(stderr);
@@ -135,38 +137,62 @@ static cnn_result build_lenet5(cnn_model *model, int height, int width, int clas
     return cnn_model_build(model, max_batch); /* errors are sticky: this reports the first */
 }
 
-static int on_epoch(cnn_model *model, const cnn_epoch_stats *stats, void *user)
+/* Names the classes: --names, else the mapping found as training.h says,
+   used only when it maps the model's class count unless it was given. */
+static int name_classes(cnn_model *model, const options *o)
 {
-    progress *p = (progress *)user;
-    float test_loss;
-    p->epochs_done = stats->epoch;
-    if (cnn_model_evaluate(model, p->test, &test_loss, &p->test_accuracy) != CNN_OK) {
-        fprintf(stderr, "lenet5: evaluation failed: %s\n", model->error.message);
+    static char found[4096];
+    const char *names[CNN_MAX_CLASSES], *mapping;
+    static char list[CNN_MAX_CLASSES * 256];
+    int count = 0, classes = (int)cnn_shape_count(cnn_model_output_shape(model));
+    cnn_label_map *map;
+    if (o->names) { /* split a copy at the commas */
+        char *at = strncpy(list, o->names, sizeof list - 1);
+        while (count < CNN_MAX_CLASSES) {
+            char *comma = strchr(at, ',');
+            names[count++] = at;
+            if (!comma) break;
+            *comma = '\0';
+            at = comma + 1;
+        }
+        if (cnn_model_set_class_names(model, names, count) != CNN_OK) {
+            fprintf(stderr, "lenet5: --names: %s\n", model->error.message);
+            return 0;
+        }
         return 1;
     }
-    printf("epoch %2d/%d  loss %.4f  train %6.2f%%  test loss %.4f  test %6.2f%%  %6.1f s\n", stats->epoch, stats->epochs,
-           (double)stats->loss, 100.0 * stats->accuracy, (double)test_loss, 100.0 * p->test_accuracy, now_seconds() - p->started);
-    fflush(stdout);
-    return 0;
+    mapping = training_find_mapping(o->mapping, o->train_csv ? o->train_csv : o->train_images, found, sizeof found);
+    if (mapping && !o->mapping) { /* found, not given: only if it fits */
+        map = (cnn_label_map *)malloc(sizeof *map);
+        if (map && cnn_label_map_load(map, mapping) == CNN_OK && map->count != classes) mapping = NULL;
+        free(map);
+    }
+    return training_name_classes(model, mapping, "lenet5");
 }
 
 int main(int argc, char **argv)
 {
+    static cnn_model model, wanted; /* large: not on the stack */
     options o;
     cnn_dataset train, test;
-    cnn_model model;
     cnn_optimizer adam;
     cnn_optimizer_desc adam_desc;
     cnn_fit_desc fit;
-    progress p;
-    char summary[4096];
+    cnn_fit_state state;
+    cnn_history history;
+    cnn_progress_desc progress_desc;
+    training_hooks hooks;
+    char summary[4096], checkpoint[4096];
     float loss, accuracy;
-    int status = 1;
+    double seconds = 0.0;
+    int status = 1, i;
 
     if (!parse_options(argc, argv, &o)) return 2;
     memset(&train, 0, sizeof train);
-    memset(&model, 0, sizeof model);
+    memset(&test, 0, sizeof test);
     memset(&adam, 0, sizeof adam);
+    memset(&state, 0, sizeof state);
+    memset(&history, 0, sizeof history);
     if (!load(&test, o.test_csv, o.test_images, o.test_labels, &o)) return 1;
 
     if (o.eval_path) {
@@ -176,35 +202,65 @@ int main(int argc, char **argv)
         }
     } else {
         if (!load(&train, o.train_csv, o.train_images, o.train_labels, &o)) goto done;
-        if (build_lenet5(&model, train.images.h, train.images.w, o.classes ? o.classes : train.num_classes, o.batch, o.seed) != CNN_OK) {
-            fprintf(stderr, "lenet5: %s\n", model.error.message);
-            goto done;
+        if (o.resume) { /* the checkpoint holds the model, Adam and where training stands */
+            state.history = &history;
+            if (cnn_checkpoint_load(&model, &adam, &state, o.resume, o.batch) != CNN_OK) {
+                fprintf(stderr, "lenet5: %s\n", model.error.message);
+                goto done;
+            }
+            cnn_model_init(&wanted, 1, train.images.h, train.images.w, o.seed); /* described, not built */
+            cnn_add_lenet5(&wanted, o.classes ? o.classes : train.num_classes);
+            if (!training_same_layers(&model, &wanted)) {
+                fprintf(stderr, "lenet5: '%s' is a checkpoint of another model than LeNet-5 for this data\n", o.resume);
+                goto done;
+            }
+            printf("resuming from %s after epoch %d\n", o.resume, state.epoch);
+        } else {
+            if (build_lenet5(&model, train.images.h, train.images.w, o.classes ? o.classes : train.num_classes, o.batch, o.seed) != CNN_OK) {
+                fprintf(stderr, "lenet5: %s\n", model.error.message);
+                goto done;
+            }
+            if (!name_classes(&model, &o)) goto done;
+            memset(&adam_desc, 0, sizeof adam_desc);
+            adam_desc.learning_rate = o.learning_rate;
+            if (cnn_optimizer_init(&adam, &model, &adam_desc) != CNN_OK) {
+                fprintf(stderr, "lenet5: %s\n", model.error.message);
+                goto done;
+            }
         }
     }
     cnn_model_summary(&model, summary, sizeof summary);
     fputs(summary, stdout);
 
     if (!o.eval_path) {
-        memset(&adam_desc, 0, sizeof adam_desc);
-        adam_desc.learning_rate = o.learning_rate;
-        if (cnn_optimizer_init(&adam, &model, &adam_desc) != CNN_OK) {
-            fprintf(stderr, "lenet5: %s\n", model.error.message);
-            goto done;
+        if (o.checkpoint) snprintf(checkpoint, sizeof checkpoint, "%s", o.checkpoint);
+        else { /* build/lenet5.cnn -> build/lenet5-checkpoint.cnn */
+            size_t n = strlen(o.model_path);
+            if (n >= 4 && !strcmp(o.model_path + n - 4, ".cnn")) n -= 4;
+            snprintf(checkpoint, sizeof checkpoint, "%.*s-checkpoint.cnn", (int)n, o.model_path);
         }
+        memset(&hooks, 0, sizeof hooks);
+        memset(&progress_desc, 0, sizeof progress_desc);
+        progress_desc.history = &history;
+        hooks.program = "lenet5";
+        hooks.checkpoint_path = checkpoint;
+        hooks.optimizer = &adam;
+        hooks.state = &state;
+        state.history = &history;
         memset(&fit, 0, sizeof fit);
         fit.epochs = o.epochs;
         fit.batch_size = o.batch;
-        fit.on_epoch = on_epoch;
-        fit.user = &p;
-        p.test = &test;
-        p.epochs_done = 0;
-        p.started = now_seconds();
-        printf("training: %d epochs, batch %d, Adam lr %g, seed %lu\n", o.epochs, o.batch, (double)o.learning_rate, o.seed);
+        training_use_hooks(&fit, &hooks);
+        printf("training: %d epochs, batch %d, Adam lr %g, seed %lu; checkpoints in %s\n", o.epochs, o.batch,
+               (double)adam.desc.learning_rate, o.seed, checkpoint);
+        fflush(stdout);
+        cnn_progress_init(&hooks.progress, stdout, &progress_desc);
         if (cnn_model_fit(&model, &adam, &train, &fit) != CNN_OK) {
             fprintf(stderr, "lenet5: training stopped: %s\n", model.error.message);
             goto done;
         }
-        printf("trained %d epochs in %.1f s\n", p.epochs_done, now_seconds() - p.started);
+        for (i = 0; i < history.count; i++) seconds += history.epochs[i].seconds;
+        printf("trained %d epochs in %.1f s\n", history.count, seconds);
         if (cnn_model_save(&model, o.model_path) != CNN_OK) {
             fprintf(stderr, "lenet5: %s\n", model.error.message);
             goto done;
@@ -220,7 +276,10 @@ int main(int argc, char **argv)
     status = 0;
 done:
     cnn_optimizer_free(&adam);
+    cnn_fit_state_free(&state);
+    cnn_history_free(&history);
     cnn_model_free(&model);
+    cnn_model_free(&wanted);
     cnn_dataset_free(&train);
     cnn_dataset_free(&test);
     return status;

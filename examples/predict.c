@@ -2,13 +2,17 @@
    image, the five most probable classes.
 
      predict lenet5.cnn a.png b.jpg ...
-     predict --mapping emnist-balanced-mapping.txt lenet5.cnn drawing.png
+     predict --mapping emnist-balanced-mapping.txt old-model.cnn drawing.png
+
+   Classes are named by the names the model carries (the training examples
+   store them in the model file), else by a mapping file given with
+   --mapping, else by number.
 
    A model with one input channel and a square input (a character model such
    as the LeNet-5 of `make demo`) gets each picture prepared the way EMNIST
    was made, by cnn_image_to_character: dark ink on light paper is inverted,
    cropped to the ink, scaled to fit and centred. Any other model gets the
-   picture resized to its input. An unreadable file is reported and skipped;
+   picture resized to its input (cnn_image_prepare does both). An unreadable file is reported and skipped;
    the exit status is then 1. Needs stb_image.h (Debian: libstb-dev). */
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb_image.h>
@@ -26,8 +30,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: predict [options] MODEL IMAGE...\n"
-            "  --mapping FILE   label -> character file (default data/emnist-balanced-mapping.txt);\n"
-            "                   'none' prints class numbers\n"
+            "  --mapping FILE   label -> character file (EMNIST's), for a model that carries\n"
+            "                   no class names; it must map exactly the model's classes\n"
             "  --box N          character models: fit the ink into N x N (default 22)\n"
             "  --mass           character models: centre the ink's centre of mass, as MNIST,\n"
             "                   instead of its bounding box, as EMNIST\n"
@@ -52,39 +56,48 @@ static void show(const float *pixels, int height, int width)
     }
 }
 
-/* Fills input (the model's input shape) from the file at path. */
+/* Fills input (the model's input shape) from the file at path: loaded with
+   the model's channel count and prepared by cnn_image_prepare, as the web
+   page does, so a file gets the same answer in both. */
 static cnn_result prepare(const cnn_model *model, const char *path, const cnn_character_desc *character, float *input, cnn_error *error)
 {
     cnn_image picture, prepared;
     cnn_result result;
-    const cnn_shape shape = model->input;
-    if (shape.c == 1 && shape.h == shape.w) {
-        if ((result = cnn_image_load(&picture, path, 1)) != CNN_OK) {
-            *error = picture.error;
-            return result;
-        }
-        result = cnn_image_to_character(&picture, &prepared, character);
-        cnn_image_free(&picture);
-    } else {
-        result = cnn_image_load_resized(&prepared, path, shape.c, shape.h, shape.w);
+    if ((result = cnn_image_load(&picture, path, model->input.c)) != CNN_OK) {
+        *error = picture.error;
+        return result;
     }
+    result = cnn_image_prepare(&picture, &prepared, model->input, character);
+    cnn_image_free(&picture);
     if (result != CNN_OK) {
         *error = prepared.error;
         return result;
     }
-    memcpy(input, prepared.data, cnn_shape_count(shape) * sizeof(float));
+    memcpy(input, prepared.data, cnn_shape_count(model->input) * sizeof(float));
     cnn_image_free(&prepared);
     return CNN_OK;
 }
 
+/* The name of class label: the model's own, else the mapping's character,
+   else NULL (print the number). */
+static const char *class_name(const cnn_model *model, const cnn_label_map *map, int label, char *text)
+{
+    const char *name = cnn_model_class_name(model, label);
+    if (name) return name;
+    if (!map) return NULL;
+    snprintf(text, 8, "%c", cnn_label_map_char(map, label));
+    return text;
+}
+
 int main(int argc, char **argv)
 {
-    const char *mapping_path = "data/emnist-balanced-mapping.txt", *model_path = NULL;
+    const char *mapping_path = NULL, *model_path = NULL;
     cnn_character_desc character;
-    cnn_label_map map;
-    cnn_model model;
-    float *input, *probabilities;
-    int have_map = 0, show_input = 0, failures = 0, first_image, classes, i, k;
+    static cnn_label_map map;
+    static cnn_model model;
+    float *input = NULL, *probabilities = NULL;
+    int show_input = 0, failures = 0, first_image, classes, width = 1, status = 2, i, k;
+    char text[8];
 
     memset(&character, 0, sizeof character);
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
@@ -104,24 +117,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "predict: %s\n", model.error.message);
         return 2;
     }
-    classes = cnn_model_output_shape(&model).c;
-    if (strcmp(mapping_path, "none") != 0) {
+    classes = (int)cnn_shape_count(cnn_model_output_shape(&model));
+    if (mapping_path) {
         if (cnn_label_map_load(&map, mapping_path) != CNN_OK) {
             fprintf(stderr, "predict: %s\n", map.error.message);
-            cnn_model_free(&model);
-            return 2;
+            goto done;
         }
-        have_map = 1;
-        if (map.count < classes)
-            fprintf(stderr, "predict: warning: '%s' maps %d labels but the model has %d classes\n", mapping_path, map.count, classes);
+        if (map.count != classes) {
+            fprintf(stderr, "predict: '%s' maps %d labels but the model '%s' has %d classes\n", mapping_path, map.count,
+                    model_path, classes);
+            goto done;
+        }
+        if (model.class_name_count) fprintf(stderr, "predict: '%s' names its classes: --mapping is not used\n", model_path);
     }
-    character.size = model.input.h; /* a character model's input is square */
+    for (k = 0; k < model.class_name_count; k++) /* names line up in a column */
+        if ((int)strlen(model.class_names[k]) > width) width = (int)strlen(model.class_names[k]);
 
     input = (float *)malloc(cnn_shape_count(model.input) * sizeof(float));
     probabilities = (float *)malloc((size_t)classes * sizeof(float));
     if (!input || !probabilities) {
         fprintf(stderr, "predict: out of memory\n");
-        return 2;
+        goto done;
     }
     for (i = first_image; i < argc; i++) {
         cnn_error error;
@@ -149,13 +165,16 @@ int main(int argc, char **argv)
         printf("%s\n", argv[i]);
         if (show_input) show(input, model.input.h, model.input.w);
         for (k = 0; k < shown; k++) {
-            if (have_map) printf("  %c  %6.2f%%   (class %d)\n", cnn_label_map_char(&map, order[k]), 100.0 * probabilities[order[k]], order[k]);
+            const char *name = class_name(&model, mapping_path ? &map : NULL, order[k], text);
+            if (name) printf("  %-*s  %6.2f%%   (class %d)\n", width, name, 100.0 * probabilities[order[k]], order[k]);
             else printf("  class %-4d %6.2f%%\n", order[k], 100.0 * probabilities[order[k]]);
         }
     }
+    if (failures) fprintf(stderr, "predict: %d of %d images could not be read\n", failures, argc - first_image);
+    status = failures ? 1 : 0;
+done:
     free(input);
     free(probabilities);
     cnn_model_free(&model);
-    if (failures) fprintf(stderr, "predict: %d of %d images could not be read\n", failures, argc - first_image);
-    return failures ? 1 : 0;
+    return status;
 }

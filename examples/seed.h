@@ -10,17 +10,18 @@
      }
 
    seed_main reads the options, splits the training file 90/10 (seed 1) for
-   validation, builds the model (seed 1, batches of up to 256), trains it
-   with Adam (lr 1e-3, batch 256) and cnn.h's progress reporter, prints the
-   test accuracy and each class's precision and recall, and writes
-   history.csv, curves.png, confusion.png, mistakes.png and model.cnn into
-   the output folder. It includes cnn.h with its implementation and the
+   validation, builds the model (seed 1, batches of up to 256), names its
+   classes from EMNIST's mapping file (training.h says where it looks),
+   trains it with Adam (lr 1e-3, batch 256) and cnn.h's progress reporter,
+   saving checkpoint.cnn in the output folder after every epoch (--resume
+   continues from it), prints the test accuracy and each class's precision
+   and recall, and writes history.csv, curves.png, confusion.png,
+   mistakes.png and model.cnn into the output folder. It includes cnn.h with its implementation and the
    CNN_IMAGES section (the pictures of training), and stb_image_write.h,
    which writes them: the program includes this file alone. */
 #ifndef SEED_H
 #define SEED_H
 
-#define _POSIX_C_SOURCE 200809L         /* for mkdir */
 #define STB_IMAGE_IMPLEMENTATION        /* stb is header-only: its code goes here */
 #include <stb_image.h>
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -28,12 +29,12 @@
 #define CNN_IMAGES                      /* the pictures of training */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
+#include "make_dirs.h"                  /* make_dirs: mkdir -p */
+#include "training.h"                   /* class names, checkpoints, --resume */
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h> /* mkdir */
 
 typedef struct seed_program {
     const char *name;  /* in messages and the usage line; the output folder is NAME-out */
@@ -51,16 +52,17 @@ static const char *seed_in_folder(char *path, size_t size, const char *folder, c
 
 static int seed_main(int argc, char **argv, const seed_program *program)
 {
-    static cnn_model model; /* large (it holds every layer): static, not on the stack */
+    static cnn_model model, wanted; /* large (they hold every layer): static, not on the stack */
     static cnn_label_map map;
-    static char text[8192], path[4096], default_out[64];
-    const char *train_csv = NULL, *test_csv = NULL, *mapping = NULL, *out = default_out;
+    static char text[8192], path[4096], found[4096], checkpoint[4096], default_out[64];
+    const char *train_csv = NULL, *test_csv = NULL, *mapping = NULL, *resume = NULL, *out = default_out;
     cnn_dataset full = {0}, train = {0}, validation = {0}, test = {0};
     cnn_optimizer adam = {0};
     cnn_fit_desc fit = {0};
     cnn_augmenter augmenter = {0};        /* shifts and rotations of training batches; zero: none */
     cnn_progress_desc progress_desc = {0};
-    cnn_progress progress;                /* prints the bar or the lines */
+    training_hooks hooks = {0};           /* the progress reporter and the checkpoints */
+    cnn_fit_state state = {0};            /* where training stands, for checkpoints */
     cnn_history history = {0};            /* every epoch's numbers */
     cnn_error error;
     const cnn_label_map *names = NULL;  /* class characters; NULL: numbers */
@@ -75,6 +77,7 @@ static int seed_main(int argc, char **argv, const seed_program *program)
         else if (!strcmp(argv[i], "--mapping")) mapping = argv[i + 1];
         else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
         else if (!strcmp(argv[i], "--epochs")) fit.epochs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--resume")) resume = argv[i + 1];
         else if (!program->tuning) break;
         else if (!strcmp(argv[i], "--lr-decay")) fit.lr_decay = (float)atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--decay-after")) fit.lr_decay_after = atoi(argv[i + 1]);
@@ -83,7 +86,8 @@ static int seed_main(int argc, char **argv, const seed_program *program)
         else break;
     }
     if (i < argc || !train_csv || !test_csv || fit.epochs < 1) {
-        fprintf(stderr, "usage: %s --train CSV --test CSV [--mapping FILE] [--out FOLDER] [--epochs N]\n", program->name);
+        fprintf(stderr, "usage: %s --train CSV --test CSV [--mapping FILE] [--out FOLDER] [--epochs N] [--resume CHECKPOINT]\n",
+                program->name);
         if (program->tuning) /* lined up under "--train" */
             fprintf(stderr, "%*s[--lr-decay F --decay-after N] [--shift F] [--rotate DEGREES]\n",
                     (int)(strlen("usage: ") + strlen(program->name) + 1), "");
@@ -95,30 +99,47 @@ static int seed_main(int argc, char **argv, const seed_program *program)
     if (cnn_dataset_load_csv(&test, test_csv, NULL) != CNN_OK) SEED_FAIL(test.error.message);
     if (cnn_dataset_split(&full, 0.1f, 1, &train, &validation) != CNN_OK) SEED_FAIL(train.error.message);
     cnn_dataset_free(&full);
+    mapping = training_find_mapping(mapping, train_csv, found, sizeof found);
     if (mapping && cnn_label_map_load(&map, mapping) != CNN_OK) SEED_FAIL(map.error.message);
     names = mapping ? &map : NULL;
     if (train.num_classes > classes || test.num_classes > classes) SEED_FAIL("labels above 46: this is not EMNIST balanced");
     printf("train %d, validation %d, test %d images\n", train.count, validation.count, test.count);
 
-    /* the model, Adam, and training with validation and a progress reporter */
-    cnn_model_init(&model, 1, 28, 28, 1); /* input (1, 28, 28), seed 1 */
-    program->add_layers(&model, classes);
-    if (cnn_model_build(&model, 256) != CNN_OK) SEED_FAIL(model.error.message); /* largest batch; the first error of the adds */
+    /* the model named by the mapping's characters, Adam (or both from a
+       checkpoint), and training with validation, a progress reporter and a
+       checkpoint after every epoch */
+    if (!make_dirs(out)) SEED_FAIL("cannot create the output folder");
+    cnn_model_init(&wanted, 1, 28, 28, 1); /* input (1, 28, 28), seed 1 */
+    program->add_layers(&wanted, classes);
+    cnn_rng_seed(&augmenter.rng, 2);
+    state.augment_rng = &augmenter.rng;
+    state.history = &history;
+    if (resume) {
+        if (cnn_checkpoint_load(&model, &adam, &state, resume, 256) != CNN_OK) SEED_FAIL(model.error.message);
+        if (!training_same_layers(&model, &wanted)) SEED_FAIL("the checkpoint to resume is of another model");
+        printf("resuming from %s after epoch %d\n", resume, state.epoch);
+    } else {
+        model = wanted;
+        memset(&wanted, 0, sizeof wanted); /* model has it now */
+        if (cnn_model_build(&model, 256) != CNN_OK) SEED_FAIL(model.error.message); /* largest batch; the first error of the adds */
+        if (mapping && !training_name_classes(&model, mapping, program->name)) goto done;
+        if (cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) SEED_FAIL(model.error.message); /* NULL: Adam, lr 1e-3 */
+    }
     cnn_model_summary(&model, text, sizeof text);
     fputs(text, stdout);
-    if (cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) SEED_FAIL(model.error.message); /* NULL: Adam, lr 1e-3 */
     progress_desc.history = &history;
-    cnn_progress_init(&progress, stdout, &progress_desc);
+    hooks.program = program->name;
+    hooks.checkpoint_path = seed_in_folder(checkpoint, sizeof checkpoint, out, "checkpoint.cnn");
+    hooks.optimizer = &adam;
+    hooks.state = &state;
     fit.batch_size = 256;
     fit.validation = &validation;
-    fit.on_batch = cnn_progress_batch;
-    fit.on_epoch = cnn_progress_epoch;
-    fit.user = &progress;
+    training_use_hooks(&fit, &hooks);
     if (augmenter.desc.shift > 0.0f || augmenter.desc.rotate > 0.0f) {
-        cnn_rng_seed(&augmenter.rng, 2);
         fit.augment = cnn_augment_batch;
         fit.augment_user = &augmenter;
     }
+    cnn_progress_init(&hooks.progress, stdout, &progress_desc);
     if (cnn_model_fit(&model, &adam, &train, &fit) != CNN_OK) SEED_FAIL(model.error.message);
 
     /* the test set: predictions, confusion matrix, per-class table */
@@ -134,7 +155,6 @@ static int seed_main(int argc, char **argv, const seed_program *program)
     printf("test accuracy: %.2f%%\n", 100.0 * cnn_confusion_accuracy(matrix, classes));
 
     /* the output folder */
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) SEED_FAIL("cannot create the output folder");
     if (cnn_history_save_csv(&history, seed_in_folder(path, sizeof path, out, "history.csv")) != CNN_OK)
         SEED_FAIL(history.error.message);
     if (cnn_curves_save_png(&history, seed_in_folder(path, sizeof path, out, "curves.png"), &error) != CNN_OK ||
@@ -147,7 +167,7 @@ static int seed_main(int argc, char **argv, const seed_program *program)
 done:
     free(predicted), free(matrix);
     cnn_history_free(&history);
-    cnn_optimizer_free(&adam), cnn_model_free(&model);
+    cnn_optimizer_free(&adam), cnn_model_free(&model), cnn_model_free(&wanted), cnn_fit_state_free(&state);
     cnn_dataset_free(&full), cnn_dataset_free(&train), cnn_dataset_free(&validation), cnn_dataset_free(&test);
     return status;
 }

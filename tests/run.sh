@@ -5,7 +5,8 @@
 #   tests/run.sh BUILD_DIR TEST_PROGRAM...
 # A program counts its own tests (its last line is "RESULT passed failed
 # skipped"); a program that crashes or prints no RESULT line counts as one
-# failure. The compile checks are read from BUILD_DIR/compile-checks.txt.
+# failure. A program may be a shell script (NAME.sh, run by sh: the tests in
+# tests/scripts). The compile checks are read from BUILD_DIR/compile-checks.txt.
 build=$1
 shift
 passed=0
@@ -16,7 +17,10 @@ export TEST_TMP
 for program in "$@"; do
     name=$(basename "$program")
     echo "== $name"
-    output=$("$program" 2>&1)
+    case $program in
+    *.sh) output=$(sh "$program" 2>&1) ;;
+    *) output=$("$program" 2>&1) ;;
+    esac
     status=$?
     printf '%s\n' "$output" | grep -v '^RESULT '
     result=$(printf '%s\n' "$output" | grep '^RESULT ' | tail -n 1)
@@ -34,12 +38,14 @@ for program in "$@"; do
         failed=$((failed + 1))
     fi
 done
-# compile checks recorded by the Makefile: one line "ok NAME" or "FAIL NAME" each
+# compile checks recorded by the Makefile: one line "ok NAME", "FAIL NAME"
+# or "skip NAME: why" each
 if [ -f "$build/compile-checks.txt" ]; then
     echo "== compile checks"
     cat "$build/compile-checks.txt"
     passed=$((passed + $(grep -c '^ok ' "$build/compile-checks.txt")))
     failed=$((failed + $(grep -c '^FAIL ' "$build/compile-checks.txt")))
+    skipped=$((skipped + $(grep -c '^skip ' "$build/compile-checks.txt")))
 fi
 rm -rf "$TEST_TMP"
 if [ "$skipped" -gt 0 ]; then

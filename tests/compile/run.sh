@@ -4,10 +4,13 @@
 # translation units (one with CNN_IMPLEMENTATION, also built with
 # CNN_NO_FAST while the other is not) linked together, with
 # CNN_IMAGES, and with CNN_NO_FAST; and a plain object that holds none of
-# the fast path. Prints "ok   NAME" or "FAIL NAME" and the compiler's words,
-# a line a check, for tests/run.sh to count.
+# the fast path. Then Windows: cnn.h and every example cross-compiled and
+# linked with MinGW-w64 when it is installed. Prints "ok   NAME" or
+# "FAIL NAME" and the compiler's words, a line a check, or "skip NAME:
+# why", for tests/run.sh to count.
 #   sh tests/compile/run.sh DIR     (objects and logs go to DIR)
-# Environment: CC, CXX (default cc, c++), STB_DIR (default /usr/include/stb).
+# Environment: CC, CXX (default cc, c++), STB_DIR (default /usr/include/stb),
+# MINGW_CC (default x86_64-w64-mingw32-gcc).
 # shellcheck disable=SC2086 # $CC, $CXX, $strict, $impl and $images are lists of words
 mkdir -p "$1" && dir=$(cd "$1" && pwd) && cd "$(dirname "$0")" || exit 1
 CC=${CC:-cc}
@@ -59,3 +62,31 @@ check images_cxx11_werror $CXX -std=c++11 $strict -x c++ $images
 check images_clang_c99_werror clang -std=c99 $strict $images
 check images_clang_cxx11_werror clang++ -std=c++11 $strict -x c++ $images
 check images_static_werror $CC -std=c99 $strict -DCNN_STATIC $images
+
+# Windows, through MinGW-w64 (Debian's gcc-mingw-w64-x86-64, which
+# tests/deps.sh test installs): the library linked into a program under
+# -Werror, with OpenMP when this MinGW has it, and with images; then each
+# example linked as a user builds it (C99, -lm, no OpenMP: mingw_NAME) and
+# as the Makefile builds it (with OpenMP when there is one:
+# mingw_openmp_NAME). Unoptimised: these check the names, not the code.
+MINGW_CC=${MINGW_CC:-x86_64-w64-mingw32-gcc}
+if command -v "$MINGW_CC" >/dev/null 2>&1; then
+    mingw_openmp=
+    echo 'int main(void) { return 0; }' | "$MINGW_CC" -fopenmp -x c - -o "$dir/mingw-openmp.exe" >/dev/null 2>&1 && mingw_openmp=-fopenmp
+    check mingw_c99_werror "$MINGW_CC" -std=c99 $strict -DCOMPILE_CHECK_MAIN impl.c -lm -o "$dir/mingw.exe"
+    if [ -n "$mingw_openmp" ]; then
+        check mingw_openmp_werror "$MINGW_CC" -std=c99 $strict -fopenmp -DCOMPILE_CHECK_MAIN impl.c -lm -o "$dir/mingw.exe"
+    else
+        echo "skip mingw_openmp_werror: $MINGW_CC has no OpenMP"
+    fi
+    check mingw_images_c99_werror "$MINGW_CC" -std=c99 $strict $images
+    for example in ../../examples/*.c; do
+        program=$(basename "$example" .c)
+        check "mingw_$program" "$MINGW_CC" -std=c99 -Wall -Wextra -pedantic -I"${STB_DIR:-/usr/include/stb}" \
+            "$example" -o "$dir/mingw_$program.exe" -lm
+        [ -z "$mingw_openmp" ] || check "mingw_openmp_$program" "$MINGW_CC" -std=c99 -Wall -Wextra -pedantic -fopenmp \
+            -I"${STB_DIR:-/usr/include/stb}" "$example" -o "$dir/mingw_openmp_$program.exe" -lm
+    done
+else
+    echo "skip mingw: no $MINGW_CC (Debian: gcc-mingw-w64-x86-64; 'sh tests/deps.sh test' installs it)"
+fi

@@ -40,7 +40,8 @@ done
 # 128 KB at 0 and 8 KB at 0x10000000, which is too small and hangs there.
 example() {
     if [ -f "$EXAMPLES/$1" ]; then echo "$EXAMPLES/$1"
-    elif [ -f "$EXAMPLES/$1.gz" ]; then gunzip -c "$EXAMPLES/$1.gz" >"$OUT/${1##*/}" && echo "$OUT/${1##*/}"
+    elif [ -f "$EXAMPLES/$1.gz" ]; then
+        gunzip -c "$EXAMPLES/$1.gz" >"$OUT/${1##*/}.tmp" && mv "$OUT/${1##*/}.tmp" "$OUT/${1##*/}" && echo "$OUT/${1##*/}"
     else skip "no $EXAMPLES/$1 (gcc-arm-none-eabi's examples)"
     fi
 }
