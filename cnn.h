@@ -15,7 +15,8 @@
      SGD with momentum and Adam; a sequential model with shape inference, a
      summary, training (with validation, early stopping, a progress reporter
      and a per-epoch history saved as CSV), evaluation, a confusion matrix
-     and per-class metrics, save and load; loaders for EMNIST/MNIST
+     and per-class metrics, save and load (with the class names, closed by
+     a CRC-32) and checkpoints to resume training bit for bit; loaders for EMNIST/MNIST
      data as Kaggle CSV or IDX files and for label -> character mapping files;
      models to and from PyTorch as safetensors files (under torch.nn.Sequential's
      names and layouts) and out to ONNX (opset 13); int8 quantization as
@@ -296,8 +297,8 @@ CNNDEF cnn_result cnn_model_init(cnn_model *model, int channels, int height, int
    cannot fit (a kernel larger than the padded input, a stride that does not
    divide, a dense layer on a non-flat input, a conv on a flat one...) is
    refused with CNN_ERROR_BAD_SHAPE, and a setting out of range (0 filters,
-   dropout 1.5) with CNN_ERROR_INVALID_ARGUMENT, each with a message. Layers are added before
-   cnn_model_build. Such errors are sticky: after one, every later add and
+   dropout 1.5) with CNN_ERROR_INVALID_ARGUMENT, each with a message.
+   Layers are added before cnn_model_build. Such errors are sticky: after one, every later add and
    the build fail with the first error and keep its message, so a model can
    be described in a row of calls and checked once, at the build. */
 CNNDEF cnn_result cnn_model_add(cnn_model *model, const cnn_layer_desc *desc);
@@ -730,9 +731,10 @@ CNNDEF cnn_result cnn_model_load(cnn_model *model, const char *path, int max_bat
 CNNDEF cnn_result cnn_model_load_memory(cnn_model *model, const void *bytes, size_t size, int max_batch);
 
 /* Loads the parameters and class names (when it has them) of a model file
-   into a built model with the same input and layers (as cnn_model_load_safetensors does for
-   safetensors). A file of other layers is refused with a message naming
-   the first difference; on any failure the model is left as it was. */
+   into a built model with the same input and layers, as
+   cnn_model_load_safetensors does for safetensors. A file of other layers
+   is refused with a message naming the first difference; on any failure
+   the model is left as it was. */
 CNNDEF cnn_result cnn_model_load_weights(cnn_model *model, const char *path);
 
 /* A checkpoint is a model file with two more sections: the optimiser's
@@ -6884,6 +6886,7 @@ CNN__PRIVATE void cnn__export_body(FILE *out, const cnn_model *model, const cnn_
         }
     }
     CNN_ASSERT(written == flash);
+    (void)written, (void)flash; /* for the assert alone: unused under NDEBUG */
     fprintf(out, "\n/* the activations of one sample, in turn: %lu bytes */\nstatic %s %s_buffer[2][%lu];\n\n", (unsigned long)ram,
             q ? "signed char" : "float", name, (unsigned long)largest);
     /* the kernels it needs */

@@ -50,6 +50,9 @@ check clang_c99_werror clang -std=c99 $strict $impl
 check clang_cxx11_werror clang++ -std=c++11 $strict -x c++ $impl
 check openmp_werror $CC -std=c99 $strict -fopenmp $impl
 check static_werror $CC -std=c99 $strict -DCNN_STATIC $impl
+# release builds: NDEBUG empties CNN_ASSERT, and nothing may then go unused
+check ndebug_c99_werror $CC -std=c99 $strict -DNDEBUG $impl
+check ndebug_clang_c99_werror clang -std=c99 $strict -DNDEBUG $impl
 check plain_c99_werror $CC -std=c99 $strict -DCNN_NO_FAST $impl
 check plain_cxx11_werror $CXX -std=c++11 $strict -x c++ -DCNN_NO_FAST $impl
 check plain_has_no_fast_path no_fast_path
