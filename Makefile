@@ -7,8 +7,11 @@
 #   make emnist-all  train LeNet-5, the MLP and the CNN on EMNIST and print a table
 #   make bench       cnn.h against PyTorch: training speed, latency, memory
 #   make deps        install the Debian packages that building and testing need
+#   make install     cnn.h and cnn.pc (pkg-config) under PREFIX (/usr/local), DESTDIR; make uninstall
 #   make interop     cnn.h and PyTorch (python3-torch) exchange three models both ways
 #   make mcu         the model exported in float32 and int8, run on an emulated Cortex-M4
+#   make web         the model in a web page: cnn.h compiled to WebAssembly (build/web)
+#   make test-web    that page driven in a headless chromium (tests/web/README.md)
 #   make valgrind, fuzz, fixtures, clean: see below
 CC ?= cc
 CXX ?= c++
@@ -59,13 +62,18 @@ $(BUILD)/sanitize/tests/%: tests/%.c $(TEST_DEPS) tests/sanitize-ignore.txt
 	@mkdir -p $(@D)
 	$(SANITIZE_CC) $(C99) -fsanitize=address,undefined -fno-sanitize-recover=all -g -O1 $(TEST_OPENMP) -I$(STB_DIR) \
 	  $(if $(findstring clang,$(SANITIZE_CC)),-fsanitize-ignorelist=tests/sanitize-ignore.txt) $< -o $@ -lm
-# C99, C++11, gcc, clang, -Werror, CNN_STATIC, CNN_NO_FAST...: tests/compile/run.sh
-$(BUILD)/compile-checks.txt: cnn.h $(wildcard tests/compile/*)
+# C99, C++11, gcc, clang, -Werror, CNN_STATIC, CNN_NO_FAST, MinGW (the library and every example)...:
+# tests/compile/run.sh
+$(BUILD)/compile-checks.txt: cnn.h $(wildcard tests/compile/*) $(wildcard examples/*.c examples/*.h)
 	@mkdir -p $(@D)
 	@CC="$(CC)" CXX="$(CXX)" STB_DIR="$(STB_DIR)" sh tests/compile/run.sh $(BUILD)/checks >$@.tmp && mv $@.tmp $@
 
-test: $(TESTS) $(BUILD)/compile-checks.txt
-	@EMNIST_DIR="$(EMNIST_DIR)" sh tests/run.sh $(BUILD) $(TESTS)
+# tests/scripts/test_*.sh: what C cannot check well (the README's program built as a user
+# builds it, make install and pkg-config, examples run as commands, the scripts' text)
+SCRIPT_TESTS = $(wildcard tests/scripts/test_*.sh)
+test: $(TESTS) $(BUILD)/compile-checks.txt $(addprefix $(BUILD)/,kernels lenet5 mlp cnn predict)
+	@EMNIST_DIR="$(EMNIST_DIR)" BUILD="$(BUILD)" CC="$(CC)" STB_DIR="$(STB_DIR)" \
+	  sh tests/run.sh $(BUILD) $(TESTS) $(SCRIPT_TESTS)
 test-plain: $(PLAIN_TESTS)
 	@EMNIST_DIR="$(EMNIST_DIR)" sh tests/run.sh $(BUILD)/plain $(PLAIN_TESTS)
 # allocator_may_return_null: an impossible request gets NULL, so cnn.h can say "out of memory"
@@ -75,6 +83,27 @@ sanitize: $(SANITIZE_TESTS)
 deps:
 	sh tests/deps.sh build test
 
+# make install [PREFIX=/usr/local] [DESTDIR=]: cnn.h into $(INCLUDEDIR) and cnn.pc, for
+# pkg-config (its version: cnn.h's CNN_VERSION_MAJOR.MINOR.PATCH), into $(PKGCONFIGDIR),
+# so that `cc $$(pkg-config --cflags --libs cnn) app.c` builds; both under DESTDIR when
+# it is set. make uninstall removes those two files.
+PREFIX ?= /usr/local
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(PREFIX)/lib/pkgconfig
+CNN_VERSION = $(shell awk '/^.define CNN_VERSION_(MAJOR|MINOR|PATCH) / { v[$$2] = $$3 } \
+  END { print v["CNN_VERSION_MAJOR"] "." v["CNN_VERSION_MINOR"] "." v["CNN_VERSION_PATCH"] }' cnn.h)
+.PHONY: install uninstall
+install:
+	@case "$(CNN_VERSION)" in [0-9]*.[0-9]*.[0-9]*) ;; *) echo "no CNN_VERSION_MAJOR, _MINOR and _PATCH in cnn.h"; exit 1 ;; esac
+	mkdir -p "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
+	cp cnn.h "$(DESTDIR)$(INCLUDEDIR)/cnn.h.tmp" && mv "$(DESTDIR)$(INCLUDEDIR)/cnn.h.tmp" "$(DESTDIR)$(INCLUDEDIR)/cnn.h"
+	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))' '' 'Name: cnn' \
+	  'Description: convolutional neural networks in one C99 header' 'Version: $(CNN_VERSION)' \
+	  'Cflags: -I$${includedir}' 'Libs: -lm' >"$(DESTDIR)$(PKGCONFIGDIR)/cnn.pc.tmp"
+	mv "$(DESTDIR)$(PKGCONFIGDIR)/cnn.pc.tmp" "$(DESTDIR)$(PKGCONFIGDIR)/cnn.pc"
+uninstall:
+	rm -f "$(DESTDIR)$(INCLUDEDIR)/cnn.h" "$(DESTDIR)$(PKGCONFIGDIR)/cnn.pc"
+
 # The demo trains on emnist47-{train,test}.csv or Kaggle's emnist-balanced-{train,test}.csv
 # in $(EMNIST_DIR); without them, on Debian's Fashion-MNIST (installed when needed).
 TRAIN_CSV = $(firstword $(wildcard $(EMNIST_DIR)/emnist47-train.csv $(EMNIST_DIR)/emnist-balanced-train.csv))
@@ -82,11 +111,12 @@ TEST_CSV = $(firstword $(wildcard $(EMNIST_DIR)/emnist47-test.csv $(EMNIST_DIR)/
 FASHION_TRAIN = $(BUILD)/fashion-mnist/train-images-idx3-ubyte $(BUILD)/fashion-mnist/train-labels-idx1-ubyte
 FASHION_TEST = $(BUILD)/fashion-mnist/t10k-images-idx3-ubyte $(BUILD)/fashion-mnist/t10k-labels-idx1-ubyte
 EMNIST = $(and $(TRAIN_CSV),$(TEST_CSV))
+FASHION_NAMES = T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot
 DEMO_DATA = $(if $(EMNIST),--train $(TRAIN_CSV) --test $(TEST_CSV),--train-idx $(FASHION_TRAIN) --test-idx $(FASHION_TEST))
 DEMO_ARGS ?=
 demo: $(BUILD)/lenet5 $(filter-out --%,$(DEMO_DATA))
 	$(if $(EMNIST),,@echo "No EMNIST CSV files in '$(EMNIST_DIR)' (see data/README.md): training on Fashion-MNIST.")
-	$(BUILD)/lenet5 $(DEMO_DATA) --model $(BUILD)/lenet5.cnn $(DEMO_ARGS)
+	$(BUILD)/lenet5 $(DEMO_DATA)$(if $(EMNIST),, --names "$(FASHION_NAMES)") --model $(BUILD)/lenet5.cnn $(DEMO_ARGS)
 # (the package is checked once, however many files; a failed gunzip leaves no file)
 $(BUILD)/fashion-mnist/%-ubyte: | fashion-package
 	@mkdir -p $(@D)
@@ -167,6 +197,44 @@ $(BUILD)/mcu/host: tests/mcu/host.c cnn.h
 mcu: $(BUILD)/mcu/host $(BUILD)/export $(BUILD)/lenet5 $(if $(EMNIST),,$(FASHION_TRAIN) $(FASHION_TEST))
 	@BUILD="$(BUILD)" MODEL="$(MODEL)" MCU_IMAGES="$(MCU_IMAGES)" $(if $(EMNIST),TRAIN_CSV="$(TRAIN_CSV)" TEST_CSV="$(TEST_CSV)", \
 	  FASHION_TRAIN="$(FASHION_TRAIN)" FASHION_TEST="$(FASHION_TEST)") sh tests/mcu/run.sh $(BUILD)/mcu
+
+# The model in a web page (examples/web; README.md, "In the browser"): cnn.h compiled by
+# clang to a wasm32-wasi reactor (CNN_NO_FAST: the plain library, README.md says why), the page,
+# its script and stylesheet, EMNIST's mapping and MODEL (copied as model.cnn) in $(WEB).
+# Installs clang's wasm32 parts when missing (tests/deps.sh wasm).
+WEB = $(BUILD)/web
+WASM_CC ?= clang
+WASM_FLAGS = --target=wasm32-wasi -mexec-model=reactor $(C99) -O2 -DCNN_NO_FAST -D_WASI_EMULATED_PROCESS_CLOCKS \
+  -Wl,-z,stack-size=1048576 -Wl,--max-memory=1073741824 -Wl,--strip-all
+WEB_PAGE = $(WEB)/cnn.wasm $(addprefix $(WEB)/,index.html web.js web.css emnist-balanced-mapping.txt)
+.PHONY: web web-page test-web wasm-deps
+$(WEB)/cnn.wasm: examples/web/web.c cnn.h | wasm-deps stb
+	@mkdir -p $(@D)
+	$(WASM_CC) $(WASM_FLAGS) -I$(STB_DIR) $< -o $@ -lwasi-emulated-process-clocks
+$(WEB)/emnist-balanced-mapping.txt: data/emnist-balanced-mapping.txt
+	@mkdir -p $(@D)
+	cp $< $@
+$(WEB)/%: examples/web/%
+	@mkdir -p $(@D)
+	cp $< $@
+wasm-deps:
+	@sh tests/deps.sh wasm
+web-page: $(WEB_PAGE)
+web: web-page
+	@test -f "$(MODEL)" || { echo "make web: no model at $(MODEL): 'make demo' trains one (or make web MODEL=path)"; exit 1; }
+	cp "$(MODEL)" $(WEB)/model.cnn
+	@echo "$(WEB): cnn.wasm $$(wc -c <$(WEB)/cnn.wasm) bytes, model.cnn $$(wc -c <$(WEB)/model.cnn) bytes." \
+	  "To use it: python3 -m http.server -b 127.0.0.1 -d $(WEB) 8000, then open http://127.0.0.1:8000/"
+
+# The page in Debian's chromium, headless, driven by playwright-core (tests/web/README.md):
+# MODEL when given, else a LeNet-5 trained here for one epoch on a slice of EMNIST (else
+# Fashion-MNIST); pictures uploaded and strokes drawn, answers compared with build/predict's,
+# bad files refused; screenshots in $(BUILD)/web-test. Installs its packages (tests/deps.sh web).
+test-web: web-page $(BUILD)/predict $(BUILD)/lenet5 $(BUILD)/folders $(if $(EMNIST),,$(FASHION_TRAIN) $(FASHION_TEST))
+	@sh tests/deps.sh web
+	@BUILD="$(BUILD)" MODEL="$(if $(filter command line environment,$(origin MODEL)),$(MODEL))" \
+	  $(if $(EMNIST),TRAIN_CSV="$(TRAIN_CSV)" TEST_CSV="$(TEST_CSV)",FASHION_TRAIN="$(FASHION_TRAIN)" FASHION_TEST="$(FASHION_TEST)" \
+	  FASHION_NAMES="$(FASHION_NAMES)") sh tests/web/run.sh $(BUILD)/web-test
 
 # the PyTorch reference values tests/test_reference.c and tests/test_interop.c check (python3-torch)
 fixtures:

@@ -7,7 +7,10 @@
 #     build     cc, c++, make, gunzip, and stb_image.h and stb_image_write.h
 #               (libstb-dev) for the programs that read or write images
 #     test      clang for the clang compile checks and `make sanitize`, its
-#               sanitizer runtimes (libclang-rt-dev), its OpenMP (libomp-dev)
+#               sanitizer runtimes (libclang-rt-dev), its OpenMP (libomp-dev);
+#               valgrind (the README's program is run under it), pkg-config
+#               (`make install`'s cnn.pc), MinGW-w64 (gcc-mingw-w64-x86-64:
+#               the Windows compile checks)
 #     fashion   Fashion-MNIST (dataset-fashion-mnist): `make demo` and
 #               `make bench` train on it when there is no EMNIST
 #     onnx      Node.js and npm for the ONNX Runtime test (test_onnx, which
@@ -19,6 +22,11 @@
 #               reference BLAS), only when PyTorch is installed
 #     mcu       the Cortex-M4 cross compiler with newlib (gcc-arm-none-eabi,
 #               libnewlib-arm-none-eabi) and qemu-system-arm: `make mcu`
+#     wasm      clang, lld, wasi-libc and clang's wasm32 runtime
+#               (libclang-rt-N-dev-wasm32, N clang's version): `make web`
+#     web       wasm, and chromium, Node.js, npm and python3 for
+#               `make test-web` (which installs playwright-core from npm
+#               into build/npm/web)
 set -eu
 STB_DIR=${STB_DIR:-/usr/include/stb}
 
@@ -41,7 +49,10 @@ for task in "$@"; do
             clang_links -fopenmp || want libomp-dev
         else
             want clang; want libclang-rt-dev; want libomp-dev
-        fi ;;
+        fi
+        command -v valgrind >/dev/null || want valgrind
+        command -v pkg-config >/dev/null || want pkg-config
+        command -v x86_64-w64-mingw32-gcc >/dev/null || want gcc-mingw-w64-x86-64 ;;
     fashion)
         [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || want dataset-fashion-mnist ;;
     onnx)
@@ -58,8 +69,20 @@ for task in "$@"; do
         command -v arm-none-eabi-gcc >/dev/null || want gcc-arm-none-eabi
         [ -f /usr/lib/arm-none-eabi/newlib/rdimon.specs ] || want libnewlib-arm-none-eabi
         command -v qemu-system-arm >/dev/null || want qemu-system-arm ;;
+    wasm|web)
+        # a reactor links: wasm-ld (lld), wasi-libc and the runtime are there
+        if ! command -v clang >/dev/null; then
+            want clang; want lld; want wasi-libc; want libclang-rt-14-dev-wasm32   # Debian 12's clang
+        elif ! clang_links --target=wasm32-wasi -mexec-model=reactor; then
+            want lld; want wasi-libc; want "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev-wasm32"
+        fi
+        [ "$task" = web ] || continue
+        [ -x /usr/bin/chromium ] || want chromium
+        command -v node >/dev/null || want nodejs
+        command -v npm >/dev/null || want npm
+        command -v python3 >/dev/null || want python3 ;;
     *)
-        echo "deps.sh: unknown task '$task' (build, test, onnx, torch, fashion, openblas or mcu)" >&2
+        echo "deps.sh: unknown task '$task' (build, test, onnx, torch, fashion, openblas, mcu, wasm or web)" >&2
         exit 2 ;;
     esac
 done
