@@ -364,9 +364,10 @@ CNNDEF cnn_result cnn_model_predict(cnn_model *model, const float *input, int co
 /* Names for the output classes ("A", "Dress", a folder's name), carried by
    the model and saved in its file, so that whoever loads it can name its
    answers. The model must have its layers; count must be its class count
-   (the size of its output), or 0 to remove the names. Each name is 1 to
-   255 bytes without control characters (UTF-8 is kept as it is). The names
-   are copied; cnn_model_free frees them. */
+   (the size of its output, at most CNN_MAX_CLASSES), or 0 to remove the
+   names. Each name is 1 to 255 bytes without control characters (UTF-8 is
+   kept as it is). The names are copied; cnn_model_free frees them, and
+   adding a layer afterwards removes them (the output changes). */
 CNNDEF cnn_result cnn_model_set_class_names(cnn_model *model, const char *const *names, int count);
 /* label's name, or NULL when the model carries no names or label is not a class. */
 CNNDEF const char *cnn_model_class_name(const cnn_model *model, int label);
@@ -1008,8 +1009,9 @@ CNNDEF cnn_result cnn_image_to_character(const cnn_image *in, cnn_image *out, co
 /* A picture made ready for a model whose input is `input`, into out: the
    one preparation that examples/predict.c and the web page share, so a
    file gets the same answer in both. A character model (one channel, a
-   square input) gets cnn_image_to_character with size = input.h (desc may
-   be NULL: the defaults); any other model gets the picture converted to
+   square input) gets cnn_image_to_character with size = input.h and, unless
+   desc says otherwise, the box scaled as EMNIST's 22 of 28 (desc may be
+   NULL: the defaults); any other model gets the picture converted to
    input.c channels (1 or 3) and resized to (input.h, input.w) with the
    default method, as cnn_image_folders_load reads its files. */
 CNNDEF cnn_result cnn_image_prepare(const cnn_image *in, cnn_image *out, cnn_shape input, const cnn_character_desc *desc);
@@ -1881,6 +1883,9 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
     layer.param_offset = model->param_count;
     model->param_count += layer.weight_count + layer.bias_count;
     model->layers[model->layer_count++] = layer;
+    CNN_FREE(model->class_names); /* they named the old output's classes */
+    model->class_names = NULL;
+    model->class_name_count = 0;
     return CNN_OK;
 }
 
@@ -2423,6 +2428,9 @@ CNNDEF cnn_result cnn_model_set_class_names(cnn_model *model, const char *const 
     if (count != 0 && count != classes)
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "%d class names given for a model with %d classes",
                          count, classes);
+    if (count > CNN_MAX_CLASSES)
+        return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "%d class names: a model keeps %d at most (CNN_MAX_CLASSES)",
+                         count, CNN_MAX_CLASSES);
     if (count > 0 && !names) return cnn__null_argument(&model->error, "cnn_model_set_class_names", "names");
     for (i = 0; i < count; i++) {
         const unsigned char *name = (const unsigned char *)names[i];
@@ -3408,13 +3416,15 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
     if (d.validation && (result = cnn__check_dataset_labels(model, d.validation, "validation")) != CNN_OK) return result;
     memset(&own, 0, sizeof own);
     state = d.state ? d.state : &own;
-    if (state->epoch < 0 || state->best_epoch < 0 || state->best_epoch > state->epoch ||
+    if (state->epoch < 0 || state->epoch == INT_MAX || state->best_epoch < 0 || state->best_epoch > state->epoch ||
         (state->best_params && state->param_count != model->param_count))
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the training state to resume from does not fit this model");
     if (d.patience > 0 && model->param_count > 0 && !state->best_params) {
         if (!(state->best_params = cnn__alloc_floats(model->param_count)))
             return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a copy of the best parameters");
         state->param_count = model->param_count;
+        state->best_epoch = 0; /* a best epoch of before, whose weights were not kept, cannot be restored: tracking starts anew */
+        state->best_loss = 0.0f;
     }
     order = (int *)CNN_MALLOC((size_t)dataset->count * sizeof(int));
     if (!order) {
@@ -4218,6 +4228,9 @@ CNN__PRIVATE cnn_result cnn__take_names(cnn_model *model, cnn__model_reader *r, 
     if (count != (uint32_t)cnn_shape_count(cnn_model_output_shape(model)))
         return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' names %lu classes but the model has %lu", r->path,
                          (unsigned long)count, (unsigned long)cnn_shape_count(cnn_model_output_shape(model)));
+    if (count > CNN_MAX_CLASSES)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' names %lu classes; names are kept for %d at most", r->path,
+                         (unsigned long)count, CNN_MAX_CLASSES);
     if (length < 4 + 5 * (uint64_t)count) goto overrun; /* each name takes 5 bytes at least: check before allocating */
     names = (char **)CNN_MALLOC((size_t)count * sizeof *names);
     text = (char *)CNN_MALLOC((size_t)count * 256);
@@ -4345,7 +4358,7 @@ CNN__PRIVATE cnn_result cnn__take_state(cnn_model *model, cnn__model_reader *r, 
     best_epoch = cnn__get_u32(bytes + 4);
     best_loss = cnn__get_f32(bytes + 8);
     has_augment = cnn__get_u32(bytes + 12);
-    if (epoch > (uint32_t)INT_MAX || best_epoch > epoch || has_augment > 1)
+    if (epoch >= (uint32_t)INT_MAX || best_epoch > epoch || has_augment > 1)
         return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': the training state is not plausible (epoch %lu, best %lu)",
                          r->path, (unsigned long)epoch, (unsigned long)best_epoch);
     if (has_augment) {
@@ -9125,6 +9138,7 @@ CNNDEF cnn_result cnn_image_prepare(const cnn_image *in, cnn_image *out, cnn_sha
         if (desc) character = *desc;
         else memset(&character, 0, sizeof character);
         character.size = input.h;
+        if (character.box == 0) character.box = (input.h * 22 + 14) / 28 > 0 ? (input.h * 22 + 14) / 28 : 1; /* 22 of 28, as EMNIST */
         return cnn_image_to_character(in, out, &character);
     }
     if ((input.c != 1 && input.c != 3) || input.h <= 0 || input.w <= 0)

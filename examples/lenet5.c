@@ -55,6 +55,7 @@ static void usage(FILE *out)
             "  --checkpoint PATH       saved after every epoch (default: the model's path with\n"
             "                          -checkpoint before .cnn)\n"
             "  --resume CHECKPOINT     continue training from a checkpoint, up to --epochs in all\n"
+            "                          (the same data and --batch as the run it continues)\n"
             "  --eval MODEL            load MODEL and evaluate it on the test set; no training\n"
             "  --help                  this text\n");
 }
@@ -259,6 +260,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "lenet5: training stopped: %s\n", model.error.message);
             goto done;
         }
+        if (hooks.failed) goto done; /* the checkpoint's error is printed */
         for (i = 0; i < history.count; i++) seconds += history.epochs[i].seconds;
         printf("trained %d epochs in %.1f s\n", history.count, seconds);
         if (cnn_model_save(&model, o.model_path) != CNN_OK) {

@@ -14,7 +14,9 @@
    classes from EMNIST's mapping file (training.h says where it looks),
    trains it with Adam (lr 1e-3, batch 256) and cnn.h's progress reporter,
    saving checkpoint.cnn in the output folder after every epoch (--resume
-   continues from it), prints the test accuracy and each class's precision
+   continues from it: the checkpoint holds the weights, Adam, the rate the
+   schedule has reached and the generators, and the other options must be
+   those of the run it continues), prints the test accuracy and each class's precision
    and recall, and writes history.csv, curves.png, confusion.png,
    mistakes.png and model.cnn into the output folder. It includes cnn.h with its implementation and the
    CNN_IMAGES section (the pictures of training), and stb_image_write.h,
@@ -141,6 +143,7 @@ static int seed_main(int argc, char **argv, const seed_program *program)
     }
     cnn_progress_init(&hooks.progress, stdout, &progress_desc);
     if (cnn_model_fit(&model, &adam, &train, &fit) != CNN_OK) SEED_FAIL(model.error.message);
+    if (hooks.failed) goto done; /* the checkpoint's error is printed */
 
     /* the test set: predictions, confusion matrix, per-class table */
     predicted = (int *)malloc((size_t)test.count * sizeof(int));

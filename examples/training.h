@@ -70,6 +70,7 @@ typedef struct training_hooks {
     const char *checkpoint_path;   /* written after every epoch; NULL: none */
     cnn_optimizer *optimizer;
     cnn_fit_state *state;
+    int failed;                    /* 1: a checkpoint could not be saved (training stopped; the program must fail) */
 } training_hooks;
 
 static int training_on_batch(cnn_model *model, const cnn_batch_stats *stats, void *user)
@@ -84,6 +85,7 @@ static int training_on_epoch(cnn_model *model, const cnn_epoch_stats *stats, voi
     if (!stop && hooks->on_epoch) stop = hooks->on_epoch(model, stats, hooks->on_epoch_user);
     if (hooks->checkpoint_path && cnn_checkpoint_save(model, hooks->optimizer, hooks->state, hooks->checkpoint_path) != CNN_OK) {
         fprintf(stderr, "%s: %s\n", hooks->program, model->error.message);
+        hooks->failed = 1; /* cnn_model_fit takes a non-zero return for a stop asked for: say it failed */
         return 1;
     }
     return stop;

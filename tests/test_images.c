@@ -547,6 +547,55 @@ TEST(character_inversion_and_errors)
     cnn_image_free(&light);
 }
 
+/* cnn_image_prepare, the preparation predict and the web page share: for a
+   28 x 28 character model exactly cnn_image_to_character's defaults; for a
+   smaller one the box scaled as 22 of 28 (the default 22 would not fit a
+   16 x 16 field); for any other model the picture converted and resized;
+   refused for an input pictures cannot have. */
+TEST(prepare_for_any_model_input)
+{
+    static unsigned char canvas[60 * 50];
+    cnn_image picture, prepared, expected, grey;
+    cnn_shape input;
+    size_t i;
+    int x0, x1, y0, y1;
+    draw_seven(canvas, 60, 50, 10, 10, 40, 20, 52, 5);
+    CHECK(image_from_bytes(&picture, canvas, 60, 50), "picture");
+
+    input.c = 1, input.h = 28, input.w = 28;
+    CHECK(cnn_image_prepare(&picture, &prepared, input, NULL) == CNN_OK, "28: %s", prepared.error.message);
+    CHECK(cnn_image_to_character(&picture, &expected, NULL) == CNN_OK, "to_character: %s", expected.error.message);
+    CHECK(prepared.c == 1 && prepared.h == 28 && prepared.w == 28, "28: shape (%d, %d, %d)", prepared.c, prepared.h, prepared.w);
+    for (i = 0; i < 28 * 28 && prepared.data && expected.data; i++)
+        if (prepared.data[i] != expected.data[i]) break;
+    CHECK(i == 28 * 28, "28: pixel %lu differs from cnn_image_to_character's", (unsigned long)i);
+    cnn_image_free(&prepared), cnn_image_free(&expected);
+
+    input.h = input.w = 16;  /* box (16 * 22 + 14) / 28 = 13 */
+    CHECK(cnn_image_prepare(&picture, &prepared, input, NULL) == CNN_OK, "16: %s", prepared.error.message);
+    CHECK(prepared.h == 16 && prepared.w == 16, "16: shape (%d, %d)", prepared.h, prepared.w);
+    if (prepared.data) {
+        ink_box(prepared.data, 16, 16, 0.2f, &x0, &x1, &y0, &y1);
+        CHECK(y1 - y0 + 1 >= 12 && y1 - y0 + 1 <= 14, "16: the ink spans rows %d..%d, not about 13", y0, y1);
+    }
+    cnn_image_free(&prepared);
+
+    input.c = 3, input.h = 20, input.w = 30;  /* an RGB model: converted and resized */
+    CHECK(cnn_image_prepare(&picture, &prepared, input, NULL) == CNN_OK, "RGB: %s", prepared.error.message);
+    CHECK(prepared.c == 3 && prepared.h == 20 && prepared.w == 30, "RGB: shape (%d, %d, %d)", prepared.c, prepared.h, prepared.w);
+    CHECK(cnn_image_convert(&picture, &grey, 3) == CNN_OK && cnn_image_resize(&grey, &expected, 20, 30, CNN_RESIZE_DEFAULT) == CNN_OK,
+          "expected");
+    for (i = 0; i < 3 * 20 * 30 && prepared.data && expected.data; i++)
+        if (prepared.data[i] != expected.data[i]) break;
+    CHECK(i == 3 * 20 * 30, "RGB: value %lu differs from convert + resize", (unsigned long)i);
+    cnn_image_free(&prepared), cnn_image_free(&expected), cnn_image_free(&grey);
+
+    input.c = 2;
+    CHECK(cnn_image_prepare(&picture, &prepared, input, NULL) == CNN_ERROR_BAD_SHAPE, "a 2-channel input accepted");
+    CHECK(strstr(prepared.error.message, "takes no pictures") != NULL, "message: %s", prepared.error.message);
+    cnn_image_free(&picture);
+}
+
 TEST(drawn_character_through_png)
 {
     /* a '7' drawn with a 9-pixel pen on a 160 x 120 page, written as PNG */
@@ -822,6 +871,7 @@ int main(void)
     RUN(character_box_fit_and_centre);
     RUN(character_centre_of_mass_and_threshold);
     RUN(character_inversion_and_errors);
+    RUN(prepare_for_any_model_input);
     RUN(drawn_character_through_png);
     RUN(folders_learn_shapes);
     RUN(folders_split_is_reproducible);

@@ -2333,8 +2333,28 @@ TEST(forward_errors)
     CHECK(cnn_model_output(&model) == NULL, "output after free");
 }
 
+/* Names belong to the output they name: adding a layer after them drops
+   them, so that no model can be saved with names it cannot load. */
+TEST(class_names_dropped_when_a_layer_is_added)
+{
+    static const char *const three[3] = {"a", "b", "c"};
+    static cnn_model model, loaded;
+    cnn_model_init(&model, 1, 4, 4, 1);
+    cnn_add_flatten(&model);
+    cnn_add_dense(&model, 3);
+    CHECK(cnn_model_set_class_names(&model, three, 3) == CNN_OK, "%s", model.error.message);
+    cnn_add_dense(&model, 2);
+    CHECK(model.class_name_count == 0 && cnn_model_class_name(&model, 0) == NULL, "%d names kept", model.class_name_count);
+    CHECK(cnn_model_build(&model, 1) == CNN_OK, "%s", model.error.message);
+    CHECK(cnn_model_save(&model, test_path("renamed.cnn")) == CNN_OK, "%s", model.error.message);
+    CHECK(cnn_model_load(&loaded, test_path("renamed.cnn"), 1) == CNN_OK, "%s", loaded.error.message);
+    cnn_model_free(&loaded);
+    cnn_model_free(&model);
+}
+
 int main(void)
 {
+    RUN(class_names_dropped_when_a_layer_is_added);
     RUN(crc32_helper_is_standard);
     RUN(save_load_round_trip);
     RUN(save_load_every_layer_setting);

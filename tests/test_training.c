@@ -279,6 +279,50 @@ TEST(resumed_training_is_bit_identical)
     cnn_dataset_free(&train), cnn_dataset_free(&validation);
 }
 
+/* Keeps a copy of the parameters after each epoch. */
+static int snapshot_params(cnn_model *model, const cnn_epoch_stats *stats, void *user)
+{
+    (void)stats;
+    memcpy(user, model->params, model->param_count * sizeof(float));
+    return 0;
+}
+
+/* A state whose best epoch came from a fit without early stopping holds no
+   weights for it: a later fit with patience must not "restore" them (it
+   would copy memory never written), but track its best anew. */
+TEST(early_stopping_never_restores_weights_it_did_not_keep)
+{
+    cnn_dataset train, validation;
+    cnn_model model;
+    cnn_optimizer adam;
+    cnn_fit_state state;
+    cnn_fit_desc fit;
+    float *last;
+    CHECK(make_random_dataset(&train, 24, 8, 4, 41) && make_random_dataset(&validation, 8, 8, 4, 42), "datasets");
+    CHECK(build_small_cnn(&model, 8, 4, 8, 43) && cnn_optimizer_init(&adam, &model, NULL) == CNN_OK, "build");
+    last = (float *)malloc(model.param_count * sizeof(float));
+    memset(&state, 0, sizeof state);
+    memset(&fit, 0, sizeof fit);
+    fit.epochs = 1;
+    fit.validation = &validation;
+    fit.state = &state;
+    CHECK(cnn_model_fit(&model, &adam, &train, &fit) == CNN_OK, "fit: %s", model.error.message);
+    CHECK(state.best_epoch == 1 && !state.best_params, "best epoch %d, best copy %p", state.best_epoch, (void *)state.best_params);
+    state.best_loss = -1.0f; /* no later epoch can beat it */
+    fit.epochs = 2;
+    fit.patience = 1;
+    fit.on_epoch = snapshot_params;
+    fit.user = last;
+    CHECK(cnn_model_fit(&model, &adam, &train, &fit) == CNN_OK, "fit: %s", model.error.message);
+    CHECK(state.best_epoch == 2, "best epoch %d: the earlier one, whose weights were never kept", state.best_epoch);
+    CHECK(memcmp(model.params, last, model.param_count * sizeof(float)) == 0, "the weights are not epoch 2's");
+    free(last);
+    cnn_fit_state_free(&state);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&model);
+    cnn_dataset_free(&train), cnn_dataset_free(&validation);
+}
+
 TEST(fit_lr_decay_steps_the_rate)
 {
     /* two epochs at 0.01, then halved; on_epoch sees the rate the next epoch
@@ -408,6 +452,7 @@ int main(void)
     RUN(fit_callback_can_stop);
     RUN(fit_lr_decay_steps_the_rate);
     RUN(resumed_training_is_bit_identical);
+    RUN(early_stopping_never_restores_weights_it_did_not_keep);
     RUN(train_step_gradients_match_full_backward);
     RUN(lenet5_one_epoch_on_emnist);
     return test_report();

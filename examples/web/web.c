@@ -227,14 +227,16 @@ WEB_EXPORT(web_predict_file) int web_predict_file(const void *bytes, int size)
     return failed;
 }
 
-/* The canvas: RGBA bytes, row by row, composited over white paper as
-   cnn_image_load composites a transparent picture. */
-WEB_EXPORT(web_predict_pixels) int web_predict_pixels(const unsigned char *rgba, int width, int height)
+/* The canvas: size bytes of RGBA, row by row, composited over white paper
+   as cnn_image_load composites a transparent picture. */
+WEB_EXPORT(web_predict_pixels) int web_predict_pixels(const unsigned char *rgba, int size, int width, int height)
 {
     cnn_image picture;
     size_t plane, i;
     int failed;
     if (!web_model) return web_fail("no model is loaded");
+    if (!rgba || width < 1 || height < 1 || width > WEB_MAX_SIDE || height > WEB_MAX_SIDE || size / 4 / width < height)
+        return web_fail("the drawing's size does not match its pixels");
     if (cnn_image_alloc(&picture, 3, height, width) != CNN_OK) return web_fail(picture.error.message);
     plane = (size_t)width * (size_t)height;
     for (i = 0; i < plane; i++) {

@@ -176,7 +176,7 @@
             return;
         }
         const pixels = pen.getImageData(0, 0, canvas.width, canvas.height).data;
-        const failed = withBytes(pixels, (pointer) => wasm.web_predict_pixels(pointer, canvas.width, canvas.height));
+        const failed = withBytes(pixels, (pointer, size) => wasm.web_predict_pixels(pointer, size, canvas.width, canvas.height));
         if (failed) showError(message("the drawing", failed));
         else showAnswer();
     }

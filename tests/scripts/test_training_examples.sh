@@ -152,6 +152,18 @@ resume_refuses_another_model() {
     grep -q "is a model file, not a checkpoint" "$dir/log" || { sed 's/^/    | /' "$dir/log"; fail "no clear message"; }
 }
 
+# A checkpoint that cannot be written stops training with an error and a
+# non-zero status, never a quiet success.
+checkpoint_failure_fails() {
+    need lenet5 || return
+    dir=$(scratch checkpoint-failure)
+    small_csv train 100 "$dir/train.csv"
+    if "$BUILD/lenet5" --train "$dir/train.csv" --test "$dir/train.csv" --classes 47 --epochs 2 --model "$dir/m.cnn" \
+        --checkpoint "$dir/no-such-folder/c.cnn" >"$dir/log" 2>&1; then fail "exit status 0 when no checkpoint could be written"; fi
+    grep -q "cannot write .*no-such-folder/c.cnn\|no-such-folder/c.cnn" "$dir/log" || { sed 's/^/    | /' "$dir/log"; fail "no message naming the checkpoint"; }
+    [ ! -f "$dir/m.cnn" ] || fail "the model was saved as if training had succeeded"
+}
+
 run names_travel_with_the_model
 run names_given_on_the_command_line
 run data_errors_name_the_file
@@ -160,4 +172,5 @@ run lenet5_resumes
 run mlp_resumes
 run cnn_resumes
 run resume_refuses_another_model
+run checkpoint_failure_fails
 report
