@@ -2942,7 +2942,8 @@ CNN__PRIVATE cnn_result cnn__parse_csv(cnn_dataset *dataset, cnn__reader *reader
     }
     if (reader.offset >= 2 && cnn__is_gzip(first_bytes)) {
         cnn__close_reader(&reader);
-        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 1, 0, 0, "'%s' looks gzip-compressed: unpack it first (gunzip -k '%s')", path, path);
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 1, 0, 0, "'%s' looks gzip-compressed: unpack it first (gunzip -k '%s')",
+                         path, path);
     }
     if (d.max_rows && capacity > d.max_rows) capacity = d.max_rows;
     if (capacity > INT_MAX) capacity = INT_MAX;
@@ -3010,12 +3011,14 @@ CNN__PRIVATE cnn_result cnn__parse_csv(cnn_dataset *dataset, cnn__reader *reader
         if (result != CNN_OK) break;
         if (c == '\r') c = cnn__read_byte(&reader);
         if (c != '\n' && c != CNN__EOF) {
-            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "'%s', line %ld: stray carriage return", path, line);
+            result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "'%s', line %ld: stray carriage return",
+                               path, line);
             break;
         }
         if (field >= 0 && field != pixels + 1) {
             result = cnn__fail(error, CNN_ERROR_MALFORMED_DATA, line, 0, -1,
-                               "'%s', line %ld: expected %ld fields (a label and %ld pixels), found %ld", path, line, pixels + 1, pixels, field);
+                               "'%s', line %ld: expected %ld fields (a label and %ld pixels), found %ld", path, line, pixels + 1,
+                               pixels, field);
             break;
         }
         if (field >= 0 && !image) { /* only when the file changed between the passes, or rows > INT_MAX */
@@ -3067,7 +3070,8 @@ CNN__PRIVATE cnn_result cnn__read_idx_header(cnn__reader *reader, int want_dims,
     if (cnn__reader_failed(reader))
         return cnn__fail(error, CNN_ERROR_IO, 0, 0, -1, "cannot read '%s' (is it a folder?)", path);
     if (got >= 2 && cnn__is_gzip(header))
-        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 0, "'%s' looks gzip-compressed: unpack it first (gunzip -k '%s')", path, path);
+        return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 0, "'%s' looks gzip-compressed: unpack it first (gunzip -k '%s')",
+                         path, path);
     if (got < 4 || header[0] != 0 || header[1] != 0)
         return cnn__fail(error, CNN_ERROR_MALFORMED_DATA, 0, 0, 0, "'%s' is not an IDX file (bad magic number)", path);
     if (header[2] != 0x08)
@@ -3214,11 +3218,14 @@ CNN__PRIVATE cnn_result cnn__parse_label_map(cnn_label_map *map, cnn__reader *re
             result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1,
                                "'%s', line %ld: expected two whole numbers, a label and a character code", path, line);
         } else if (c != '\n' && c != '\r' && c != CNN__EOF) {
-            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "'%s', line %ld: unexpected text after the code", path, line);
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1,
+                               "'%s', line %ld: unexpected text after the code", path, line);
         } else if (label < 0 || label >= CNN_MAX_CLASSES || code < 0 || code > 0x10ffff) {
-            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s', line %ld: label %ld or code %ld out of range", path, line, label, code);
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s', line %ld: label %ld or code %ld out of range",
+                               path, line, label, code);
         } else if (seen[label]) {
-            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s', line %ld: label %ld appears twice", path, line, label);
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, -1, "'%s', line %ld: label %ld appears twice", path, line,
+                               label);
         } else {
             seen[label] = 1;
             map->codes[label] = (int)code;
@@ -3226,7 +3233,8 @@ CNN__PRIVATE cnn_result cnn__parse_label_map(cnn_label_map *map, cnn__reader *re
         }
         if (c == '\r') c = cnn__read_byte(&reader);
         if (result == CNN_OK && c != '\n' && c != CNN__EOF)
-            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "'%s', line %ld: stray carriage return", path, line);
+            result = cnn__fail(&map->error, CNN_ERROR_MALFORMED_DATA, line, 0, reader.offset - 1, "'%s', line %ld: stray carriage return",
+                               path, line);
         if (c == '\n') c = cnn__read_byte(&reader);
         line++;
     }
@@ -4207,8 +4215,9 @@ CNN__PRIVATE cnn_result cnn__take_params(cnn_model *model, cnn__model_reader *r,
         return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' says %llu parameters but its layers have %llu", r->path,
                          (unsigned long long)count, (unsigned long long)model->param_count);
     if (r->reader->size >= 0 && (unsigned long long)(r->reader->size - r->reader->offset) < 4 * count)
-        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, r->reader->size, "'%s' is truncated: %llu parameters need %llu bytes, %lld remain",
-                         r->path, (unsigned long long)count, 4 * (unsigned long long)count, r->reader->size - r->reader->offset);
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, r->reader->size,
+                         "'%s' is truncated: %llu parameters need %llu bytes, %lld remain", r->path, (unsigned long long)count,
+                         4 * (unsigned long long)count, r->reader->size - r->reader->offset);
     if (cnn_model_build(model, max_batch) != CNN_OK) return r->error->code;
     return cnn__take_floats(r, model->params, model->param_count, "parameter", 0);
 }
@@ -4268,8 +4277,8 @@ CNN__PRIVATE cnn_result cnn__take_names(cnn_model *model, cnn__model_reader *r, 
     }
     goto done;
 overrun:
-    result = cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': the class names do not fill their section of %llu bytes exactly",
-                       r->path, (unsigned long long)length);
+    result = cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at,
+                       "'%s': the class names do not fill their section of %llu bytes exactly", r->path, (unsigned long long)length);
     goto done;
 failed:
     result = r->error->code;

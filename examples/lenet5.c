@@ -217,7 +217,8 @@ int main(int argc, char **argv)
             }
             printf("resuming from %s after epoch %d\n", o.resume, state.epoch);
         } else {
-            if (build_lenet5(&model, train.images.h, train.images.w, o.classes ? o.classes : train.num_classes, o.batch, o.seed) != CNN_OK) {
+            int classes = o.classes ? o.classes : train.num_classes;
+            if (build_lenet5(&model, train.images.h, train.images.w, classes, o.batch, o.seed) != CNN_OK) {
                 fprintf(stderr, "lenet5: %s\n", model.error.message);
                 goto done;
             }

@@ -15,12 +15,13 @@
    trains it with Adam (lr 1e-3, batch 256) and cnn.h's progress reporter,
    saving checkpoint.cnn in the output folder after every epoch (--resume
    continues from it: the checkpoint holds the weights, Adam, the rate the
-   schedule has reached and the generators, and the other options must be
-   those of the run it continues), prints the test accuracy and each class's precision
-   and recall, and writes history.csv, curves.png, confusion.png,
-   mistakes.png and model.cnn into the output folder. It includes cnn.h with its implementation and the
-   CNN_IMAGES section (the pictures of training), and stb_image_write.h,
-   which writes them: the program includes this file alone. */
+   schedule has reached and the generators; the other options must be those
+   of the run it continues), prints the test accuracy and each class's
+   precision and recall, and writes history.csv, curves.png, confusion.png,
+   mistakes.png and model.cnn into the output folder. It includes cnn.h
+   with its implementation and the CNN_IMAGES section (the pictures of
+   training), and stb_image_write.h, which writes them: the program
+   includes this file alone. */
 #ifndef SEED_H
 #define SEED_H
 
