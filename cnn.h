@@ -6611,6 +6611,17 @@ CNNDEF cnn_result cnn_quantized_predict(cnn_quantized *q, const float *input, in
    stands for the name and '$' for the name in capitals. Only the kernels a
    model uses are written, so that the file compiles under -Werror. */
 
+/* The softmax at the end, in float in both kinds of file. */
+#define CNN__C_SOFTMAX_KERNEL \
+    "static void @_softmax(float *x, int count)\n" \
+    "{\n" \
+    "    float top = x[0], sum = 0.0f;\n" \
+    "    int i;\n" \
+    "    for (i = 1; i < count; i++) top = x[i] > top ? x[i] : top;\n" \
+    "    for (i = 0; i < count; i++) sum += x[i] = $_EXPF(x[i] - top);\n" \
+    "    for (i = 0; i < count; i++) x[i] /= sum;\n" \
+    "}\n\n"
+
 static const char cnn__c_float_kernels[][1100] = {
     /* 0 conv2d */
     "static void @_conv2d(const float *x, float *y, const float *weight, const float *bias,\n"
@@ -6674,14 +6685,7 @@ static const char cnn__c_float_kernels[][1100] = {
     "    }\n"
     "}\n\n",
     /* 4 softmax, in place */
-    "static void @_softmax(float *x, int count)\n"
-    "{\n"
-    "    float top = x[0], sum = 0.0f;\n"
-    "    int i;\n"
-    "    for (i = 1; i < count; i++) top = x[i] > top ? x[i] : top;\n"
-    "    for (i = 0; i < count; i++) sum += x[i] = $_EXPF(x[i] - top);\n"
-    "    for (i = 0; i < count; i++) x[i] /= sum;\n"
-    "}\n\n"};
+    CNN__C_SOFTMAX_KERNEL};
 
 static const char cnn__c_int8_kernels[][1500] = {
     /* 0 the input's codes: always */
@@ -6778,14 +6782,7 @@ static const char cnn__c_int8_kernels[][1500] = {
     "    for (i = 0; i < count; i++) x[i] = table[x[i] + 128];\n"
     "}\n\n",
     /* 7 softmax, in place */
-    "static void @_softmax(float *x, int count)\n"
-    "{\n"
-    "    float top = x[0], sum = 0.0f;\n"
-    "    int i;\n"
-    "    for (i = 1; i < count; i++) top = x[i] > top ? x[i] : top;\n"
-    "    for (i = 0; i < count; i++) sum += x[i] = $_EXPF(x[i] - top);\n"
-    "    for (i = 0; i < count; i++) x[i] /= sum;\n"
-    "}\n\n"};
+    CNN__C_SOFTMAX_KERNEL};
 
 /* Writes text with '@' as the name and '$' as the name in capitals. */
 CNN__PRIVATE void cnn__emit(FILE *out, const char *name, const char *text)
