@@ -310,6 +310,31 @@ static inline void test_randomise_weights(cnn_model *model, uint64_t seed)
     }
 }
 
+/* A model of every layer type and setting (3, 10, 10) -> 4 classes, not
+   built, weights from seed: what test_interop sends through safetensors
+   (every setting its metadata records) and test_onnx through ONNX Runtime
+   (every operator its graph writes). */
+static inline void test_add_every_layer(cnn_model *model, uint64_t seed)
+{
+    cnn_layer_desc conv;
+    cnn_model_init(model, 3, 10, 10, seed);
+    memset(&conv, 0, sizeof conv);
+    conv.type = CNN_LAYER_CONV2D; conv.units = 4; conv.kernel = 3; conv.padding = 1; conv.init = CNN_INIT_HE_NORMAL;
+    cnn_model_add(model, &conv);
+    cnn_add_leaky_relu(model, 0.1f);
+    cnn_add_max_pool(model, 2, 2);           /* (4, 5, 5) */
+    cnn_add_conv2d(model, 5, 3, 2, 1);       /* (5, 3, 3) */
+    cnn_add_sigmoid(model);
+    cnn_add_relu(model);
+    cnn_add_avg_pool(model, 3, 1);           /* (5, 1, 1) */
+    cnn_add_flatten(model);
+    cnn_add_dense(model, 6);
+    cnn_add_tanh(model);
+    cnn_add_dropout(model, 0.3f);
+    cnn_add_dense(model, 4);
+    cnn_add_softmax(model);
+}
+
 /* A dataset of count random images (1, side, side) with random labels below
    classes, from seed; 0 when out of memory. */
 static inline int make_random_dataset(cnn_dataset *data, int count, int side, int classes, uint64_t seed)

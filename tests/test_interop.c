@@ -98,28 +98,6 @@ TEST(pytorch_state_dict_without_metadata)
     test_io_free(&io);
 }
 
-/* A model with every layer type and setting the metadata records. */
-static void add_every_layer(cnn_model *model)
-{
-    cnn_layer_desc conv;
-    cnn_model_init(model, 3, 10, 10, 3);
-    memset(&conv, 0, sizeof conv);
-    conv.type = CNN_LAYER_CONV2D; conv.units = 4; conv.kernel = 3; conv.padding = 1; conv.init = CNN_INIT_HE_NORMAL;
-    cnn_model_add(model, &conv);
-    cnn_add_leaky_relu(model, 0.1f);
-    cnn_add_max_pool(model, 2, 2);           /* (4, 5, 5) */
-    cnn_add_conv2d(model, 5, 3, 2, 1);       /* (5, 3, 3) */
-    cnn_add_sigmoid(model);
-    cnn_add_relu(model);
-    cnn_add_avg_pool(model, 3, 1);           /* (5, 1, 1) */
-    cnn_add_flatten(model);
-    cnn_add_dense(model, 6);
-    cnn_add_tanh(model);
-    cnn_add_dropout(model, 0.3f);
-    cnn_add_dense(model, 4);
-    cnn_add_softmax(model);
-}
-
 /* Saved and built again from the file: the same layers, every setting,
    the same parameters bit for bit, the same outputs. */
 static void check_round_trip(cnn_model *model, const char *name)
@@ -169,7 +147,7 @@ TEST(cnn_h_files_come_back_the_same)
     EXPECT(cnn_model_build(&model, 3), CNN_OK, NULL);
     check_round_trip(&model, "seed CNN");
     cnn_model_free(&model);
-    add_every_layer(&model);
+    test_add_every_layer(&model, 3);
     EXPECT(cnn_model_build(&model, 3), CNN_OK, NULL);
     check_round_trip(&model, "every layer");
     cnn_model_free(&model);
@@ -464,7 +442,7 @@ TEST(edge_models)
     check_round_trip(&model, "dense 70000");
     cnn_model_free(&model);
 
-    add_every_layer(&model);
+    test_add_every_layer(&model, 3);
     EXPECT(cnn_model_build(&model, 1), CNN_OK, NULL);
     EXPECT(cnn_model_save_safetensors(&model, test_path("short.safetensors")), CNN_OK, NULL);
     bytes = test_read_file(test_path("short.safetensors"), &size);

@@ -102,24 +102,6 @@ static void describe_onnx(const unsigned char *bytes, size_t size, char *out, si
 
 /* ---------------------------------------------------------------- the models */
 
-static void add_every_layer(cnn_model *model)
-{
-    cnn_model_init(model, 3, 10, 10, 4);
-    cnn_add_conv2d(model, 4, 3, 1, 1);
-    cnn_add_leaky_relu(model, 0.1f);
-    cnn_add_max_pool(model, 2, 2);           /* (4, 5, 5) */
-    cnn_add_conv2d(model, 5, 3, 2, 1);       /* (5, 3, 3) */
-    cnn_add_sigmoid(model);
-    cnn_add_relu(model);
-    cnn_add_avg_pool(model, 3, 1);           /* (5, 1, 1) */
-    cnn_add_flatten(model);
-    cnn_add_dense(model, 6);
-    cnn_add_tanh(model);
-    cnn_add_dropout(model, 0.3f);
-    cnn_add_dense(model, 4);
-    cnn_add_softmax(model);
-}
-
 typedef struct onnx_case {
     const char *name;
     const char *operators;  /* what the graph must hold, in order */
@@ -160,7 +142,7 @@ static const onnx_case cases[] = {
 
 static cnn_result build_case(cnn_model *model, size_t which)
 {
-    if (which == 3) add_every_layer(model);
+    if (which == 3) test_add_every_layer(model, 4);
     else if (which > 3) add_edge_model(model, (int)which - 4);
     else {
         cnn_model_init(model, 1, 28, 28, 1 + which);
