@@ -143,10 +143,10 @@ static cnn_result build_lenet5(cnn_model *model, int height, int width, int clas
 static int name_classes(cnn_model *model, const options *o)
 {
     static char found[4096];
-    const char *names[CNN_MAX_CLASSES], *mapping;
     static char list[CNN_MAX_CLASSES * 256];
-    int count = 0, classes = (int)cnn_shape_count(cnn_model_output_shape(model));
-    cnn_label_map *map;
+    static cnn_label_map map; /* large: not on the stack */
+    const char *names[CNN_MAX_CLASSES], *mapping;
+    int count = 0;
     if (o->names) { /* split a copy at the commas */
         char *at = strncpy(list, o->names, sizeof list - 1);
         while (count < CNN_MAX_CLASSES) {
@@ -163,12 +163,13 @@ static int name_classes(cnn_model *model, const options *o)
         return 1;
     }
     mapping = training_find_mapping(o->mapping, o->train_csv ? o->train_csv : o->train_images, found, sizeof found);
-    if (mapping && !o->mapping) { /* found, not given: only if it fits */
-        map = (cnn_label_map *)malloc(sizeof *map);
-        if (map && cnn_label_map_load(map, mapping) == CNN_OK && map->count != classes) mapping = NULL;
-        free(map);
+    if (!mapping) return 1;
+    if (cnn_label_map_load(&map, mapping) != CNN_OK) {
+        fprintf(stderr, "lenet5: %s\n", map.error.message);
+        return 0;
     }
-    return training_name_classes(model, mapping, "lenet5");
+    if (!o->mapping && map.count != (int)cnn_shape_count(cnn_model_output_shape(model))) return 1; /* found, not given: only if it fits */
+    return training_name_classes(model, &map, mapping, "lenet5");
 }
 
 int main(int argc, char **argv)

@@ -125,7 +125,7 @@ static int seed_main(int argc, char **argv, const seed_program *program)
         model = wanted;
         memset(&wanted, 0, sizeof wanted); /* model has it now */
         if (cnn_model_build(&model, 256) != CNN_OK) SEED_FAIL(model.error.message); /* largest batch; the first error of the adds */
-        if (mapping && !training_name_classes(&model, mapping, program->name)) goto done;
+        if (mapping && !training_name_classes(&model, &map, mapping, program->name)) goto done;
         if (cnn_optimizer_init(&adam, &model, NULL) != CNN_OK) SEED_FAIL(model.error.message); /* NULL: Adam, lr 1e-3 */
     }
     cnn_model_summary(&model, text, sizeof text);

@@ -25,18 +25,12 @@ static const char *training_find_mapping(const char *given, const char *train_pa
     return NULL;
 }
 
-/* Names the model's classes by the characters of the mapping file at path
-   (nothing when path is NULL). 0, with the reason printed, when the file is
-   bad or maps another number of classes than the model has. */
-static int training_name_classes(cnn_model *model, const char *path, const char *program)
+/* Names the model's classes by the characters of map, loaded from the
+   file at path. 0, with the reason printed, when it maps another number of
+   classes than the model has. */
+static int training_name_classes(cnn_model *model, const cnn_label_map *map, const char *path, const char *program)
 {
-    static cnn_label_map map; /* large: not on the stack */
-    if (!path) return 1;
-    if (cnn_label_map_load(&map, path) != CNN_OK) {
-        fprintf(stderr, "%s: %s\n", program, map.error.message);
-        return 0;
-    }
-    if (cnn_model_set_class_names_from_map(model, &map) != CNN_OK) {
+    if (cnn_model_set_class_names_from_map(model, map) != CNN_OK) {
         fprintf(stderr, "%s: '%s': %s\n", program, path, model->error.message);
         return 0;
     }
