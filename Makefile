@@ -5,6 +5,7 @@
 #   make sanitize    the same tests under AddressSanitizer, LeakSanitizer and UBSan
 #   make demo        train LeNet-5 on EMNIST in $(EMNIST_DIR) (else Fashion-MNIST)
 #   make emnist-all  train LeNet-5, the MLP and the CNN on EMNIST and print a table
+#                    (MODELS="cnn-bn resnet": the CNN with batch norm, the small ResNet)
 #   make bench       cnn.h against PyTorch: training speed, latency, memory
 #   make deps        install the Debian packages that building and testing need
 #   make install     cnn.h and cnn.pc (pkg-config) under PREFIX (/usr/local), DESTDIR; make uninstall
@@ -29,7 +30,7 @@ TEST_OPENMP = $(if $(filter test_threads.c,$(notdir $<)),-fopenmp)
 STB_DIR ?= /usr/include/stb
 HAVE_STB = $(and $(wildcard $(STB_DIR)/stb_image.h),$(wildcard $(STB_DIR)/stb_image_write.h))
 NO_STB = no stb_image.h and stb_image_write.h in $(STB_DIR): install libstb-dev ('make deps' on Debian, Ubuntu) or set STB_DIR
-IMAGE_PROGRAMS = $(addprefix %/,mlp cnn predict kernels folders test_images test_image_fuzz test_pictures)
+IMAGE_PROGRAMS = $(addprefix %/,mlp cnn resnet predict kernels folders test_images test_image_fuzz test_pictures)
 
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 TESTS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
@@ -71,7 +72,7 @@ $(BUILD)/compile-checks.txt: cnn.h $(wildcard tests/compile/*) $(wildcard exampl
 # tests/scripts/test_*.sh: what C cannot check well (the README's program built as a user
 # builds it, make install and pkg-config, examples run as commands, the scripts' text)
 SCRIPT_TESTS = $(wildcard tests/scripts/test_*.sh)
-test: $(TESTS) $(BUILD)/compile-checks.txt $(addprefix $(BUILD)/,kernels lenet5 mlp cnn predict)
+test: $(TESTS) $(BUILD)/compile-checks.txt $(addprefix $(BUILD)/,kernels lenet5 mlp cnn resnet folders predict)
 	@EMNIST_DIR="$(EMNIST_DIR)" BUILD="$(BUILD)" CC="$(CC)" STB_DIR="$(STB_DIR)" \
 	  sh tests/run.sh $(BUILD) $(TESTS) $(SCRIPT_TESTS)
 test-plain: $(PLAIN_TESTS)
@@ -127,7 +128,7 @@ fashion-package:
 # 10 epochs of each of MODELS on EMNIST, then a table (examples/emnist-all.sh); logs,
 # pictures and models in $(BUILD)/emnist-all. EMNIST_ARGS adds options (--epochs 1).
 MODELS ?= lenet5 mlp cnn
-emnist-all: $(patsubst %,$(BUILD)/%,$(MODELS))
+emnist-all: $(patsubst %,$(BUILD)/%,$(subst cnn-bn,cnn,$(MODELS)))
 	@sh examples/emnist-all.sh $(BUILD) $(EMNIST_DIR) $(MODELS)
 
 # LeNet-5 and the seed models trained by cnn.h and PyTorch on EMNIST, else Fashion-MNIST
@@ -228,9 +229,10 @@ web: web-page
 
 # The page in Debian's chromium, headless, driven by playwright-core (tests/web/README.md):
 # MODEL when given, else a LeNet-5 trained here for one epoch on a slice of EMNIST (else
-# Fashion-MNIST); pictures uploaded and strokes drawn, answers compared with build/predict's,
-# bad files refused; screenshots in $(BUILD)/web-test. Installs its packages (tests/deps.sh web).
-test-web: web-page $(BUILD)/predict $(BUILD)/lenet5 $(BUILD)/folders $(if $(EMNIST),,$(FASHION_TRAIN) $(FASHION_TEST))
+# Fashion-MNIST), and a small ResNet; pictures uploaded and strokes drawn, answers compared
+# with build/predict's, bad files refused; screenshots in $(BUILD)/web-test. Installs its
+# packages (tests/deps.sh web).
+test-web: web-page $(BUILD)/predict $(BUILD)/lenet5 $(BUILD)/folders $(BUILD)/resnet $(if $(EMNIST),,$(FASHION_TRAIN) $(FASHION_TEST))
 	@sh tests/deps.sh web
 	@BUILD="$(BUILD)" MODEL="$(if $(filter command line environment,$(origin MODEL)),$(MODEL))" \
 	  $(if $(EMNIST),TRAIN_CSV="$(TRAIN_CSV)" TEST_CSV="$(TEST_CSV)",FASHION_TRAIN="$(FASHION_TRAIN)" FASHION_TEST="$(FASHION_TEST)" \

@@ -10,8 +10,10 @@
 
    WHAT IT DOES
      Float32 NCHW tensors; layers with forward and backward passes (conv2d,
-     dense, ReLU, LeakyReLU, sigmoid, tanh, max and average pooling, flatten,
-     dropout, softmax fused with cross-entropy); Glorot and He initialisers;
+     dense, ReLU, LeakyReLU, sigmoid, tanh, max and average pooling with
+     padding and ceil mode, global average pooling, batch normalization,
+     residual blocks, flatten, dropout, softmax fused with cross-entropy);
+     Glorot and He initialisers;
      SGD with momentum and Adam; a sequential model with shape inference, a
      summary, training (with validation, early stopping, a progress reporter
      and a per-epoch history saved as CSV), evaluation, a confusion matrix
@@ -218,6 +220,10 @@ typedef enum cnn_layer_type {
     CNN_LAYER_FLATTEN,
     CNN_LAYER_DROPOUT,
     CNN_LAYER_SOFTMAX,
+    CNN_LAYER_BATCH_NORM,       /* cnn_add_batch_norm */
+    CNN_LAYER_GLOBAL_AVG_POOL,  /* cnn_add_global_avg_pool */
+    CNN_LAYER_RESIDUAL_BEGIN,   /* cnn_add_residual_begin / _end: a residual block */
+    CNN_LAYER_RESIDUAL_END,
     CNN_LAYER_TYPE_COUNT
 } cnn_layer_type;
 
@@ -234,10 +240,14 @@ typedef struct cnn_layer_desc {
     int units;      /* conv2d: output channels; dense: outputs */
     int kernel;     /* conv2d: kernel side; pools: window side (default 2) */
     int stride;     /* conv2d: default 1; pools: default = kernel */
-    int padding;    /* conv2d: zeros added on every side (default 0) */
+    int padding;    /* conv2d, pools: zeros added on every side (default 0); a
+                       pool's padding never wins a max, and counts in an
+                       average (PyTorch's count_include_pad); at most kernel / 2 */
     float alpha;    /* leaky ReLU: slope below zero (default 0.3, as Keras) */
     float rate;     /* dropout: probability of dropping a unit (default 0.5) */
-    cnn_init init;  /* conv2d, dense: weight initialiser */
+    cnn_init init;  /* conv2d, dense, a residual end's projection: weight initialiser */
+    int ceil_mode;  /* pools: 1 keeps a last window that hangs over the (padded)
+                       edge, as PyTorch's ceil_mode=True; 0 drops it */
 } cnn_layer_desc;
 
 /* A layer inside a model: its settings, shapes and views of its parameters.
@@ -247,10 +257,20 @@ typedef struct cnn_layer {
     cnn_shape in, out;         /* per-sample shapes */
     size_t param_offset;       /* into model.params: weights, then biases */
     size_t weight_count, bias_count;
-    float *weight, *bias;                 /* conv2d (OC, C, K, K); dense (IN, OUT) */
+    size_t state_count;        /* floats of model.state: batch norm's 2 * C */
+    float *weight, *bias;                 /* conv2d (OC, C, K, K); dense (IN, OUT); batch norm
+                                             scale and shift (C); a residual end's
+                                             projection (OC, C, 1, 1) and (OC) */
     float *weight_grad, *bias_grad;       /* same shapes, in model.grads */
     int *argmax;               /* max pool: (N, C, OH, OW) input index of each max */
     float *mask;               /* dropout: (N, size) 0 or 1 / (1 - rate) */
+    float *running_mean, *running_var;    /* batch norm: (C) each, in model.state */
+    uint64_t batches_tracked;             /* batch norm: training steps taken (PyTorch's
+                                             num_batches_tracked) */
+    float *batch_mean, *batch_inv_std;    /* batch norm: (C) each, of the last forward pass */
+    int block_begin;           /* residual end: the index of its begin layer */
+    float *skip_grad;          /* residual end: (N, begin's input shape) the gradient the
+                                  skip path carries back to the block's input */
 } cnn_layer;
 
 /* ---------------------------------------------------------------- model */
@@ -268,6 +288,11 @@ typedef struct cnn_model {
     cnn_layer layers[CNN_MAX_LAYERS];
     size_t param_count;
     float *params;      /* (param_count) every layer's weights and biases */
+    size_t state_count;
+    float *state;       /* (state_count) what layers learn without gradients: batch
+                           norm's running means and variances. It follows
+                           params in memory, so params[0 .. param_count +
+                           state_count) is everything a trained model knows */
     float *grads;       /* (param_count) d loss / d params, same layout */
     int max_batch;      /* activations are sized for this many samples */
     int batch;          /* samples in the last forward pass (0: none yet) */
@@ -294,8 +319,8 @@ typedef struct cnn_model {
 CNNDEF cnn_result cnn_model_init(cnn_model *model, int channels, int height, int width, uint64_t seed);
 
 /* Adds a layer after the last one, inferring its input shape. A layer that
-   cannot fit (a kernel larger than the padded input, a stride that does not
-   divide, a dense layer on a non-flat input, a conv on a flat one...) is
+   cannot fit (a kernel larger than the padded input, a dense layer on a
+   non-flat input, a conv on a flat one, a residual end without a begin...) is
    refused with CNN_ERROR_BAD_SHAPE, and a setting out of range (0 filters,
    dropout 1.5) with CNN_ERROR_INVALID_ARGUMENT, each with a message.
    Layers are added before cnn_model_build. Such errors are sticky: after one, every later add and
@@ -313,6 +338,53 @@ CNNDEF cnn_result cnn_add_avg_pool(cnn_model *model, int size, int stride);
 CNNDEF cnn_result cnn_add_flatten(cnn_model *model);
 CNNDEF cnn_result cnn_add_dropout(cnn_model *model, float rate);
 CNNDEF cnn_result cnn_add_softmax(cnn_model *model);
+
+/* Padded pools and ceil mode take the descriptor, as PyTorch's
+   MaxPool2d(kernel, stride, padding, ceil_mode) - the usual ResNet stem's
+   pool is 3x3, stride 2, padding 1:
+       cnn_layer_desc pool = {0};
+       pool.type = CNN_LAYER_MAX_POOL; pool.kernel = 3; pool.stride = 2; pool.padding = 1;
+       cnn_model_add(model, &pool);
+   OH = (H + 2P - K) / S + 1, rounded down (up with ceil_mode; a window
+   that would start in the right or bottom padding is dropped). */
+
+/* Batch normalization (Ioffe and Szegedy, 2015), per channel of an image
+   or per feature of a flat vector:
+       y = gamma * (x - mean) / sqrt(var + 1e-5) + beta
+   In training, mean and var are the batch's own (over N, H and W), and
+   the running estimates move 10% of the way toward them (PyTorch's
+   momentum 0.1, with the unbiased variance); in evaluation the running
+   estimates are used. gamma (weight, starts at 1) and beta (bias, 0) are
+   parameters; the running estimates are model.state, saved with the model.
+   A training batch must give each channel more than one value (a batch of
+   one after a dense layer does not): cnn_model_forward refuses it, and
+   cnn_model_fit leaves out a last batch that would. Put it after a conv or
+   dense layer, before the activation. */
+CNNDEF cnn_result cnn_add_batch_norm(cnn_model *model);
+
+/* (C, H, W) -> (C, 1, 1): each channel's mean over the image, a flat
+   vector a dense layer can take directly (PyTorch's AdaptiveAvgPool2d(1)
+   and flatten; Keras's GlobalAveragePooling2D). */
+CNNDEF cnn_result cnn_add_global_avg_pool(cnn_model *model);
+
+/* A residual block (He et al., 2015): the layers added between begin and
+   end are the block's body F, and end adds the block's input x back:
+       y = F(x) + x                    when F keeps the shape
+       y = F(x) + conv1x1_S(x)         when it does not: a 1x1 projection
+                                       with the stride S that maps x's height
+                                       and width to F's, and F's channels
+   The projection is made by end (its weights are end's), initialised by
+   init (CNN_INIT_DEFAULT: Glorot, as other layers). A shape no 1x1
+   convolution can map (x 7x7, F(x) 5x5) is refused. Blocks may nest; the
+   usual activation after the sum is a layer after end:
+       cnn_add_residual_begin(model);
+         cnn_add_conv2d(model, 64, 3, 2, 1); cnn_add_batch_norm(model); cnn_add_relu(model);
+         cnn_add_conv2d(model, 64, 3, 1, 1); cnn_add_batch_norm(model);
+       cnn_add_residual_end(model, CNN_INIT_HE_NORMAL);
+       cnn_add_relu(model);
+   Backward, the sum's gradient goes down both paths and adds up at x. */
+CNNDEF cnn_result cnn_add_residual_begin(cnn_model *model);
+CNNDEF cnn_result cnn_add_residual_end(cnn_model *model, cnn_init init);
 
 /* Adds LeNet-5 (LeCun et al., 1998) as it is trained today, with ReLU and
    max pooling: conv2d 6 5x5 padding 2, relu, max pool 2; conv2d 16 5x5,
@@ -515,9 +587,10 @@ typedef struct cnn_fit_state {
     int best_epoch;               /* early stopping: the epoch of the lowest
                                      validation loss so far (0: none yet) */
     float best_loss;              /* that loss */
-    size_t param_count;
-    float *best_params;           /* (param_count) that epoch's parameters, kept
-                                     while patience > 0 (allocated by
+    size_t param_count;           /* model.param_count + model.state_count */
+    float *best_params;           /* (param_count) that epoch's parameters and
+                                     state (batch norm's running statistics),
+                                     kept while patience > 0 (allocated by
                                      cnn_model_fit, freed by cnn_fit_state_free) */
     cnn_rng *augment_rng;         /* optional, yours: one more generator saved and
                                      restored with the state (the augmenter's) */
@@ -763,9 +836,17 @@ CNNDEF cnn_result cnn_checkpoint_load(cnn_model *model, cnn_optimizer *optimizer
    its first dense layer "7.weight" (120, 400), as (out, in): cnn.h keeps a
    dense layer's weights as (in, out) and transposes them at the border.
    Layers without parameters still count, so a PyTorch Sequential that ends
-   in logits (no Softmax) fits a cnn.h model that ends in softmax. */
+   in logits (no Softmax) fits a cnn.h model that ends in softmax. A batch
+   norm layer is nn.BatchNorm2d (BatchNorm1d after a dense or flatten
+   layer): "i.weight", "i.bias", "i.running_mean", "i.running_var" and
+   "i.num_batches_tracked" (int64, no dimensions). A residual block, begin
+   to end, is one module, examples/pytorch/cnnh.py's Residual: its body's
+   layers are named inside it from 0 ("4.body.0.weight"), its projection
+   "4.shortcut.weight" (OC, C, 1, 1) and "4.shortcut.bias", and the layer
+   after its end is module 5. */
 
-/* Writes the parameters as a safetensors file (F32), with the layer list
+/* Writes the parameters (F32) and batch norm's running statistics (F32)
+   and counts of batches (I64) as a safetensors file, with the layer list
    and input shape in its __metadata__ (README.md, "To and from PyTorch and
    ONNX", defines the keys), through a temporary file and a rename as
    cnn_model_save does. The model must be built. */
@@ -776,8 +857,11 @@ CNNDEF cnn_result cnn_model_save_safetensors(cnn_model *model, const char *path)
    safetensors file, from cnn.h or from PyTorch's own tools: no metadata is
    needed. Every parameter tensor of the model must be in the file, under
    its name, with its shape, as F32, F16 or BF16 (converted to float), and
-   no other tensor. All is checked before anything changes: on failure the
-   model keeps its parameters and model->error says what was wrong. */
+   no other tensor; batch norm's running statistics too (a variance must
+   not be negative), and its count of batches as I64 or not at all (0, as
+   PyTorch's load_state_dict counts it). All is checked before anything
+   changes: on failure the model keeps its parameters and model->error says
+   what was wrong. */
 CNNDEF cnn_result cnn_model_load_safetensors(cnn_model *model, const char *path);
 CNNDEF cnn_result cnn_model_load_safetensors_memory(cnn_model *model, const void *bytes, size_t size);
 
@@ -792,10 +876,16 @@ CNNDEF cnn_result cnn_model_from_safetensors_memory(cnn_model *model, const void
    input "input" (N, C, H, W) with a dynamic batch N, output "output",
    (N, outputs) after a flatten or dense layer, else (N, C, H, W);
    Conv, Relu, LeakyRelu, Sigmoid, Tanh, MaxPool, AveragePool, Flatten,
-   Gemm and Softmax (Flatten where a dense layer meets an image);
-   dropout, the identity at inference, is left out. Weights are
-   initialisers under the names above, in PyTorch's layouts. Written through
-   a temporary file and a rename. */
+   Gemm, Softmax, BatchNormalization (the running statistics, epsilon
+   1e-5), GlobalAveragePool and, for a residual block's end, Add (after a
+   Conv 1x1 for a projection); Flatten where a dense layer meets an image;
+   a padded average pool whose last window hangs over the padding in ceil
+   mode pads its input with a Pad node first. Dropout and a residual
+   block's begin, the identity at inference, are left out. Weights are
+   initialisers under the names above, in PyTorch's layouts. Refused
+   (CNN_ERROR_INVALID_ARGUMENT): a residual block's projection of a flat
+   vector, which ONNX's Conv cannot take. Written through a temporary file
+   and a rename. */
 CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path);
 
 /* ---------------------------------------------------------------- microcontrollers: int8 and C export
@@ -811,10 +901,21 @@ CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path);
        input scale x weight scale;
      - a layer's int32 sum goes to its output's codes through a fixed-point
        multiplier and shift (no float in the inner loops); ReLU, max pool,
-       average pool, flatten and dropout keep their input's scale; LeakyReLU,
-       sigmoid and tanh look their 256 possible answers up in a table
-       (sigmoid's and tanh's outputs at TensorFlow Lite's fixed scales);
+       average pool (padding counts as the code of 0), flatten and dropout
+       keep their input's scale; global average pooling takes a scale of
+       its own (its means span far less than its input), its int32 sum
+       requantized as a conv2d's; LeakyReLU, sigmoid and tanh look their 256
+       possible answers up in a table (sigmoid's and tanh's outputs at
+       TensorFlow Lite's fixed scales);
+     - a batch norm right after a conv2d or dense layer is folded into it
+       before quantizing, as converters do: in evaluation it is the
+       per-channel y = x * scale + shift, so the layer's weights of output
+       channel c are multiplied by scale[c] and its bias becomes
+       bias[c] * scale[c] + shift[c];
      - softmax, the last layer if there is one, runs in float.
+   Residual blocks (whose sum of two int8 tensors of different scales
+   would need a rescaling of its own) and a batch norm after anything but
+   a conv2d or dense layer are refused: export such a model in float32.
    A cnn_quantized holds such a copy of a model, evaluable here; the C
    export writes the same arithmetic into a file of its own. */
 
@@ -848,8 +949,9 @@ typedef struct cnn_quantized {
    q is overwritten without being freed: pass a new or freed one. Refused:
    a calibration set whose images are all one value, a conv2d, dense or
    LeakyReLU layer whose outputs are all 0 on it (no scale fits), softmax
-   anywhere but last. A conv2d or dense output channel whose int32 sums
-   could overflow (a very wide layer, or a bias far larger than its
+   anywhere but last, a residual block, a batch norm that does not follow a
+   conv2d or dense layer (the message names the layer). A conv2d or dense
+   output channel whose int32 sums could overflow (a very wide layer, or a bias far larger than its
    weights) gets a coarser weight scale. Sigmoid and tanh outputs have
    TensorFlow Lite's fixed scales, 1/256 and 1/128. */
 CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dataset *calibration, int rows);
@@ -878,14 +980,18 @@ typedef struct cnn_export_desc {
    which takes one input as cnn_model_predict does ((C, H, W) floats,
    pixels in [0, 1]), returns the top class and, unless probabilities is
    NULL, writes NAME_CLASSES of them. It works in two static buffers sized
-   at export (not reentrant), allocates nothing, prints nothing, and needs
-   only expf (define NAME_EXPF before compiling it for your own), and an
-   int of 32 bits, as on every Cortex-M. Refused: a softmax anywhere but
-   last, a parameter that is not finite. A comment
-   at its top gives the architecture, the flash bytes of the weights and
-   the RAM bytes of the buffers. int8 files compute exactly what
-   cnn_quantized_predict computes. Written through a temporary file and a
-   rename. */
+   at export (not reentrant), and in a model with residual blocks one more
+   for each level of nesting, which keeps a block's input for its end; it
+   allocates nothing, prints nothing, and needs only expf (define
+   NAME_EXPF before compiling it for your own), and an int of 32 bits, as
+   on every Cortex-M. A batch norm is exported in its evaluation form
+   (float32: a per-channel scale and shift from the running estimates;
+   int8: folded into the layer before it). Refused: a softmax anywhere but
+   last, a parameter or running estimate that is not finite, and in int8
+   what cnn_quantize refuses. A comment at its top gives the architecture,
+   the flash bytes of the weights and the RAM bytes of the buffers. int8
+   files compute exactly what cnn_quantized_predict computes. Written
+   through a temporary file and a rename. */
 CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const cnn_export_desc *desc);
 
 /* ---------------------------------------------------------------- images (optional)
@@ -1367,7 +1473,8 @@ CNNDEF float *cnn_tensor_at(const cnn_tensor *tensor, int n, int c, int h, int w
 /* ---------------------------------------------------------------- conv2d
 
    y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] * x[n, c, i*S + u - P, j*S + v - P]
-   with x = 0 outside the image (zero padding); OH = (H + 2P - K) / S + 1.
+   with x = 0 outside the image (zero padding); OH = (H + 2P - K) / S + 1,
+   rounded down.
    x (N, C, H, W), w (OC, C, K, K), b (OC), y (N, OC, OH, OW)
    Here and in every layer, a sum starts from zero and the bias is added
    last: the order the fast twins keep too, so that they can give the same
@@ -1560,28 +1667,52 @@ CNN__PRIVATE void cnn__activation_backward(const cnn_layer *layer, size_t count,
 
 /* ---------------------------------------------------------------- pooling
 
-   Windows of K x K moved by S, no padding: OH = (H - K) / S + 1; rows and
-   columns past the last whole window are dropped, as in PyTorch and Keras.
-   Max:     y[n,c,i,j] = max over the window of x
+   Windows of K x K moved by S over the input with P zeros added on every
+   side: OH = (H + 2P - K) / S + 1, rounded down, so rows and columns past
+   the last whole window are dropped, as in PyTorch and Keras; with
+   ceil_mode rounded up, keeping a last window that hangs over the edge,
+   unless it would start in the padding. Window (i, j) covers rows
+   i*S - P .. i*S - P + K - 1 and the like for columns.
+   Max:     y[n,c,i,j] = max of x over the window's cells inside the input
+            (the padding never wins; K > 2P keeps a cell in every window)
             dx gets dy at the window's maximum (the first one, in row-major
             order, when several are equal, as PyTorch does), zero elsewhere.
             Overlapping windows (S < K) add up at shared inputs.
-   Average: y = mean of the window;  dx += dy / (K * K) at every input of it.
+   Average: y = the window's sum over its cells inside the input, divided
+            by its area inside the padded input (padding counts, as
+            PyTorch's default count_include_pad; what hangs over the
+            padding in ceil mode does not);
+            dx += dy / that area at every input cell of the window.
    Each plane (n, c) is pooled on its own. The max pool keeps, in argmax
    (N, C, OH, OW), where in its plane each maximum was, for the backward
    pass. */
 
-/* One plane: in (H, W), out and argmax (OH, OW). */
-CNN__PRIVATE void cnn__max_pool_plane(int W, int OH, int OW, int K, int S, const float *in, float *out, int *argmax)
+/* The rows (or columns) of window i inside the input, [*first, *last),
+   and how many of them lie inside the padded input: the average's divisor
+   along this axis. */
+CNN__PRIVATE int cnn__pool_span(int i, int K, int S, int P, int side, int *first, int *last)
 {
-    int i, j, u, v;
+    const int start = i * S - P, stop = start + K < side + P ? start + K : side + P;
+    *first = start < 0 ? 0 : start;
+    *last = start + K < side ? start + K : side;
+    return stop - start;
+}
+
+/* One plane: in (H, W), out and argmax (OH, OW). */
+CNN__PRIVATE void cnn__max_pool_plane(const cnn_layer *layer, const float *in, float *out, int *argmax)
+{
+    const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    int i, j, u, v, u_end, v_end, v_first;
     for (i = 0; i < OH; i++)
         for (j = 0; j < OW; j++) {
-            int best = (i * S) * W + j * S;
-            for (u = 0; u < K; u++)
-                for (v = 0; v < K; v++) {
-                    int at = (i * S + u) * W + (j * S + v);
-                    if (in[at] > in[best] || in[at] != in[at]) best = at; /* NaN wins, as in PyTorch */
+            int best = -1;
+            cnn__pool_span(i, K, S, P, H, &u, &u_end);
+            cnn__pool_span(j, K, S, P, W, &v_first, &v_end);
+            for (; u < u_end; u++)
+                for (v = v_first; v < v_end; v++) {
+                    int at = u * W + v;
+                    if (best < 0 || in[at] > in[best] || in[at] != in[at]) best = at; /* NaN wins, as in PyTorch */
                 }
             out[i * OW + j] = in[best];
             argmax[i * OW + j] = best;
@@ -1590,12 +1721,11 @@ CNN__PRIVATE void cnn__max_pool_plane(int W, int OH, int OW, int K, int S, const
 
 CNN__PRIVATE void cnn__max_pool_forward(const cnn_layer *layer, int N, const float *x, float *y, int *argmax)
 {
-    const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
+    const size_t in_plane = (size_t)layer->in.h * layer->in.w, out_plane = (size_t)layer->out.h * layer->out.w;
     const int planes = N * layer->in.c;
     int plane;
     for (plane = 0; plane < planes; plane++)
-        cnn__max_pool_plane(W, OH, OW, layer->desc.kernel, layer->desc.stride, x + (size_t)plane * H * W,
-                            y + (size_t)plane * OH * OW, argmax + (size_t)plane * OH * OW);
+        cnn__max_pool_plane(layer, x + plane * in_plane, y + plane * out_plane, argmax + plane * out_plane);
 }
 
 CNN__PRIVATE void cnn__max_pool_backward(const cnn_layer *layer, int N, const float *dy, const int *argmax, float *dx)
@@ -1613,18 +1743,18 @@ CNN__PRIVATE void cnn__max_pool_backward(const cnn_layer *layer, int N, const fl
 CNN__PRIVATE void cnn__avg_pool_forward(const cnn_layer *layer, int N, const float *x, float *y)
 {
     const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
-    const int K = layer->desc.kernel, S = layer->desc.stride;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
     const int planes = N * layer->in.c;
-    const float scale = 1.0f / (float)(K * K);
-    int plane, i, j, u, v;
+    int plane, i, j, u, v, u_first, u_end, v_first, v_end, area;
     for (plane = 0; plane < planes; plane++) {
         const float *in = x + (size_t)plane * H * W;
         for (i = 0; i < OH; i++)
             for (j = 0; j < OW; j++) {
                 float sum = 0.0f;
-                for (u = 0; u < K; u++)
-                    for (v = 0; v < K; v++) sum += in[(i * S + u) * W + (j * S + v)];
-                y[((size_t)plane * OH + i) * OW + j] = sum * scale;
+                area = cnn__pool_span(i, K, S, P, H, &u_first, &u_end) * cnn__pool_span(j, K, S, P, W, &v_first, &v_end);
+                for (u = u_first; u < u_end; u++)
+                    for (v = v_first; v < v_end; v++) sum += in[u * W + v];
+                y[((size_t)plane * OH + i) * OW + j] = sum / (float)area;
             }
     }
 }
@@ -1632,20 +1762,209 @@ CNN__PRIVATE void cnn__avg_pool_forward(const cnn_layer *layer, int N, const flo
 CNN__PRIVATE void cnn__avg_pool_backward(const cnn_layer *layer, int N, const float *dy, float *dx)
 {
     const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
-    const int K = layer->desc.kernel, S = layer->desc.stride;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
     const int planes = N * layer->in.c;
-    const float scale = 1.0f / (float)(K * K);
-    int plane, i, j, u, v;
+    int plane, i, j, u, v, u_first, u_end, v_first, v_end, area;
     memset(dx, 0, (size_t)planes * H * W * sizeof(float));
     for (plane = 0; plane < planes; plane++) {
         float *out = dx + (size_t)plane * H * W;
         for (i = 0; i < OH; i++)
             for (j = 0; j < OW; j++) {
-                float g = dy[((size_t)plane * OH + i) * OW + j] * scale;
-                for (u = 0; u < K; u++)
-                    for (v = 0; v < K; v++) out[(i * S + u) * W + (j * S + v)] += g;
+                float g;
+                area = cnn__pool_span(i, K, S, P, H, &u_first, &u_end) * cnn__pool_span(j, K, S, P, W, &v_first, &v_end);
+                g = dy[((size_t)plane * OH + i) * OW + j] / (float)area;
+                for (u = u_first; u < u_end; u++)
+                    for (v = v_first; v < v_end; v++) out[u * W + v] += g;
             }
     }
+}
+
+/* ---------------------------------------------------------------- global average pooling
+
+   y[n,c] = (1 / (H W)) sum_{i,j} x[n,c,i,j];   dx[n,c,i,j] = dy[n,c] / (H W) */
+CNN__PRIVATE void cnn__global_avg_pool_forward(const cnn_layer *layer, int N, const float *x, float *y)
+{
+    const size_t plane_size = (size_t)layer->in.h * layer->in.w;
+    const int planes = N * layer->in.c;
+    int plane;
+    size_t k;
+    for (plane = 0; plane < planes; plane++) {
+        float sum = 0.0f;
+        for (k = 0; k < plane_size; k++) sum += x[plane * plane_size + k];
+        y[plane] = sum / (float)plane_size;
+    }
+}
+
+CNN__PRIVATE void cnn__global_avg_pool_backward(const cnn_layer *layer, int N, const float *dy, float *dx)
+{
+    const size_t plane_size = (size_t)layer->in.h * layer->in.w;
+    const int planes = N * layer->in.c;
+    int plane;
+    size_t k;
+    for (plane = 0; plane < planes; plane++)
+        for (k = 0; k < plane_size; k++) dx[plane * plane_size + k] = dy[plane] / (float)plane_size;
+}
+
+/* ---------------------------------------------------------------- batch normalization
+
+   Per channel c, over its m = N * H * W values (H = W = 1 after a dense layer):
+     training:   mean = (1/m) sum x,  var = (1/m) sum (x - mean)^2   (the batch's)
+     evaluation: mean, var = the running estimates
+     xhat = (x - mean) / sqrt(var + eps),   y = gamma * xhat + beta,   eps = 1e-5
+   After a training pass the running estimates move toward the batch's:
+     running_mean = 0.9 running_mean + 0.1 mean
+     running_var  = 0.9 running_var  + 0.1 var * m / (m - 1)   (unbiased)
+   as PyTorch's BatchNorm2d and BatchNorm1d do with their defaults.
+   Backward (sums over the channel's m values):
+     dbeta  += sum dy,   dgamma += sum dy * xhat
+     training:   dx = gamma / sqrt(var + eps) * (dy - sum dy / m - xhat * sum (dy * xhat) / m)
+                 (mean and var depend on every x of the channel: the two sums
+                 are what that dependence sends back)
+     evaluation: dx = gamma / sqrt(var + eps) * dy
+   The sums are taken in double: a channel holds hundreds of thousands of
+   values in a batch, and float sums of that many drift. The forward pass
+   keeps each channel's mean and 1 / sqrt(var + eps) for the backward. */
+#define CNN__BATCH_NORM_EPS 1e-5
+#define CNN__BATCH_NORM_MOMENTUM 0.1
+
+/* Channel c's mean and 1 / sqrt(var + eps), kept for the backward pass,
+   and its scale gamma / sqrt(var + eps), returned. In training they come
+   from the batch's mean and sum of squared deviations over m values, and
+   the running estimates move toward them; in evaluation they are the
+   running estimates. */
+CNN__PRIVATE float cnn__batch_norm_channel(cnn_layer *layer, int c, cnn_mode mode, double mean, double squares, size_t m)
+{
+    const double momentum = CNN__BATCH_NORM_MOMENTUM;
+    double var;
+    if (mode == CNN_MODE_TRAIN) {
+        var = squares / (double)m;
+        layer->running_mean[c] = (float)((1.0 - momentum) * layer->running_mean[c] + momentum * mean);
+        layer->running_var[c] = (float)((1.0 - momentum) * layer->running_var[c] + momentum * var * (double)m / (double)(m - 1));
+    } else {
+        mean = layer->running_mean[c];
+        var = layer->running_var[c];
+    }
+    layer->batch_mean[c] = (float)mean;
+    layer->batch_inv_std[c] = (float)(1.0 / sqrt(var + CNN__BATCH_NORM_EPS));
+    return layer->weight[c] * layer->batch_inv_std[c];
+}
+
+CNN__PRIVATE void cnn__batch_norm_forward(cnn_layer *layer, int N, cnn_mode mode, const float *x, float *y)
+{
+    const int C = layer->in.c;
+    const size_t plane_size = (size_t)layer->in.h * layer->in.w, m = (size_t)N * plane_size;
+    int c, n;
+    size_t k;
+    for (c = 0; c < C; c++) {
+        double mean = 0.0, sum = 0.0, squares = 0.0;
+        float scale, shift;
+        if (mode == CNN_MODE_TRAIN) {
+            for (n = 0; n < N; n++)
+                for (k = 0; k < plane_size; k++) sum += x[((size_t)n * C + c) * plane_size + k];
+            mean = sum / (double)m;
+            for (n = 0; n < N; n++)
+                for (k = 0; k < plane_size; k++) {
+                    double d = x[((size_t)n * C + c) * plane_size + k] - mean;
+                    squares += d * d;
+                }
+        }
+        /* y = gamma * (x - mean) * inv_std + beta = x * scale + shift */
+        scale = cnn__batch_norm_channel(layer, c, mode, mean, squares, m);
+        shift = layer->bias[c] - layer->batch_mean[c] * scale;
+        for (n = 0; n < N; n++)
+            for (k = 0; k < plane_size; k++) {
+                size_t at = ((size_t)n * C + c) * plane_size + k;
+                y[at] = x[at] * scale + shift;
+            }
+    }
+    if (mode == CNN_MODE_TRAIN) layer->batches_tracked++;
+}
+
+CNN__PRIVATE void cnn__batch_norm_backward(const cnn_layer *layer, int N, cnn_mode mode, const float *x, const float *dy, float *dx)
+{
+    const int C = layer->in.c;
+    const size_t plane_size = (size_t)layer->in.h * layer->in.w, m = (size_t)N * plane_size;
+    int c, n;
+    size_t k;
+    for (c = 0; c < C; c++) {
+        const float mean = layer->batch_mean[c], inv_std = layer->batch_inv_std[c];
+        double dy_sum = 0.0, dy_xhat_sum = 0.0, mean_dy, mean_dy_xhat;
+        for (n = 0; n < N; n++)
+            for (k = 0; k < plane_size; k++) {
+                size_t at = ((size_t)n * C + c) * plane_size + k;
+                dy_sum += dy[at];
+                dy_xhat_sum += (double)dy[at] * ((x[at] - mean) * inv_std);
+            }
+        layer->bias_grad[c] += (float)dy_sum;
+        layer->weight_grad[c] += (float)dy_xhat_sum;
+        mean_dy = mode == CNN_MODE_TRAIN ? dy_sum / (double)m : 0.0;
+        mean_dy_xhat = mode == CNN_MODE_TRAIN ? dy_xhat_sum / (double)m : 0.0;
+        for (n = 0; n < N; n++)
+            for (k = 0; k < plane_size; k++) {
+                size_t at = ((size_t)n * C + c) * plane_size + k;
+                float xhat = (x[at] - mean) * inv_std;
+                dx[at] = layer->weight[c] * inv_std * (float)(dy[at] - mean_dy - xhat * mean_dy_xhat);
+            }
+    }
+}
+
+/* ---------------------------------------------------------------- residual blocks
+
+   begin:  y = x, the block's input x passed on to the body F
+   end:    y = F(x) + x               (the body kept the shape)
+           y = F(x) + conv1x1_S(x)    (it did not: end's projection, the
+                                       conv2d formula with K = 1, P = 0)
+   Backward, the sum sends dy to both of its terms: end passes dy on to F
+   unchanged, and keeps the skip path's share, dy (or the projection's
+   input gradient, conv2d backward with dy), in skip_grad; begin, reached
+   after the whole body, adds it to what came through F:
+           dx = dy_from_F + skip_grad.
+   end reads x from the activations: x is begin's input. */
+
+/* end's projection as the conv2d layer it is: (C, H, W) of the block's
+   input to end's output shape, 1x1 with stride S, end's weights. */
+CNN__PRIVATE cnn_layer cnn__projection(const cnn_model *model, const cnn_layer *end)
+{
+    cnn_layer conv = *end;
+    conv.desc.type = CNN_LAYER_CONV2D;
+    conv.desc.units = end->out.c;
+    conv.desc.kernel = 1;
+    conv.desc.padding = 0;
+    conv.in = model->layers[end->block_begin].in;
+    return conv;
+}
+
+CNN__PRIVATE void cnn__residual_end_forward(const cnn_model *model, const cnn_layer *end, int N, const float *block_input,
+                                            const float *body, float *y)
+{
+    const size_t count = (size_t)N * cnn_shape_count(end->out);
+    size_t k;
+    if (end->weight_count) {
+        const cnn_layer projection = cnn__projection(model, end);
+        cnn__conv2d_forward(&projection, N, block_input, y);
+        for (k = 0; k < count; k++) y[k] += body[k];
+    } else {
+        for (k = 0; k < count; k++) y[k] = body[k] + block_input[k];
+    }
+}
+
+CNN__PRIVATE void cnn__residual_end_backward(const cnn_model *model, const cnn_layer *end, int N, const float *block_input,
+                                             const float *dy, float *dx)
+{
+    const size_t count = (size_t)N * cnn_shape_count(end->out);
+    if (end->weight_count) {
+        const cnn_layer projection = cnn__projection(model, end);
+        cnn__conv2d_backward(&projection, N, block_input, dy, end->skip_grad);
+    } else {
+        memcpy(end->skip_grad, dy, count * sizeof(float));
+    }
+    memcpy(dx, dy, count * sizeof(float));
+}
+
+CNN__PRIVATE void cnn__residual_begin_backward(size_t count, const float *dy, const float *skip_grad, float *dx)
+{
+    size_t k;
+    for (k = 0; k < count; k++) dx[k] = dy[k] + skip_grad[k];
 }
 
 /* ---------------------------------------------------------------- dropout
@@ -1723,6 +2042,10 @@ CNNDEF const char *cnn_layer_type_name(cnn_layer_type type)
     case CNN_LAYER_FLATTEN: return "flatten";
     case CNN_LAYER_DROPOUT: return "dropout";
     case CNN_LAYER_SOFTMAX: return "softmax";
+    case CNN_LAYER_BATCH_NORM: return "batch_norm";
+    case CNN_LAYER_GLOBAL_AVG_POOL: return "global_avg_pool";
+    case CNN_LAYER_RESIDUAL_BEGIN: return "residual_begin";
+    case CNN_LAYER_RESIDUAL_END: return "residual_end";
     default: return "unknown";
     }
 }
@@ -1751,12 +2074,14 @@ CNN__PRIVATE cnn_shape cnn__make_shape(int c, int h, int w)
     return shape;
 }
 
-/* The output side of a convolution along one axis, or -1 with a reason when
-   the kernel, stride and padding do not tile the input exactly. */
+/* The output side of a convolution along one axis, or -1 when the kernel
+   is larger than the padded input. As in PyTorch, rows and columns past
+   the last whole window are left out: 28 rows, kernel 3, stride 2, padding
+   1 give 14 (the 30th row of the padded input is in no window). */
 CNN__PRIVATE long cnn__conv_side(long in, long kernel, long stride, long padding)
 {
     long span = in + 2 * padding - kernel;
-    if (span < 0 || span % stride != 0) return -1;
+    if (span < 0) return -1;
     return span / stride + 1;
 }
 
@@ -1768,9 +2093,33 @@ CNN__PRIVATE int cnn__flat_since(const cnn_model *model)
     for (i = model->layer_count - 1; i >= 0; i--) {
         cnn_layer_type type = model->layers[i].desc.type;
         if (type == CNN_LAYER_DENSE || type == CNN_LAYER_FLATTEN) return i;
-        if (type == CNN_LAYER_CONV2D || type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL) return -1;
+        /* (a residual end's output has the shape of its body's: the walk goes on into the body) */
+        if (type == CNN_LAYER_CONV2D || type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL ||
+            type == CNN_LAYER_GLOBAL_AVG_POOL)
+            return -1;
     }
     return -1;
+}
+
+/* The innermost residual begin without its end before layer `before`, or -1. */
+CNN__PRIVATE int cnn__open_block(const cnn_model *model, int before)
+{
+    int i, depth = 0;
+    for (i = before - 1; i >= 0; i--) {
+        if (model->layers[i].desc.type == CNN_LAYER_RESIDUAL_END) depth++;
+        if (model->layers[i].desc.type == CNN_LAYER_RESIDUAL_BEGIN && depth-- == 0) return i;
+    }
+    return -1;
+}
+
+/* The side a pool's windows give along one axis (see the pooling layers):
+   (side + 2P - K) / S + 1 rounded down, or up in ceil mode but without a
+   window that starts in the padding. */
+CNN__PRIVATE int cnn__pool_side(int side, int K, int S, int P, int ceil_mode)
+{
+    int out = (side + 2 * P - K + (ceil_mode ? S - 1 : 0)) / S + 1;
+    if (ceil_mode && (out - 1) * S >= side + P) out--;
+    return out;
 }
 
 CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *desc_in)
@@ -1779,7 +2128,7 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
     cnn_layer_desc *desc = &layer.desc;
     cnn_shape in;
     size_t in_count;
-    int flat_from;
+    int flat_from, i;
     if (!model || !desc_in) return CNN_ERROR_INVALID_ARGUMENT;
     if (model->memory)
         return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "layers must be added before cnn_model_build");
@@ -1795,7 +2144,8 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
     layer.in = in;
     layer.out = in;
 
-    if ((desc->type == CNN_LAYER_CONV2D || desc->type == CNN_LAYER_MAX_POOL || desc->type == CNN_LAYER_AVG_POOL) &&
+    if ((desc->type == CNN_LAYER_CONV2D || desc->type == CNN_LAYER_MAX_POOL || desc->type == CNN_LAYER_AVG_POOL ||
+         desc->type == CNN_LAYER_GLOBAL_AVG_POOL) &&
         (flat_from = cnn__flat_since(model)) >= 0)
         return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
                          "%s needs an image (channels, height, width), but layer %d (%s) made its input a flat vector "
@@ -1814,7 +2164,7 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
         if (out_h < 0 || out_w < 0)
             return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
                              "conv2d kernel %d, stride %d, padding %d does not fit input %dx%d: "
-                             "(side - kernel + 2 * padding) must be >= 0 and divisible by the stride",
+                             "the kernel is larger than the padded input",
                              desc->kernel, desc->stride, desc->padding, in.h, in.w);
         layer.out = cnn__make_shape(desc->units, (int)out_h, (int)out_w);
         layer.weight_count = cnn__mul_size(cnn__mul_size((size_t)desc->units, (size_t)in.c),
@@ -1836,17 +2186,65 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
     case CNN_LAYER_AVG_POOL:
         if (desc->kernel == 0) desc->kernel = 2;
         if (desc->stride == 0) desc->stride = desc->kernel;
-        if (desc->kernel < 0 || desc->stride < 0)
+        if (desc->kernel < 0 || desc->stride < 0 || desc->padding < 0 || (desc->ceil_mode != 0 && desc->ceil_mode != 1))
             return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
-                             "%s needs size >= 1 and stride >= 1 (got %d, %d)", cnn_layer_type_name(desc->type),
-                             desc->kernel, desc->stride);
-        if (in.h < desc->kernel || in.w < desc->kernel)
+                             "%s needs size >= 1, stride >= 1, padding >= 0 and ceil_mode 0 or 1 (got %d, %d, %d, %d)",
+                             cnn_layer_type_name(desc->type), desc->kernel, desc->stride, desc->padding, desc->ceil_mode);
+        if (desc->padding > desc->kernel / 2)
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "%s padding %d is more than half its window %d: a window could hold padding alone",
+                             cnn_layer_type_name(desc->type), desc->padding, desc->kernel);
+        if (in.h + 2 * desc->padding < desc->kernel || in.w + 2 * desc->padding < desc->kernel)
             return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
-                             "%s window %dx%d is larger than its input %dx%d", cnn_layer_type_name(desc->type),
-                             desc->kernel, desc->kernel, in.h, in.w);
-        layer.out = cnn__make_shape(in.c, (in.h - desc->kernel) / desc->stride + 1,
-                                    (in.w - desc->kernel) / desc->stride + 1);
+                             "%s window %dx%d is larger than its input %dx%d with padding %d", cnn_layer_type_name(desc->type),
+                             desc->kernel, desc->kernel, in.h, in.w, desc->padding);
+        layer.out = cnn__make_shape(in.c, cnn__pool_side(in.h, desc->kernel, desc->stride, desc->padding, desc->ceil_mode),
+                                    cnn__pool_side(in.w, desc->kernel, desc->stride, desc->padding, desc->ceil_mode));
         break;
+    case CNN_LAYER_GLOBAL_AVG_POOL:
+        layer.out = cnn__make_shape(in.c, 1, 1);
+        break;
+    case CNN_LAYER_BATCH_NORM:
+        layer.weight_count = layer.bias_count = (size_t)in.c; /* gamma, beta */
+        layer.state_count = 2 * (size_t)in.c;                 /* running mean, running variance */
+        break;
+    case CNN_LAYER_RESIDUAL_BEGIN:
+        break;
+    case CNN_LAYER_RESIDUAL_END: {
+        const int begin = cnn__open_block(model, model->layer_count);
+        cnn_shape x;
+        if (begin < 0)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                             "residual_end without a residual_begin: call cnn_add_residual_begin before the block's layers");
+        if (begin == model->layer_count - 1)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1, "the residual block that starts at layer %d has no layers",
+                             begin + 1);
+        x = model->layers[begin].in;
+        for (i = begin + 1; i < model->layer_count; i++)
+            if ((model->layers[i].desc.type == CNN_LAYER_FLATTEN || model->layers[i].desc.type == CNN_LAYER_DENSE) &&
+                (x.h > 1 || x.w > 1))
+                return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                                 "the residual block from layer %d flattens its image input (layer %d, %s): its input cannot "
+                                 "be added to a flat vector; flatten after the block", begin + 1, i + 1,
+                                 cnn_layer_type_name(model->layers[i].desc.type));
+        layer.block_begin = begin;
+        desc->kernel = desc->stride = 0;
+        if (x.c != in.c || x.h != in.h || x.w != in.w) { /* a 1x1 projection: the smallest stride that fits */
+            int stride = 1, largest = x.h > x.w ? x.h : x.w;
+            while (stride <= largest && ((x.h - 1) / stride + 1 != in.h || (x.w - 1) / stride + 1 != in.w)) stride++;
+            if (stride > largest)
+                return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                                 "the residual block from layer %d turns (%d, %d, %d) into (%d, %d, %d): no 1x1 convolution "
+                                 "with a stride maps the one onto the other, so its input cannot be added",
+                                 begin + 1, x.c, x.h, x.w, in.c, in.h, in.w);
+            desc->kernel = 1;
+            desc->stride = stride;
+            desc->units = in.c;
+            layer.weight_count = cnn__mul_size((size_t)in.c, (size_t)x.c);
+            layer.bias_count = (size_t)in.c;
+        }
+        break;
+    }
     case CNN_LAYER_LEAKY_RELU:
         if (desc->alpha == 0.0f) desc->alpha = 0.3f;
         if (!cnn__is_finite(desc->alpha))
@@ -1865,6 +2263,9 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
         if (in.h != 1 || in.w != 1)
             return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
                              "softmax needs a flat input, got (%d, %d, %d): add cnn_add_flatten first", in.c, in.h, in.w);
+        if (cnn__open_block(model, model->layer_count) >= 0)
+            return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                             "softmax inside a residual block: close the block (cnn_add_residual_end) first");
         break;
     case CNN_LAYER_RELU:
     case CNN_LAYER_SIGMOID:
@@ -1882,6 +2283,7 @@ CNN__PRIVATE cnn_result cnn__model_add(cnn_model *model, const cnn_layer_desc *d
                          cnn_layer_type_name(desc->type));
     layer.param_offset = model->param_count;
     model->param_count += layer.weight_count + layer.bias_count;
+    model->state_count += layer.state_count;
     model->layers[model->layer_count++] = layer;
     CNN_FREE(model->class_names); /* they named the old output's classes */
     model->class_names = NULL;
@@ -1930,6 +2332,18 @@ CNN__PRIVATE cnn_result cnn__add_pool(cnn_model *model, cnn_layer_type type, int
 }
 CNNDEF cnn_result cnn_add_max_pool(cnn_model *model, int size, int stride) { return cnn__add_pool(model, CNN_LAYER_MAX_POOL, size, stride); }
 CNNDEF cnn_result cnn_add_avg_pool(cnn_model *model, int size, int stride) { return cnn__add_pool(model, CNN_LAYER_AVG_POOL, size, stride); }
+CNNDEF cnn_result cnn_add_batch_norm(cnn_model *model) { return cnn__add(model, CNN_LAYER_BATCH_NORM, 0, 0, 0, 0, 0.0f, 0.0f); }
+CNNDEF cnn_result cnn_add_global_avg_pool(cnn_model *model) { return cnn__add(model, CNN_LAYER_GLOBAL_AVG_POOL, 0, 0, 0, 0, 0.0f, 0.0f); }
+CNNDEF cnn_result cnn_add_residual_begin(cnn_model *model) { return cnn__add(model, CNN_LAYER_RESIDUAL_BEGIN, 0, 0, 0, 0, 0.0f, 0.0f); }
+
+CNNDEF cnn_result cnn_add_residual_end(cnn_model *model, cnn_init init)
+{
+    cnn_layer_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.type = CNN_LAYER_RESIDUAL_END;
+    desc.init = init;
+    return cnn_model_add(model, &desc);
+}
 
 CNNDEF cnn_result cnn_add_lenet5(cnn_model *model, int classes)
 {
@@ -1962,7 +2376,15 @@ CNN__PRIVATE void cnn__init_weights(cnn_layer *layer, cnn_rng *rng)
 {
     double fan_in, fan_out, limit;
     size_t i;
-    if (layer->desc.type == CNN_LAYER_CONV2D) {
+    if (layer->desc.type == CNN_LAYER_BATCH_NORM) { /* the identity: gamma 1, beta 0 */
+        for (i = 0; i < layer->weight_count; i++) layer->weight[i] = 1.0f;
+        memset(layer->bias, 0, layer->bias_count * sizeof(float));
+        return;
+    }
+    if (layer->desc.type == CNN_LAYER_RESIDUAL_END) { /* the projection: a 1x1 conv */
+        fan_in = (double)layer->weight_count / (double)layer->bias_count;
+        fan_out = (double)layer->bias_count;
+    } else if (layer->desc.type == CNN_LAYER_CONV2D) {
         double area = (double)layer->desc.kernel * layer->desc.kernel;
         fan_in = layer->in.c * area;
         fan_out = layer->out.c * area;
@@ -2005,19 +2427,24 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
 {
     size_t floats = 0, ints = 0, batch = (size_t)max_batch, largest;
     size_t sizes[CNN_MAX_LAYERS + 1];
-    float *cursor;
+    float *cursor, *state;
     int *int_cursor;
     int i, ok = 1;
     if (!model) return CNN_ERROR_INVALID_ARGUMENT;
     if (model->definition_error != CNN_OK) return model->definition_error; /* model->error says why */
     if (model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model is built already");
     if (model->layer_count == 0) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "the model has no layers");
+    if ((i = cnn__open_block(model, model->layer_count)) >= 0)
+        return cnn__fail(&model->error, CNN_ERROR_BAD_SHAPE, 0, 0, -1,
+                         "the residual block that starts at layer %d has no end: add cnn_add_residual_end", i + 1);
     if (max_batch <= 0) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "max_batch must be >= 1, got %d", max_batch);
 
-    /* count: params, grads, activations, two buffers for their gradients,
-       dropout masks, max pool positions, labels */
+    /* count: params, state, grads, activations, two buffers for their
+       gradients, dropout masks, batch norm's batch statistics, residual
+       skip gradients, max pool positions, labels */
     largest = sizes[0] = cnn_shape_count(model->input);
     ok &= cnn__add_product(&floats, 2, model->param_count);
+    ok &= cnn__add_size(&floats, model->state_count);
     ok &= cnn__add_product(&floats, batch, sizes[0]);
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
@@ -2025,6 +2452,8 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
         if (sizes[i + 1] > largest) largest = sizes[i + 1];
         ok &= cnn__add_product(&floats, batch, sizes[i + 1]);
         if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_product(&floats, batch, sizes[i + 1]);
+        if (layer->desc.type == CNN_LAYER_BATCH_NORM) ok &= cnn__add_size(&floats, layer->state_count);
+        if (layer->desc.type == CNN_LAYER_RESIDUAL_END) ok &= cnn__add_product(&floats, batch, sizes[layer->block_begin]);
         if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_product(&ints, batch, sizes[i + 1]);
     }
     ok &= cnn__add_product(&floats, batch, largest); /* the two gradient buffers */
@@ -2060,6 +2489,7 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     /* hand out the blocks */
     cursor = (float *)model->memory;
     model->params = cursor; cursor += model->param_count;
+    model->state = cursor; cursor += model->state_count;
     model->grads = cursor; cursor += model->param_count;
     /* A layer's backward pass reads the gradient of its output and writes
        that of its input, and nothing later needs either: two buffers taken
@@ -2076,6 +2506,7 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     cursor += 2 * batch * largest;
     int_cursor = (int *)model->int_memory;
     model->labels = int_cursor; int_cursor += max_batch;
+    state = model->state;
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
         layer->weight = model->params + layer->param_offset;
@@ -2084,6 +2515,20 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
         layer->bias_grad = layer->weight_grad + layer->weight_count;
         if (layer->desc.type == CNN_LAYER_DROPOUT) { layer->mask = cursor; cursor += batch * sizes[i + 1]; }
         if (layer->desc.type == CNN_LAYER_MAX_POOL) { layer->argmax = int_cursor; int_cursor += batch * sizes[i + 1]; }
+        if (layer->desc.type == CNN_LAYER_BATCH_NORM) {
+            const size_t C = (size_t)layer->in.c;
+            size_t k;
+            layer->running_mean = state; state += C;
+            layer->running_var = state; state += C;
+            for (k = 0; k < C; k++) layer->running_var[k] = 1.0f; /* as PyTorch starts them: mean 0, variance 1 */
+            layer->batches_tracked = 0;
+            layer->batch_mean = cursor; cursor += C;
+            layer->batch_inv_std = cursor; cursor += C;
+        }
+        if (layer->desc.type == CNN_LAYER_RESIDUAL_END) { /* begin and end share the skip path's gradient */
+            layer->skip_grad = model->layers[layer->block_begin].skip_grad = cursor;
+            cursor += batch * sizes[layer->block_begin];
+        }
         if (layer->weight_count) cnn__init_weights(layer, &model->rng);
     }
     model->max_batch = max_batch;
@@ -2109,8 +2554,17 @@ CNN__PRIVATE void cnn__layer_label(const cnn_layer_desc *d, char *text, size_t s
 {
     switch (d->type) {
     case CNN_LAYER_CONV2D: snprintf(text, size, "conv2d %dx%d s%d p%d", d->kernel, d->kernel, d->stride, d->padding); break;
-    case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
-        snprintf(text, size, "%s %dx%d s%d", cnn_layer_type_name(d->type), d->kernel, d->kernel, d->stride);
+    case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL: {
+        char padding[16] = "";
+        if (d->padding) snprintf(padding, sizeof padding, " p%d", d->padding);
+        snprintf(text, size, "%s %dx%d s%d%s%s", cnn_layer_type_name(d->type), d->kernel, d->kernel, d->stride, padding,
+                 d->ceil_mode ? " ceil" : "");
+        break;
+    }
+    case CNN_LAYER_RESIDUAL_BEGIN: snprintf(text, size, "residual_begin"); break;
+    case CNN_LAYER_RESIDUAL_END:
+        if (d->kernel) snprintf(text, size, "residual_end + conv 1x1 s%d", d->stride);
+        else snprintf(text, size, "residual_end + input");
         break;
     case CNN_LAYER_LEAKY_RELU: snprintf(text, size, "leaky_relu %g", (double)d->alpha); break;
     case CNN_LAYER_DROPOUT: snprintf(text, size, "dropout %g", (double)d->rate); break;
@@ -2134,7 +2588,7 @@ CNNDEF size_t cnn_model_summary(const cnn_model *model, char *buffer, size_t siz
 {
     size_t used = 0;
     char text[96], shape[48], count[32];
-    int i;
+    int i, depth = 0;
     if (!model) return 0;
     if (buffer && size) buffer[0] = '\0';
 #define CNN__APPEND(...)                                                                     \
@@ -2148,7 +2602,13 @@ CNNDEF size_t cnn_model_summary(const cnn_model *model, char *buffer, size_t siz
     CNN__APPEND("%-28s %-18s %12s\n", "input", shape, "0");
     for (i = 0; i < model->layer_count; i++) {
         const cnn_layer *layer = &model->layers[i];
-        cnn__layer_label(&layer->desc, text, sizeof text);
+        /* a residual block's layers are indented under its begin */
+        int indent = 2 * (layer->desc.type == CNN_LAYER_RESIDUAL_END ? depth - 1 : depth);
+        if (indent > 20) indent = 20;
+        memset(text, ' ', (size_t)indent);
+        cnn__layer_label(&layer->desc, text + indent, sizeof text - (size_t)indent);
+        depth += layer->desc.type == CNN_LAYER_RESIDUAL_BEGIN;
+        depth -= layer->desc.type == CNN_LAYER_RESIDUAL_END;
         if (layer->out.h == 1 && layer->out.w == 1) snprintf(shape, sizeof shape, "(%d)", layer->out.c);
         else snprintf(shape, sizeof shape, "(%d, %d, %d)", layer->out.c, layer->out.h, layer->out.w);
         cnn__format_count(layer->weight_count + layer->bias_count, count, sizeof count);
@@ -2161,6 +2621,27 @@ CNNDEF size_t cnn_model_summary(const cnn_model *model, char *buffer, size_t siz
 }
 
 /* ---------------------------------------------------------------- forward and backward */
+
+/* The first batch norm layer that would see a single value per channel in
+   a training batch of `batch` samples (after a dense layer, a batch of 1),
+   or -1. Its variance would be 0/0: PyTorch refuses such a batch too. */
+CNN__PRIVATE int cnn__single_value_layer(const cnn_model *model, int batch)
+{
+    int i;
+    for (i = 0; i < model->layer_count; i++)
+        if (model->layers[i].desc.type == CNN_LAYER_BATCH_NORM && (size_t)batch * model->layers[i].in.h * model->layers[i].in.w == 1)
+            return i;
+    return -1;
+}
+
+CNN__PRIVATE cnn_result cnn__check_training_batch(cnn_model *model, int batch)
+{
+    const int layer = cnn__single_value_layer(model, batch);
+    if (layer < 0) return CNN_OK;
+    return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                     "batch_norm (layer %d) needs more than one value per channel in training, and a batch of 1 gives it one: "
+                     "train on batches of 2 or more", layer + 1);
+}
 
 CNN__PRIVATE cnn_result cnn__check_batch(cnn_model *model, int batch)
 {
@@ -2198,7 +2679,12 @@ CNN__PRIVATE void cnn__layer_forward(cnn_model *model, int i)
         if (model->mode == CNN_MODE_TRAIN) cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng);
         else memcpy(y, x, count * sizeof(float));
         break;
-    case CNN_LAYER_FLATTEN: memcpy(y, x, count * sizeof(float)); break;
+    case CNN_LAYER_FLATTEN: case CNN_LAYER_RESIDUAL_BEGIN: memcpy(y, x, count * sizeof(float)); break;
+    case CNN_LAYER_BATCH_NORM: cnn__batch_norm_forward(layer, N, model->mode, x, y); break;
+    case CNN_LAYER_GLOBAL_AVG_POOL: cnn__global_avg_pool_forward(layer, N, x, y); break;
+    case CNN_LAYER_RESIDUAL_END:
+        cnn__residual_end_forward(model, layer, N, model->activations[layer->block_begin].data, x, y);
+        break;
     default: CNN_ASSERT(0); break;
     }
 }
@@ -2225,6 +2711,12 @@ CNN__PRIVATE void cnn__layer_backward(cnn_model *model, int i, int want_input_gr
         else memcpy(dx, dy, count * sizeof(float));
         break;
     case CNN_LAYER_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
+    case CNN_LAYER_BATCH_NORM: cnn__batch_norm_backward(layer, N, model->mode, x, dy, dx); break;
+    case CNN_LAYER_GLOBAL_AVG_POOL: cnn__global_avg_pool_backward(layer, N, dy, dx); break;
+    case CNN_LAYER_RESIDUAL_BEGIN: cnn__residual_begin_backward(count, dy, layer->skip_grad, dx); break;
+    case CNN_LAYER_RESIDUAL_END:
+        cnn__residual_end_backward(model, layer, N, model->activations[layer->block_begin].data, dy, dx);
+        break;
     default: CNN_ASSERT(0); break;
     }
 }
@@ -2272,6 +2764,7 @@ CNNDEF cnn_result cnn_model_forward(cnn_model *model, const float *input, int ba
     if ((result = cnn__check_batch(model, batch)) != CNN_OK) return result;
     if (mode != CNN_MODE_EVAL && mode != CNN_MODE_TRAIN)
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "unknown mode %d", (int)mode);
+    if (mode == CNN_MODE_TRAIN && (result = cnn__check_training_batch(model, batch)) != CNN_OK) return result;
     if (input != model->activations[0].data)
         memmove(model->activations[0].data, input, (size_t)batch * cnn_shape_count(model->input) * sizeof(float));
     cnn__forward(model, batch, mode);
@@ -3322,12 +3815,18 @@ CNNDEF cnn_result cnn_model_set_class_names_from_map(cnn_model *model, const cnn
 
 /* ======================================================================== training */
 
+/* Floats of everything a trained model knows: its parameters and, after
+   them in memory, its state (batch norm's running statistics). Early
+   stopping's copy of the best epoch keeps all of them. */
+CNN__PRIVATE size_t cnn__snapshot_count(const cnn_model *model) { return model->param_count + model->state_count; }
+
 /* The batch is already in activations[0]. */
 CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimizer, const int *labels, int batch,
                                         float *mean_loss, int *correct)
 {
     cnn_result result;
     float loss;
+    if ((result = cnn__check_training_batch(model, batch)) != CNN_OK) return result;
     cnn__forward(model, batch, CNN_MODE_TRAIN);
     if ((result = cnn_model_loss(model, labels, &loss, correct)) != CNN_OK) return result;
     if (!cnn__is_finite(loss))
@@ -3425,12 +3924,12 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
     memset(&own, 0, sizeof own);
     state = d.state ? d.state : &own;
     if (state->epoch < 0 || state->epoch == INT_MAX || state->best_epoch < 0 || state->best_epoch > state->epoch ||
-        (state->best_params && state->param_count != model->param_count))
+        (state->best_params && state->param_count != cnn__snapshot_count(model)))
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "the training state to resume from does not fit this model");
     if (d.patience > 0 && model->param_count > 0 && !state->best_params) {
-        if (!(state->best_params = cnn__alloc_floats(model->param_count)))
+        if (!(state->best_params = cnn__alloc_floats(cnn__snapshot_count(model))))
             return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for a copy of the best parameters");
-        state->param_count = model->param_count;
+        state->param_count = cnn__snapshot_count(model);
         state->best_epoch = 0; /* a best epoch of before, whose weights were not kept, cannot be restored: tracking starts anew */
         state->best_loss = 0.0f;
     }
@@ -3445,6 +3944,7 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
         cnn_epoch_stats stats;
         double loss_sum = 0.0;
         long right = 0;
+        int trained = 0; /* samples; all but a last batch that batch norm cannot take */
         /* each epoch's order depends on the generator alone, so that a
            checkpoint's generator is all a resumed run needs */
         for (i = 0; i < dataset->count; i++) order[i] = i;
@@ -3457,6 +3957,7 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
         for (start = 0; start < dataset->count; start += d.batch_size) {
             int batch = dataset->count - start < d.batch_size ? dataset->count - start : d.batch_size, correct;
             float loss;
+            if (start > 0 && batch < d.batch_size && cnn__single_value_layer(model, batch) >= 0) break; /* a last batch of one */
             for (i = 0; i < batch; i++) {
                 memcpy(model->activations[0].data + (size_t)i * sample,
                        dataset->images.data + (size_t)order[start + i] * sample, sample * sizeof(float));
@@ -3474,6 +3975,7 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
             }
             loss_sum += (double)loss * batch;
             right += correct;
+            trained += batch;
             if (d.on_batch) {
                 cnn_batch_stats progress;
                 progress.epoch = epoch;
@@ -3494,8 +3996,8 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
         memset(&stats, 0, sizeof stats);
         stats.epoch = epoch;
         stats.epochs = d.epochs;
-        stats.loss = (float)(loss_sum / dataset->count);
-        stats.accuracy = (float)right / (float)dataset->count;
+        stats.loss = (float)(loss_sum / trained);
+        stats.accuracy = (float)right / (float)trained;
         if (d.validation) {
             if ((result = cnn_model_evaluate(model, d.validation, &stats.validation_loss, &stats.validation_accuracy)) != CNN_OK) break;
             stats.validated = 1;
@@ -3503,7 +4005,7 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
             if (state->best_epoch == 0 || stats.validation_loss < state->best_loss) {
                 state->best_epoch = epoch;
                 state->best_loss = stats.validation_loss;
-                if (state->best_params) memcpy(state->best_params, model->params, model->param_count * sizeof(float));
+                if (state->best_params) memcpy(state->best_params, model->params, cnn__snapshot_count(model) * sizeof(float));
             }
             stats.best_epoch = state->best_epoch;
             stats.stopping = d.patience > 0 && epoch - state->best_epoch >= d.patience && epoch < d.epochs;
@@ -3517,7 +4019,7 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
     }
     /* early stopping leaves the best epoch's parameters, however training ended */
     if (d.patience > 0 && state->best_params && state->best_epoch > 0 && result == CNN_OK)
-        memcpy(model->params, state->best_params, model->param_count * sizeof(float));
+        memcpy(model->params, state->best_params, cnn__snapshot_count(model) * sizeof(float));
     cnn_fit_state_free(&own);
     CNN_FREE(order);
     return result;
@@ -3853,12 +4355,17 @@ CNNDEF size_t cnn_confusion_report(const int *matrix, int classes, const cnn_lab
      u32       format version (2)
      sections, each a 4-byte tag, a u64 length and that many bytes:
        "INPT"  input channels, height, width (3 x u32)
-       "LAYR"  u32 layer count, u32 record size (32); per layer a record:
+       "LAYR"  u32 layer count, u32 record size (36); per layer a record:
                type, units, kernel, stride, padding, init (6 x u32), alpha,
-               rate (2 x float32). Bytes a later cnn.h adds to the record
-               are settings whose zero means "as before"
+               rate (2 x float32), ceil_mode (u32). Bytes a later cnn.h
+               adds to the record are settings whose zero means "as
+               before"; records of 32 bytes (before ceil_mode) still load
        "PARM"  u64 parameter count; the float32 parameters in model.params
                order (each layer's weights, then its biases)
+       "STAT"  batch norm's running statistics, there when the model has
+               batch norm layers: for each, in layer order, u64 batches
+               tracked, then C running means and C running variances
+               (float32)
        "clas"  the class names: u32 count; per name a u32 length and bytes
        "optm"  a checkpoint's optimiser: u32 type, learning rate, momentum,
                beta1, beta2, epsilon (5 x float32), u64 step, u64 count,
@@ -3886,7 +4393,8 @@ CNNDEF size_t cnn_confusion_report(const int *matrix, int classes, const cnn_lab
    parameters, with no CRC. */
 
 #define CNN__FILE_VERSION 2u
-#define CNN__LAYER_BYTES 32          /* a layer record, as written */
+#define CNN__LAYER_BYTES 36          /* a layer record, as written */
+#define CNN__LAYER_BYTES_BEFORE 32   /* as 0.1 wrote it, without ceil_mode */
 #define CNN__MAX_LAYER_BYTES 1024    /* the largest record a reader accepts */
 static const unsigned char cnn__magic[8] = {0x89, 'C', 'N', 'N', '\r', '\n', 0x1a, '\n'};
 
@@ -4029,12 +4537,26 @@ CNN__PRIVATE cnn_result cnn__save(cnn_model *model, const cnn_optimizer *optimiz
         cnn__put_u32(record + 8, (uint32_t)d->kernel); cnn__put_u32(record + 12, (uint32_t)d->stride);
         cnn__put_u32(record + 16, (uint32_t)d->padding); cnn__put_u32(record + 20, (uint32_t)d->init);
         cnn__put_f32(record + 24, d->alpha); cnn__put_f32(record + 28, d->rate);
+        cnn__put_u32(record + 32, (uint32_t)d->ceil_mode);
         cnn__put(&w, record, CNN__LAYER_BYTES);
     }
 
     cnn__put_section(&w, "PARM", 8 + 4 * (uint64_t)model->param_count);
     cnn__put_long(&w, model->param_count);
     cnn__put_floats(&w, model->params, model->param_count);
+
+    if (model->state_count > 0) {
+        uint64_t length = 4 * (uint64_t)model->state_count;
+        for (i = 0; i < model->layer_count; i++) length += model->layers[i].state_count ? 8 : 0;
+        cnn__put_section(&w, "STAT", length);
+        for (i = 0; i < model->layer_count; i++) {
+            const cnn_layer *layer = &model->layers[i];
+            if (!layer->state_count) continue;
+            cnn__put_long(&w, layer->batches_tracked);
+            cnn__put_floats(&w, layer->running_mean, (size_t)layer->in.c);
+            cnn__put_floats(&w, layer->running_var, (size_t)layer->in.c);
+        }
+    }
 
     if (model->class_name_count > 0) {
         for (i = 0; i < model->class_name_count; i++) names_length += 4 + strlen(model->class_names[i]);
@@ -4157,6 +4679,7 @@ CNN__PRIVATE cnn_result cnn__take_layers(cnn_model *model, cnn__model_reader *r,
             if (cnn__get_u32(record + 4 * field) > (uint32_t)INT_MAX)
                 return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4 * field, "'%s': layer %lu has a negative setting",
                                  r->path, (unsigned long)i + 1);
+        if (record_bytes < CNN__LAYER_BYTES) memset(record + record_bytes, 0, CNN__LAYER_BYTES - record_bytes);
         for (extra = CNN__LAYER_BYTES; extra < record_bytes; extra++)
             if (record[extra] != 0)
                 return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + (long long)extra,
@@ -4171,6 +4694,7 @@ CNN__PRIVATE cnn_result cnn__take_layers(cnn_model *model, cnn__model_reader *r,
         desc.init = (cnn_init)cnn__get_u32(record + 20);
         desc.alpha = cnn__get_f32(record + 24);
         desc.rate = cnn__get_f32(record + 28);
+        desc.ceil_mode = (int)cnn__get_u32(record + 32);
         if ((int)desc.type <= CNN_LAYER_NONE || (int)desc.type >= CNN_LAYER_TYPE_COUNT)
             return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': layer %lu has unknown type %d", r->path,
                              (unsigned long)i + 1, (int)desc.type);
@@ -4220,6 +4744,33 @@ CNN__PRIVATE cnn_result cnn__take_params(cnn_model *model, cnn__model_reader *r,
                          4 * (unsigned long long)count, r->reader->size - r->reader->offset);
     if (cnn_model_build(model, max_batch) != CNN_OK) return r->error->code;
     return cnn__take_floats(r, model->params, model->param_count, "parameter", 0);
+}
+
+/* "STAT": batch norm's running statistics, after the parameters (the
+   model is built). Variances must be >= 0. */
+CNN__PRIVATE cnn_result cnn__take_statistics(cnn_model *model, cnn__model_reader *r, long long at, uint64_t length)
+{
+    unsigned char bytes[8];
+    uint64_t expected = 4 * (uint64_t)model->state_count;
+    cnn_result result;
+    int i;
+    for (i = 0; i < model->layer_count; i++) expected += model->layers[i].state_count ? 8 : 0;
+    if (model->state_count == 0)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' has running statistics but no batch norm layer", r->path);
+    if (length != expected)
+        return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4,
+                         "'%s': the running statistics are %llu bytes; the batch norm layers need %llu", r->path,
+                         (unsigned long long)length, (unsigned long long)expected);
+    for (i = 0; i < model->layer_count; i++) {
+        cnn_layer *layer = &model->layers[i];
+        if (!layer->state_count) continue;
+        if (!cnn__take(r, bytes, 8, "the running statistics")) return r->error->code;
+        layer->batches_tracked = cnn__get_u64(bytes);
+        if ((result = cnn__take_floats(r, layer->running_mean, (size_t)layer->in.c, "running mean", 0)) != CNN_OK ||
+            (result = cnn__take_floats(r, layer->running_var, (size_t)layer->in.c, "running variance", 1)) != CNN_OK)
+            return result;
+    }
+    return CNN_OK;
 }
 
 /* "clas": the class names. */
@@ -4378,16 +4929,16 @@ CNN__PRIVATE cnn_result cnn__take_state(cnn_model *model, cnn__model_reader *r, 
     at = r->reader->offset;
     if (!cnn__take(r, bytes + 16, 8, "the training state")) return r->error->code;
     best_count = cnn__get_u64(bytes + 16);
-    if (best_count != 0 && best_count != (uint64_t)model->param_count)
+    if (best_count != 0 && best_count != (uint64_t)cnn__snapshot_count(model))
         return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': the best epoch's parameters are %llu, the model's %llu",
-                         r->path, (unsigned long long)best_count, (unsigned long long)model->param_count);
+                         r->path, (unsigned long long)best_count, (unsigned long long)cnn__snapshot_count(model));
     used += 4 * best_count;
     if (length < used) goto overrun;
     if (best_count > 0) {
-        if (!(state->best_params = cnn__alloc_floats(model->param_count)))
+        if (!(state->best_params = cnn__alloc_floats(cnn__snapshot_count(model))))
             return cnn__fail(r->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory for the best epoch's parameters");
-        state->param_count = model->param_count;
-        if ((result = cnn__take_floats(r, state->best_params, model->param_count, "best parameter", 0)) != CNN_OK) return result;
+        state->param_count = cnn__snapshot_count(model);
+        if ((result = cnn__take_floats(r, state->best_params, cnn__snapshot_count(model), "best parameter", 0)) != CNN_OK) return result;
     }
     at = r->reader->offset;
     if (!cnn__take(r, bytes, 4, "the training state")) return r->error->code;
@@ -4439,7 +4990,7 @@ CNN__PRIVATE cnn_result cnn__take_sections(cnn_model *model, cnn__model_reader *
 {
     static const char *const first[3] = {"INPT", "LAYR", "PARM"};
     unsigned char head[12];
-    int index, i, names_seen = 0;
+    int index, i, sections_seen = 0;
     cnn_result result = CNN_OK;
     for (index = 0;; index++) {
         long long at = r->reader->offset;
@@ -4477,7 +5028,7 @@ CNN__PRIVATE cnn_result cnn__take_sections(cnn_model *model, cnn__model_reader *
             if (count == 0 || count > CNN_MAX_LAYERS)
                 return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 12, "'%s' declares %lu layers (1..%d allowed)", r->path,
                                  (unsigned long)count, CNN_MAX_LAYERS);
-            if (record < CNN__LAYER_BYTES || record > CNN__MAX_LAYER_BYTES || length != 8 + (uint64_t)count * record)
+            if (record < CNN__LAYER_BYTES_BEFORE || record > CNN__MAX_LAYER_BYTES || length != 8 + (uint64_t)count * record)
                 return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 16,
                                  "'%s': %lu layer records of %lu bytes do not fill the section's %llu", r->path, (unsigned long)count,
                                  (unsigned long)record, (unsigned long long)length);
@@ -4493,6 +5044,9 @@ CNN__PRIVATE cnn_result cnn__take_sections(cnn_model *model, cnn__model_reader *
             if (length != 4)
                 return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at + 4, "'%s': the CRC section is %llu bytes, not 4", r->path,
                                  (unsigned long long)length);
+            if (model->state_count > 0 && !(sections_seen & 8))
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at,
+                                 "'%s' has batch norm layers but no running statistics (section 'STAT')", r->path);
             if (!cnn__take(r, head, 4, "the CRC")) return r->error->code;
             if (cnn__get_u32(head) != crc)
                 return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at,
@@ -4503,9 +5057,9 @@ CNN__PRIVATE cnn_result cnn__take_sections(cnn_model *model, cnn__model_reader *
             return CNN_OK;
         } else if (!memcmp(head, "clas", 4) || !memcmp(head, "optm", 4) || !memcmp(head, "fits", 4)) {
             int which = head[0] == 'c' ? 1 : head[0] == 'o' ? 2 : 4;
-            if (names_seen & which)
+            if (sections_seen & which)
                 return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': section '%s' appears twice", r->path, tag);
-            names_seen |= which;
+            sections_seen |= which;
             if (which == 1) result = cnn__take_names(model, r, length);
             else if (!checkpoint) result = cnn__skip_section(r, length);
             else if (which == 2) {
@@ -4515,6 +5069,11 @@ CNN__PRIVATE cnn_result cnn__take_sections(cnn_model *model, cnn__model_reader *
                 checkpoint->has_state = 1;
                 result = cnn__take_state(model, r, length, checkpoint->state);
             }
+        } else if (!memcmp(head, "STAT", 4)) {
+            if (sections_seen & 8)
+                return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s': section '%s' appears twice", r->path, tag);
+            sections_seen |= 8;
+            result = cnn__take_statistics(model, r, at, length);
         } else if (head[0] >= 'A' && head[0] <= 'Z') {
             return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at,
                              "'%s': section '%s' is one this cnn.h does not know and the model needs (written by a newer cnn.h?)",
@@ -4545,7 +5104,7 @@ CNN__PRIVATE cnn_result cnn__take_version1(cnn_model *model, cnn__model_reader *
     if (count == 0 || count > CNN_MAX_LAYERS)
         return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, at, "'%s' declares %lu layers (1..%d allowed)", r->path,
                          (unsigned long)count, CNN_MAX_LAYERS);
-    if ((result = cnn__take_layers(model, r, count, CNN__LAYER_BYTES)) != CNN_OK) return result;
+    if ((result = cnn__take_layers(model, r, count, CNN__LAYER_BYTES_BEFORE)) != CNN_OK) return result;
     if ((result = cnn__take_params(model, r, max_batch)) != CNN_OK) return result;
     if (cnn__read_bytes(r->reader, bytes, 1) != 0)
         return cnn__fail(r->error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, r->reader->offset - 1, "'%s' has bytes after its parameters", r->path);
@@ -4667,7 +5226,7 @@ CNN__PRIVATE cnn_result cnn__same_layers(cnn_model *model, const cnn_model *file
         const cnn_layer_desc *a = i < model->layer_count ? &model->layers[i].desc : NULL;
         const cnn_layer_desc *b = i < file->layer_count ? &file->layers[i].desc : NULL;
         if (a && b && a->type == b->type && a->units == b->units && a->kernel == b->kernel && a->stride == b->stride &&
-            a->padding == b->padding && a->alpha == b->alpha && a->rate == b->rate)
+            a->padding == b->padding && a->alpha == b->alpha && a->rate == b->rate && a->ceil_mode == b->ceil_mode)
             continue;
         cnn__layer_description(a, here, sizeof here);
         cnn__layer_description(b, there, sizeof there);
@@ -4681,6 +5240,7 @@ CNNDEF cnn_result cnn_model_load_weights(cnn_model *model, const char *path)
 {
     cnn_model *file;
     cnn_result result;
+    int i;
     if (!model) return CNN_ERROR_INVALID_ARGUMENT;
     if (!model->memory)
         return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "cnn_model_load_weights fills a built model: build it first, "
@@ -4694,7 +5254,10 @@ CNNDEF cnn_result cnn_model_load_weights(cnn_model *model, const char *path)
     else if ((result = cnn__same_layers(model, file, path)) == CNN_OK &&
              (file->class_name_count == 0 ||
               (result = cnn_model_set_class_names(model, (const char *const *)file->class_names, file->class_name_count)) == CNN_OK))
-        memcpy(model->params, file->params, model->param_count * sizeof(float));
+    {
+        memcpy(model->params, file->params, cnn__snapshot_count(model) * sizeof(float)); /* and the running statistics */
+        for (i = 0; i < model->layer_count; i++) model->layers[i].batches_tracked = file->layers[i].batches_tracked;
+    }
     cnn_model_free(file);
     CNN_FREE(file);
     return result;
@@ -4708,7 +5271,7 @@ CNNDEF cnn_result cnn_checkpoint_save(cnn_model *model, const cnn_optimizer *opt
     if (!optimizer->first_moment || optimizer->param_count != model->param_count)
         return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "this optimiser was not initialised for this model");
     if (state->epoch < 0 || state->best_epoch < 0 || state->best_epoch > state->epoch ||
-        (state->best_params && state->param_count != model->param_count) || (state->history && state->history->count > state->epoch))
+        (state->best_params && state->param_count != cnn__snapshot_count(model)) || (state->history && state->history->count > state->epoch))
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                          "the training state does not fit this model (epoch %d, best epoch %d, %lu best parameters)", state->epoch,
                          state->best_epoch, (unsigned long)(state->best_params ? state->param_count : 0));
@@ -4743,33 +5306,112 @@ CNNDEF cnn_result cnn_checkpoint_load(cnn_model *model, cnn_optimizer *optimizer
 
 /* ======================================================================== other tools' formats
 
-   Both formats below name a model's tensors as torch.nn.Sequential does
-   and hold them in PyTorch's layouts (see the API). Element k of a tensor
-   in PyTorch's order is element cnn__torch_index(layer, bias, k) of the
-   layer's weight or bias array: the same for conv2d (OC, C, K, K) and
-   biases, transposed for a dense layer, which cnn.h keeps as (IN, OUT)
-   and PyTorch as (OUT, IN). */
-CNN__PRIVATE size_t cnn__torch_index(const cnn_layer *layer, int bias, size_t k)
+   Both formats below name a model's tensors as PyTorch names a
+   torch.nn.Sequential of the same layers, and hold them in PyTorch's
+   layouts (see the API). Layer i is module i, and holds its parts:
+     conv2d, dense   "i.weight", "i.bias"
+     batch norm      "i.weight" (gamma), "i.bias" (beta), "i.running_mean",
+                     "i.running_var" (C each), "i.num_batches_tracked"
+                     (int64, no dimensions): nn.BatchNorm2d's or 1d's
+   A residual block, begin to end, is one module as
+   examples/pytorch/cnnh.py's Residual holds it: a Sequential of the
+   body's layers, "body", and the projection, "shortcut" (nn.Conv2d 1x1,
+   or nn.Identity, which has no tensors). Its layers are named inside it,
+   a block inside a block inside that: with a block as module 4, the first
+   conv of its body is "4.body.0.weight", its projection "4.shortcut.weight",
+   and the layer after its end module 5.
+   Element k of a float tensor in PyTorch's order is element
+   cnn__torch_index(layer, part, k) of the part's array: the same for
+   conv2d (OC, C, K, K), a projection (OC, C, 1, 1), biases and batch norm,
+   transposed for a dense layer, which cnn.h keeps as (IN, OUT) and PyTorch
+   as (OUT, IN). */
+enum { CNN__PART_WEIGHT, CNN__PART_BIAS, CNN__PART_MEAN, CNN__PART_VARIANCE, CNN__PART_TRACKED };
+static const char *const cnn__part_names[5] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+#define CNN__TORCH_NAME_SIZE 256  /* a tensor name, with the blocks around it */
+
+CNN__PRIVATE size_t cnn__torch_index(const cnn_layer *layer, int part, size_t k)
 {
     size_t in_count, out_count;
-    if (bias || layer->desc.type != CNN_LAYER_DENSE) return k;
+    if (part != CNN__PART_WEIGHT || layer->desc.type != CNN_LAYER_DENSE) return k;
     out_count = (size_t)layer->desc.units;
     in_count = layer->weight_count / out_count;
     return (k % in_count) * out_count + k / in_count;  /* (out o, in i) -> [i][o] */
 }
 
-/* The shape of a layer's weight or bias in PyTorch; returns the rank. */
-CNN__PRIVATE int cnn__torch_shape(const cnn_layer *layer, int bias, uint64_t shape[4])
+/* How many tensors a layer has in PyTorch: 0, 2 (weight and bias) or 5 (batch norm). */
+CNN__PRIVATE int cnn__torch_parts(const cnn_layer *layer)
 {
-    shape[0] = (uint64_t)layer->desc.units;
-    if (bias) return 1;
+    if (layer->weight_count == 0) return 0;
+    return layer->desc.type == CNN_LAYER_BATCH_NORM ? 5 : 2;
+}
+
+/* The shape of a layer's part in PyTorch; returns the rank (0: a scalar). */
+CNN__PRIVATE int cnn__torch_shape(const cnn_layer *layer, int part, uint64_t shape[4])
+{
+    size_t units = layer->desc.type == CNN_LAYER_BATCH_NORM ? layer->weight_count : (size_t)layer->desc.units;
+    size_t area = (size_t)layer->desc.kernel * (size_t)layer->desc.kernel;
+    shape[0] = (uint64_t)units;
+    if (part == CNN__PART_TRACKED) return 0;
+    if (part != CNN__PART_WEIGHT || layer->desc.type == CNN_LAYER_BATCH_NORM) return 1;
     if (layer->desc.type == CNN_LAYER_DENSE) {
-        shape[1] = (uint64_t)(layer->weight_count / (size_t)layer->desc.units);
+        shape[1] = (uint64_t)(layer->weight_count / units);
         return 2;
     }
-    shape[1] = (uint64_t)layer->in.c;
+    shape[1] = (uint64_t)(layer->weight_count / units / area);  /* a projection's C is its block's input's */
     shape[2] = shape[3] = (uint64_t)layer->desc.kernel;
     return 4;
+}
+
+/* The floats of a layer's part (PART_TRACKED has none) and their count. */
+CNN__PRIVATE const float *cnn__torch_values(const cnn_layer *layer, int part, size_t *count)
+{
+    *count = part == CNN__PART_WEIGHT ? layer->weight_count : part == CNN__PART_TRACKED ? 0 : layer->bias_count;
+    switch (part) {
+    case CNN__PART_WEIGHT: return layer->weight;
+    case CNN__PART_BIAS: return layer->bias;
+    case CNN__PART_MEAN: return layer->running_mean;
+    case CNN__PART_VARIANCE: return layer->running_var;
+    default: return NULL;
+    }
+}
+
+/* The name of layer l's part (see above) in out; 0 when it does not fit in
+   CNN__TORCH_NAME_SIZE bytes (blocks nested about 25 deep). */
+CNN__PRIVATE int cnn__torch_name(const cnn_model *model, int l, int part, char out[CNN__TORCH_NAME_SIZE])
+{
+    int outer[CNN__TORCH_NAME_SIZE / 7];  /* the module index of each open block, outermost first ("0.body." each) */
+    int depth = 0, module = 0, i, d, length;
+    size_t used = 0;
+    for (i = 0; i < l; i++) {
+        cnn_layer_type type = model->layers[i].desc.type;
+        if (type == CNN_LAYER_RESIDUAL_BEGIN && depth == (int)(sizeof outer / sizeof outer[0])) return 0;
+        if (type == CNN_LAYER_RESIDUAL_BEGIN) outer[depth++] = module, module = 0;
+        else if (type == CNN_LAYER_RESIDUAL_END && depth > 0) module = outer[--depth] + 1;
+        else module++;
+    }
+    if (model->layers[l].desc.type == CNN_LAYER_RESIDUAL_END && depth > 0) module = outer[--depth];
+    for (d = 0; d <= depth; d++) {
+        if (d < depth) length = snprintf(out + used, CNN__TORCH_NAME_SIZE - used, "%d.body.", outer[d]);
+        else length = snprintf(out + used, CNN__TORCH_NAME_SIZE - used, "%d.%s%s", module,
+                               model->layers[l].desc.type == CNN_LAYER_RESIDUAL_END ? "shortcut." : "", cnn__part_names[part]);
+        if (length < 0 || (size_t)length >= CNN__TORCH_NAME_SIZE - used) return 0;
+        used += (size_t)length;
+    }
+    return 1;
+}
+
+/* Refuses a model whose tensor names would not fit (see cnn__torch_name). */
+CNN__PRIVATE cnn_result cnn__check_torch_names(cnn_model *model, const char *function)
+{
+    char name[CNN__TORCH_NAME_SIZE];
+    int l, part;
+    for (l = 0; l < model->layer_count; l++)
+        for (part = 0; part < cnn__torch_parts(&model->layers[l]); part++)
+            if (!cnn__torch_name(model, l, part, name))
+                return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                                 "%s: layer %d is in residual blocks nested too deep for a tensor name of %d bytes", function,
+                                 l + 1, CNN__TORCH_NAME_SIZE);
+    return CNN_OK;
 }
 
 /* A growing block of bytes for the headers the writers build. An
@@ -4895,13 +5537,17 @@ CNN__PRIVATE const char *cnn__printable(const char *name, char out[52])
                 exactly, in any order of keys, and end at the end of the file
    The reader checks all of that, and the model's tensors against it,
    before it touches a model; then it reads the data once, in the order of
-   the offsets. cnn.h writes F32; it reads F32, F16 and BF16 (converted to
-   float) and knows every other dtype of the format by name and size.
+   the offsets. cnn.h writes F32, and I64 for a batch norm layer's count
+   of batches; it reads F32, F16 and BF16 (converted to float), I64 for
+   that count, and knows every other dtype of the format by name and size.
 
    cnn.h's metadata ("__metadata__"; README.md, "To and from PyTorch and
    ONNX"): "cnn.h.version": "1", "cnn.h.input": "C,H,W", "cnn.h.layers":
    "COUNT", and per layer "cnn.h.layer.I": its type and settings, such as
-   "conv2d units=6 kernel=5 stride=1 padding=2 init=glorot_uniform".
+   "conv2d units=6 kernel=5 stride=1 padding=2 init=glorot_uniform",
+   "max_pool kernel=3 stride=2 padding=1 ceil_mode=1" (a pool's padding and
+   ceil_mode written only when not 0), "batch_norm", "global_avg_pool",
+   "residual_begin", "residual_end init=he_normal" (its projection's).
    "format": "pt" tells the Hugging Face tools the tensors are PyTorch's. */
 
 #define CNN__SAFETENSORS_MAX_HEADER 100000000ull  /* as the format's own reader */
@@ -4912,8 +5558,8 @@ typedef struct cnn__dtype {
     int bits;  /* per element */
 } cnn__dtype;
 
-/* Every dtype of the format; cnn.h reads the first three. */
-enum { CNN__DTYPE_F32, CNN__DTYPE_F16, CNN__DTYPE_BF16 };
+/* Every dtype of the format; cnn.h reads the first three, and I64 for a count of batches. */
+enum { CNN__DTYPE_F32, CNN__DTYPE_F16, CNN__DTYPE_BF16, CNN__DTYPE_I64 = 5 };
 static const cnn__dtype cnn__dtypes[] = {
     {"F32", 32}, {"F16", 16}, {"BF16", 16}, {"F64", 64}, {"C64", 64}, {"I64", 64}, {"U64", 64},
     {"I32", 32}, {"U32", 32}, {"I16", 16}, {"U16", 16}, {"I8", 8}, {"U8", 8}, {"BOOL", 8},
@@ -4928,7 +5574,7 @@ typedef struct cnn__tensor_entry {
     uint64_t shape[CNN__SAFETENSORS_MAX_RANK];
     uint64_t count;           /* elements: the product of the shape, 1 for a scalar */
     uint64_t begin, end;      /* bytes into the data */
-    int layer, bias;          /* what it fills: a layer index (-1: none yet), 1 for a bias */
+    int layer, part;          /* what it fills: a layer index (-1: none yet), a CNN__PART_ */
 } cnn__tensor_entry;
 
 typedef struct cnn__metadata_entry {
@@ -5464,28 +6110,38 @@ CNN__PRIVATE const char *cnn__format_shape(char out[96], const uint64_t *shape, 
     return out;
 }
 
-/* Pairs every parameter tensor of the model with a tensor of the file, by
-   name, and checks its dtype and shape; then that nothing is left over. */
+/* Pairs every tensor of the model with a tensor of the file, by name, and
+   checks its dtype and shape; then that nothing is left over. A batch norm
+   layer's num_batches_tracked may be missing: PyTorch's load_state_dict
+   counts 0 batches then, and so does cnn.h. */
 CNN__PRIVATE cnn_result cnn__safetensors_match(const cnn_model *model, cnn__safetensors *file, const char *path, cnn_error *error)
 {
     size_t matched = 0, i;
-    int l, bias;
-    char name[32], shown[52], have[96], want[96];
+    int l, part, nested = 0;
+    char name[CNN__TORCH_NAME_SIZE], shown[52], have[96], want[96];
     for (l = 0; l < model->layer_count; l++) {
         const cnn_layer *layer = &model->layers[l];
-        if (layer->weight_count == 0) continue;
-        for (bias = 0; bias < 2; bias++) {
+        nested |= layer->desc.type == CNN_LAYER_RESIDUAL_BEGIN;
+        for (part = 0; part < cnn__torch_parts(layer); part++) {
             cnn__tensor_entry key, *entry;
             uint64_t shape[4];
-            int rank = cnn__torch_shape(layer, bias, shape), d, same;
-            snprintf(name, sizeof name, "%d.%s", l, bias ? "bias" : "weight");
+            int rank = cnn__torch_shape(layer, part, shape), d, same;
+            if (!cnn__torch_name(model, l, part, name))
+                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, -1,
+                                 "'%s': layer %d is in residual blocks nested too deep for a tensor name of %d bytes", path, l,
+                                 CNN__TORCH_NAME_SIZE);
             key.name = name;
             entry = file->tensor_count ? (cnn__tensor_entry *)bsearch(&key, file->tensors, file->tensor_count, sizeof key,
                                                                      cnn__compare_tensor_names) : NULL;
+            if (!entry && part == CNN__PART_TRACKED) continue;
             if (!entry)
                 return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, -1, "'%s' has no tensor '%s' (layer %d, %s, needs it as %s)",
                                  path, name, l, cnn_layer_type_name(layer->desc.type), cnn__format_shape(want, shape, rank));
-            if (entry->dtype != CNN__DTYPE_F32 && entry->dtype != CNN__DTYPE_F16 && entry->dtype != CNN__DTYPE_BF16)
+            if (part == CNN__PART_TRACKED && entry->dtype != CNN__DTYPE_I64)
+                return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, entry->at, "'%s': tensor '%s' is %s; a count of batches is I64",
+                                 path, name, cnn__dtypes[entry->dtype].name);
+            if (part != CNN__PART_TRACKED && entry->dtype != CNN__DTYPE_F32 && entry->dtype != CNN__DTYPE_F16 &&
+                entry->dtype != CNN__DTYPE_BF16)
                 return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, entry->at, "'%s': tensor '%s' is %s; cnn.h reads F32, F16 and BF16",
                                  path, name, cnn__dtypes[entry->dtype].name);
             same = entry->rank == rank;
@@ -5495,7 +6151,7 @@ CNN__PRIVATE cnn_result cnn__safetensors_match(const cnn_model *model, cnn__safe
                                  path, name, cnn__format_shape(have, entry->shape, entry->rank), l,
                                  cnn_layer_type_name(layer->desc.type), cnn__format_shape(want, shape, rank));
             entry->layer = l;
-            entry->bias = bias;
+            entry->part = part;
             matched++;
         }
     }
@@ -5505,7 +6161,7 @@ CNN__PRIVATE cnn_result cnn__safetensors_match(const cnn_model *model, cnn__safe
         const char *extra = file->tensors[i].name;
         char *end;
         long index = strtol(extra, &end, 10);
-        if (end != extra && *end == '.' && index >= 0 && index < model->layer_count && extra[0] >= '0' && extra[0] <= '9')
+        if (!nested && end != extra && *end == '.' && index >= 0 && index < model->layer_count && extra[0] >= '0' && extra[0] <= '9')
             return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, file->tensors[i].at,
                              "'%s': tensor '%s' is not a parameter of this model (layer %ld is %s)", path,
                              cnn__printable(extra, shown), index, cnn_layer_type_name(model->layers[index].desc.type));
@@ -5540,10 +6196,12 @@ CNN__PRIVATE float cnn__bf16_to_float(unsigned bits)
     return value;
 }
 
-/* Reads the data after the header into params (laid out as model->params),
-   tensor by tensor in the order of their offsets: the reader's order. */
-CNN__PRIVATE cnn_result cnn__safetensors_data(const cnn_model *model, cnn__safetensors *file, cnn__reader *reader,
-                                              float *params, cnn_error *error)
+/* Reads the data after the header into values, laid out as model->params
+   and after them model->state (the model is built), and into tracked (a
+   count of batches per layer), tensor by tensor in the order of their
+   offsets: the reader's order. */
+CNN__PRIVATE cnn_result cnn__safetensors_data(const cnn_model *model, cnn__safetensors *file, cnn__reader *reader, float *values,
+                                              uint64_t *tracked, cnn_error *error)
 {
     unsigned char chunk[4096];
     long long data_at = 8 + (long long)file->json_length;
@@ -5552,8 +6210,13 @@ CNN__PRIVATE cnn_result cnn__safetensors_data(const cnn_model *model, cnn__safet
     for (t = 0; t < file->tensor_count; t++) {
         const cnn__tensor_entry *entry = &file->tensors[t];
         const cnn_layer *layer = &model->layers[entry->layer];
-        size_t element_bytes = (size_t)cnn__dtypes[entry->dtype].bits / 8, done, k, n;
-        size_t base = layer->param_offset + (entry->bias ? layer->weight_count : 0);
+        size_t element_bytes = (size_t)cnn__dtypes[entry->dtype].bits / 8, done, k, n, base;
+        switch (entry->part) {
+        case CNN__PART_WEIGHT: base = layer->param_offset; break;
+        case CNN__PART_BIAS: base = layer->param_offset + layer->weight_count; break;
+        case CNN__PART_MEAN: base = model->param_count + (size_t)(layer->running_mean - model->state); break;
+        default: base = model->param_count + (size_t)(layer->running_var - model->state); break;
+        }
         for (done = 0; done < (size_t)entry->count; done += n) {
             n = (size_t)entry->count - done;
             if (n > sizeof chunk / element_bytes) n = sizeof chunk / element_bytes;
@@ -5563,15 +6226,24 @@ CNN__PRIVATE cnn_result cnn__safetensors_data(const cnn_model *model, cnn__safet
                                  "'%s' ends inside tensor '%s'", reader->name, entry->name);
             for (k = 0; k < n; k++) {
                 const unsigned char *at = chunk + k * element_bytes;
-                float value = entry->dtype == CNN__DTYPE_F32 ? cnn__get_f32(at)
-                            : entry->dtype == CNN__DTYPE_F16 ? cnn__f16_to_float((unsigned)at[0] | (unsigned)at[1] << 8)
-                                                             : cnn__bf16_to_float((unsigned)at[0] | (unsigned)at[1] << 8);
-                if (!cnn__is_finite(value))
-                    return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0,
-                                     data_at + (long long)(entry->begin + (done + k) * element_bytes),
-                                     "'%s': tensor '%s', element %lu is not a finite number", reader->name, entry->name,
-                                     (unsigned long)(done + k));
-                params[base + cnn__torch_index(layer, entry->bias, done + k)] = value;
+                const long long where = data_at + (long long)(entry->begin + (done + k) * element_bytes);
+                float value;
+                if (entry->part == CNN__PART_TRACKED) {  /* an int64 count */
+                    uint64_t count = cnn__get_u64(at);
+                    if (count >> 63)
+                        return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, where,
+                                         "'%s': tensor '%s' counts a negative number of batches", reader->name, entry->name);
+                    tracked[entry->layer] = count;
+                    continue;
+                }
+                value = entry->dtype == CNN__DTYPE_F32 ? cnn__get_f32(at)
+                      : entry->dtype == CNN__DTYPE_F16 ? cnn__f16_to_float((unsigned)at[0] | (unsigned)at[1] << 8)
+                                                       : cnn__bf16_to_float((unsigned)at[0] | (unsigned)at[1] << 8);
+                if (!cnn__is_finite(value) || (entry->part == CNN__PART_VARIANCE && value < 0.0f))
+                    return cnn__fail(error, CNN_ERROR_BAD_MODEL_FILE, 0, 0, where, "'%s': tensor '%s', element %lu is %s", reader->name,
+                                     entry->name, (unsigned long)(done + k),
+                                     cnn__is_finite(value) ? "a negative variance" : "not a finite number");
+                values[base + cnn__torch_index(layer, entry->part, done + k)] = value;
             }
         }
     }
@@ -5581,22 +6253,40 @@ CNN__PRIVATE cnn_result cnn__safetensors_data(const cnn_model *model, cnn__safet
     return CNN_OK;
 }
 
+/* Reads the data of a file matched to a built model (cnn__safetensors_match)
+   and only then changes the model: its parameters, running statistics and
+   batch counts (0 for a batch norm layer without num_batches_tracked). */
+CNN__PRIVATE cnn_result cnn__fill_from_safetensors(cnn_model *model, cnn__safetensors *file, cnn__reader *reader)
+{
+    const size_t count = cnn__snapshot_count(model);
+    float *values = count ? cnn__alloc_floats(count) : NULL;
+    uint64_t *tracked = (uint64_t *)CNN_MALLOC((size_t)model->layer_count * sizeof(uint64_t));
+    cnn_result result;
+    int l;
+    if ((count && !values) || !tracked) {
+        result = cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory loading '%s'", reader->name);
+    } else {
+        memset(tracked, 0, (size_t)model->layer_count * sizeof(uint64_t));
+        result = cnn__safetensors_data(model, file, reader, values, tracked, &model->error);
+    }
+    if (result == CNN_OK) {  /* every tensor is in the file: the copy starts from nothing */
+        if (count) memcpy(model->params, values, count * sizeof(float));
+        for (l = 0; l < model->layer_count; l++) model->layers[l].batches_tracked = tracked[l];
+    }
+    CNN_FREE(values);
+    CNN_FREE(tracked);
+    return result;
+}
+
 /* Fills a built model from an open reader, which it closes. */
 CNN__PRIVATE cnn_result cnn__load_safetensors(cnn_model *model, cnn__reader *reader)
 {
     cnn__safetensors file;
-    float *params = NULL;
     cnn_result result;
     cnn__clear_error(&model->error);
     result = cnn__safetensors_header(&file, reader, &model->error);
     if (result == CNN_OK) result = cnn__safetensors_match(model, &file, reader->name, &model->error);
-    if (result == CNN_OK && model->param_count && !(params = cnn__alloc_floats(model->param_count)))
-        result = cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "out of memory loading '%s'", reader->name);
-    if (result == CNN_OK) {  /* every parameter is in the file: the copy starts from nothing */
-        result = cnn__safetensors_data(model, &file, reader, params, &model->error);
-        if (result == CNN_OK && model->param_count) memcpy(model->params, params, model->param_count * sizeof(float));
-    }
-    CNN_FREE(params);
+    if (result == CNN_OK) result = cnn__fill_from_safetensors(model, &file, reader);
     cnn__safetensors_free(&file);
     cnn__close_reader(reader);
     return result;
@@ -5642,9 +6332,13 @@ CNN__PRIVATE void cnn__layer_setting(const cnn_layer_desc *d, char *text, size_t
                  d->padding, cnn__init_names[d->init]);
         break;
     case CNN_LAYER_DENSE: snprintf(text, size, "%s units=%d init=%s", type, d->units, cnn__init_names[d->init]); break;
-    case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
-        snprintf(text, size, "%s kernel=%d stride=%d", type, d->kernel, d->stride);
+    case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL: {
+        char padding[32] = "";  /* written when set: a file without them reads as before */
+        if (d->padding) snprintf(padding, sizeof padding, " padding=%d", d->padding);
+        snprintf(text, size, "%s kernel=%d stride=%d%s%s", type, d->kernel, d->stride, padding, d->ceil_mode ? " ceil_mode=1" : "");
         break;
+    }
+    case CNN_LAYER_RESIDUAL_END: snprintf(text, size, "%s init=%s", type, cnn__init_names[d->init]); break;
     case CNN_LAYER_LEAKY_RELU:
         cnn__format_float(number, sizeof number, d->alpha);
         snprintf(text, size, "%s alpha=%s", type, number);
@@ -5683,10 +6377,12 @@ CNN__PRIVATE const char *cnn__parse_setting_int(const char *text, int *value, lo
    it returns a reason; NULL means success. */
 CNN__PRIVATE const char *cnn__parse_layer_setting(const char *text, cnn_layer_desc *desc)
 {
-    /* settings by bit: units 1, kernel 2, stride 4, padding 8, init 16, alpha 32, rate 64 */
-    static const unsigned char allowed[CNN_LAYER_TYPE_COUNT] = {0, 31, 17, 0, 32, 0, 0, 6, 6, 0, 64, 0};
-    static const unsigned char required[CNN_LAYER_TYPE_COUNT] = {0, 15, 1, 0, 32, 0, 0, 6, 6, 0, 64, 0};
-    static const char *const keys[7] = {"units", "kernel", "stride", "padding", "init", "alpha", "rate"};
+    /* settings by bit: units 1, kernel 2, stride 4, padding 8, init 16, alpha 32, rate 64, ceil_mode 128; by
+       layer type: none, conv2d, dense, relu, leaky_relu, sigmoid, tanh, max_pool, avg_pool, flatten,
+       dropout, softmax, batch_norm, global_avg_pool, residual_begin, residual_end */
+    static const unsigned char allowed[CNN_LAYER_TYPE_COUNT] = {0, 31, 17, 0, 32, 0, 0, 142, 142, 0, 64, 0, 0, 0, 0, 16};
+    static const unsigned char required[CNN_LAYER_TYPE_COUNT] = {0, 15, 1, 0, 32, 0, 0, 6, 6, 0, 64, 0, 0, 0, 0, 0};
+    static const char *const keys[8] = {"units", "kernel", "stride", "padding", "init", "alpha", "rate", "ceil_mode"};
     unsigned seen = 0;
     size_t length;
     int type, k;
@@ -5704,11 +6400,11 @@ CNN__PRIVATE const char *cnn__parse_layer_setting(const char *text, cnn_layer_de
         double number;
         while (*text == ' ') text++;
         if (!*text) break;
-        for (k = 0; k < 7; k++) {
+        for (k = 0; k < 8; k++) {
             length = strlen(keys[k]);
             if (strncmp(text, keys[k], length) == 0 && text[length] == '=') break;
         }
-        if (k == 7) return "a setting that is not key=value with a known key";
+        if (k == 8) return "a setting that is not key=value with a known key";
         if (!(allowed[type] >> k & 1u)) return "a setting this layer type does not have";
         if (seen >> k & 1u) return "a setting given twice";
         seen |= 1u << k;
@@ -5718,6 +6414,10 @@ CNN__PRIVATE const char *cnn__parse_layer_setting(const char *text, cnn_layer_de
         case 1: end = cnn__parse_setting_int(text, &desc->kernel, INT_MAX); if (end && desc->kernel < 1) return "kernel below 1"; break;
         case 2: end = cnn__parse_setting_int(text, &desc->stride, INT_MAX); if (end && desc->stride < 1) return "stride below 1"; break;
         case 3: end = cnn__parse_setting_int(text, &desc->padding, INT_MAX); break;
+        case 7:
+            end = cnn__parse_setting_int(text, &desc->ceil_mode, INT_MAX);
+            if (end && desc->ceil_mode > 1) return "ceil_mode other than 0 or 1";
+            break;
         case 4:
             for (end = NULL, desc->init = CNN_INIT_GLOROT_UNIFORM; desc->init <= CNN_INIT_HE_UNIFORM; desc->init = (cnn_init)(desc->init + 1)) {
                 length = strlen(cnn__init_names[desc->init]);
@@ -5813,7 +6513,7 @@ CNN__PRIVATE cnn_result cnn__from_safetensors(cnn_model *model, cnn__reader *rea
     /* the tensors must fit the layers before anything is allocated for them */
     if (result == CNN_OK) result = cnn__safetensors_match(model, &file, reader->name, &model->error);
     if (result == CNN_OK) result = cnn_model_build(model, max_batch);
-    if (result == CNN_OK) result = cnn__safetensors_data(model, &file, reader, model->params, &model->error);
+    if (result == CNN_OK) result = cnn__fill_from_safetensors(model, &file, reader);
     cnn__safetensors_free(&file);
     cnn__close_reader(reader);
     return cnn__end_load(model, result);
@@ -5839,16 +6539,20 @@ CNNDEF cnn_result cnn_model_from_safetensors_memory(cnn_model *model, const void
 
 /* ---------------------------------------------------------------- writing */
 
-/* Writes the elements of a layer's weight or bias in PyTorch's order as
-   little-endian float32. */
-CNN__PRIVATE int cnn__write_torch_tensor(FILE *out, const cnn_layer *layer, int bias)
+/* Writes a layer's part in PyTorch's order: float32, or for a batch count
+   int64, little-endian. */
+CNN__PRIVATE int cnn__write_torch_tensor(FILE *out, const cnn_layer *layer, int part)
 {
     unsigned char chunk[4096];
-    const float *values = bias ? layer->bias : layer->weight;
-    size_t count = bias ? layer->bias_count : layer->weight_count, done, k, n;
+    size_t count, done, k, n;
+    const float *values = cnn__torch_values(layer, part, &count);
+    if (part == CNN__PART_TRACKED) {
+        cnn__put_u64(chunk, layer->batches_tracked);
+        return fwrite(chunk, 1, 8, out) == 8;
+    }
     for (done = 0; done < count; done += n) {
         n = count - done < sizeof chunk / 4 ? count - done : sizeof chunk / 4;
-        for (k = 0; k < n; k++) cnn__put_f32(chunk + 4 * k, values[cnn__torch_index(layer, bias, done + k)]);
+        for (k = 0; k < n; k++) cnn__put_f32(chunk + 4 * k, values[cnn__torch_index(layer, part, done + k)]);
         if (fwrite(chunk, 4, n, out) != n) return 0;
     }
     return 1;
@@ -5860,11 +6564,12 @@ CNNDEF cnn_result cnn_model_save_safetensors(cnn_model *model, const char *path)
     cnn__atomic_file out;
     unsigned char prefix[8];
     uint64_t offset = 0;
-    char setting[160];
-    int l, bias, ok = 1;
+    char setting[160], name[CNN__TORCH_NAME_SIZE];
+    int l, part, ok = 1;
     cnn_result result;
     if ((result = cnn__check_built(model, "cnn_model_save_safetensors")) != CNN_OK) return result;
     if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_save_safetensors: no file name given");
+    if ((result = cnn__check_torch_names(model, "cnn_model_save_safetensors")) != CNN_OK) return result;
     memset(&header, 0, sizeof header);
     cnn__buffer_printf(&header, "{\"__metadata__\":{\"format\":\"pt\",\"cnn.h.version\":\"1\",\"cnn.h.input\":\"%d,%d,%d\",\"cnn.h.layers\":\"%d\"",
                        model->input.c, model->input.h, model->input.w, model->layer_count);
@@ -5875,11 +6580,16 @@ CNNDEF cnn_result cnn_model_save_safetensors(cnn_model *model, const char *path)
     cnn__buffer_printf(&header, "}");
     for (l = 0; l < model->layer_count; l++) {
         const cnn_layer *layer = &model->layers[l];
-        if (layer->weight_count == 0) continue;
-        for (bias = 0; bias < 2; bias++) {
-            uint64_t shape[4], bytes = 4 * (uint64_t)(bias ? layer->bias_count : layer->weight_count);
-            int rank = cnn__torch_shape(layer, bias, shape), d;
-            cnn__buffer_printf(&header, ",\"%d.%s\":{\"dtype\":\"F32\",\"shape\":[", l, bias ? "bias" : "weight");
+        for (part = 0; part < cnn__torch_parts(layer); part++) {
+            uint64_t shape[4], bytes;
+            int rank = cnn__torch_shape(layer, part, shape), d;
+            size_t count;
+            cnn__torch_values(layer, part, &count);
+            bytes = part == CNN__PART_TRACKED ? 8 : 4 * (uint64_t)count;
+            cnn__torch_name(model, l, part, name);  /* it fits: checked above */
+            cnn__buffer_put(&header, ",\"", 2);
+            cnn__buffer_put(&header, name, strlen(name));
+            cnn__buffer_printf(&header, "\":{\"dtype\":\"%s\",\"shape\":[", part == CNN__PART_TRACKED ? "I64" : "F32");
             for (d = 0; d < rank; d++) cnn__buffer_printf(&header, d ? ",%llu" : "%llu", (unsigned long long)shape[d]);
             cnn__buffer_printf(&header, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
                                (unsigned long long)(offset + bytes));
@@ -5901,7 +6611,8 @@ CNNDEF cnn_result cnn_model_save_safetensors(cnn_model *model, const char *path)
     ok &= fwrite(prefix, 1, 8, out.file) == 8;
     ok &= fwrite(header.data, 1, header.length, out.file) == header.length;
     for (l = 0; ok && l < model->layer_count; l++)
-        for (bias = 0; ok && bias < 2 && model->layers[l].weight_count; bias++) ok &= cnn__write_torch_tensor(out.file, &model->layers[l], bias);
+        for (part = 0; ok && part < cnn__torch_parts(&model->layers[l]); part++)
+            ok &= cnn__write_torch_tensor(out.file, &model->layers[l], part);
     cnn__buffer_free(&header);
     return cnn__atomic_close(&out, path, ok, &model->error);
 }
@@ -5980,15 +6691,23 @@ CNN__PRIVATE void cnn__pb_message(cnn__buffer *out, unsigned field, cnn__buffer 
     cnn__buffer_free(message);
 }
 
-/* An attribute of a node: ints (count copies of value), an int or a float. */
-CNN__PRIVATE void cnn__onnx_ints(cnn__buffer *node, const char *name, long long value, int count)
+/* An attribute of a node: ints (count values), an int or a float. */
+CNN__PRIVATE void cnn__onnx_ints(cnn__buffer *node, const char *name, const long long *values, int count)
 {
     cnn__buffer attribute;
+    int i;
     memset(&attribute, 0, sizeof attribute);
     cnn__pb_string(&attribute, 1, name);
-    while (count-- > 0) cnn__pb_int(&attribute, 8, value);
+    for (i = 0; i < count; i++) cnn__pb_int(&attribute, 8, values[i]);
     cnn__pb_int(&attribute, 20, 7);
     cnn__pb_message(node, 5, &attribute);
+}
+
+/* kernel_shape, strides: the same value for height and width */
+CNN__PRIVATE void cnn__onnx_square(cnn__buffer *node, const char *name, long long value)
+{
+    const long long values[2] = {value, value};
+    cnn__onnx_ints(node, name, values, 2);
 }
 
 CNN__PRIVATE void cnn__onnx_int(cnn__buffer *node, const char *name, long long value)
@@ -6011,17 +6730,25 @@ CNN__PRIVATE void cnn__onnx_float(cnn__buffer *node, const char *name, float val
     cnn__pb_message(node, 5, &attribute);
 }
 
-/* Starts a node: op_type, name, up to three inputs (NULL: fewer), one output. */
-CNN__PRIVATE void cnn__onnx_node(cnn__buffer *node, const char *op, const char *name, const char *in0, const char *in1,
-                                 const char *in2, const char *output)
+/* Starts a node: op_type, name, count inputs, one output. */
+CNN__PRIVATE void cnn__onnx_node(cnn__buffer *node, const char *op, const char *name, const char *const *inputs, int count,
+                                 const char *output)
 {
+    int i;
     memset(node, 0, sizeof *node);
-    cnn__pb_string(node, 1, in0);
-    if (in1) cnn__pb_string(node, 1, in1);
-    if (in2) cnn__pb_string(node, 1, in2);
+    for (i = 0; i < count; i++) cnn__pb_string(node, 1, inputs[i]);
     cnn__pb_string(node, 2, output);
     cnn__pb_string(node, 3, name);
     cnn__pb_string(node, 4, op);
+}
+
+/* A node of one input, added to the graph as it is (no attributes). */
+CNN__PRIVATE void cnn__onnx_unary(cnn__buffer *graph, const char *op, const char *name, const char *input, const char *output)
+{
+    cnn__buffer node;
+    cnn__onnx_node(&node, op, name, &input, 1, output);
+    if (strcmp(op, "Flatten") == 0) cnn__onnx_int(&node, "axis", 1);
+    cnn__pb_message(graph, 1, &node);
 }
 
 /* A graph input or output: float, (N, dims...) with N the dynamic batch. */
@@ -6045,19 +6772,30 @@ CNN__PRIVATE void cnn__onnx_value_info(cnn__buffer *graph, unsigned field, const
     cnn__pb_message(graph, field, &info);
 }
 
-/* A TensorProto of a layer's weight or bias without its raw_data, which
-   the writer streams; *data_bytes is that data's length. */
-CNN__PRIVATE void cnn__onnx_tensor_head(cnn__buffer *tensor, int index, const cnn_layer *layer, int bias, uint64_t *data_bytes)
+/* How many of a layer's PyTorch tensors ONNX takes: all but batch norm's
+   count of batches, which inference does not use. */
+CNN__PRIVATE int cnn__onnx_parts(const cnn_layer *layer)
 {
+    int parts = cnn__torch_parts(layer);
+    return parts > CNN__PART_TRACKED ? CNN__PART_TRACKED : parts;
+}
+
+/* A TensorProto of layer l's part without its raw_data, which the writer
+   streams; *data_bytes is that data's length. */
+CNN__PRIVATE void cnn__onnx_tensor_head(cnn__buffer *tensor, const cnn_model *model, int l, int part, uint64_t *data_bytes)
+{
+    const cnn_layer *layer = &model->layers[l];
     uint64_t shape[4];
-    int rank = cnn__torch_shape(layer, bias, shape), d;
-    char name[32];
+    int rank = cnn__torch_shape(layer, part, shape), d;
+    char name[CNN__TORCH_NAME_SIZE];
+    size_t count;
     memset(tensor, 0, sizeof *tensor);
     for (d = 0; d < rank; d++) cnn__pb_int(tensor, 1, (long long)shape[d]);
     cnn__pb_int(tensor, 2, 1);              /* FLOAT */
-    snprintf(name, sizeof name, "%d.%s", index, bias ? "bias" : "weight");
+    cnn__torch_name(model, l, part, name);  /* it fits: cnn__check_torch_names */
     cnn__pb_string(tensor, 8, name);
-    *data_bytes = 4 * (uint64_t)(bias ? layer->bias_count : layer->weight_count);
+    cnn__torch_values(layer, part, &count);
+    *data_bytes = 4 * (uint64_t)count;
 }
 
 /* The bytes of a tensor field holding head and data_bytes of raw_data. */
@@ -6066,85 +6804,223 @@ CNN__PRIVATE uint64_t cnn__onnx_tensor_size(const cnn__buffer *head, uint64_t da
     return head->length + 1 + cnn__pb_varint_size(data_bytes) + data_bytes;
 }
 
-/* Everything of the graph but the weights: nodes, name, inputs and
-   outputs. A layer's output is "layerI", the last one's "output". */
-CNN__PRIVATE void cnn__onnx_graph(const cnn_model *model, cnn__buffer *graph)
+/* A small 1-D int64 initializer, whole in the graph (a Pad node's pads). */
+CNN__PRIVATE void cnn__onnx_int64s(cnn__buffer *graph, const char *name, const long long *values, int count)
 {
-    char value[32], weight[32], bias[32], name[32], shaped[40], current[32] = "input";
-    const char *x = current;
-    int last = -1, flat = 0, l, dims[3];
+    cnn__buffer tensor;
+    unsigned char bytes[8];
+    int i;
+    memset(&tensor, 0, sizeof tensor);
+    cnn__pb_int(&tensor, 1, count);
+    cnn__pb_int(&tensor, 2, 7);             /* INT64 */
+    cnn__pb_string(&tensor, 8, name);
+    cnn__pb_key(&tensor, 9, 2);
+    cnn__pb_varint(&tensor, 8 * (uint64_t)count);
+    for (i = 0; i < count; i++) {
+        cnn__put_u64(bytes, (uint64_t)values[i]);
+        cnn__buffer_put(&tensor, bytes, 8);
+    }
+    cnn__pb_message(graph, 5, &tensor);
+}
+
+/* The graph's value that holds layer l's output: "input" before the first
+   layer, "output" after the last that computes (last), else "layerL";
+   dropout and a residual block's begin, the identity at inference, hand
+   on their input's. */
+CNN__PRIVATE void cnn__onnx_value(const cnn_model *model, int l, int last, char out[32])
+{
+    while (l >= 0 && (model->layers[l].desc.type == CNN_LAYER_DROPOUT || model->layers[l].desc.type == CNN_LAYER_RESIDUAL_BEGIN)) l--;
+    if (l < 0) snprintf(out, 32, "input");
+    else if (l == last) snprintf(out, 32, "output");
+    else snprintf(out, 32, "layer%d", l);
+}
+
+/* Whether the graph holds layer l's output (l = -1: the input) flat, as
+   (N, features), or as an image (N, C, H, W): flatten and dense make it
+   flat, conv, pools and global pooling an image; a residual end's is its
+   body's (the skip path is flattened to match), other layers keep their
+   input's. */
+CNN__PRIVATE int cnn__onnx_flat(const cnn_model *model, int l)
+{
+    for (; l >= 0; l--) {
+        cnn_layer_type type = model->layers[l].desc.type;
+        if (type == CNN_LAYER_DENSE || type == CNN_LAYER_FLATTEN) return 1;
+        if (type == CNN_LAYER_CONV2D || type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL || type == CNN_LAYER_GLOBAL_AVG_POOL)
+            return 0;
+    }
+    return 0;
+}
+
+/* A pool, as opset 13 says it exactly. Its ceil_mode keeps a last window
+   that starts in the right padding, which cnn.h (and PyTorch) leave out,
+   so cnn.h's windows are written without it: the pads at the end are
+   those of both sides plus what a last window that hangs over the padded
+   input needs (extra), and floor mode then makes exactly cnn.h's windows.
+   MaxPool ignores pads. AveragePool divides by the window's cells inside
+   the input when there is no padding (count_include_pad 0), by the whole
+   window when padding counts and no window hangs over (count_include_pad
+   1); when one does, the padding becomes zeros of the input (a Pad node)
+   and the hanging part is left out (count_include_pad 0), as cnn.h and
+   PyTorch leave it. */
+CNN__PRIVATE void cnn__onnx_pool(const cnn_layer *layer, int l, const char *x, const char *value, cnn__buffer *graph)
+{
+    const cnn_layer_desc *d = &layer->desc;
+    const long long K = d->kernel, S = d->stride, P = d->padding;
+    long long extra_h = (layer->out.h - 1) * S + K - (layer->in.h + 2 * P);
+    long long extra_w = (layer->out.w - 1) * S + K - (layer->in.w + 2 * P);
+    long long pads[4];
+    char name[48], padded[48], zeros_name[48];
+    cnn__buffer node;
+    const char *input = x;
+    if (extra_h < 0) extra_h = 0;
+    if (extra_w < 0) extra_w = 0;
+    pads[0] = pads[1] = P;
+    pads[2] = P + extra_h;
+    pads[3] = P + extra_w;
+    if (d->type == CNN_LAYER_AVG_POOL && P > 0 && (extra_h || extra_w)) {
+        const long long zeros[8] = {0, 0, P, P, 0, 0, P, P};  /* N, C, H, W begins, then ends */
+        const char *inputs[2];
+        snprintf(padded, sizeof padded, "layer%d_padded", l);
+        snprintf(zeros_name, sizeof zeros_name, "%d_pads", l);
+        cnn__onnx_int64s(graph, zeros_name, zeros, 8);
+        inputs[0] = x;
+        inputs[1] = zeros_name;
+        snprintf(name, sizeof name, "%d_pad", l);
+        cnn__onnx_node(&node, "Pad", name, inputs, 2, padded);
+        cnn__pb_message(graph, 1, &node);
+        input = padded;
+        pads[0] = pads[1] = 0;
+        pads[2] = extra_h;
+        pads[3] = extra_w;
+    }
+    snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
+    cnn__onnx_node(&node, d->type == CNN_LAYER_MAX_POOL ? "MaxPool" : "AveragePool", name, &input, 1, value);
+    cnn__onnx_square(&node, "kernel_shape", K);
+    cnn__onnx_square(&node, "strides", S);
+    if (pads[0] || pads[1] || pads[2] || pads[3]) cnn__onnx_ints(&node, "pads", pads, 4);
+    if (d->type == CNN_LAYER_AVG_POOL && input == x && P > 0) cnn__onnx_int(&node, "count_include_pad", 1);
+    cnn__pb_message(graph, 1, &node);
+}
+
+/* Everything of the graph but the weights: nodes, name, inputs and
+   outputs. A layer's output is "layerI", the last one's "output". Refused
+   (CNN_ERROR_INVALID_ARGUMENT): a residual block's projection of a flat
+   input, which ONNX's Conv cannot take, and a layer that needs an image
+   after its input was made flat. */
+CNN__PRIVATE cnn_result cnn__onnx_graph(cnn_model *model, cnn__buffer *graph)
+{
+    char x[32], value[32], name[48], skip[48], shaped[48], names[CNN__PART_TRACKED][CNN__TORCH_NAME_SIZE];
+    const char *inputs[1 + CNN__PART_TRACKED];
+    int last = -1, l, part, dims[3];
     for (l = 0; l < model->layer_count; l++)
-        if (model->layers[l].desc.type != CNN_LAYER_DROPOUT) last = l;
+        if (model->layers[l].desc.type != CNN_LAYER_DROPOUT && model->layers[l].desc.type != CNN_LAYER_RESIDUAL_BEGIN) last = l;
     for (l = 0; l < model->layer_count; l++) {
         const cnn_layer *layer = &model->layers[l];
         const cnn_layer_desc *d = &layer->desc;
+        const int flat = cnn__onnx_flat(model, l - 1);
         cnn__buffer node;
-        if (d->type == CNN_LAYER_DROPOUT) continue;  /* the identity at inference */
-        if (l == last) snprintf(value, sizeof value, "output");
-        else snprintf(value, sizeof value, "layer%d", l);
+        if (d->type == CNN_LAYER_DROPOUT || d->type == CNN_LAYER_RESIDUAL_BEGIN) continue;  /* the identity at inference */
+        if (flat && (d->type == CNN_LAYER_CONV2D || d->type == CNN_LAYER_MAX_POOL || d->type == CNN_LAYER_AVG_POOL ||
+                     d->type == CNN_LAYER_GLOBAL_AVG_POOL))
+            return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "cnn_model_export_onnx: layer %d (%s) takes a flat vector, where ONNX's operator needs an image",
+                             l + 1, cnn_layer_type_name(d->type));
+        cnn__onnx_value(model, l - 1, last, x);
+        cnn__onnx_value(model, l, last, value);
         snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
-        snprintf(weight, sizeof weight, "%d.weight", l);
-        snprintf(bias, sizeof bias, "%d.bias", l);
+        inputs[0] = x;
+        for (part = 0; part < cnn__onnx_parts(layer); part++) {
+            cnn__torch_name(model, l, part, names[part]);  /* it fits: cnn__check_torch_names */
+            inputs[1 + part] = names[part];
+        }
         if (d->type == CNN_LAYER_DENSE && !flat) {  /* Gemm wants (N, IN) */
             snprintf(shaped, sizeof shaped, "layer%d_flat", l);
             snprintf(name, sizeof name, "%d_flatten", l);
-            cnn__onnx_node(&node, "Flatten", name, x, NULL, NULL, shaped);
-            cnn__onnx_int(&node, "axis", 1);
-            cnn__pb_message(graph, 1, &node);
-            x = shaped;
+            cnn__onnx_unary(graph, "Flatten", name, x, shaped);
+            inputs[0] = shaped;
             snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
         }
         switch (d->type) {
-        case CNN_LAYER_CONV2D:
-            cnn__onnx_node(&node, "Conv", name, x, weight, bias, value);
-            cnn__onnx_ints(&node, "kernel_shape", d->kernel, 2);
-            cnn__onnx_ints(&node, "strides", d->stride, 2);
-            cnn__onnx_ints(&node, "pads", d->padding, 4);
+        case CNN_LAYER_CONV2D: {
+            const long long pads[4] = {d->padding, d->padding, d->padding, d->padding};
+            cnn__onnx_node(&node, "Conv", name, inputs, 3, value);
+            cnn__onnx_square(&node, "kernel_shape", d->kernel);
+            cnn__onnx_square(&node, "strides", d->stride);
+            cnn__onnx_ints(&node, "pads", pads, 4);
             break;
+        }
         case CNN_LAYER_DENSE:  /* y = x W^T + b, W (OUT, IN) as PyTorch keeps it */
-            cnn__onnx_node(&node, "Gemm", name, x, weight, bias, value);
+            cnn__onnx_node(&node, "Gemm", name, inputs, 3, value);
             cnn__onnx_int(&node, "transB", 1);
-            flat = 1;
+            break;
+        case CNN_LAYER_BATCH_NORM:  /* inference: the running statistics */
+            cnn__onnx_node(&node, "BatchNormalization", name, inputs, 5, value);
+            cnn__onnx_float(&node, "epsilon", (float)CNN__BATCH_NORM_EPS);
             break;
         case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
-            cnn__onnx_node(&node, d->type == CNN_LAYER_MAX_POOL ? "MaxPool" : "AveragePool", name, x, NULL, NULL, value);
-            cnn__onnx_ints(&node, "kernel_shape", d->kernel, 2);
-            cnn__onnx_ints(&node, "strides", d->stride, 2);
+            cnn__onnx_pool(layer, l, x, value, graph);
+            continue;
+        case CNN_LAYER_GLOBAL_AVG_POOL: cnn__onnx_node(&node, "GlobalAveragePool", name, inputs, 1, value); break;
+        case CNN_LAYER_RESIDUAL_END: {  /* y = F(x) + x, or + Conv 1x1 (x); x is the block's input */
+            const int begin = layer->block_begin;
+            const char *terms[2];
+            cnn__onnx_value(model, begin - 1, last, skip);
+            if (layer->weight_count) {
+                const long long no_pads[4] = {0, 0, 0, 0};
+                if (cnn__onnx_flat(model, begin - 1))
+                    return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                                     "cnn_model_export_onnx: layer %d projects a flat vector with a 1x1 convolution, which ONNX's "
+                                     "Conv cannot take", l + 1);
+                inputs[0] = skip;
+                snprintf(shaped, sizeof shaped, "layer%d_shortcut", l);
+                snprintf(name, sizeof name, "%d_shortcut", l);
+                cnn__onnx_node(&node, "Conv", name, inputs, 3, shaped);
+                cnn__onnx_square(&node, "kernel_shape", 1);
+                cnn__onnx_square(&node, "strides", d->stride);
+                cnn__onnx_ints(&node, "pads", no_pads, 4);
+                cnn__pb_message(graph, 1, &node);
+                memcpy(skip, shaped, sizeof skip);
+            }
+            if (flat && (layer->weight_count || !cnn__onnx_flat(model, begin - 1))) {  /* the body made it flat: so must the skip */
+                snprintf(shaped, sizeof shaped, "layer%d_skip_flat", l);
+                snprintf(name, sizeof name, "%d_skip_flatten", l);
+                cnn__onnx_unary(graph, "Flatten", name, skip, shaped);
+                memcpy(skip, shaped, sizeof skip);
+            }
+            terms[0] = x;
+            terms[1] = skip;
+            snprintf(name, sizeof name, "%d_%s", l, cnn_layer_type_name(d->type));
+            cnn__onnx_node(&node, "Add", name, terms, 2, value);
             break;
-        case CNN_LAYER_RELU: cnn__onnx_node(&node, "Relu", name, x, NULL, NULL, value); break;
-        case CNN_LAYER_SIGMOID: cnn__onnx_node(&node, "Sigmoid", name, x, NULL, NULL, value); break;
-        case CNN_LAYER_TANH: cnn__onnx_node(&node, "Tanh", name, x, NULL, NULL, value); break;
+        }
+        case CNN_LAYER_RELU: cnn__onnx_node(&node, "Relu", name, inputs, 1, value); break;
+        case CNN_LAYER_SIGMOID: cnn__onnx_node(&node, "Sigmoid", name, inputs, 1, value); break;
+        case CNN_LAYER_TANH: cnn__onnx_node(&node, "Tanh", name, inputs, 1, value); break;
         case CNN_LAYER_LEAKY_RELU:
-            cnn__onnx_node(&node, "LeakyRelu", name, x, NULL, NULL, value);
+            cnn__onnx_node(&node, "LeakyRelu", name, inputs, 1, value);
             cnn__onnx_float(&node, "alpha", d->alpha);
             break;
         case CNN_LAYER_FLATTEN:
-            cnn__onnx_node(&node, "Flatten", name, x, NULL, NULL, value);
+            cnn__onnx_node(&node, "Flatten", name, inputs, 1, value);
             cnn__onnx_int(&node, "axis", 1);
-            flat = 1;
             break;
         default:  /* softmax: over the classes, axis 1 of (N, C) or of (N, C, 1, 1) */
-            cnn__onnx_node(&node, "Softmax", name, x, NULL, NULL, value);
+            cnn__onnx_node(&node, "Softmax", name, inputs, 1, value);
             cnn__onnx_int(&node, "axis", 1);
             break;
         }
         cnn__pb_message(graph, 1, &node);
-        memcpy(current, value, sizeof current);  /* the next layer reads this one's output */
-        x = current;
     }
-    if (last < 0) {  /* only dropout layers: the graph is the identity */
-        cnn__buffer node;
-        cnn__onnx_node(&node, "Identity", "identity", "input", NULL, NULL, "output");
-        cnn__pb_message(graph, 1, &node);
-    }
+    if (last < 0) cnn__onnx_unary(graph, "Identity", "identity", "input", "output");  /* only dropout: the identity */
     cnn__pb_string(graph, 2, "cnn_h");
     dims[0] = model->input.c; dims[1] = model->input.h; dims[2] = model->input.w;
     cnn__onnx_value_info(graph, 11, "input", dims, 3);
     {
         cnn_shape out = cnn_model_output_shape(model);
         dims[0] = out.c; dims[1] = out.h; dims[2] = out.w;
-        cnn__onnx_value_info(graph, 12, "output", dims, flat ? 1 : 3);
+        cnn__onnx_value_info(graph, 12, "output", dims, cnn__onnx_flat(model, model->layer_count - 1) ? 1 : 3);
     }
+    return CNN_OK;
 }
 
 CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path)
@@ -6152,18 +7028,22 @@ CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path)
     cnn__buffer head, graph, tensor;
     cnn__atomic_file out;
     uint64_t graph_bytes, data_bytes;
-    int l, bias, ok = 1, out_of_memory = 0;
+    int l, part, ok = 1, out_of_memory = 0;
     cnn_result result;
     if ((result = cnn__check_built(model, "cnn_model_export_onnx")) != CNN_OK) return result;
     if (!path || !*path) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_export_onnx: no file name given");
+    if ((result = cnn__check_torch_names(model, "cnn_model_export_onnx")) != CNN_OK) return result;
     memset(&head, 0, sizeof head);
     memset(&graph, 0, sizeof graph);
-    cnn__onnx_graph(model, &graph);
+    if ((result = cnn__onnx_graph(model, &graph)) != CNN_OK) {
+        cnn__buffer_free(&graph);
+        return result;
+    }
     graph_bytes = graph.length;  /* plus each weight's initializer field */
     for (l = 0; l < model->layer_count; l++)
-        for (bias = 0; bias < 2 && model->layers[l].weight_count; bias++) {
+        for (part = 0; part < cnn__onnx_parts(&model->layers[l]); part++) {
             uint64_t size;
-            cnn__onnx_tensor_head(&tensor, l, &model->layers[l], bias, &data_bytes);
+            cnn__onnx_tensor_head(&tensor, model, l, part, &data_bytes);
             size = cnn__onnx_tensor_size(&tensor, data_bytes);
             graph_bytes += 1 + cnn__pb_varint_size(size) + size;
             if (tensor.failed) graph.failed = 1;
@@ -6201,10 +7081,10 @@ CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path)
     ok &= fwrite(head.data, 1, head.length, out.file) == head.length;
     ok &= fwrite(graph.data, 1, graph.length, out.file) == graph.length;
     for (l = 0; ok && l < model->layer_count; l++)
-        for (bias = 0; ok && bias < 2 && model->layers[l].weight_count; bias++) {
+        for (part = 0; ok && part < cnn__onnx_parts(&model->layers[l]); part++) {
             cnn__buffer field;  /* initializer: the head, then raw_data's key and length, then the data itself */
             memset(&field, 0, sizeof field);
-            cnn__onnx_tensor_head(&tensor, l, &model->layers[l], bias, &data_bytes);
+            cnn__onnx_tensor_head(&tensor, model, l, part, &data_bytes);
             cnn__pb_key(&field, 5, 2);
             cnn__pb_varint(&field, cnn__onnx_tensor_size(&tensor, data_bytes));
             cnn__buffer_put(&field, tensor.data, tensor.length);
@@ -6212,7 +7092,7 @@ CNNDEF cnn_result cnn_model_export_onnx(cnn_model *model, const char *path)
             cnn__pb_varint(&field, data_bytes);
             out_of_memory = field.failed || tensor.failed;
             ok &= !out_of_memory && fwrite(field.data, 1, field.length, out.file) == field.length;
-            ok &= ok && cnn__write_torch_tensor(out.file, &model->layers[l], bias);
+            ok &= ok && cnn__write_torch_tensor(out.file, &model->layers[l], part);
             cnn__buffer_free(&field);
             cnn__buffer_free(&tensor);
         }
@@ -6327,26 +7207,47 @@ CNN__PRIVATE void cnn__q_dense(const cnn_layer *layer, const cnn_quant_layer *q,
     }
 }
 
-/* Pools keep their input's scale: the largest code, or the rounded mean
-   of the codes (half away from zero). */
-CNN__PRIVATE void cnn__q_pool(const cnn_layer *layer, const signed char *x, signed char *y)
+/* Pools keep their input's scale: the largest code of the window's cells
+   inside the input (the padding never wins), or the mean of the codes over
+   the window's area in the padded input, each padding cell holding the
+   code of 0, zero (as the float average counts it), rounded half away
+   from zero. Windows as cnn__pool_span gives them. */
+CNN__PRIVATE void cnn__q_pool(const cnn_layer *layer, int zero, const signed char *x, signed char *y)
 {
     const int C = layer->in.c, H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
-    const int K = layer->desc.kernel, S = layer->desc.stride, count = K * K;
-    int c, oy, ox, u, v;
+    const int K = layer->desc.kernel, S = layer->desc.stride, P = layer->desc.padding;
+    int c, oy, ox, u, v, u_first, u_end, v_first, v_end, area;
     for (c = 0; c < C; c++)
         for (oy = 0; oy < OH; oy++)
             for (ox = 0; ox < OW; ox++) {
-                int best = -128, sum = 0;
-                for (u = 0; u < K; u++)
-                    for (v = 0; v < K; v++) {
-                        int code = x[(c * H + oy * S + u) * W + ox * S + v];
+                int best = -128, sum;
+                area = cnn__pool_span(oy, K, S, P, H, &u_first, &u_end) * cnn__pool_span(ox, K, S, P, W, &v_first, &v_end);
+                sum = (area - (u_end - u_first) * (v_end - v_first)) * zero;  /* the padding's cells */
+                for (u = u_first; u < u_end; u++)
+                    for (v = v_first; v < v_end; v++) {
+                        int code = x[(c * H + u) * W + v];
                         best = code > best ? code : best;
                         sum += code;
                     }
                 y[(c * OH + oy) * OW + ox] = (signed char)(layer->desc.type == CNN_LAYER_MAX_POOL ? best
-                                                           : (sum + (sum > 0 ? count / 2 : -(count / 2))) / count);
+                                                           : (sum + (sum > 0 ? area / 2 : -(area / 2))) / area);
             }
+}
+
+/* Global average pooling: each plane's sum of (x - in_zero), requantized
+   to the output's codes by multiplier[0], shift[0] = input scale /
+   (output scale x plane). */
+CNN__PRIVATE void cnn__q_mean(const cnn_layer *layer, const cnn_quant_layer *q, int in_zero, const signed char *x, signed char *y)
+{
+    const int C = layer->in.c, plane = layer->in.h * layer->in.w;
+    int c, k;
+    for (c = 0; c < C; c++) {
+        int32_t sum = 0;
+        int code;
+        for (k = 0; k < plane; k++) sum += x[c * plane + k] - in_zero;
+        code = q->out_zero + cnn__requantize(sum, q->multiplier[0], q->shift[0]);
+        y[c] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);
+    }
 }
 
 /* One sample through the int8 model; returns its class and, unless
@@ -6365,7 +7266,8 @@ CNN__PRIVATE int cnn__quantized_sample(cnn_quantized *q, const float *input, flo
         switch (layer->desc.type) {
         case CNN_LAYER_CONV2D: cnn__q_conv2d(layer, quant, zero, x, y); swap = x, x = y, y = swap; break;
         case CNN_LAYER_DENSE: cnn__q_dense(layer, quant, zero, x, y); swap = x, x = y, y = swap; break;
-        case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL: cnn__q_pool(layer, x, y); swap = x, x = y, y = swap; break;
+        case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL: cnn__q_pool(layer, zero, x, y); swap = x, x = y, y = swap; break;
+        case CNN_LAYER_GLOBAL_AVG_POOL: cnn__q_mean(layer, quant, zero, x, y); swap = x, x = y, y = swap; break;
         case CNN_LAYER_RELU:
             for (i = 0; i < count; i++) x[i] = x[i] < zero ? (signed char)zero : x[i];
             break;
@@ -6373,7 +7275,7 @@ CNN__PRIVATE int cnn__quantized_sample(cnn_quantized *q, const float *input, flo
             for (i = 0; i < count; i++) x[i] = quant->table[x[i] + 128];
             break;
         case CNN_LAYER_SOFTMAX: softmax = 1; break;  /* last: in float, below */
-        default: break;                            /* flatten, dropout: the same codes */
+        default: break;  /* flatten, dropout, batch norm (folded into the layer before it): the same codes */
         }
         scale = quant->out_scale;
         zero = quant->out_zero;
@@ -6393,6 +7295,25 @@ CNN__PRIVATE int cnn__quantized_sample(cnn_quantized *q, const float *input, flo
 }
 
 /* ---------------------------------------------------------------- quantization */
+
+/* A batch norm layer in evaluation as y = x * scale + shift per channel c
+   (shift: 1 for shift, 0 for scale): the very floats the forward pass
+   computes from the running estimates. */
+CNN__PRIVATE float cnn__batch_norm_eval(const cnn_layer *layer, int c, int shift)
+{
+    const float inv_std = (float)(1.0 / sqrt((double)layer->running_var[c] + CNN__BATCH_NORM_EPS));
+    const float scale = layer->weight[c] * inv_std;
+    return shift ? layer->bias[c] - layer->running_mean[c] * scale : scale;
+}
+
+/* 1 when layer l is a conv2d or dense layer followed by a batch norm,
+   which int8 folds into it. */
+CNN__PRIVATE int cnn__folded_batch_norm(const cnn_model *model, int l)
+{
+    cnn_layer_type type = model->layers[l].desc.type;
+    return (type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE) && l + 1 < model->layer_count &&
+           model->layers[l + 1].desc.type == CNN_LAYER_BATCH_NORM;
+}
 
 /* Scale and zero point for values in [low, high] (widened to hold 0), or 0
    when the range is a single value. */
@@ -6472,10 +7393,21 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
     if (rows < 0) return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_quantize: rows must be >= 0, got %d", rows);
     if (rows == 0) rows = 1000;
     if (rows > calibration->count) rows = calibration->count;
-    for (l = 0; l + 1 < model->layer_count; l++)
-        if (model->layers[l].desc.type == CNN_LAYER_SOFTMAX)
+    for (l = 0; l < model->layer_count; l++) {
+        cnn_layer_type type = model->layers[l].desc.type, before = l ? model->layers[l - 1].desc.type : CNN_LAYER_NONE;
+        if (type == CNN_LAYER_SOFTMAX && l + 1 < model->layer_count)
             return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
                              "cnn_quantize: layer %d is a softmax, which int8 models have only as their last layer", l);
+        if (type == CNN_LAYER_RESIDUAL_BEGIN || type == CNN_LAYER_RESIDUAL_END)
+            return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "cnn_quantize: layer %d (%s) is part of a residual block, which int8 models do not have: "
+                             "export this model in float32", l, cnn_layer_type_name(type));
+        if (type == CNN_LAYER_BATCH_NORM && before != CNN_LAYER_CONV2D && before != CNN_LAYER_DENSE)
+            return cnn__fail(&q->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "cnn_quantize: layer %d (batch_norm) follows %s%s; int8 models fold a batch norm into the conv2d or "
+                             "dense layer right before it: export this model in float32", l, l ? "a " : "the input",
+                             l ? cnn_layer_type_name(before) : "");
+    }
     if ((result = cnn__calibrate(model, calibration, rows, low, high)) != CNN_OK) {
         q->error = model->error;
         return result;
@@ -6495,15 +7427,19 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
         const cnn_layer *layer = &model->layers[l];
         cnn_quant_layer *quant = &q->quant[l];
         cnn_layer_type type = layer->desc.type;
-        int own = type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE || type == CNN_LAYER_LEAKY_RELU;
-        /* a conv2d or dense layer before a ReLU takes the ReLU's range: its
-           codes then spend no precision on the negatives the ReLU drops */
-        int a = l + 1 + ((type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE) && l + 1 < model->layer_count &&
-                         model->layers[l + 1].desc.type == CNN_LAYER_RELU);
+        int own = type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE || type == CNN_LAYER_LEAKY_RELU || type == CNN_LAYER_GLOBAL_AVG_POOL;
+        /* a conv2d or dense layer takes the range of the batch norm folded
+           into it; before a ReLU, the ReLU's range: its codes then spend no
+           precision on the negatives the ReLU drops */
+        int a = l + 1 + cnn__folded_batch_norm(model, l);
+        a += (type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE) && a < model->layer_count &&
+             model->layers[a].desc.type == CNN_LAYER_RELU;
         q->layers[l] = *layer;
         q->layers[l].weight = q->layers[l].bias = q->layers[l].weight_grad = q->layers[l].bias_grad = NULL;
         q->layers[l].argmax = NULL;
         q->layers[l].mask = NULL;
+        q->layers[l].running_mean = q->layers[l].running_var = q->layers[l].batch_mean = q->layers[l].batch_inv_std = NULL;
+        q->layers[l].skip_grad = NULL;
         quant->out_scale = scale;
         quant->out_zero = zero;
         if (own && !cnn__choose_scale(low[a], high[a], &quant->out_scale, &quant->out_zero))
@@ -6515,6 +7451,7 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
         if (type == CNN_LAYER_TANH) quant->out_scale = 1.0f / 128.0f, quant->out_zero = 0;
         if (type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE)
             bytes += layer->weight_count + layer->bias_count * (3 * sizeof(int32_t) + sizeof(int)) + 16;
+        if (type == CNN_LAYER_GLOBAL_AVG_POOL) bytes += sizeof(int32_t) + sizeof(int) + 16;
         if (type == CNN_LAYER_LEAKY_RELU || type == CNN_LAYER_SIGMOID || type == CNN_LAYER_TANH) bytes += 256;
         scale = quant->out_scale;
         zero = quant->out_zero;
@@ -6534,6 +7471,7 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
         const cnn_layer *layer = &model->layers[l];
         cnn_quant_layer *quant = &q->quant[l];
         size_t outputs = layer->bias_count, per_output = outputs ? layer->weight_count / outputs : 0, o, k;
+        const cnn_layer *batch_norm = cnn__folded_batch_norm(model, l) ? &model->layers[l + 1] : NULL;
         if (layer->desc.type == CNN_LAYER_CONV2D || layer->desc.type == CNN_LAYER_DENSE) {
             at = (at + 15) / 16 * 16;
             quant->bias = (int32_t *)(void *)(block + at); at += outputs * sizeof(int32_t);
@@ -6542,10 +7480,15 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
             quant->shift = (int *)(void *)(block + at); at += outputs * sizeof(int);
             quant->weight = (signed char *)(block + at); at += layer->weight_count;
             for (o = 0; o < outputs; o++) {
-                float largest_weight = 0.0f, weight_scale;
-                double total = 0.0;  /* of |weight| */
-                /* the weight of output o, input k: conv2d (OC, C, K, K); dense (IN, OUT) in cnn.h */
-#define CNN__WEIGHT(k) (layer->desc.type == CNN_LAYER_DENSE ? layer->weight[(k) * outputs + o] : layer->weight[o * per_output + (k)])
+                float largest_weight = 0.0f, weight_scale, factor = 1.0f;
+                double total = 0.0, bias = layer->bias[o];  /* total of |weight| */
+                /* the weight of output o, input k: conv2d (OC, C, K, K); dense (IN, OUT) in cnn.h;
+                   times the scale of a batch norm folded in, whose shift joins the bias */
+#define CNN__WEIGHT(k) (factor * (layer->desc.type == CNN_LAYER_DENSE ? layer->weight[(k) * outputs + o] : layer->weight[o * per_output + (k)]))
+                if (batch_norm) {
+                    factor = cnn__batch_norm_eval(batch_norm, (int)o, 0);
+                    bias = (double)layer->bias[o] * factor + cnn__batch_norm_eval(batch_norm, (int)o, 1);
+                }
                 for (k = 0; k < per_output; k++) {
                     if (fabsf(CNN__WEIGHT(k)) > largest_weight) largest_weight = fabsf(CNN__WEIGHT(k));
                     total += fabs((double)CNN__WEIGHT(k));
@@ -6557,15 +7500,20 @@ CNNDEF cnn_result cnn_quantize(cnn_quantized *q, cnn_model *model, const cnn_dat
                    that each part stays below 2^29 (TensorFlow Lite's converter
                    widens scales for its bias the same way). */
                 if ((double)weight_scale < 255.0 * total / 536870912.0) weight_scale = (float)(255.0 * total / 536870912.0);
-                if ((double)weight_scale < fabs((double)layer->bias[o]) / scale / 536870912.0)
-                    weight_scale = (float)(fabs((double)layer->bias[o]) / scale / 536870912.0);
+                if ((double)weight_scale < fabs(bias) / scale / 536870912.0) weight_scale = (float)(fabs(bias) / scale / 536870912.0);
                 for (k = 0; k < per_output; k++)
                     quant->weight[o * per_output + k] = (signed char)cnn__round_clamp((double)CNN__WEIGHT(k) / weight_scale, -127, 127);
 #undef CNN__WEIGHT
                 quant->weight_scale[o] = weight_scale;
-                quant->bias[o] = (int32_t)cnn__round_clamp((double)layer->bias[o] / ((double)scale * weight_scale), -2147483647L, 2147483647L);
+                quant->bias[o] = (int32_t)cnn__round_clamp(bias / ((double)scale * weight_scale), -2147483647L, 2147483647L);
                 cnn__quantize_multiplier((double)scale * weight_scale / quant->out_scale, &quant->multiplier[o], &quant->shift[o]);
             }
+        }
+        if (layer->desc.type == CNN_LAYER_GLOBAL_AVG_POOL) {
+            at = (at + 15) / 16 * 16;
+            quant->multiplier = (int32_t *)(void *)(block + at); at += sizeof(int32_t);
+            quant->shift = (int *)(void *)(block + at); at += sizeof(int);
+            cnn__quantize_multiplier((double)scale / ((double)quant->out_scale * layer->in.h * layer->in.w), quant->multiplier, quant->shift);
         }
         if (layer->desc.type == CNN_LAYER_LEAKY_RELU || layer->desc.type == CNN_LAYER_SIGMOID || layer->desc.type == CNN_LAYER_TANH) {
             int code;
@@ -6655,21 +7603,25 @@ static const char cnn__c_float_kernels[][1100] = {
     "        y[o] = sum;\n"
     "    }\n"
     "}\n\n",
-    /* 2 pools */
-    "static void @_pool(const float *x, float *y, int max, int C, int H, int W, int K, int S, int OH, int OW)\n"
+    /* 2 pools: window (oy, ox) covers rows oy * S - P .. + K - 1 and the like;
+       max over its cells inside the input, average over its area inside the
+       padded input (the padding counts as 0) */
+    "static void @_pool(const float *x, float *y, int max, int C, int H, int W, int K, int S, int P, int OH, int OW)\n"
     "{\n"
     "    int c, oy, ox, u, v;\n"
     "    for (c = 0; c < C; c++)\n"
     "        for (oy = 0; oy < OH; oy++)\n"
     "            for (ox = 0; ox < OW; ox++) {\n"
-    "                float best = x[(c * H + oy * S) * W + ox * S], sum = 0.0f;\n"
-    "                for (u = 0; u < K; u++)\n"
-    "                    for (v = 0; v < K; v++) {\n"
-    "                        float value = x[(c * H + oy * S + u) * W + ox * S + v];\n"
-    "                        best = value > best ? value : best;\n"
+    "                int top = oy * S - P, left = ox * S - P, u0 = top < 0 ? 0 : top, v0 = left < 0 ? 0 : left;\n"
+    "                int area = ((top + K < H + P ? top + K : H + P) - top) * ((left + K < W + P ? left + K : W + P) - left);\n"
+    "                float best = x[(c * H + u0) * W + v0], sum = 0.0f;\n"
+    "                for (u = u0; u < top + K && u < H; u++)\n"
+    "                    for (v = v0; v < left + K && v < W; v++) {\n"
+    "                        float value = x[(c * H + u) * W + v];\n"
+    "                        best = value > best || value != value ? value : best;\n"
     "                        sum += value;\n"
     "                    }\n"
-    "                y[(c * OH + oy) * OW + ox] = max ? best : sum * (1.0f / (float)(K * K));\n"
+    "                y[(c * OH + oy) * OW + ox] = max ? best : sum / (float)area;\n"
     "            }\n"
     "}\n\n",
     /* 3 activations, in place: 0 relu, 1 leaky relu, 2 sigmoid, 3 tanh */
@@ -6685,7 +7637,35 @@ static const char cnn__c_float_kernels[][1100] = {
     "    }\n"
     "}\n\n",
     /* 4 softmax, in place */
-    CNN__C_SOFTMAX_KERNEL};
+    CNN__C_SOFTMAX_KERNEL,
+    /* 5 batch norm in evaluation, in place: a scale and a shift a channel */
+    "static void @_batch_norm(float *x, const float *scale, const float *shift, int C, int plane)\n"
+    "{\n"
+    "    int c, k;\n"
+    "    for (c = 0; c < C; c++)\n"
+    "        for (k = 0; k < plane; k++) x[c * plane + k] = x[c * plane + k] * scale[c] + shift[c];\n"
+    "}\n\n",
+    /* 6 global average pooling: each plane's mean */
+    "static void @_mean(const float *x, float *y, int C, int plane)\n"
+    "{\n"
+    "    int c, k;\n"
+    "    for (c = 0; c < C; c++) {\n"
+    "        float sum = 0.0f;\n"
+    "        for (k = 0; k < plane; k++) sum += x[c * plane + k];\n"
+    "        y[c] = sum / (float)plane;\n"
+    "    }\n"
+    "}\n\n",
+    /* 7 a residual block's begin keeps its input; its end adds it (or its projection) */
+    "static void @_copy(float *to, const float *from, int count)\n"
+    "{\n"
+    "    int i;\n"
+    "    for (i = 0; i < count; i++) to[i] = from[i];\n"
+    "}\n\n"
+    "static void @_add(float *x, const float *other, int count)\n"
+    "{\n"
+    "    int i;\n"
+    "    for (i = 0; i < count; i++) x[i] += other[i];\n"
+    "}\n\n"};
 
 static const char cnn__c_int8_kernels[][1500] = {
     /* 0 the input's codes: always */
@@ -6752,21 +7732,28 @@ static const char cnn__c_int8_kernels[][1500] = {
     "        y[o] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);\n"
     "    }\n"
     "}\n\n",
-    /* 4 pools: the largest code, or the mean rounded half away from zero */
-    "static void @_pool(const signed char *x, signed char *y, int max, int C, int H, int W, int K, int S, int OH, int OW)\n"
+    /* 4 pools: the largest code inside the window, or the mean over its area
+       in the padded input (padding holds zero, the code of 0), rounded half
+       away from zero */
+    "static void @_pool(const signed char *x, signed char *y, int max, int zero, int C, int H, int W, int K, int S, int P,\n"
+    "                    int OH, int OW)\n"
     "{\n"
-    "    int c, oy, ox, u, v, count = K * K;\n"
+    "    int c, oy, ox, u, v;\n"
     "    for (c = 0; c < C; c++)\n"
     "        for (oy = 0; oy < OH; oy++)\n"
     "            for (ox = 0; ox < OW; ox++) {\n"
-    "                int best = -128, sum = 0;\n"
-    "                for (u = 0; u < K; u++)\n"
-    "                    for (v = 0; v < K; v++) {\n"
-    "                        int code = x[(c * H + oy * S + u) * W + ox * S + v];\n"
+    "                int top = oy * S - P, left = ox * S - P, u0 = top < 0 ? 0 : top, v0 = left < 0 ? 0 : left;\n"
+    "                int area = ((top + K < H + P ? top + K : H + P) - top) * ((left + K < W + P ? left + K : W + P) - left);\n"
+    "                int best = -128, sum = 0, cells = 0;\n"
+    "                for (u = u0; u < top + K && u < H; u++)\n"
+    "                    for (v = v0; v < left + K && v < W; v++) {\n"
+    "                        int code = x[(c * H + u) * W + v];\n"
     "                        best = code > best ? code : best;\n"
     "                        sum += code;\n"
+    "                        cells++;\n"
     "                    }\n"
-    "                y[(c * OH + oy) * OW + ox] = (signed char)(max ? best : (sum + (sum > 0 ? count / 2 : -(count / 2))) / count);\n"
+    "                sum += (area - cells) * zero;\n"
+    "                y[(c * OH + oy) * OW + ox] = (signed char)(max ? best : (sum + (sum > 0 ? area / 2 : -(area / 2))) / area);\n"
     "            }\n"
     "}\n\n",
     /* 5 relu: codes below the code of 0 become it */
@@ -6782,7 +7769,20 @@ static const char cnn__c_int8_kernels[][1500] = {
     "    for (i = 0; i < count; i++) x[i] = table[x[i] + 128];\n"
     "}\n\n",
     /* 7 softmax, in place */
-    CNN__C_SOFTMAX_KERNEL};
+    CNN__C_SOFTMAX_KERNEL,
+    /* 8 global average pooling: each plane's sum of (x - in_zero), requantized */
+    "static void @_mean(const signed char *x, signed char *y, int C, int plane, int in_zero, int out_zero, int32_t multiplier,\n"
+    "                    int shift)\n"
+    "{\n"
+    "    int c, k;\n"
+    "    for (c = 0; c < C; c++) {\n"
+    "        int32_t sum = 0;\n"
+    "        int code;\n"
+    "        for (k = 0; k < plane; k++) sum += x[c * plane + k] - in_zero;\n"
+    "        code = out_zero + @_requantize(sum, multiplier, shift);\n"
+    "        y[c] = (signed char)(code < -128 ? -128 : code > 127 ? 127 : code);\n"
+    "    }\n"
+    "}\n\n"};
 
 /* Writes text with '@' as the name and '$' as the name in capitals. */
 CNN__PRIVATE void cnn__emit(FILE *out, const char *name, const char *text)
@@ -6807,7 +7807,8 @@ CNN__PRIVATE void cnn__c_float(char text[48], float value)
 /* "static const TYPE NAME_WHAT_L[COUNT] = {...};": values from a function
    of the index, 12 a line. Returns the bytes the array takes. */
 typedef struct cnn__array {
-    const cnn_layer *layer;        /* float weights and biases in PyTorch's order */
+    const cnn_layer *layer;        /* float weights and biases in PyTorch's order (a batch
+                                      norm's: its evaluation scale and shift) */
     int bias;
     const signed char *bytes;      /* or int8 codes */
     const int32_t *words;          /* or int32 values */
@@ -6821,7 +7822,8 @@ CNN__PRIVATE size_t cnn__emit_array(FILE *out, const char *name, const char *wha
     fprintf(out, "static const %s %s_%s_%d[%lu] = {", type, name, what, l, (unsigned long)count);
     for (i = 0; i < count; i++) {
         char text[48];
-        if (a->layer) cnn__c_float(text, (a->bias ? a->layer->bias : a->layer->weight)[cnn__torch_index(a->layer, a->bias, i)]);
+        if (a->layer && a->layer->desc.type == CNN_LAYER_BATCH_NORM) cnn__c_float(text, cnn__batch_norm_eval(a->layer, (int)i, a->bias));
+        else if (a->layer) cnn__c_float(text, (a->bias ? a->layer->bias : a->layer->weight)[cnn__torch_index(a->layer, a->bias, i)]);
         else snprintf(text, sizeof text, "%ld", a->bytes ? (long)a->bytes[i] : a->words ? (long)a->words[i] : (long)a->small[i]);
         fprintf(out, "%s%s%s", i ? "," : "", i % 12 ? " " : "\n    ", text);
     }
@@ -6848,86 +7850,132 @@ CNN__PRIVATE int cnn__is_identifier(const char *name)
     return 1;
 }
 
-/* The bytes of the arrays cnn__export_body writes (flash) and of its buffers (RAM). */
-CNN__PRIVATE void cnn__export_sizes(const cnn_model *model, const cnn_quantized *q, size_t *flash, size_t *ram)
+/* The buffers of residual blocks: skip[d] values keep the input of the open
+   block at nesting depth d (the largest of such inputs) until its end adds
+   it. Returns the number of depths. */
+CNN__PRIVATE int cnn__export_skips(const cnn_model *model, size_t skip[CNN_MAX_LAYERS])
 {
-    size_t largest = cnn_shape_count(model->input);
-    int l;
+    int l, depth = 0, depths = 0;
+    for (l = 0; l < model->layer_count; l++) {
+        const cnn_layer *layer = &model->layers[l];
+        if (layer->desc.type == CNN_LAYER_RESIDUAL_BEGIN) {
+            if (depth == depths) skip[depths++] = 0;
+            if (cnn_shape_count(layer->in) > skip[depth]) skip[depth] = cnn_shape_count(layer->in);
+            depth++;
+        }
+        if (layer->desc.type == CNN_LAYER_RESIDUAL_END) depth--;
+    }
+    return depths;
+}
+
+/* The bytes of the arrays cnn__export_body writes (flash) and of its
+   buffers (RAM: the two buffers of activations, and skip_ram of it the
+   residual blocks' inputs). */
+CNN__PRIVATE void cnn__export_sizes(const cnn_model *model, const cnn_quantized *q, size_t *flash, size_t *ram, size_t *skip_ram)
+{
+    size_t largest = cnn_shape_count(model->input), skip[CNN_MAX_LAYERS];
+    int l, d, depths = cnn__export_skips(model, skip);
     *flash = 0;
     for (l = 0; l < model->layer_count; l++) {
         const cnn_layer *layer = &model->layers[l];
         if (cnn_shape_count(layer->out) > largest) largest = cnn_shape_count(layer->out);
-        if (!q) *flash += 4 * (layer->weight_count + layer->bias_count);
-        else *flash += layer->weight_count + layer->bias_count * (4 + 4 + 1) + (q->quant[l].table ? 256 : 0);
+        if (!q) *flash += 4 * (layer->weight_count + layer->bias_count);  /* a batch norm's: its scale and shift */
+        else if (q->quant[l].weight) *flash += layer->weight_count + layer->bias_count * (4 + 4 + 1);
+        if (q && q->quant[l].table) *flash += 256;
     }
-    *ram = 2 * largest * (q ? 1 : sizeof(float));
+    *skip_ram = 0;
+    for (d = 0; d < depths; d++) *skip_ram += skip[d] * (q ? 1 : sizeof(float));
+    *ram = 2 * largest * (q ? 1 : sizeof(float)) + *skip_ram;
+}
+
+/* Kernels of the float file: 0 conv2d, 1 dense, 2 pools, 3 activations, 4
+   softmax, 5 batch norm, 6 global average pooling, 7 copy and add; of the
+   int8 file: 0 quantize, 1 requantize, 2 conv2d, 3 dense, 4 pools, 5 relu,
+   6 tables, 7 softmax, 8 global average pooling. -1: none. */
+CNN__PRIVATE int cnn__export_kernel(const cnn_layer *layer, int int8)
+{
+    switch (layer->desc.type) {
+    case CNN_LAYER_CONV2D: return int8 ? 2 : 0;
+    case CNN_LAYER_DENSE: return int8 ? 3 : 1;
+    case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL: return int8 ? 4 : 2;
+    case CNN_LAYER_RELU: return int8 ? 5 : 3;
+    case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH: return int8 ? 6 : 3;
+    case CNN_LAYER_SOFTMAX: return int8 ? 7 : 4;
+    case CNN_LAYER_BATCH_NORM: return int8 ? -1 : 5;  /* int8: folded into the layer before it */
+    case CNN_LAYER_GLOBAL_AVG_POOL: return int8 ? 8 : 6;
+    case CNN_LAYER_RESIDUAL_BEGIN: case CNN_LAYER_RESIDUAL_END: return int8 ? -1 : 7;  /* float only */
+    default: return -1;                                                                /* flatten, dropout */
+    }
 }
 
 /* The body of the file: arrays, kernels, and NAME_predict. */
 CNN__PRIVATE void cnn__export_body(FILE *out, const cnn_model *model, const cnn_quantized *q, const char *name,
                                    size_t flash, size_t ram)
 {
-    int l, used[8] = {0}, last = model->layer_count - 1, softmax = model->layers[last].desc.type == CNN_LAYER_SOFTMAX, swaps = 0;
-    size_t largest = cnn_shape_count(model->input), classes = cnn_shape_count(model->layers[last].out), written = 0;
+    int l, used[16] = {0}, last = model->layer_count - 1, softmax = model->layers[last].desc.type == CNN_LAYER_SOFTMAX, swaps = 0;
+    int depth = 0, depths, d;
+    size_t largest = cnn_shape_count(model->input), classes = cnn_shape_count(model->layers[last].out), written = 0, skip[CNN_MAX_LAYERS];
     char text[160];
     for (l = 0; l < model->layer_count; l++)
         if (cnn_shape_count(model->layers[l].out) > largest) largest = cnn_shape_count(model->layers[l].out);
+    depths = cnn__export_skips(model, skip);
     /* the arrays */
     for (l = 0; l < model->layer_count; l++) {
         const cnn_layer *layer = &model->layers[l];
         cnn__array a;
         memset(&a, 0, sizeof a);
-        if (layer->weight_count) {
+        if (!q && layer->weight_count) {
+            const int batch_norm = layer->desc.type == CNN_LAYER_BATCH_NORM;
+            cnn__describe_layer(layer, text, sizeof text);
+            fprintf(out, "\n/* layer %d, %s%s */\n", l, text, batch_norm ? ": y = x * scale + shift, a channel each" : "");
+            a.layer = layer;
+            written += cnn__emit_array(out, name, batch_norm ? "scale" : "weight", l, &a, layer->weight_count);
+            a.bias = 1;
+            written += cnn__emit_array(out, name, batch_norm ? "shift" : "bias", l, &a, layer->bias_count);
+        }
+        if (q && q->quant[l].weight) {
             size_t outputs = layer->bias_count;
             cnn__describe_layer(layer, text, sizeof text);
-            fprintf(out, "\n/* layer %d, %s */\n", l, text);
-            if (!q) {
-                a.layer = layer;
-                written += cnn__emit_array(out, name, "weight", l, &a, layer->weight_count);
-                a.bias = 1;
-                written += cnn__emit_array(out, name, "bias", l, &a, outputs);
-            } else {
-                a.bytes = q->quant[l].weight;
-                written += cnn__emit_array(out, name, "weight", l, &a, layer->weight_count);
-                a.bytes = NULL; a.words = q->quant[l].bias;
-                written += cnn__emit_array(out, name, "bias", l, &a, outputs);
-                a.words = q->quant[l].multiplier;
-                written += cnn__emit_array(out, name, "multiplier", l, &a, outputs);
-                a.words = NULL; a.small = q->quant[l].shift;
-                written += cnn__emit_array(out, name, "shift", l, &a, outputs);
-            }
+            fprintf(out, "\n/* layer %d, %s%s */\n", l, text, cnn__folded_batch_norm(model, l) ? ", with the batch norm after it folded in" : "");
+            a.bytes = q->quant[l].weight;
+            written += cnn__emit_array(out, name, "weight", l, &a, layer->weight_count);
+            a.bytes = NULL; a.words = q->quant[l].bias;
+            written += cnn__emit_array(out, name, "bias", l, &a, outputs);
+            a.words = q->quant[l].multiplier;
+            written += cnn__emit_array(out, name, "multiplier", l, &a, outputs);
+            a.words = NULL; a.small = q->quant[l].shift;
+            written += cnn__emit_array(out, name, "shift", l, &a, outputs);
         }
         if (q && q->quant[l].table) {
             cnn__describe_layer(layer, text, sizeof text);
             fprintf(out, "\n/* layer %d, %s: the output code of each input code, from -128 */\n", l, text);
+            memset(&a, 0, sizeof a);
             a.bytes = q->quant[l].table;
             written += cnn__emit_array(out, name, "table", l, &a, 256);
         }
     }
     CNN_ASSERT(written == flash);
     (void)written, (void)flash; /* for the assert alone: unused under NDEBUG */
-    fprintf(out, "\n/* the activations of one sample, in turn: %lu bytes */\nstatic %s %s_buffer[2][%lu];\n\n", (unsigned long)ram,
+    fprintf(out, "\n/* the activations of one sample, in turn: %lu bytes in all */\nstatic %s %s_buffer[2][%lu];\n", (unsigned long)ram,
             q ? "signed char" : "float", name, (unsigned long)largest);
+    for (d = 0; d < depths; d++)
+        fprintf(out, "static float %s_skip_%d[%lu];  /* the input of a residual block %d deep, for its end */\n", name, d,
+                (unsigned long)skip[d], d + 1);
+    fprintf(out, "\n");
     /* the kernels it needs */
+    if (q && !used[0]++) cnn__emit(out, name, cnn__c_int8_kernels[0]);
     for (l = 0; l < model->layer_count; l++) {
-        cnn_layer_type type = model->layers[l].desc.type;
-        if (!q) {
-            int k = type == CNN_LAYER_CONV2D ? 0 : type == CNN_LAYER_DENSE ? 1 : type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL ? 2
-                  : type == CNN_LAYER_SOFTMAX ? 4 : type == CNN_LAYER_FLATTEN || type == CNN_LAYER_DROPOUT ? -1 : 3;
-            if (k >= 0 && !used[k]++) cnn__emit(out, name, cnn__c_float_kernels[k]);
-        } else {
-            int k = type == CNN_LAYER_CONV2D ? 2 : type == CNN_LAYER_DENSE ? 3 : type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL ? 4
-                  : type == CNN_LAYER_RELU ? 5 : type == CNN_LAYER_SOFTMAX ? 7 : type == CNN_LAYER_FLATTEN || type == CNN_LAYER_DROPOUT ? -1 : 6;
-            if (!used[0]++) cnn__emit(out, name, cnn__c_int8_kernels[0]);
-            if ((k == 2 || k == 3) && !used[1]++) cnn__emit(out, name, cnn__c_int8_kernels[1]);
-            if (k >= 0 && !used[k]++) cnn__emit(out, name, cnn__c_int8_kernels[k]);
-        }
+        const cnn_layer *layer = &model->layers[l];
+        int k = cnn__export_kernel(layer, q != NULL);
+        if (!q && layer->desc.type == CNN_LAYER_RESIDUAL_END && layer->weight_count && !used[0]++)  /* the projection */
+            cnn__emit(out, name, cnn__c_float_kernels[0]);
+        if (q && (k == 2 || k == 3 || k == 8) && !used[1]++) cnn__emit(out, name, cnn__c_int8_kernels[1]);
+        if (k >= 0 && !used[k]++) cnn__emit(out, name, q ? cnn__c_int8_kernels[k] : cnn__c_float_kernels[k]);
+        swaps += layer->desc.type == CNN_LAYER_CONV2D || layer->desc.type == CNN_LAYER_DENSE || layer->desc.type == CNN_LAYER_MAX_POOL ||
+                 layer->desc.type == CNN_LAYER_AVG_POOL || layer->desc.type == CNN_LAYER_GLOBAL_AVG_POOL ||
+                 (layer->desc.type == CNN_LAYER_RESIDUAL_END && layer->weight_count);
     }
     /* NAME_predict: the layers in order, each writing the other buffer or its own */
-    for (l = 0; l < model->layer_count; l++) {
-        cnn_layer_type type = model->layers[l].desc.type;
-        swaps += type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE || type == CNN_LAYER_MAX_POOL || type == CNN_LAYER_AVG_POOL;
-    }
     fprintf(out, "int %s_predict(const float *input, float *probabilities)\n{\n", name);
     if (swaps) fprintf(out, "    %s *x = %s_buffer[0], *y = %s_buffer[1], *swap;\n", q ? "signed char" : "float", name, name);
     else fprintf(out, "    %s *x = %s_buffer[0];\n", q ? "signed char" : "float", name);
@@ -6960,8 +8008,37 @@ CNN__PRIVATE void cnn__export_body(FILE *out, const cnn_model *model, const cnn_
             fprintf(out, " %lu, %d);\n", (unsigned long)cnn_shape_count(layer->in), d->units);
             break;
         case CNN_LAYER_MAX_POOL: case CNN_LAYER_AVG_POOL:
-            fprintf(out, "    %s_pool(x, y, %d, %d, %d, %d, %d, %d, %d, %d);\n", name, d->type == CNN_LAYER_MAX_POOL, layer->in.c, layer->in.h,
-                    layer->in.w, d->kernel, d->stride, layer->out.h, layer->out.w);
+            fprintf(out, "    %s_pool(x, y, %d,", name, d->type == CNN_LAYER_MAX_POOL);
+            if (q) fprintf(out, " %d,", in_zero);
+            fprintf(out, " %d, %d, %d, %d, %d, %d, %d, %d);\n", layer->in.c, layer->in.h, layer->in.w, d->kernel, d->stride, d->padding,
+                    layer->out.h, layer->out.w);
+            break;
+        case CNN_LAYER_GLOBAL_AVG_POOL:
+            fprintf(out, "    %s_mean(x, y, %d, %d", name, layer->in.c, layer->in.h * layer->in.w);
+            if (q) fprintf(out, ", %d, %d, %ld, %d", in_zero, q->quant[l].out_zero, (long)q->quant[l].multiplier[0], q->quant[l].shift[0]);
+            fprintf(out, ");\n");
+            break;
+        case CNN_LAYER_BATCH_NORM:
+            swaps = 0;
+            if (q) fprintf(out, "    /* (folded into layer %d) */\n", l - 1);
+            else fprintf(out, "    %s_batch_norm(x, %s_scale_%d, %s_shift_%d, %d, %d);\n", name, name, l, name, l, layer->in.c,
+                         layer->in.h * layer->in.w);
+            break;
+        case CNN_LAYER_RESIDUAL_BEGIN:  /* float only: cnn_quantize refuses residual blocks */
+            swaps = 0;
+            fprintf(out, "    %s_copy(%s_skip_%d, x, %d);\n", name, name, depth++, count);
+            break;
+        case CNN_LAYER_RESIDUAL_END:
+            depth--;
+            if (!layer->weight_count) {
+                swaps = 0;
+                fprintf(out, "    %s_add(x, %s_skip_%d, %d);\n", name, name, depth, count);
+            } else {  /* y = the 1x1 projection of the block's input, + x */
+                const cnn_shape in = model->layers[layer->block_begin].in;
+                fprintf(out, "    %s_conv2d(%s_skip_%d, y, %s_weight_%d, %s_bias_%d, %d, %d, %d, %d, 1, %d, 0, %d, %d);\n", name, name, depth,
+                        name, l, name, l, in.c, in.h, in.w, layer->out.c, d->stride, layer->out.h, layer->out.w);
+                fprintf(out, "    %s_add(y, x, %d);\n", name, count);
+            }
             break;
         case CNN_LAYER_SOFTMAX: swaps = 0; break;  /* below, after the class */
         case CNN_LAYER_FLATTEN: case CNN_LAYER_DROPOUT: swaps = 0; break;
@@ -6999,7 +8076,7 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
     cnn_quantized q;
     cnn__atomic_file out;
     char text[160], upper[48];
-    size_t flash = 0, ram = 0, i;
+    size_t flash = 0, ram = 0, skip_ram = 0, i;
     int l, ok = 1;
     cnn_result result;
     if ((result = cnn__check_built(model, "cnn_model_export_c")) != CNN_OK) return result;
@@ -7015,7 +8092,7 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
         return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_export_c: an int8 export needs calibration images");
     for (l = 0; l < model->layer_count; l++) {
         cnn_layer_type type = model->layers[l].desc.type;
-        if (type <= CNN_LAYER_NONE || type > CNN_LAYER_SOFTMAX)  /* a layer type this writer does not know */
+        if (type <= CNN_LAYER_NONE || type >= CNN_LAYER_TYPE_COUNT)  /* a layer type this writer does not know */
             return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "cnn_model_export_c: layer %d (%s) cannot be exported",
                              l, cnn_layer_type_name(type));
         if (type == CNN_LAYER_SOFTMAX && l + 1 < model->layer_count)
@@ -7026,6 +8103,15 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
         if (!cnn__is_finite(model->params[i]))
             return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1, "cnn_model_export_c: parameter %lu is not a finite number",
                              (unsigned long)i);
+    for (l = 0; l < model->layer_count; l++)  /* a batch norm's running estimates, and the scale and shift they give */
+        for (i = 0; model->layers[l].desc.type == CNN_LAYER_BATCH_NORM && i < (size_t)model->layers[l].in.c; i++)
+            if (!cnn__is_finite(model->layers[l].running_mean[i]) || !cnn__is_finite(model->layers[l].running_var[i]) ||
+                !cnn__is_finite(cnn__batch_norm_eval(&model->layers[l], (int)i, 0)) ||
+                !cnn__is_finite(cnn__batch_norm_eval(&model->layers[l], (int)i, 1)))
+                return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1,
+                                 "cnn_model_export_c: layer %d (batch_norm), channel %lu: its running mean %g and variance %g give no "
+                                 "finite scale and shift", l, (unsigned long)i, (double)model->layers[l].running_mean[i],
+                                 (double)model->layers[l].running_var[i]);
     memset(&q, 0, sizeof q);
     if (d.int8 && (result = cnn_quantize(&q, model, d.calibration, d.calibration_rows)) != CNN_OK) {
         model->error = q.error;
@@ -7044,9 +8130,11 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
         cnn__describe_layer(&model->layers[l], text, sizeof text);
         fprintf(out.file, "   %2d %s\n", l, text);
     }
-    cnn__export_sizes(model, d.int8 ? &q : NULL, &flash, &ram);
-    fprintf(out.file, "\n   flash: %lu bytes of weights%s; RAM: %lu bytes (two buffers of activations).\n\n", (unsigned long)flash,
+    cnn__export_sizes(model, d.int8 ? &q : NULL, &flash, &ram, &skip_ram);
+    fprintf(out.file, "\n   flash: %lu bytes of weights%s; RAM: %lu bytes (two buffers of activations", (unsigned long)flash,
             d.int8 ? ", scales and tables" : "", (unsigned long)ram);
+    if (skip_ram) fprintf(out.file, ",\n   and %lu of them the inputs residual blocks keep for their ends", (unsigned long)skip_ram);
+    fprintf(out.file, ").\n\n");
     fprintf(out.file,
             "   int %s_predict(const float *input, float *probabilities) takes one input of\n"
             "   %s_INPUT_SIZE floats, (C, H, W) with pixels in [0, 1] as cnn_model_predict\n"
@@ -7079,7 +8167,8 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
    formula. This section makes it fast without changing the formulas: it
    holds a fast twin of the layers that take the time (conv2d, dense, the
    four activations - ReLU and LeakyReLU in vectors, sigmoid and tanh on
-   threads only - max pooling, dropout in training, the optimisers), and
+   threads only - max pooling, batch normalization, a residual block's
+   projection, dropout in training, the optimisers), and
    the model runs a twin where there is one (cnn__layer_forward_fast and
    its companions, at the end of this section). CNN_NO_FAST leaves it out.
 
@@ -7105,8 +8194,9 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
    number of threads. The twins of dense, the activations, max pooling,
    dropout and the optimisers even add in the plain loops' order, and give
    their bits; so does conv2d's forward pass, but its gradients add in
-   other orders (samples in chunks, windows through col2im) and agree with
-   the plain loops to rounding. tests/test_fast_paths.c
+   other orders (samples in chunks, windows through col2im), and batch
+   normalization sums each plane in vector lanes: those agree with the
+   plain loops to rounding. tests/test_fast_paths.c
    compares every twin with its plain twin on many shapes. AVX2 here means
    wider vectors only, never fused multiply-add, so both compiled versions
    round alike. */
@@ -8208,7 +9298,9 @@ CNN__PRIVATE void cnn__max_pool_forward_fast(const cnn_layer *layer, int N, cons
     const int H = layer->in.h, W = layer->in.w, OH = layer->out.h, OW = layer->out.w;
     const int K = layer->desc.kernel, S = layer->desc.stride;
     const int planes = N * layer->in.c;
+    const int whole_2x2 = K == 2 && S == 2 && layer->desc.padding == 0 && 2 * OH <= H && 2 * OW <= W; /* no ceil-mode edge */
     int plane;
+    (void)whole_2x2;
     if ((size_t)planes * OH * OW < 16384) threads = 1; /* too little work to share */
     CNN__PARALLEL_FOR
     for (plane = 0; plane < planes; plane++) {
@@ -8216,12 +9308,12 @@ CNN__PRIVATE void cnn__max_pool_forward_fast(const cnn_layer *layer, int N, cons
         float *out = y + (size_t)plane * OH * OW;
         int *plane_argmax = argmax + (size_t)plane * OH * OW;
 #ifdef CNN__SHUFFLES
-        if (K == 2 && S == 2) {
+        if (whole_2x2) {
             cnn__max_pool_plane_2x2(W, OH, OW, in, out, plane_argmax);
             continue;
         }
 #endif
-        cnn__max_pool_plane(W, OH, OW, K, S, in, out, plane_argmax);
+        cnn__max_pool_plane(layer, in, out, plane_argmax);
     }
 }
 
@@ -8402,6 +9494,147 @@ CNN__PRIVATE size_t cnn__optimizer_pass_fast(const cnn_optimizer *optimizer, cnn
     return count;
 }
 
+/* ---------------------------------------------------------------- batch normalization
+
+   The plain formulas, with two changes. Each plane of a channel (one
+   sample's H x W values) is summed in 8 float lanes, and the plane's total
+   is then added into the channel's double sum: the plain loop's one long
+   chain of double additions waits on itself, this does not. And threads
+   take whole channels, so every channel is summed in one order whatever
+   the thread count. The sums' order differs from the plain loops', so the
+   results agree with them to rounding, not bit for bit. */
+
+/* The 8 lanes added in a fixed order. */
+#if CNN__VECTORS
+CNN__INLINE float cnn__lanes_sum(const cnn__f8 *v)
+{
+    float lanes[8];
+    CNN__STORE8(lanes, *v);
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+#endif
+
+/* sum of x, or with square set, sum of (x - center)^2 */
+CNN__HOT static float cnn__plane_sum(size_t count, const float *CNN__RESTRICT x, float center, int square)
+{
+    float total = 0.0f;
+    size_t i = 0;
+#if CNN__VECTORS
+    cnn__f8 lanes = {0}, v, c = {0};
+    c += center;
+    for (; i + 8 <= count; i += 8) {
+        CNN__LOAD8(v, x + i);
+        lanes += square ? (v - c) * (v - c) : v;
+    }
+    total = cnn__lanes_sum(&lanes);
+#endif
+    for (; i < count; i++) total += square ? (x[i] - center) * (x[i] - center) : x[i];
+    return total;
+}
+
+/* sum of dy, and of dy * (x - mean) */
+CNN__HOT static void cnn__plane_grad_sums(size_t count, const float *CNN__RESTRICT x, const float *CNN__RESTRICT dy, float mean,
+                                          double *dy_sum, double *dy_centered_sum)
+{
+    float total = 0.0f, total_centered = 0.0f;
+    size_t i = 0;
+#if CNN__VECTORS
+    cnn__f8 lanes = {0}, lanes_centered = {0}, v, g, m = {0};
+    m += mean;
+    for (; i + 8 <= count; i += 8) {
+        CNN__LOAD8(v, x + i);
+        CNN__LOAD8(g, dy + i);
+        lanes += g;
+        lanes_centered += g * (v - m);
+    }
+    total = cnn__lanes_sum(&lanes);
+    total_centered = cnn__lanes_sum(&lanes_centered);
+#endif
+    for (; i < count; i++) {
+        total += dy[i];
+        total_centered += dy[i] * (x[i] - mean);
+    }
+    *dy_sum += total;
+    *dy_centered_sum += total_centered;
+}
+
+/* out = a * x + b (+ c * extra, when extra is not NULL) */
+CNN__HOT static void cnn__plane_affine(size_t count, const float *CNN__RESTRICT x, float a, float b, const float *CNN__RESTRICT extra,
+                                       float c, float *CNN__RESTRICT out)
+{
+    size_t i = 0;
+#if CNN__VECTORS
+    cnn__f8 va = {0}, vb = {0}, vc = {0}, v, e;
+    va += a, vb += b, vc += c;
+    for (; i + 8 <= count; i += 8) {
+        CNN__LOAD8(v, x + i);
+        v = v * va + vb;
+        if (extra) {
+            CNN__LOAD8(e, extra + i);
+            v += e * vc;
+        }
+        CNN__STORE8(out + i, v);
+    }
+#endif
+    for (; i < count; i++) out[i] = x[i] * a + b + (extra ? extra[i] * c : 0.0f);
+}
+
+CNN__PRIVATE void cnn__batch_norm_forward_fast(cnn_layer *layer, int N, cnn_mode mode, const float *x, float *y, int threads)
+{
+    const int C = layer->in.c;
+    const size_t plane_size = (size_t)layer->in.h * layer->in.w, m = (size_t)N * plane_size;
+    int c;
+    if (m * C < CNN__ELEMENTWISE_BLOCK) threads = 1;
+    CNN__PARALLEL_FOR
+    for (c = 0; c < C; c++) {
+        double mean = 0.0, sum = 0.0, squares = 0.0;
+        float scale;
+        int n;
+        if (mode == CNN_MODE_TRAIN) {
+            for (n = 0; n < N; n++) sum += cnn__plane_sum(plane_size, x + ((size_t)n * C + c) * plane_size, 0.0f, 0);
+            mean = sum / (double)m;
+            for (n = 0; n < N; n++) squares += cnn__plane_sum(plane_size, x + ((size_t)n * C + c) * plane_size, (float)mean, 1);
+        }
+        scale = cnn__batch_norm_channel(layer, c, mode, mean, squares, m);
+        for (n = 0; n < N; n++) {
+            const size_t at = ((size_t)n * C + c) * plane_size;
+            cnn__plane_affine(plane_size, x + at, scale, layer->bias[c] - layer->batch_mean[c] * scale, NULL, 0.0f, y + at);
+        }
+    }
+    if (mode == CNN_MODE_TRAIN) layer->batches_tracked++;
+}
+
+/* dx = gamma inv_std (dy - mean_dy - xhat mean_dy_xhat), xhat = (x - mean) inv_std,
+   as k dy + (-k inv_std mean_dy_xhat) x + k (mean inv_std mean_dy_xhat - mean_dy), k = gamma inv_std */
+CNN__PRIVATE void cnn__batch_norm_backward_fast(const cnn_layer *layer, int N, cnn_mode mode, const float *x, const float *dy,
+                                                float *dx, int threads)
+{
+    const int C = layer->in.c;
+    const size_t plane_size = (size_t)layer->in.h * layer->in.w, m = (size_t)N * plane_size;
+    int c;
+    if (m * C < CNN__ELEMENTWISE_BLOCK) threads = 1;
+    CNN__PARALLEL_FOR
+    for (c = 0; c < C; c++) {
+        const float mean = layer->batch_mean[c], inv_std = layer->batch_inv_std[c], k = layer->weight[c] * inv_std;
+        double dy_sum = 0.0, dy_centered_sum = 0.0, dy_xhat_sum, mean_dy, mean_dy_xhat;
+        int n;
+        for (n = 0; n < N; n++) {
+            const size_t at = ((size_t)n * C + c) * plane_size;
+            cnn__plane_grad_sums(plane_size, x + at, dy + at, mean, &dy_sum, &dy_centered_sum);
+        }
+        dy_xhat_sum = dy_centered_sum * inv_std;
+        layer->bias_grad[c] += (float)dy_sum;
+        layer->weight_grad[c] += (float)dy_xhat_sum;
+        mean_dy = mode == CNN_MODE_TRAIN ? dy_sum / (double)m : 0.0;
+        mean_dy_xhat = mode == CNN_MODE_TRAIN ? dy_xhat_sum / (double)m : 0.0;
+        for (n = 0; n < N; n++) {
+            const size_t at = ((size_t)n * C + c) * plane_size;
+            cnn__plane_affine(plane_size, x + at, (float)(-k * inv_std * mean_dy_xhat),
+                              (float)(k * (mean * inv_std * mean_dy_xhat - mean_dy)), dy + at, k, dx + at);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- the model's fast state, and the entry points
 
    cnn_model_build calls cnn__fast_build, cnn_model_free cnn__fast_free;
@@ -8429,6 +9662,14 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
             if (cnn__conv2d_shifted(layer)) shift_count += (size_t)layer->in.c * layer->desc.kernel * layer->desc.kernel;
         }
         if (layer->desc.type == CNN_LAYER_DENSE) need = cnn__dense_shared(layer, max_batch);
+        if (layer->desc.type == CNN_LAYER_RESIDUAL_END && layer->weight_count) { /* the projection, run without shifts */
+            const cnn_layer projection = cnn__projection(model, layer);
+            const size_t col = (size_t)cnn__conv2d_col_rows(&projection) * projection.out.h * projection.out.w +
+                               cnn__padded_size(&projection) + (size_t)projection.in.c * CNN__NR;
+            need = cnn__conv2d_shared(&projection, max_batch);
+            need_per_thread = cnn__conv2d_per_thread(&projection);
+            if (col > need_per_thread) need_per_thread = col;
+        }
         if (need > shared) shared = need;
         if (need_per_thread > per_thread) per_thread = need_per_thread;
     }
@@ -8487,6 +9728,15 @@ CNN__PRIVATE int cnn__layer_forward_fast(cnn_model *model, int i)
         cnn__activation_forward_fast(layer, count, x, y, work->threads);
         return 1;
     case CNN_LAYER_MAX_POOL: cnn__max_pool_forward_fast(layer, N, x, y, layer->argmax, work->threads); return 1;
+    case CNN_LAYER_BATCH_NORM: cnn__batch_norm_forward_fast(layer, N, model->mode, x, y, work->threads); return 1;
+    case CNN_LAYER_RESIDUAL_END: {
+        const cnn_layer projection = cnn__projection(model, layer);
+        size_t k;
+        if (!layer->weight_count) return 0;
+        cnn__conv2d_forward_fast(&projection, NULL, N, model->activations[layer->block_begin].data, y, work);
+        for (k = 0; k < count; k++) y[k] += x[k];
+        return 1;
+    }
     case CNN_LAYER_DROPOUT:
         if (model->mode != CNN_MODE_TRAIN) return 0;
         cnn__dropout_forward_fast(count, layer->desc.rate, x, y, layer->mask, &model->rng, work->threads);
@@ -8511,6 +9761,14 @@ CNN__PRIVATE int cnn__layer_backward_fast(cnn_model *model, int i, int want_inpu
         cnn__activation_backward_fast(layer, count, x, y, dy, dx, work->threads);
         return 1;
     case CNN_LAYER_MAX_POOL: cnn__max_pool_backward_fast(layer, N, dy, layer->argmax, dx, work->threads); return 1;
+    case CNN_LAYER_BATCH_NORM: cnn__batch_norm_backward_fast(layer, N, model->mode, x, dy, dx, work->threads); return 1;
+    case CNN_LAYER_RESIDUAL_END: {
+        const cnn_layer projection = cnn__projection(model, layer);
+        if (!layer->weight_count) return 0;
+        cnn__conv2d_backward_fast(&projection, N, model->activations[layer->block_begin].data, dy, layer->skip_grad, work);
+        memcpy(dx, dy, count * sizeof(float));
+        return 1;
+    }
     default: return 0;
     }
 }

@@ -2,7 +2,8 @@
 
      cnn --train emnist47-train.csv --test emnist47-test.csv \
          [--mapping emnist-balanced-mapping.txt] [--out cnn-out] [--epochs 10] \
-         [--lr-decay 0.5 --decay-after 5] [--shift 0.1] [--rotate 10]
+         [--lr-decay 0.5 --decay-after 5] [--shift 0.1] [--rotate 10] [--batch-norm]
+     cnn --eval cnn-out/model.cnn --test emnist47-test.csv
 
    Two blocks of [conv 3x3 "same" -> LeakyReLU 0.3 -> conv 3x3 "same" ->
    LeakyReLU 0.3 -> max-pool 2 -> dropout 0.25], 32 then 64 filters, then
@@ -16,7 +17,9 @@
    README's table says what it gains. --shift F and --rotate D move each
    training image by up to F of its size and turn it by up to D degrees,
    anew every epoch (cnn_augment_batch); validation and test images are
-   never changed. With -fopenmp it uses OMP_NUM_THREADS threads (default: all); the
+   never changed. --batch-norm puts batch norm after each conv, before its
+   activation. --eval MODEL evaluates a saved model on the test file
+   instead of training. With -fopenmp it uses OMP_NUM_THREADS threads (default: all); the
    results do not depend on it. The program around the model is seed_main
    in seed.h, shared with mlp.c.
    Build: cc -std=c99 -O2 [-fopenmp] -I/usr/include/stb cnn.c -o cnn -lm */
@@ -25,6 +28,7 @@
 
 int main(int argc, char **argv)
 {
-    static const seed_program cnn = {"cnn", seed_add_cnn, 1}; /* 1: --lr-decay, --decay-after, --shift, --rotate */
+    /* 1: --lr-decay, --decay-after, --shift, --rotate; and --batch-norm */
+    static const seed_program cnn = {"cnn", seed_add_cnn, 1, seed_add_cnn_batch_norm};
     return seed_main(argc, argv, &cnn);
 }

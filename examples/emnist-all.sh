@@ -1,15 +1,16 @@
 #!/bin/sh
 # Trains the seed models on EMNIST and prints a table of what they reached.
 #   sh examples/emnist-all.sh BUILD_DIR EMNIST_DIR [MODEL...]
-# (`make emnist-all` runs it.) MODEL is lenet5, mlp or cnn (default: all
-# three, in that order). Each trains on EMNIST_DIR/emnist47-train.csv (or
+# (`make emnist-all` runs it.) MODEL is lenet5, mlp, cnn, cnn-bn (the cnn
+# with --batch-norm) or resnet (default: lenet5 mlp cnn, in that order). Each trains on EMNIST_DIR/emnist47-train.csv (or
 # Kaggle's emnist-balanced-train.csv) with its defaults - 10 epochs, batch
 # 256, Adam 1e-3 - and reports on the matching test file. Its output goes to
 # BUILD_DIR/emnist-all/MODEL.log, its pictures and model to
 # BUILD_DIR/emnist-all/MODEL/. The cnn also halves its learning rate after
 # each epoch from the 5th and trains on shifted and rotated images, which
 # takes it from 87.6% to 89.1% (README.md, "The seed models"); set CNN_ARGS=
-# to train it plainly. Extra options for every model can be given in
+# to train it plainly. cnn-bn and resnet train the same way (RESNET_ARGS=
+# trains the resnet plainly). Extra options for every model can be given in
 # $EMNIST_ARGS (e.g. "--epochs 1"); OMP_NUM_THREADS sets the thread count.
 # The table's numbers are read from each program's last lines:
 #   total parameters: N / trained N epochs in S s / test accuracy: A%
@@ -30,17 +31,20 @@ fi
 out=$build/emnist-all
 mkdir -p "$out"
 
+tuned="--lr-decay 0.5 --decay-after 5 --shift 0.1 --rotate 10" # the cnn's schedule and augmentation
 failed=0
 for model in $models; do
     case $model in
     lenet5) mkdir -p "$out/lenet5"; args="--model $out/lenet5/lenet5.cnn${mapping:+ --mapping $mapping}" ;;
     mlp) args="--out $out/$model${mapping:+ --mapping $mapping}" ;;
-    cnn) args="--out $out/$model${mapping:+ --mapping $mapping} ${CNN_ARGS---lr-decay 0.5 --decay-after 5 --shift 0.1 --rotate 10}" ;;
-    *) echo "emnist-all: unknown model '$model' (lenet5, mlp or cnn)" >&2; exit 2 ;;
+    cnn) args="--out $out/$model${mapping:+ --mapping $mapping} ${CNN_ARGS-$tuned}" ;;
+    cnn-bn) args="--out $out/$model${mapping:+ --mapping $mapping} ${CNN_ARGS-$tuned} --batch-norm" ;;
+    resnet) args="--out $out/$model${mapping:+ --mapping $mapping} ${RESNET_ARGS-$tuned}" ;;
+    *) echo "emnist-all: unknown model '$model' (lenet5, mlp, cnn, cnn-bn or resnet)" >&2; exit 2 ;;
     esac
     echo "== $model"
     # the program's own status, not tee's
-    { "$build/$model" --train "$train" --test "$test" $args ${EMNIST_ARGS:-} 2>&1; echo $? >"$out/$model.status"; } |
+    { "$build/${model%-bn}" --train "$train" --test "$test" $args ${EMNIST_ARGS:-} 2>&1; echo $? >"$out/$model.status"; } |
         tee "$out/$model.log"
     [ "$(cat "$out/$model.status")" = 0 ] || { echo "emnist-all: $model failed" >&2; failed=1; }
 done

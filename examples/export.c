@@ -5,7 +5,9 @@
                             [--test DATA.csv]
 
    --int8 quantizes as TensorFlow Lite does, with the value ranges of the
-   first N (default 1,000) images of --calibrate. It prints the flash and
+   first N (default 1,000) images of --calibrate (batch norm folded into
+   the conv2d or dense layer before it; a model with residual blocks is
+   refused, with a message: it exports in float32). It prints the flash and
    RAM the file needs and, with --test (Kaggle EMNIST CSV), the accuracy of
    the float model and, with --int8, of the int8 one, computed here by the
    library (cnn_model_predict, cnn_quantized_predict): the same arithmetic
@@ -62,14 +64,19 @@ int main(int argc, char **argv)
         goto done;
     }
     {
-        /* the figures the file's comment gives, read back from it */
+        /* the figures the file's comment gives, read back from it: the line
+           from "flash:" and those that continue it (after a comma) */
         FILE *file = fopen(argv[2], "r");
         char line[256];
-        while (file && fgets(line, sizeof line, file))
-            if (strstr(line, "   flash: ") == line) {
-                printf("%s (%s): %s", argv[2], desc.int8 ? "int8" : "float32", line + 3);
-                break;
-            }
+        int going = 0;
+        while (file && fgets(line, sizeof line, file)) {
+            size_t length = strlen(line);
+            if (!going && strstr(line, "   flash: ") == line) printf("%s (%s): %s", argv[2], desc.int8 ? "int8" : "float32", line + 3);
+            else if (going) printf("%s", line + (length > 3 ? 3 : 0));
+            else continue;
+            going = length >= 2 && line[length - 2] == ',';
+            if (!going) break;
+        }
         if (file) fclose(file);
     }
     if (test_csv) {

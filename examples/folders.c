@@ -2,12 +2,15 @@
    class (root/cat/1.jpg, root/dog/2.png, ...), with a seeded 70/30 split and
    random flips, rotations and shifts of the training images.
 
-     folders ROOT [options]
+     folders ROOT [options] [--test FOLDER]
+     folders --eval MODEL --test FOLDER
      folders --generate shapes 100 && folders shapes    # try it on drawn shapes
 
    Every image is resized to the input size; the held-out 30% of each class
-   are only ever evaluated, never augmented. Needs stb_image.h (and, for
-   --generate, stb_image_write.h): Debian's libstb-dev. */
+   are only ever evaluated, never augmented. --test evaluates on every image
+   of another tree of the same class folders, after training or (--eval) with
+   a saved model, and prints "test accuracy: X%" last. Needs stb_image.h (and,
+   for --generate, stb_image_write.h): Debian's libstb-dev. */
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb_image.h>
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -26,6 +29,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: folders ROOT [options]       train on ROOT/<class>/<image>\n"
+            "       folders --eval MODEL --test FOLDER\n"
+            "                                    a saved model on every image of FOLDER/<class>/<image>\n"
             "       folders --generate DIR N     draw N circles, crosses and squares into DIR/<shape>/\n"
             "  --size N        input side in pixels (default 32)\n"
             "  --grey          one channel instead of RGB\n"
@@ -33,7 +38,97 @@ static void usage(FILE *out)
             "  --validation F  fraction of each class held out (default 0.3)\n"
             "  --seed N        split, weights and augmentation (default 1)\n"
             "  --no-augment    train on the images as they are\n"
-            "  --model PATH    save the trained model there\n");
+            "  --model PATH    save the trained model there\n"
+            "  --test FOLDER   then evaluate it on every image of FOLDER/<class>/<image>\n");
+}
+
+/* ---- results */
+
+/* The per-class table of the model on data (labels: the model's classes,
+   named by its class names), after "WHAT accuracy N%" unless what is NULL;
+   returns the accuracy, or -1 after printing why there is none. */
+static double print_classes(cnn_model *model, const cnn_dataset *data, const char *what)
+{
+    const int classes = (int)cnn_shape_count(cnn_model_output_shape(model));
+    int *matrix = (int *)calloc((size_t)classes * classes, sizeof(int)), k;
+    cnn_class_metrics *metrics = (cnn_class_metrics *)calloc((size_t)classes, sizeof(cnn_class_metrics));
+    double accuracy = -1.0;
+    if (!matrix || !metrics) fprintf(stderr, "folders: out of memory\n");
+    else if (cnn_model_confusion(model, data, matrix) != CNN_OK || cnn_confusion_metrics(matrix, classes, metrics) != CNN_OK)
+        fprintf(stderr, "folders: %s\n", model->error.message);
+    else {
+        accuracy = cnn_confusion_accuracy(matrix, classes);
+        if (what) printf("%s accuracy %.1f%%\n", what, 100.0 * accuracy);
+        printf("%-16s %9s %9s %9s\n", "class", "precision", "recall", "images");
+        for (k = 0; k < classes; k++)
+            printf("%-16s %8.1f%% %8.1f%% %9d\n", model->class_names ? model->class_names[k] : "?", 100.0 * metrics[k].precision,
+                   100.0 * metrics[k].recall, metrics[k].support);
+    }
+    free(matrix);
+    free(metrics);
+    return accuracy;
+}
+
+/* The model on every image of FOLDER/<class>/<image>, read at the model's
+   input size and channels, each class folder's images labelled with the
+   model's class of that name: the table, then "test accuracy: X%" (last:
+   scripts read it there). Returns 0, or 1 after printing why not. */
+static int evaluate(cnn_model *model, const char *folder)
+{
+    const int classes = (int)cnn_shape_count(cnn_model_output_shape(model));
+    cnn_folder_desc desc;
+    cnn_image_folders test;
+    int *to_model = NULL, i, k, status = 1;
+    double accuracy;
+    if (model->class_name_count != classes) {
+        fprintf(stderr, "folders: the model has no class names to match the folders of '%s' with\n", folder);
+        return 1;
+    }
+    memset(&desc, 0, sizeof desc);
+    desc.channels = model->input.c;
+    desc.width = model->input.w;
+    desc.height = model->input.h;
+    desc.validation = -1.0f; /* nothing held out: every image is a test image */
+    if (cnn_image_folders_load(&test, folder, &desc) != CNN_OK) {
+        fprintf(stderr, "folders: %s\n", test.error.message);
+        return 1;
+    }
+    if (!(to_model = (int *)malloc((size_t)test.class_count * sizeof(int)))) {
+        fprintf(stderr, "folders: out of memory\n");
+        goto done;
+    }
+    for (k = 0; k < test.class_count; k++) { /* the folders' labels (their sorted order) to the model's */
+        to_model[k] = -1;
+        for (i = 0; i < classes; i++)
+            if (!strcmp(test.class_names[k], model->class_names[i])) to_model[k] = i;
+        if (to_model[k] < 0) {
+            fprintf(stderr, "folders: '%s/%s': the model has no class of that name\n", folder, test.class_names[k]);
+            goto done;
+        }
+    }
+    for (i = 0; i < test.train.count; i++) test.train.labels[i] = to_model[test.train.labels[i]];
+    printf("test: %d images of %dx%dx%d in %s\n", test.train.count, desc.channels, desc.width, desc.height, folder);
+    if ((accuracy = print_classes(model, &test.train, NULL)) < 0.0) goto done;
+    printf("test accuracy: %.2f%%\n", 100.0 * accuracy);
+    status = 0;
+done:
+    free(to_model);
+    cnn_image_folders_free(&test);
+    return status;
+}
+
+/* --eval MODEL --test FOLDER */
+static int evaluate_saved(const char *model_path, const char *folder)
+{
+    static cnn_model model; /* large (it holds every layer): static, not on the stack */
+    int status;
+    if (cnn_model_load(&model, model_path, 16) != CNN_OK) {
+        fprintf(stderr, "folders: %s\n", model.error.message);
+        return 1;
+    }
+    status = evaluate(&model, folder);
+    cnn_model_free(&model);
+    return status;
 }
 
 /* ---- --generate: a data set to try it on (folders.h draws it) */
@@ -62,18 +157,16 @@ static int print_epoch(cnn_model *model, const cnn_epoch_stats *s, void *user)
 
 int main(int argc, char **argv)
 {
-    const char *root = NULL, *model_path = NULL;
-    int size = 32, channels = 3, epochs = 20, augment = 1, i, k;
+    const char *root = NULL, *model_path = NULL, *test_folder = NULL, *eval = NULL;
+    int size = 32, channels = 3, epochs = 20, augment = 1, status = 0, i, k;
     unsigned long seed = 1;
-    float validation = 0.3f, accuracy = 0.0f;
+    float validation = 0.3f;
     cnn_folder_desc desc;
     cnn_image_folders folders;
-    cnn_model model;
+    static cnn_model model; /* large (it holds every layer): static, not on the stack */
     cnn_optimizer adam;
     cnn_fit_desc fit;
     cnn_augmenter augmenter;
-    cnn_class_metrics *metrics;
-    int *matrix;
 
     if (argc == 4 && !strcmp(argv[1], "--generate")) return generate(argv[2], atoi(argv[3]));
     for (i = 1; i < argc; i++) {
@@ -86,8 +179,18 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed") && i + 1 < argc) seed = strtoul(argv[++i], NULL, 10);
         else if (!strcmp(a, "--no-augment")) augment = 0;
         else if (!strcmp(a, "--model") && i + 1 < argc) model_path = argv[++i];
+        else if (!strcmp(a, "--test") && i + 1 < argc) test_folder = argv[++i];
+        else if (!strcmp(a, "--eval") && i + 1 < argc) eval = argv[++i];
         else if (a[0] != '-' && !root) root = a;
         else { fprintf(stderr, "folders: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
+    }
+    if (eval) {
+        if (root || !test_folder) {
+            fprintf(stderr, "folders: --eval MODEL takes --test FOLDER, and no ROOT to train on\n");
+            usage(stderr);
+            return 2;
+        }
+        return evaluate_saved(eval, test_folder);
     }
     if (!root || size < 8 || size % 4 != 0 || epochs < 1 || !(validation > 0.0f && validation < 1.0f)) {
         fprintf(stderr, "folders: need ROOT, a --size that is a multiple of 4 (at least 8), --epochs >= 1 and 0 < --validation < 1\n");
@@ -139,24 +242,14 @@ int main(int argc, char **argv)
     }
 
     /* per-class results on the validation images, with the best epoch's weights */
-    matrix = (int *)calloc((size_t)folders.class_count * folders.class_count, sizeof(int));
-    metrics = (cnn_class_metrics *)calloc((size_t)folders.class_count, sizeof(cnn_class_metrics));
-    if (matrix && metrics && fit.validation && cnn_model_confusion(&model, &folders.validation, matrix) == CNN_OK &&
-        cnn_confusion_metrics(matrix, folders.class_count, metrics) == CNN_OK) {
-        accuracy = cnn_confusion_accuracy(matrix, folders.class_count);
-        printf("validation accuracy %.1f%%\n%-16s %9s %9s %9s\n", 100.0 * accuracy, "class", "precision", "recall", "images");
-        for (k = 0; k < folders.class_count; k++)
-            printf("%-16s %8.1f%% %8.1f%% %9d\n", folders.class_names[k], 100.0 * metrics[k].precision, 100.0 * metrics[k].recall,
-                   metrics[k].support);
-    }
-    free(matrix);
-    free(metrics);
+    if (fit.validation && print_classes(&model, &folders.validation, "validation") < 0.0) status = 1;
     if (model_path) {
-        if (cnn_model_save(&model, model_path) != CNN_OK) fprintf(stderr, "folders: %s\n", model.error.message);
+        if (cnn_model_save(&model, model_path) != CNN_OK) fprintf(stderr, "folders: %s\n", model.error.message), status = 1;
         else printf("saved %s (class i is the i-th folder name in sorted order)\n", model_path);
     }
+    if (test_folder && evaluate(&model, test_folder) != 0) status = 1;
     cnn_optimizer_free(&adam);
     cnn_model_free(&model);
     cnn_image_folders_free(&folders);
-    return 0;
+    return status;
 }

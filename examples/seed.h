@@ -43,6 +43,8 @@ typedef struct seed_program {
     const char *name;  /* in messages and the usage line; the output folder is NAME-out */
     cnn_result (*add_layers)(cnn_model *model, int classes); /* after the input (1, 28, 28) */
     int tuning;        /* 1: it also takes --lr-decay, --decay-after, --shift and --rotate */
+    cnn_result (*add_layers_batch_norm)(cnn_model *model, int classes); /* the model with batch
+                          norm, for --batch-norm; NULL: no such option */
 } seed_program;
 
 #define SEED_FAIL(message) do { fprintf(stderr, "%s: %s\n", program->name, message); goto done; } while (0)
@@ -53,12 +55,67 @@ static const char *seed_in_folder(char *path, size_t size, const char *folder, c
     return path;
 }
 
+/* The model on the test set: each image's predicted class into *predicted
+   (test.count) and the confusion matrix into *matrix (classes x classes),
+   both allocated here, and the per-class table printed. 0, with the reason
+   printed, on failure. */
+static int seed_test(const seed_program *program, cnn_model *model, cnn_dataset *test, int classes, const cnn_label_map *names,
+                     int **predicted, int **matrix)
+{
+    static char text[8192];
+    *predicted = (int *)malloc((size_t)test->count * sizeof(int));
+    *matrix = (int *)malloc((size_t)classes * classes * sizeof(int));
+    if (!*predicted || !*matrix) {
+        fprintf(stderr, "%s: out of memory\n", program->name);
+        return 0;
+    }
+    if (cnn_model_predict(model, test->images.data, test->count, *predicted, NULL) != CNN_OK) {
+        fprintf(stderr, "%s: %s\n", program->name, model->error.message);
+        return 0;
+    }
+    cnn_confusion_count(test->labels, *predicted, test->count, classes, *matrix);
+    cnn_confusion_report(*matrix, classes, names, text, sizeof text);
+    fputs(text, stdout);
+    return 1;
+}
+
+/* --eval MODEL --test CSV: the saved model on the test file, no training:
+   the per-class table and the accuracy, named by the model's own class
+   names (else the mapping's). */
+static int seed_evaluate(const seed_program *program, const char *model_path, const char *test_csv, const char *mapping)
+{
+    static cnn_model model;
+    static cnn_label_map map;
+    static char text[8192], found[4096];
+    cnn_dataset test = {0};
+    const cnn_label_map *names = NULL;
+    int *predicted = NULL, *matrix = NULL, classes, status = 1;
+    if (cnn_model_load(&model, model_path, 256) != CNN_OK) SEED_FAIL(model.error.message);
+    if (cnn_dataset_load_csv(&test, test_csv, NULL) != CNN_OK) SEED_FAIL(test.error.message);
+    classes = (int)cnn_shape_count(cnn_model_output_shape(&model));
+    if (test.num_classes > classes) SEED_FAIL("the test file has labels the model has no class for");
+    mapping = training_find_mapping(mapping, test_csv, found, sizeof found);
+    if (mapping && !model.class_name_count) {
+        if (cnn_label_map_load(&map, mapping) != CNN_OK) SEED_FAIL(map.error.message);
+        if (map.count == classes) names = &map;
+    }
+    cnn_model_summary(&model, text, sizeof text);
+    fputs(text, stdout);
+    if (!seed_test(program, &model, &test, classes, names, &predicted, &matrix)) goto done;
+    printf("test accuracy: %.2f%%\n", 100.0 * cnn_confusion_accuracy(matrix, classes));
+    status = 0;
+done:
+    free(predicted), free(matrix);
+    cnn_model_free(&model), cnn_dataset_free(&test);
+    return status;
+}
+
 static int seed_main(int argc, char **argv, const seed_program *program)
 {
     static cnn_model model, wanted; /* large (they hold every layer): static, not on the stack */
     static cnn_label_map map;
     static char text[8192], path[4096], found[4096], checkpoint[4096], default_out[64];
-    const char *train_csv = NULL, *test_csv = NULL, *mapping = NULL, *resume = NULL, *out = default_out;
+    const char *train_csv = NULL, *test_csv = NULL, *mapping = NULL, *resume = NULL, *eval = NULL, *out = default_out;
     cnn_dataset full = {0}, train = {0}, validation = {0}, test = {0};
     cnn_optimizer adam = {0};
     cnn_fit_desc fit = {0};
@@ -69,13 +126,20 @@ static int seed_main(int argc, char **argv, const seed_program *program)
     cnn_history history = {0};            /* every epoch's numbers */
     cnn_error error;
     const cnn_label_map *names = NULL;  /* class characters; NULL: numbers */
-    int *predicted = NULL, *matrix = NULL, classes = 47, i, status = 1;
+    int *predicted = NULL, *matrix = NULL, classes = 47, i, status = 1, batch_norm = 0;
     double seconds = 0.0;
 
     snprintf(default_out, sizeof default_out, "%s-out", program->name);
     fit.epochs = 10;
-    for (i = 1; i + 1 < argc; i += 2) { /* every option takes a value */
+    for (i = 1; i < argc; i += 2) { /* every option but --batch-norm takes a value */
+        if (program->add_layers_batch_norm && !strcmp(argv[i], "--batch-norm")) {
+            batch_norm = 1;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc) break;
         if (!strcmp(argv[i], "--train")) train_csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--eval")) eval = argv[i + 1];
         else if (!strcmp(argv[i], "--test")) test_csv = argv[i + 1];
         else if (!strcmp(argv[i], "--mapping")) mapping = argv[i + 1];
         else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
@@ -88,14 +152,16 @@ static int seed_main(int argc, char **argv, const seed_program *program)
         else if (!strcmp(argv[i], "--rotate")) augmenter.desc.rotate = (float)atof(argv[i + 1]);
         else break;
     }
-    if (i < argc || !train_csv || !test_csv || fit.epochs < 1) {
+    if (i < argc || !(train_csv || eval) || (train_csv && eval) || !test_csv || fit.epochs < 1) {
+        const int indent = (int)(strlen("usage: ") + strlen(program->name) + 1); /* under "--train" */
         fprintf(stderr, "usage: %s --train CSV --test CSV [--mapping FILE] [--out FOLDER] [--epochs N] [--resume CHECKPOINT]\n",
                 program->name);
-        if (program->tuning) /* lined up under "--train" */
-            fprintf(stderr, "%*s[--lr-decay F --decay-after N] [--shift F] [--rotate DEGREES]\n",
-                    (int)(strlen("usage: ") + strlen(program->name) + 1), "");
+        if (program->tuning) fprintf(stderr, "%*s[--lr-decay F --decay-after N] [--shift F] [--rotate DEGREES]\n", indent, "");
+        if (program->add_layers_batch_norm) fprintf(stderr, "%*s[--batch-norm]\n", indent, "");
+        fprintf(stderr, "   or: %s --eval MODEL --test CSV [--mapping FILE]\n", program->name);
         return 2;
     }
+    if (eval) return seed_evaluate(program, eval, test_csv, mapping);
 
     /* data: the training file split 90/10 (seeded), the test file, class characters */
     if (cnn_dataset_load_csv(&full, train_csv, NULL) != CNN_OK) SEED_FAIL(full.error.message);
@@ -113,7 +179,7 @@ static int seed_main(int argc, char **argv, const seed_program *program)
        checkpoint after every epoch */
     if (!make_dirs(out)) SEED_FAIL("cannot create the output folder");
     cnn_model_init(&wanted, 1, 28, 28, 1); /* input (1, 28, 28), seed 1 */
-    program->add_layers(&wanted, classes);
+    (batch_norm ? program->add_layers_batch_norm : program->add_layers)(&wanted, classes);
     cnn_rng_seed(&augmenter.rng, 2);
     state.augment_rng = &augmenter.rng;
     state.history = &history;
@@ -147,16 +213,8 @@ static int seed_main(int argc, char **argv, const seed_program *program)
     if (hooks.failed) goto done; /* the checkpoint's error is printed */
 
     /* the test set: predictions, confusion matrix, per-class table */
-    predicted = (int *)malloc((size_t)test.count * sizeof(int));
-    matrix = (int *)malloc((size_t)classes * classes * sizeof(int));
-    if (!predicted || !matrix) SEED_FAIL("out of memory");
-    if (cnn_model_predict(&model, test.images.data, test.count, predicted, NULL) != CNN_OK) SEED_FAIL(model.error.message);
-    cnn_confusion_count(test.labels, predicted, test.count, classes, matrix);
-    cnn_confusion_report(matrix, classes, names, text, sizeof text);
-    fputs(text, stdout);
+    if (!seed_test(program, &model, &test, classes, names, &predicted, &matrix)) goto done;
     for (i = 0; i < history.count; i++) seconds += history.epochs[i].seconds;
-    printf("trained %d epochs in %.1f s\n", history.count, seconds);
-    printf("test accuracy: %.2f%%\n", 100.0 * cnn_confusion_accuracy(matrix, classes));
 
     /* the output folder */
     if (cnn_history_save_csv(&history, seed_in_folder(path, sizeof path, out, "history.csv")) != CNN_OK)
@@ -167,6 +225,8 @@ static int seed_main(int argc, char **argv, const seed_program *program)
         SEED_FAIL(error.message);
     if (cnn_model_save(&model, seed_in_folder(path, sizeof path, out, "model.cnn")) != CNN_OK) SEED_FAIL(model.error.message);
     printf("output folder: %s\n", out);
+    printf("trained %d epochs in %.1f s\n", history.count, seconds);
+    printf("test accuracy: %.2f%%\n", 100.0 * cnn_confusion_accuracy(matrix, classes)); /* last: scripts read it there */
     status = 0;
 done:
     free(predicted), free(matrix);

@@ -335,6 +335,71 @@ static inline void test_add_every_layer(cnn_model *model, uint64_t seed)
     cnn_add_softmax(model);
 }
 
+#ifndef TEST_OLD_CNN_H /* tests/fixtures/make_old_models.c builds against a cnn.h without these layers */
+/* A model of the layers test_add_every_layer leaves out, (3, 9, 9) -> 4
+   classes, not built, weights from seed: batch norm on images and on a
+   flat vector, residual blocks (an identity, a projection with stride 2, a
+   block inside a block), padded pools in ceil mode, global average pooling
+   and a dense layer straight on its (C, 1, 1). For test_model_file (files),
+   test_interop (safetensors; tests/interop/gen.py builds the same in
+   PyTorch) and test_onnx (ONNX Runtime). */
+static inline void test_add_residual_layers(cnn_model *model, uint64_t seed)
+{
+    cnn_layer_desc d;
+    cnn_model_init(model, 3, 9, 9, seed);
+    memset(&d, 0, sizeof d);
+    d.type = CNN_LAYER_CONV2D; d.units = 4; d.kernel = 3; d.padding = 1; d.init = CNN_INIT_HE_NORMAL;
+    cnn_model_add(model, &d);                /* (4, 9, 9) */
+    cnn_add_batch_norm(model);
+    cnn_add_relu(model);
+    memset(&d, 0, sizeof d);
+    d.type = CNN_LAYER_MAX_POOL; d.kernel = 3; d.stride = 2; d.padding = 1; d.ceil_mode = 1;
+    cnn_model_add(model, &d);                /* (4, 5, 5) */
+    cnn_add_residual_begin(model);
+    cnn_add_conv2d(model, 4, 3, 1, 1);
+    cnn_add_batch_norm(model);
+    cnn_add_relu(model);
+    cnn_add_conv2d(model, 4, 3, 1, 1);
+    cnn_add_batch_norm(model);
+    cnn_add_residual_end(model, CNN_INIT_DEFAULT);     /* + x */
+    cnn_add_relu(model);
+    cnn_add_residual_begin(model);
+    cnn_add_conv2d(model, 6, 3, 2, 1);       /* (6, 3, 3) */
+    cnn_add_batch_norm(model);
+    cnn_add_residual_begin(model);
+    cnn_add_leaky_relu(model, 0.1f);
+    cnn_add_residual_end(model, CNN_INIT_DEFAULT);     /* + x, inside the outer block */
+    cnn_add_residual_end(model, CNN_INIT_HE_NORMAL);   /* + conv1x1 stride 2 (x) */
+    memset(&d, 0, sizeof d);
+    d.type = CNN_LAYER_AVG_POOL; d.kernel = 2; d.stride = 2; d.padding = 1; d.ceil_mode = 1;
+    cnn_model_add(model, &d);                /* (6, 2, 2): a third window would start in the padding */
+    cnn_add_global_avg_pool(model);          /* (6, 1, 1) */
+    cnn_add_dense(model, 5);
+    cnn_add_batch_norm(model);               /* on a flat vector */
+    cnn_add_relu(model);
+    cnn_add_dense(model, 4);
+    cnn_add_softmax(model);
+}
+
+/* Gives a built model's batch norm layers running statistics far from
+   their start (means U(-0.5, 0.5), variances U(0.5, 2)) and a count of
+   batches, from seed: as if trained, so that a file or another tool that
+   dropped or mixed them up would show. */
+static inline void test_randomise_statistics(cnn_model *model, uint64_t seed)
+{
+    cnn_rng rng;
+    int l;
+    cnn_rng_seed(&rng, seed);
+    for (l = 0; l < model->layer_count; l++) {
+        cnn_layer *layer = &model->layers[l];
+        if (layer->desc.type != CNN_LAYER_BATCH_NORM) continue;
+        test_fill_uniform(&rng, layer->running_mean, (size_t)layer->in.c, -0.5f, 0.5f);
+        test_fill_uniform(&rng, layer->running_var, (size_t)layer->in.c, 0.5f, 2.0f);
+        layer->batches_tracked = 1000 + (uint64_t)l;
+    }
+}
+#endif
+
 /* A dataset of count random images (1, side, side) with random labels below
    classes, from seed; 0 when out of memory. */
 static inline int make_random_dataset(cnn_dataset *data, int count, int side, int classes, uint64_t seed)

@@ -101,7 +101,9 @@ TEST(model_definition)
     FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 0, 0), CNN_ERROR_INVALID_ARGUMENT, &model.error);
     FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 1, -1), CNN_ERROR_INVALID_ARGUMENT, &model.error);
     FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 9, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error);     /* kernel > input */
-    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 2, 0), CNN_ERROR_BAD_SHAPE, &model.error);     /* stride does not tile 8 */
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 4, 3, 2, 0), CNN_OK, NO_ERROR_STRUCT);               /* 8 - 3 = 5: floored, as PyTorch */
+    CHECK(model.layers[0].out.h == 3 && model.layers[0].out.w == 3, "conv 3/2 on 8x8 gives %dx%d, expected 3x3",
+          model.layers[0].out.h, model.layers[0].out.w);
     FRESH(); EXPECT(cnn_add_conv2d(&model, INT_MAX, 3, 1, 0), CNN_ERROR_BAD_SHAPE, &model.error); /* output too large */
     FRESH(); EXPECT(cnn_add_dense(&model, 10), CNN_ERROR_BAD_SHAPE, &model.error);              /* not flat */
     FRESH(); cnn_add_flatten(&model); EXPECT(cnn_add_dense(&model, 0), CNN_ERROR_INVALID_ARGUMENT, &model.error);
@@ -144,6 +146,152 @@ TEST(model_definition)
     cnn_model_free(&model);
     cnn_model_free(&model); /* twice is harmless */
 #undef FRESH
+}
+
+/* Residual blocks, batch norm, global average pooling and the pools'
+   padding and ceil mode: each wrong description refused with a message
+   that says what is wrong. */
+TEST(blocks_batch_norm_and_pools)
+{
+    cnn_model model;
+    cnn_layer_desc pool;
+    EXPECT(cnn_add_batch_norm(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_global_avg_pool(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_residual_begin(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_add_residual_end(NULL, CNN_INIT_DEFAULT), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+#define FRESH() cnn_model_init(&model, 1, 7, 7, 0)
+#define MESSAGE_HAS(text) CHECK(strstr(model.error.message, text) != NULL, "message: %s", model.error.message)
+    /* an end without a begin, also after a block that is closed */
+    FRESH(); EXPECT(cnn_add_residual_end(&model, CNN_INIT_DEFAULT), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("without a residual_begin");
+    FRESH(); cnn_add_residual_begin(&model); cnn_add_relu(&model); cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+    EXPECT(cnn_add_residual_end(&model, CNN_INIT_DEFAULT), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("without a residual_begin");
+    /* an empty block, also inside another */
+    FRESH(); cnn_add_residual_begin(&model);
+    EXPECT(cnn_add_residual_end(&model, CNN_INIT_DEFAULT), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("has no layers");
+    FRESH(); cnn_add_residual_begin(&model); cnn_add_relu(&model); cnn_add_residual_begin(&model);
+    EXPECT(cnn_add_residual_end(&model, CNN_INIT_DEFAULT), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("layer 3 has no layers");
+    /* 7x7 into 5x5 (conv 3x3, no padding): no 1x1 stride maps 7 onto 5 */
+    FRESH(); cnn_add_residual_begin(&model); cnn_add_conv2d(&model, 2, 3, 1, 0);
+    EXPECT(cnn_add_residual_end(&model, CNN_INIT_DEFAULT), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("no 1x1 convolution");
+    MESSAGE_HAS("(1, 7, 7) into (2, 5, 5)");
+    /* but 7x7 into 4x4 (conv 3x3 stride 2 padding 1) is a 1x1 stride 2 projection */
+    FRESH(); cnn_add_residual_begin(&model); cnn_add_conv2d(&model, 2, 3, 2, 1);
+    EXPECT(cnn_add_residual_end(&model, CNN_INIT_DEFAULT), CNN_OK, NO_ERROR_STRUCT);
+    CHECK(model.layers[2].desc.kernel == 1 && model.layers[2].desc.stride == 2 && model.layers[2].weight_count == 2,
+          "projection %d/%d with %lu weights", model.layers[2].desc.kernel, model.layers[2].desc.stride,
+          (unsigned long)model.layers[2].weight_count);
+    /* an unknown initialiser for the projection */
+    FRESH(); cnn_add_residual_begin(&model); cnn_add_conv2d(&model, 2, 3, 2, 1);
+    EXPECT(cnn_add_residual_end(&model, (cnn_init)9), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    /* softmax inside an open block, nested or not */
+    FRESH(); cnn_add_residual_begin(&model); cnn_add_flatten(&model); cnn_add_dense(&model, 3);
+    EXPECT(cnn_add_softmax(&model), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("softmax inside a residual block");
+    FRESH(); cnn_add_residual_begin(&model); cnn_add_residual_begin(&model); cnn_add_relu(&model);
+    cnn_add_residual_end(&model, CNN_INIT_DEFAULT); cnn_add_flatten(&model);
+    EXPECT(cnn_add_softmax(&model), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("softmax inside a residual block");
+    /* a block left open at the build: its begin would have no skip path */
+    FRESH(); cnn_add_residual_begin(&model); cnn_add_conv2d(&model, 2, 3, 1, 1);
+    EXPECT(cnn_model_build(&model, 2), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("layer 1 has no end");
+    CHECK(model.memory == NULL, "a refused build left memory");
+    cnn_model_free(&model);
+    /* global average pooling needs an image */
+    FRESH(); cnn_add_flatten(&model);
+    EXPECT(cnn_add_global_avg_pool(&model), CNN_ERROR_BAD_SHAPE, &model.error);
+    MESSAGE_HAS("flat");
+    /* pools: padding more than half the window, negative, ceil_mode 2 */
+    memset(&pool, 0, sizeof pool);
+    pool.type = CNN_LAYER_MAX_POOL; pool.kernel = 3; pool.stride = 2; pool.padding = 2;
+    FRESH(); EXPECT(cnn_model_add(&model, &pool), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    MESSAGE_HAS("more than half");
+    pool.type = CNN_LAYER_AVG_POOL; pool.kernel = 2; pool.padding = 2;
+    FRESH(); EXPECT(cnn_model_add(&model, &pool), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    MESSAGE_HAS("more than half");
+    pool.padding = -1;
+    FRESH(); EXPECT(cnn_model_add(&model, &pool), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    pool.padding = 1; pool.ceil_mode = 2;
+    FRESH(); EXPECT(cnn_model_add(&model, &pool), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    MESSAGE_HAS("ceil_mode 0 or 1");
+    pool.ceil_mode = -1;
+    FRESH(); EXPECT(cnn_model_add(&model, &pool), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    pool.ceil_mode = 1; /* 2/2, padding 1, ceil on 7: 4 windows */
+    FRESH(); EXPECT(cnn_model_add(&model, &pool), CNN_OK, NO_ERROR_STRUCT);
+    CHECK(model.layers[0].out.h == 4 && model.layers[0].out.w == 4, "output %dx%d", model.layers[0].out.h, model.layers[0].out.w);
+    /* conv2d floors a stride that does not tile, as PyTorch: (7 - 3) / 3 + 1 = 2 */
+    FRESH(); EXPECT(cnn_add_conv2d(&model, 1, 3, 3, 0), CNN_OK, NO_ERROR_STRUCT);
+    CHECK(model.layers[0].out.h == 2, "output side %d", model.layers[0].out.h);
+#undef FRESH
+#undef MESSAGE_HAS
+}
+
+/* Batch norm in training needs more than one value per channel: after a
+   dense layer a batch of one has one, and forward in training mode and
+   train_step refuse it, while evaluation takes it; after a conv layer a
+   batch of one image has H * W values, and is fine. cnn_model_fit leaves a
+   last batch of one out of the epoch (5 samples in batches of 4), and
+   trains. */
+TEST(batch_norm_batch_of_one)
+{
+    cnn_model flat, image;
+    cnn_optimizer adam;
+    cnn_dataset data, one;
+    cnn_fit_desc fit;
+    float input[4 * 36];
+    int labels[4] = {0, 1, 2, 0}, i;
+    size_t k, bad = 0;
+    for (i = 0; i < 4 * 36; i++) input[i] = (float)(i % 11) / 10.0f;
+    CHECK(cnn_model_init(&flat, 1, 6, 6, 3) == CNN_OK && cnn_add_flatten(&flat) == CNN_OK && cnn_add_dense(&flat, 4) == CNN_OK &&
+          cnn_add_batch_norm(&flat) == CNN_OK && cnn_add_relu(&flat) == CNN_OK && cnn_add_dense(&flat, 3) == CNN_OK &&
+          cnn_add_softmax(&flat) == CNN_OK && cnn_model_build(&flat, 4) == CNN_OK,
+          "build: %s", flat.error.message);
+    CHECK(cnn_optimizer_init(&adam, &flat, NULL) == CNN_OK, "optimiser: %s", flat.error.message);
+    EXPECT(cnn_model_forward(&flat, input, 1, CNN_MODE_TRAIN), CNN_ERROR_INVALID_ARGUMENT, &flat.error);
+    CHECK(strstr(flat.error.message, "batch_norm (layer 3)") && strstr(flat.error.message, "batch of 1"), "message: %s",
+          flat.error.message);
+    EXPECT(cnn_model_train_step(&flat, &adam, input, labels, 1, NULL, NULL), CNN_ERROR_INVALID_ARGUMENT, &flat.error);
+    CHECK(strstr(flat.error.message, "batch_norm (layer 3)") != NULL, "message: %s", flat.error.message);
+    CHECK(adam.step == 0 && flat.layers[2].batches_tracked == 0, "a refused batch trained");
+    EXPECT(cnn_model_forward(&flat, input, 1, CNN_MODE_EVAL), CNN_OK, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_forward(&flat, input, 2, CNN_MODE_TRAIN), CNN_OK, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_train_step(&flat, &adam, input, labels, 2, NULL, NULL), CNN_OK, NO_ERROR_STRUCT);
+
+    /* fit: 5 samples in batches of 4 -> a batch of 4, then one of 1, left out */
+    small_dataset(&data, 5, 6);
+    for (k = 0; k < cnn_tensor_count(&data.images); k++) data.images.data[k] = (float)(k % 13) / 12.0f;
+    memset(&fit, 0, sizeof fit);
+    fit.epochs = 3;
+    fit.batch_size = 4;
+    flat.layers[2].batches_tracked = 0;
+    EXPECT(cnn_model_fit(&flat, &adam, &data, &fit), CNN_OK, NO_ERROR_STRUCT);
+    CHECK(flat.layers[2].batches_tracked == 3, "batch norm trained on %lu batches in 3 epochs, expected 3 (one of 4 each)",
+          (unsigned long)flat.layers[2].batches_tracked);
+    for (k = 0; k < flat.param_count + flat.state_count; k++) bad += !(fabsf(flat.params[k]) <= 1e30f);
+    CHECK(bad == 0, "%lu parameters or running statistics are not finite after fit", (unsigned long)bad);
+    /* a dataset of one sample has no batch batch norm can train on */
+    small_dataset(&one, 1, 6);
+    EXPECT(cnn_model_fit(&flat, &adam, &one, &fit), CNN_ERROR_INVALID_ARGUMENT, &flat.error);
+    cnn_dataset_free(&one);
+    cnn_dataset_free(&data);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&flat);
+
+    /* after a conv: a batch of one image gives each channel 16 values */
+    CHECK(cnn_model_init(&image, 1, 6, 6, 3) == CNN_OK && cnn_add_conv2d(&image, 2, 3, 1, 0) == CNN_OK &&
+          cnn_add_batch_norm(&image) == CNN_OK && cnn_add_flatten(&image) == CNN_OK && cnn_add_dense(&image, 3) == CNN_OK &&
+          cnn_add_softmax(&image) == CNN_OK && cnn_model_build(&image, 2) == CNN_OK,
+          "build: %s", image.error.message);
+    CHECK(cnn_optimizer_init(&adam, &image, NULL) == CNN_OK, "optimiser: %s", image.error.message);
+    EXPECT(cnn_model_forward(&image, input, 1, CNN_MODE_TRAIN), CNN_OK, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_train_step(&image, &adam, input, labels, 1, NULL, NULL), CNN_OK, NO_ERROR_STRUCT);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&image);
 }
 
 TEST(forward_backward_and_loss)
@@ -516,6 +664,8 @@ int main(void)
 {
     RUN(results_rng_and_tensors);
     RUN(model_definition);
+    RUN(blocks_batch_norm_and_pools);
+    RUN(batch_norm_batch_of_one);
     RUN(forward_backward_and_loss);
     RUN(optimizers_and_training);
     RUN(metrics_and_split);

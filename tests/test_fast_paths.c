@@ -3,15 +3,16 @@
 
    The plain part of cnn.h is each layer's formula as plain loops; the FAST
    section has a twin for the layers that take the time (conv2d, dense, the
-   activations, max pooling, dropout, the optimisers), which the model runs
-   instead. Here each pair runs on the same inputs, on many shapes, through
-   the same entry points the model uses (cnn__layer_forward and _backward,
-   plain; cnn__layer_forward_fast and _backward_fast), and must agree:
-   bit for bit where the twin adds in the plain order (dense, activations,
-   max pooling, dropout, optimisers, conv2d's forward pass), to 1e-5 of
-   the largest value where it does not (conv2d's gradients: the weight
-   gradient is summed in chunks of samples, dx window by window through
-   col2im).
+   activations, max pooling, dropout, batch norm, a residual block's
+   projection, the optimisers), which the model runs instead. Here each
+   pair runs on the same inputs, on many shapes, through the same entry
+   points the model uses (cnn__layer_forward and _backward, plain;
+   cnn__layer_forward_fast and _backward_fast), and must agree: bit for bit
+   where the twin adds in the plain order (dense, activations, max pooling,
+   dropout, optimisers, conv2d's forward pass and the projection's), to
+   1e-5 of the largest value where it does not (conv2d's gradients: the
+   weight gradient is summed in chunks of samples, dx window by window
+   through col2im; batch norm, whose sums run in vector lanes).
 
    Then the special cases inside the twins, each against the plain loop or
    the formula written out again here, on counts and widths that leave every
@@ -62,21 +63,29 @@ static double relative_difference(const float *a, const float *b, size_t n)
     return scale > 0.0 ? diff / scale : diff;
 }
 
-/* Layer i of a built model, on a batch of N random inputs in training
+/* Layer i of a built model, on a batch of N random inputs in the given
    mode: forward and backward once with its plain pair and once with its
    fast twin, from the same x, dy, random stream and starting dw, db (not
-   zero: both must add to them), the input gradient wanted. Returns the
-   largest relative difference of y, dx, dw and db (0 when all are the same
-   bits); *exact is set to 0 where any differs in its bits, *forward_exact
-   where y does. */
-static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *exact, int *forward_exact)
+   zero: both must add to them), the input gradient wanted. A batch norm's
+   running statistics start each twin at the same random values and are
+   compared after it (with its count of steps); a residual end reads the
+   block's input, filled with random values, and its skip path's gradient
+   is compared too. Returns the largest relative difference of y, dx, dw,
+   db and those (0 when all are the same bits); *exact is set to 0 where
+   any differs in its bits, *forward_exact where y (or the running
+   statistics) does. */
+static double compare_layer(cnn_model *model, int i, int N, cnn_mode mode, uint64_t seed, int *exact, int *forward_exact)
 {
     cnn_layer *layer = &model->layers[i];
     const size_t in_count = (size_t)N * cnn_shape_count(layer->in), out_count = (size_t)N * cnn_shape_count(layer->out);
     const size_t params = layer->weight_count + layer->bias_count;
-    float *x, *y[2], *dy, *dx[2], *grads[2], *start = NULL;
+    const int is_end = layer->desc.type == CNN_LAYER_RESIDUAL_END;
+    /* what else the layer writes: batch norm's state, a residual end's skip gradient */
+    const size_t extra_count = layer->state_count + (is_end ? (size_t)N * cnn_shape_count(model->layers[layer->block_begin].in) : 0);
+    float *x, *y[2], *dy, *dx[2], *grads[2], *extra[2], *start = NULL, *state_start = NULL;
+    uint64_t tracked[2];
     cnn_rng rng, stream_start, stream[2];
-    double worst = 0.0, e[4];
+    double worst = 0.0, e[5];
     int twin, handled = 1, k;
     x = (float *)malloc(in_count * sizeof(float));
     dy = (float *)malloc(out_count * sizeof(float));
@@ -84,18 +93,31 @@ static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *
         y[twin] = (float *)malloc(out_count * sizeof(float));
         dx[twin] = (float *)malloc(in_count * sizeof(float));
         grads[twin] = (float *)malloc((params + 1) * sizeof(float));
+        extra[twin] = (float *)malloc((extra_count + 1) * sizeof(float));
     }
     if (params) start = (float *)malloc(params * sizeof(float));
+    if (layer->state_count) state_start = (float *)malloc(layer->state_count * sizeof(float));
     cnn_rng_seed(&rng, seed);
     test_fill_uniform(&rng, x, in_count, -2.0f, 2.0f);
     test_fill_uniform(&rng, dy, out_count, -1.0f, 1.0f);
     if (params) test_fill_uniform(&rng, start, params, -1.0f, 1.0f);
     test_fill_uniform(&rng, model->params + layer->param_offset, params, -0.5f, 0.5f);
+    if (state_start) { /* running means, then variances */
+        test_fill_uniform(&rng, state_start, layer->state_count / 2, -1.0f, 1.0f);
+        test_fill_uniform(&rng, state_start + layer->state_count / 2, layer->state_count / 2, 0.5f, 2.0f);
+    }
     /* the model's batch, mode and tensor sizes, as a pass sets them */
-    CHECK(cnn_model_forward(model, model->activations[0].data, N, CNN_MODE_TRAIN) == CNN_OK, "%s", model->error.message);
+    CHECK(cnn_model_forward(model, model->activations[0].data, N, mode) == CNN_OK, "%s", model->error.message);
+    if (is_end)
+        test_fill_uniform(&rng, model->activations[layer->block_begin].data, extra_count, -2.0f, 2.0f);
     stream_start = model->rng;
     for (twin = 0; twin < 2; twin++) {
         model->rng = stream_start;
+        if (state_start) {
+            memcpy(layer->running_mean, state_start, layer->state_count / 2 * sizeof(float));
+            memcpy(layer->running_var, state_start + layer->state_count / 2, layer->state_count / 2 * sizeof(float));
+            layer->batches_tracked = 5;
+        }
         memcpy(model->activations[i].data, x, in_count * sizeof(float));
         if (twin == 0) cnn__layer_forward(model, i);
         else handled &= cnn__layer_forward_fast(model, i);
@@ -104,36 +126,55 @@ static double compare_layer(cnn_model *model, int i, int N, uint64_t seed, int *
         if (params) memcpy(model->grads + layer->param_offset, start, params * sizeof(float));
         memcpy(model->activation_grads[i + 1].data, dy, out_count * sizeof(float));
         for (k = 0; k < (int)in_count; k++) model->activation_grads[i].data[k] = 1234.5f; /* overwritten, not added to */
+        if (is_end)
+            for (k = 0; k < (int)extra_count; k++) layer->skip_grad[k] = 1234.5f;
         if (twin == 0) cnn__layer_backward(model, i, 1);
         else handled &= cnn__layer_backward_fast(model, i, 1) || layer->desc.type == CNN_LAYER_DROPOUT;
         if (twin == 1 && layer->desc.type == CNN_LAYER_DROPOUT) cnn__layer_backward(model, i, 1); /* no twin: plain */
         memcpy(dx[twin], model->activation_grads[i].data, in_count * sizeof(float));
         memcpy(grads[twin], model->grads + layer->param_offset, params * sizeof(float));
+        if (state_start) {
+            memcpy(extra[twin], layer->running_mean, layer->state_count / 2 * sizeof(float));
+            memcpy(extra[twin] + layer->state_count / 2, layer->running_var, layer->state_count / 2 * sizeof(float));
+        }
+        if (is_end) memcpy(extra[twin], layer->skip_grad, extra_count * sizeof(float));
+        tracked[twin] = layer->batches_tracked;
     }
     CHECK(handled, "layer %d (%s) has no fast twin", i, cnn_layer_type_name(layer->desc.type));
     CHECK(stream[0].state == stream[1].state, "layer %d: the twins leave the random stream in different places", i);
+    CHECK(tracked[0] == tracked[1], "layer %d: the twins count %lu and %lu batches", i, (unsigned long)tracked[0],
+          (unsigned long)tracked[1]);
     e[0] = relative_difference(y[1], y[0], out_count);
     e[1] = relative_difference(dx[1], dx[0], in_count);
     e[2] = relative_difference(grads[1], grads[0], layer->weight_count);
     e[3] = relative_difference(grads[1] + layer->weight_count, grads[0] + layer->weight_count, layer->bias_count);
-    for (k = 0; k < 4; k++)
+    e[4] = relative_difference(extra[1], extra[0], extra_count);
+    for (k = 0; k < 5; k++)
         if (e[k] > worst || e[k] != e[k]) worst = e[k];
-    if (memcmp(y[0], y[1], out_count * sizeof(float))) *forward_exact = 0;
+    if (memcmp(y[0], y[1], out_count * sizeof(float)) || memcmp(extra[0], extra[1], layer->state_count * sizeof(float)))
+        *forward_exact = 0;
     if (memcmp(y[0], y[1], out_count * sizeof(float)) || memcmp(dx[0], dx[1], in_count * sizeof(float)) ||
-        memcmp(grads[0], grads[1], params * sizeof(float)))
+        memcmp(grads[0], grads[1], params * sizeof(float)) || memcmp(extra[0], extra[1], extra_count * sizeof(float)))
         *exact = 0;
-    free(x); free(dy); free(start);
+    free(x); free(dy); free(start); free(state_start);
     for (twin = 0; twin < 2; twin++) {
-        free(y[twin]); free(dx[twin]); free(grads[twin]);
+        free(y[twin]); free(dx[twin]); free(grads[twin]); free(extra[twin]);
     }
     return worst;
 }
 
-/* Every layer of a model built for batches of N, through compare_layer:
-   with exact, each must give the same bits; else the same bits forward
-   and, backward, agree within 1e-5 of the largest value of each tensor.
+/* How closely a fast twin must agree with its plain pair. */
+typedef enum agreement {
+    SAME_BITS,          /* the same bits everywhere */
+    SAME_FORWARD_BITS,  /* the same bits forward; backward within 1e-5 of each tensor's largest value */
+    WITHIN_ROUNDING     /* within 1e-5 of each tensor's largest value, forward too */
+} agreement;
+
+/* Every layer of a model built for batches of N, through compare_layer in
+   the given mode, agreeing as asked. Layers without a twin are left out.
    Returns 1 when the model could be built. */
-static int compare_model(cnn_model *model, int N, int exact, const char *name, uint64_t seed, double *worst)
+static int compare_model_in(cnn_model *model, int N, cnn_mode mode, agreement agree, const char *name, uint64_t seed,
+                            double *worst)
 {
     int i, bits = 1, forward_bits = 1;
     double e = 0.0, layer_e;
@@ -144,20 +185,30 @@ static int compare_model(cnn_model *model, int N, int exact, const char *name, u
     }
     for (i = 0; i < model->layer_count; i++) {
         const cnn_layer_type type = model->layers[i].desc.type;
-        if (type == CNN_LAYER_FLATTEN || type == CNN_LAYER_SOFTMAX || type == CNN_LAYER_AVG_POOL) continue; /* no twin */
-        layer_e = compare_layer(model, i, N, seed + (uint64_t)i, &bits, &forward_bits);
+        if (type == CNN_LAYER_FLATTEN || type == CNN_LAYER_SOFTMAX || type == CNN_LAYER_AVG_POOL ||
+            type == CNN_LAYER_GLOBAL_AVG_POOL || type == CNN_LAYER_RESIDUAL_BEGIN ||
+            (type == CNN_LAYER_RESIDUAL_END && model->layers[i].weight_count == 0))
+            continue; /* no twin */
+        layer_e = compare_layer(model, i, N, mode, seed + (uint64_t)i, &bits, &forward_bits);
         if (layer_e > e || layer_e != layer_e) e = layer_e;
     }
-    if (exact) CHECK(bits, "%s: the fast twin's bits differ from the plain pair's (relative difference %.3g)", name, e);
-    else CHECK(e <= 1e-5 && forward_bits, "%s: fast vs plain relative difference %.3g (limit 1e-5)%s", name, e,
-               forward_bits ? "" : ", and the forward pass differs in its bits");
+    if (agree == SAME_BITS) CHECK(bits, "%s: the fast twin's bits differ from the plain pair's (relative difference %.3g)", name, e);
+    else CHECK(e <= 1e-5 && (forward_bits || agree == WITHIN_ROUNDING), "%s: fast vs plain relative difference %.3g (limit 1e-5)%s",
+               name, e, forward_bits ? "" : ", and the forward pass differs in its bits");
     if (e > *worst || e != e) *worst = e;
     cnn_model_free(model);
     return 1;
 }
 
+/* The same in training mode; exact: SAME_BITS, else SAME_FORWARD_BITS. */
+static int compare_model(cnn_model *model, int N, int exact, const char *name, uint64_t seed, double *worst)
+{
+    return compare_model_in(model, N, CNN_MODE_TRAIN, exact ? SAME_BITS : SAME_FORWARD_BITS, name, seed, worst);
+}
+
 /* conv2d, on every combination of C in {1,2,3}, K in {1,3,5}, S in {1,2},
-   P in {0,1,2} with inputs 7x9 and 6x8 where they tile, batch 2, plus one
+   P in {0,1,2} with inputs 7x9 and 6x8, batch 2 (on 6x8 stride 2 does not
+   tile: the last row and column of windows are dropped), plus one
    large case (24x26, 624 output positions, 39 column panels of the
    multiply), one batch of 19 (the fast backward sums its weight gradient
    in chunks of CNN__CHUNK = 8 samples: 19 makes three chunks, the last one
@@ -192,17 +243,14 @@ TEST(conv2d_fast_matches_plain)
                             if (zi == 2 && !(C == 3 && K == 5 && S == 1 && P == 2)) continue; /* one large case */
                             if (zi == 3 && !(C == 2 && K == 3 && S == 2 && P == 1)) continue; /* one large batch */
                             if ((zi == 4) != (C == 13)) continue; /* many channels: only in 21x23 */
-                            if ((H + 2 * P - K) % S != 0 || (W + 2 * P - K) % S != 0) continue;  /* does not tile */
                             snprintf(name, sizeof name, "conv2d C%d %dx%d K%d S%d P%d N%d OC%d", C, H, W, K, S, P, N, outputs[oi]);
                             cnn_model_init(&model, C, H, W, 1);
                             cnn_add_conv2d(&model, outputs[oi], K, S, P);
                             cases += compare_model(&model, N, 0, name, 900 + (uint64_t)cases, &worst);
                         }
-    /* 7x9: S=2 needs H + 2P - K even, true for odd sizes: all 54; 6x8:
-       only S=1 tiles (27 cases, K=5 P=0 included); plus the large shape
-       and the large batch; 21x23 with 13 channels: all 18 tile; each with
-       3, 6 and 16 output channels */
-    CHECK(cases == 3 * (54 + 27 + 1 + 1 + 18), "expected 303 shapes to be compared, got %d", cases);
+    /* 7x9 and 6x8: all 54 each; plus the large shape and the large batch;
+       21x23 with 13 channels: all 18; each with 3, 6 and 16 output channels */
+    CHECK(cases == 3 * (54 + 54 + 1 + 1 + 18), "expected 384 shapes to be compared, got %d", cases);
     if (getenv("FAST_PATHS_VERBOSE")) printf("    conv2d: %d shapes, worst relative difference %.2e\n", cases, worst);
 }
 
@@ -261,6 +309,109 @@ TEST(elementwise_and_pooling_fast_match_plain)
             }
         }
     CHECK(cases == 3 * (5 + 2 + 4 * 4), "%d shapes compared", cases); /* side 2 has no 3x3 window */
+}
+
+/* Batch norm, in training (the batch's statistics, the running ones
+   updated) and in evaluation (the running ones), on images whose planes
+   are 1 (after a dense layer), 9, 25, 64, 169 and 784 values (whole
+   vectors of 8 and every kind of remainder), 3 and 16 channels, batches of
+   2 (but not of flat vectors in training), 3 and 40. The fast twin sums each plane in vector lanes before adding
+   the planes in double, the plain loop value by value in double: they
+   agree to rounding, forward and backward (1e-5 of each tensor's largest
+   value), and count the same batches. */
+TEST(batch_norm_fast_matches_plain)
+{
+    static const int sides[] = {1, 3, 5, 8, 13, 28}, channels[] = {3, 16}, batches[] = {2, 3, 40};
+    size_t s, c, b;
+    int mode, cases = 0;
+    double worst = 0.0;
+    char name[96];
+    for (mode = 0; mode < 2; mode++)
+        for (s = 0; s < sizeof sides / sizeof sides[0]; s++)
+            for (c = 0; c < sizeof channels / sizeof channels[0]; c++)
+                for (b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+                    cnn_model model;
+                    /* two values a channel in training: xhat is +-1 and dx = 0 but for eps, rounding alone */
+                    if (mode && sides[s] == 1 && batches[b] == 2) continue;
+                    snprintf(name, sizeof name, "batch norm %s on (%d, %d, %d), N %d", mode ? "train" : "eval", channels[c],
+                             sides[s], sides[s], batches[b]);
+                    cnn_model_init(&model, channels[c], sides[s], sides[s], 3);
+                    cnn_add_batch_norm(&model);
+                    cases += compare_model_in(&model, batches[b], mode ? CNN_MODE_TRAIN : CNN_MODE_EVAL, WITHIN_ROUNDING, name,
+                                              120 + (uint64_t)cases, &worst);
+                }
+    CHECK(cases == 2 * 6 * 2 * 3 - 2, "%d shapes compared", cases);
+    if (getenv("FAST_PATHS_VERBOSE")) printf("    batch norm: %d shapes, worst relative difference %.2e\n", cases, worst);
+}
+
+/* A residual block's end with a projection runs it through the fast conv
+   (without the stride-1 shifts): y = projection + body the same bits as
+   the plain pair's, and the projection's gradients and the skip path's
+   input gradient within 1e-5. Bodies of stride 2, 1 (only the channels
+   change) and 3 (on 9x10 the smallest stride that maps the sides is 4),
+   3, 6 and 16 output channels, a batch of 2 and one of 19 (more than two
+   chunks of samples). */
+TEST(residual_projection_fast_matches_plain)
+{
+    static const int shapes[][4] = {{1, 7, 9, 2}, {3, 8, 8, 2}, {13, 21, 23, 2}, {2, 7, 9, 19}, {3, 9, 10, 2}}; /* C, H, W, N */
+    static const int bodies[][3] = {{3, 2, 1}, {3, 1, 1}, {3, 3, 0}};                                         /* K, S, P */
+    static const int outputs[] = {3, 6, 16};
+    size_t z, k, o;
+    int cases = 0;
+    double worst = 0.0;
+    char name[96];
+    for (z = 0; z < sizeof shapes / sizeof shapes[0]; z++)
+        for (k = 0; k < sizeof bodies / sizeof bodies[0]; k++)
+            for (o = 0; o < sizeof outputs / sizeof outputs[0]; o++) {
+                const int C = shapes[z][0], H = shapes[z][1], W = shapes[z][2], N = shapes[z][3];
+                cnn_model model;
+                if (bodies[k][1] == 1 && outputs[o] == C) continue; /* the same shape: no projection */
+                if (bodies[k][1] == 3 && z != 4) continue;            /* 1x1 strides map only 9x10 onto 3x3 */
+                snprintf(name, sizeof name, "residual (%d, %d, %d), body K%d S%d P%d OC%d, N %d", C, H, W, bodies[k][0],
+                         bodies[k][1], bodies[k][2], outputs[o], N);
+                cnn_model_init(&model, C, H, W, 4);
+                cnn_add_residual_begin(&model);
+                cnn_add_conv2d(&model, outputs[o], bodies[k][0], bodies[k][1], bodies[k][2]);
+                CHECK(cnn_add_residual_end(&model, CNN_INIT_DEFAULT) == CNN_OK && model.layers[2].weight_count > 0,
+                      "%s: no projection: %s", name, model.error.message);
+                cases += compare_model(&model, N, 0, name, 160 + (uint64_t)cases, &worst);
+            }
+    CHECK(cases == 4 * 2 * 3 - 1 + 8, "%d shapes compared", cases); /* stride 1 keeps (3, 8, 8) and (3, 9, 10) with 3 outputs */
+    if (getenv("FAST_PATHS_VERBOSE")) printf("    residual end: %d shapes, worst relative difference %.2e\n", cases, worst);
+}
+
+/* Max pools with padding and ceil mode, bit for bit: the fast twin must
+   take the plain loop for them, since the 2 x 2 vector kernel only knows
+   whole windows inside the image (a ceil-mode 2 x 2 pool on an odd side
+   has a last window one value wide, which it would read past). */
+TEST(padded_and_ceil_max_pools_fast_match_plain)
+{
+    static const int sides[] = {2, 5, 8, 13, 28}, batches[] = {1, 3};
+    static const int pools[][4] = {/* K, S, P, ceil */
+                                   {2, 2, 0, 1}, {3, 2, 1, 0}, {3, 2, 1, 1}, {2, 2, 1, 1}, {3, 1, 1, 0}, {2, 2, 0, 0}};
+    size_t s, b, p;
+    int cases = 0;
+    double worst = 0.0;
+    char name[96];
+    for (s = 0; s < sizeof sides / sizeof sides[0]; s++)
+        for (b = 0; b < sizeof batches / sizeof batches[0]; b++)
+            for (p = 0; p < sizeof pools / sizeof pools[0]; p++) {
+                cnn_model model;
+                cnn_layer_desc desc;
+                memset(&desc, 0, sizeof desc);
+                desc.type = CNN_LAYER_MAX_POOL;
+                desc.kernel = pools[p][0];
+                desc.stride = pools[p][1];
+                desc.padding = pools[p][2];
+                desc.ceil_mode = pools[p][3];
+                if (sides[s] + 2 * desc.padding < desc.kernel) continue;
+                snprintf(name, sizeof name, "max pool %dx%d s%d p%d%s on (3, %d, %d), N %d", desc.kernel, desc.kernel, desc.stride,
+                         desc.padding, desc.ceil_mode ? " ceil" : "", sides[s], sides[s], batches[b]);
+                cnn_model_init(&model, 3, sides[s], sides[s], 6);
+                CHECK(cnn_model_add(&model, &desc) == CNN_OK, "%s: %s", name, model.error.message);
+                cases += compare_model(&model, batches[b], 1, name, 200 + (uint64_t)cases, &worst);
+            }
+    CHECK(cases == 5 * 2 * 6, "%d shapes compared", cases);
 }
 
 /* The optimisers' fast pass (threads, vectors) against the plain one, bit
@@ -365,19 +516,26 @@ TEST(max_pool_2x2_matches_the_plain_loop)
     float x[MOST], fast_y[MOST], plain_y[MOST];
     int fast_at[MOST], plain_at[MOST];
     cnn_rng rng;
+    cnn_layer pool; /* the plain loop reads the window and the sides from the layer */
     int W, H, integers, i, planes = 0, bad = 0;
+    memset(&pool, 0, sizeof pool);
+    pool.desc.type = CNN_LAYER_MAX_POOL;
+    pool.desc.kernel = pool.desc.stride = 2;
     cnn_rng_seed(&rng, 9);
     for (integers = 0; integers <= 1; integers++)
         for (W = 2; W <= 21; W++)
             for (H = 2; H <= 7; H++) {
                 const int OH = H / 2, OW = W / 2;
+                pool.in.c = pool.out.c = 1;
+                pool.in.h = H; pool.in.w = W;
+                pool.out.h = OH; pool.out.w = OW;
                 fill_awkward(x, H * W, &rng, integers);
 #ifdef CNN__SHUFFLES
                 cnn__max_pool_plane_2x2(W, OH, OW, x, fast_y, fast_at);
 #else
-                cnn__max_pool_plane(W, OH, OW, 2, 2, x, fast_y, fast_at);
+                cnn__max_pool_plane(&pool, x, fast_y, fast_at);
 #endif
-                cnn__max_pool_plane(W, OH, OW, 2, 2, x, plain_y, plain_at);
+                cnn__max_pool_plane(&pool, x, plain_y, plain_at);
                 for (i = 0; i < OH * OW; i++) bad += !same_bits(fast_y[i], plain_y[i]) || fast_at[i] != plain_at[i];
                 planes++;
             }
@@ -605,6 +763,9 @@ int main(void)
     RUN_FAST(conv2d_fast_matches_plain);
     RUN_FAST(dense_fast_matches_plain);
     RUN_FAST(elementwise_and_pooling_fast_match_plain);
+    RUN_FAST(batch_norm_fast_matches_plain);
+    RUN_FAST(residual_projection_fast_matches_plain);
+    RUN_FAST(padded_and_ceil_max_pools_fast_match_plain);
     RUN_FAST(optimizer_fast_pass_matches_plain);
     RUN_FAST(activations_match_the_plain_formulas);
     RUN_FAST(max_pool_2x2_matches_the_plain_loop);

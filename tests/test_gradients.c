@@ -237,16 +237,16 @@ static double check_model(cnn_model *model, float *x, int batch, cnn_mode mode, 
 /* How an input is filled before a check. */
 typedef enum fill_kind { FILL_UNIFORM, FILL_AWAY_FROM_ZERO, FILL_DISTINCT, FILL_WIDE } fill_kind;
 
-/* Builds nothing: fills x (batch, input shape) and R (batch, output shape)
-   of a built model from rng, then checks it with L = sum output * R. */
-static double check_with_R(cnn_model *model, int batch, cnn_mode mode, fill_kind fill, cnn_rng *rng, const char *test)
+/* Builds nothing, fills no parameter: fills x (batch, input shape) and R
+   (batch, output shape) of a built model from rng, then checks it with
+   L = sum output * R. */
+static double check_with_R_as_is(cnn_model *model, int batch, cnn_mode mode, fill_kind fill, cnn_rng *rng, const char *test)
 {
     size_t in_count = (size_t)batch * cnn_shape_count(model->input);
     size_t out_count = (size_t)batch * cnn_shape_count(cnn_model_output_shape(model));
     float *x = (float *)malloc(in_count * sizeof(float));
     float *R = (float *)malloc(out_count * sizeof(float));
     double worst;
-    fill_params(model, rng);
     switch (fill) {
     case FILL_UNIFORM: test_fill_uniform(rng, x, in_count, -1.0f, 1.0f); break;
     case FILL_WIDE: test_fill_uniform(rng, x, in_count, -3.0f, 3.0f); break;
@@ -260,6 +260,13 @@ static double check_with_R(cnn_model *model, int batch, cnn_mode mode, fill_kind
     free(x);
     free(R);
     return worst;
+}
+
+/* The same after filling the parameters (fill_params). */
+static double check_with_R(cnn_model *model, int batch, cnn_mode mode, fill_kind fill, cnn_rng *rng, const char *test)
+{
+    fill_params(model, rng);
+    return check_with_R_as_is(model, batch, mode, fill, rng, test);
 }
 
 /* Builds a model whose layers were added, reporting failures. */
@@ -279,7 +286,8 @@ typedef struct conv_case {
 /* Input, weight and bias gradients of conv2d on shapes that cover 1 and 3
    input channels, stride 1 and 2, padding 0, 1 and 2 (including padding
    wider than the kernel reaches, where outputs see only the bias), kernel
-   1, 3 and 5, non-square inputs and batches of 2 and 3. */
+   1, 3 and 5, non-square inputs and batches of 2 and 3, and strides that
+   do not tile the input (the output side is floored, as PyTorch's). */
 TEST(conv2d_gradients)
 {
     static const conv_case cases[] = {
@@ -293,6 +301,8 @@ TEST(conv2d_gradients)
         {1, 9, 7, 2, 3, 2, 0, 3},
         {3, 6, 5, 3, 3, 1, 0, 2},
         {1, 5, 7, 2, 3, 1, 1, 10}, /* more than one CNN__CHUNK of samples */
+        {1, 8, 8, 2, 3, 2, 0, 2},  /* 8 - 3 = 5 is odd: the last row and column feed nothing */
+        {2, 6, 9, 3, 3, 2, 1, 2},  /* 6 + 2 - 3 = 5, floored to 2 steps */
     };
     size_t k;
     for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -615,6 +625,224 @@ TEST(network_gradients)
     cnn_model_free(&model);
 }
 
+/* ---------------------------------------------------------------- batch norm, global average pool */
+
+/* Batch norm's running statistics set to something other than their
+   starting 0 and 1 (for evaluation mode), from rng. */
+static void fill_running_stats(cnn_model *model, cnn_rng *rng)
+{
+    int i;
+    for (i = 0; i < model->layer_count; i++) {
+        cnn_layer *layer = &model->layers[i];
+        if (layer->desc.type != CNN_LAYER_BATCH_NORM) continue;
+        test_fill_uniform(rng, layer->running_mean, (size_t)layer->in.c, -0.5f, 0.5f);
+        test_fill_uniform(rng, layer->running_var, (size_t)layer->in.c, 0.5f, 2.0f);
+    }
+}
+
+/* Batch norm in training, where every output of a channel depends on every
+   input of it through the batch's mean and variance (the backward pass's
+   two extra sums), on images (over N, H and W) and on flat vectors (over N
+   only: 3 and 4 samples), after a dense layer too; then in evaluation,
+   where the running statistics are constants. gamma and beta are checked
+   with the rest. */
+TEST(batch_norm_gradients)
+{
+    static const struct { int c, h, w, batch, dense; } cases[] = {
+        {2, 3, 4, 3, 0}, /* images: 36 values per channel */
+        {3, 1, 1, 4, 0}, /* flat: one value per sample */
+        {5, 1, 1, 3, 4}, /* dense 5 -> 4, then batch norm */
+        {1, 5, 3, 1, 0}, /* a batch of one image: 15 values per channel */
+    };
+    int mode;
+    size_t k;
+    for (mode = 0; mode < 2; mode++)
+        for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            cnn_model model;
+            cnn_rng rng;
+            char name[80];
+            snprintf(name, sizeof name, "batch_norm %s (%d, %d, %d)%s N%d", mode ? "train" : "eval", cases[k].c, cases[k].h,
+                     cases[k].w, cases[k].dense ? " after dense" : "", cases[k].batch);
+            cnn_model_init(&model, cases[k].c, cases[k].h, cases[k].w, 1);
+            if (cases[k].dense) cnn_add_dense(&model, cases[k].dense);
+            cnn_add_batch_norm(&model);
+            if (build(&model, cases[k].batch, name)) {
+                cnn_rng_seed(&rng, 1000 + 10 * (uint64_t)mode + k);
+                fill_params(&model, &rng);
+                fill_running_stats(&model, &rng);
+                check_with_R_as_is(&model, cases[k].batch, mode ? CNN_MODE_TRAIN : CNN_MODE_EVAL, FILL_WIDE, &rng, name);
+            }
+            cnn_model_free(&model);
+        }
+}
+
+/* (C, H, W) -> (C): each plane's mean; then into a dense layer. */
+TEST(global_avg_pool_gradients)
+{
+    cnn_model model;
+    cnn_rng rng;
+    cnn_rng_seed(&rng, 1100);
+    cnn_model_init(&model, 3, 4, 5, 1);
+    cnn_add_global_avg_pool(&model);
+    if (build(&model, 2, "global_avg_pool")) check_with_R(&model, 2, CNN_MODE_EVAL, FILL_UNIFORM, &rng, "global_avg_pool");
+    cnn_model_free(&model);
+
+    cnn_model_init(&model, 2, 3, 3, 1);
+    cnn_add_global_avg_pool(&model);
+    cnn_add_dense(&model, 3);
+    if (build(&model, 3, "global_avg_pool->dense"))
+        check_with_R(&model, 3, CNN_MODE_EVAL, FILL_UNIFORM, &rng, "global_avg_pool->dense");
+    cnn_model_free(&model);
+}
+
+/* ---------------------------------------------------------------- residual blocks */
+
+/* y = F(x) + x and y = F(x) + conv1x1_S(x): the sum's gradient goes down
+   both paths and adds up at x, and the projection's weights get theirs.
+   Bodies use tanh, which has no kink. Cases: the identity skip; a
+   projection of stride 2 (the body's conv floors 6 + 2 - 3 = 5 to 2 steps
+   of 2, as the projection does); a projection of stride 1 (only the
+   channels change); a block inside a block; and a ResNet block with batch
+   norm in training. */
+TEST(residual_gradients)
+{
+    int k;
+    for (k = 0; k < 5; k++) {
+        cnn_model model;
+        cnn_rng rng;
+        const char *name = "";
+        cnn_mode mode = CNN_MODE_EVAL;
+        int batch = 2;
+        switch (k) {
+        case 0:
+            name = "residual identity";
+            cnn_model_init(&model, 2, 4, 5, 1);
+            cnn_add_residual_begin(&model);
+            cnn_add_conv2d(&model, 2, 3, 1, 1);
+            cnn_add_tanh(&model);
+            cnn_add_conv2d(&model, 2, 3, 1, 1);
+            cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+            break;
+        case 1:
+            name = "residual projection s2";
+            cnn_model_init(&model, 2, 5, 6, 1);
+            cnn_add_residual_begin(&model);
+            cnn_add_conv2d(&model, 3, 3, 2, 1); /* (3, 3, 3) */
+            cnn_add_tanh(&model);
+            cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+            break;
+        case 2:
+            name = "residual projection s1";
+            cnn_model_init(&model, 2, 4, 4, 1);
+            cnn_add_residual_begin(&model);
+            cnn_add_conv2d(&model, 4, 3, 1, 1);
+            cnn_add_sigmoid(&model);
+            cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+            break;
+        case 3:
+            name = "residual nested";
+            cnn_model_init(&model, 2, 5, 5, 1);
+            cnn_add_residual_begin(&model);
+            cnn_add_conv2d(&model, 3, 3, 1, 1);
+            cnn_add_residual_begin(&model);
+            cnn_add_tanh(&model);
+            cnn_add_conv2d(&model, 3, 3, 1, 1);
+            cnn_add_residual_end(&model, CNN_INIT_DEFAULT);   /* identity */
+            cnn_add_conv2d(&model, 3, 3, 2, 1);
+            cnn_add_residual_end(&model, CNN_INIT_DEFAULT);   /* projection 2 -> 3, stride 2 */
+            break;
+        default:
+            name = "residual with batch norm, train";
+            mode = CNN_MODE_TRAIN;
+            batch = 3;
+            cnn_model_init(&model, 2, 5, 5, 1);
+            cnn_add_residual_begin(&model);
+            cnn_add_conv2d(&model, 3, 3, 2, 1);
+            cnn_add_batch_norm(&model);
+            cnn_add_tanh(&model);
+            cnn_add_conv2d(&model, 3, 3, 1, 1);
+            cnn_add_batch_norm(&model);
+            cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+            break;
+        }
+        if (build(&model, batch, name)) {
+            cnn_rng_seed(&rng, 1200 + (uint64_t)k);
+            check_with_R(&model, batch, mode, FILL_UNIFORM, &rng, name);
+        }
+        cnn_model_free(&model);
+    }
+}
+
+/* A small residual network trained by cross-entropy, every layer in
+   training mode: conv, batch norm, tanh, a block with a projection, global
+   average pooling, dense, softmax. */
+TEST(resnet_gradients)
+{
+    static const int labels[3] = {2, 0, 1};
+    enum { N = 3, C = 1, H = 6, W = 6 };
+    float x[N * C * H * W];
+    cnn_model model;
+    cnn_rng rng;
+    cnn_model_init(&model, C, H, W, 1);
+    cnn_add_conv2d(&model, 2, 3, 1, 1);
+    cnn_add_batch_norm(&model);
+    cnn_add_tanh(&model);
+    cnn_add_residual_begin(&model);
+    cnn_add_conv2d(&model, 3, 3, 2, 1);
+    cnn_add_batch_norm(&model);
+    cnn_add_tanh(&model);
+    cnn_add_residual_end(&model, CNN_INIT_HE_NORMAL);
+    cnn_add_global_avg_pool(&model);
+    cnn_add_dense(&model, 3);
+    cnn_add_softmax(&model);
+    if (build(&model, N, "resnet")) {
+        cnn_rng_seed(&rng, 1300);
+        fill_params(&model, &rng);
+        test_fill_uniform(&rng, x, sizeof x / sizeof x[0], -1.0f, 1.0f);
+        check_model(&model, x, N, CNN_MODE_TRAIN, NULL, labels, GRAD_H, GRAD_TOL, "resnet");
+    }
+    cnn_model_free(&model);
+}
+
+/* ---------------------------------------------------------------- padded pools, ceil mode */
+
+/* Pools with padding (which never wins a max, and counts in an average's
+   divisor) and in ceil mode (a last window hanging over the edge, divided
+   by its area inside the padded input), max on tie-free inputs. */
+TEST(pool_padding_gradients)
+{
+    static const struct { int max, h, w, kernel, stride, padding, ceil; } cases[] = {
+        {1, 7, 8, 3, 2, 1, 0}, /* ResNet's stem pool */
+        {1, 5, 7, 2, 2, 0, 1}, /* last windows 1 wide */
+        {1, 6, 7, 3, 2, 1, 1},
+        {0, 6, 7, 3, 2, 1, 1},
+        {0, 5, 6, 2, 2, 1, 1}, /* a 4th row of windows would start in the padding: dropped */
+        {0, 4, 5, 3, 1, 1, 0},
+    };
+    size_t k;
+    for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        cnn_model model;
+        cnn_layer_desc desc;
+        cnn_rng rng;
+        char name[96];
+        snprintf(name, sizeof name, "%s_pool %d/%d p%d%s on 2x%dx%d", cases[k].max ? "max" : "avg", cases[k].kernel,
+                 cases[k].stride, cases[k].padding, cases[k].ceil ? " ceil" : "", cases[k].h, cases[k].w);
+        memset(&desc, 0, sizeof desc);
+        desc.type = cases[k].max ? CNN_LAYER_MAX_POOL : CNN_LAYER_AVG_POOL;
+        desc.kernel = cases[k].kernel;
+        desc.stride = cases[k].stride;
+        desc.padding = cases[k].padding;
+        desc.ceil_mode = cases[k].ceil;
+        cnn_model_init(&model, 2, cases[k].h, cases[k].w, 1);
+        cnn_model_add(&model, &desc);
+        if (build(&model, 2, name)) {
+            cnn_rng_seed(&rng, 1400 + (uint64_t)k);
+            check_with_R(&model, 2, CNN_MODE_EVAL, cases[k].max ? FILL_DISTINCT : FILL_UNIFORM, &rng, name);
+        }
+        cnn_model_free(&model);
+    }
+}
+
 int main(void)
 {
     RUN(conv2d_gradients);
@@ -627,5 +855,10 @@ int main(void)
     RUN(softmax_gradients);
     RUN(softmax_cross_entropy_gradients);
     RUN(network_gradients);
+    RUN(batch_norm_gradients);
+    RUN(global_avg_pool_gradients);
+    RUN(residual_gradients);
+    RUN(resnet_gradients);
+    RUN(pool_padding_gradients);
     return test_report();
 }

@@ -37,7 +37,7 @@ static void check_outputs(cnn_model *model, const test_io *io, int softmax_of_lo
 
 TEST(pytorch_files_with_metadata)
 {
-    static const char *const names[] = {"every_layer_f32", "every_layer_f16", "every_layer_bf16", "strided_conv"};
+    static const char *const names[] = {"every_layer_f32", "every_layer_f16", "every_layer_bf16", "strided_conv", "residual"};
     size_t i;
     for (i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[256];
@@ -56,6 +56,44 @@ TEST(pytorch_files_with_metadata)
         cnn_model_free(&model);
         test_io_free(&io);
     }
+}
+
+/* residual.safetensors, PyTorch's nn.Sequential of batch norm layers,
+   cnnh.Residual blocks, padded pools in ceil mode and global average
+   pooling, is test.h's test_add_residual_layers: built from its metadata
+   it has the same layers, and it fills one built by hand, running
+   statistics (PyTorch's buffers) and counts of batches included. */
+TEST(pytorch_batch_norm_and_residual_blocks)
+{
+    const char *path = FIXTURES "residual.safetensors";
+    cnn_model model, by_hand;
+    test_io io;
+    int l;
+    CHECK(test_io_read(&io, FIXTURES "residual.io"), "fixture");
+    if (!io.input) return;
+    EXPECT(cnn_model_from_safetensors(&model, path, (int)io.batch), CNN_OK, NULL);
+    test_add_residual_layers(&by_hand, 1);
+    EXPECT(cnn_model_build(&by_hand, (int)io.batch), CNN_OK, NULL);
+    EXPECT(cnn_model_load_safetensors(&by_hand, path), CNN_OK, NULL);
+    if (model.memory && by_hand.memory) {
+        CHECK(model.layer_count == by_hand.layer_count, "%d layers, %d by hand", model.layer_count, by_hand.layer_count);
+        for (l = 0; l < model.layer_count && l < by_hand.layer_count; l++) {
+            CHECK(memcmp(&model.layers[l].desc, &by_hand.layers[l].desc, sizeof(cnn_layer_desc)) == 0, "layer %d (%s) differs", l,
+                  cnn_layer_type_name(model.layers[l].desc.type));
+            CHECK(model.layers[l].batches_tracked == (model.layers[l].desc.type == CNN_LAYER_BATCH_NORM ? 7u : 0u) &&
+                      by_hand.layers[l].batches_tracked == model.layers[l].batches_tracked,
+                  "layer %d: %lu batches", l, (unsigned long)model.layers[l].batches_tracked);
+        }
+        CHECK(model.state_count == by_hand.state_count &&
+                  memcmp(model.params, by_hand.params, (model.param_count + model.state_count) * sizeof(float)) == 0,
+              "parameters or statistics differ");
+        CHECK(model.layers[1].running_var[0] != 1.0f && model.layers[22].running_mean[0] != 0.0f, "the statistics were not read");
+        check_outputs(&model, &io, 0, "residual from its metadata");
+        check_outputs(&by_hand, &io, 0, "residual built by hand");
+    }
+    cnn_model_free(&model);
+    cnn_model_free(&by_hand);
+    test_io_free(&io);
 }
 
 /* small_lenet_logits.safetensors is a bare state_dict (no metadata), of a
@@ -119,6 +157,10 @@ static void check_round_trip(cnn_model *model, const char *name)
         CHECK(memcmp(&again.layers[l].desc, &model->layers[l].desc, sizeof(cnn_layer_desc)) == 0, "%s: layer %d changed", name, l);
     CHECK(again.param_count == model->param_count && memcmp(again.params, model->params, model->param_count * sizeof(float)) == 0,
           "%s: the parameters changed", name);
+    CHECK(again.state_count == model->state_count && memcmp(again.state, model->state, model->state_count * sizeof(float)) == 0,
+          "%s: the running statistics changed", name);
+    for (l = 0; l < model->layer_count && l < again.layer_count; l++)
+        CHECK(again.layers[l].batches_tracked == model->layers[l].batches_tracked, "%s: layer %d's count of batches changed", name, l);
     input = (float *)malloc(count * sizeof(float));
     cnn_rng_seed(&rng, 11);
     test_fill_uniform(&rng, input, count, 0.0f, 1.0f);
@@ -151,7 +193,14 @@ TEST(cnn_h_files_come_back_the_same)
     EXPECT(cnn_model_build(&model, 3), CNN_OK, NULL);
     check_round_trip(&model, "every layer");
     cnn_model_free(&model);
+    test_add_residual_layers(&model, 3);
+    EXPECT(cnn_model_build(&model, 3), CNN_OK, NULL);
+    test_randomise_weights(&model, 4);
+    test_randomise_statistics(&model, 5);
+    check_round_trip(&model, "batch norm and residual blocks");
+    cnn_model_free(&model);
 }
+
 
 /* In the file, a dense weight is (out, in), the transpose of cnn.h's. */
 TEST(dense_weights_are_transposed_at_the_border)
@@ -316,6 +365,86 @@ TEST(malformed_files_are_refused)
     cnn_model_free(&model);
 }
 
+/* Batch norm's tensors are named and shaped as PyTorch's: num_batches_tracked
+   an I64 of no dimensions; a residual block's layers inside it ("4.body.0")
+   and its projection "shortcut"; what is wrong with them is refused. */
+TEST(batch_norm_and_residual_tensors)
+{
+    /* input (2, 3, 3): batch_norm; residual_begin, conv2d 3 3x3 stride 2 padding 1, residual_end (a
+       projection); flatten: tensors 0.* (2 each and a count), 1.body.0.* and 1.shortcut.* */
+    static const char *const layers =
+        "\"cnn.h.layers\":\"5\",\"cnn.h.layer.0\":\"batch_norm\",\"cnn.h.layer.1\":\"residual_begin\","
+        "\"cnn.h.layer.2\":\"conv2d units=3 kernel=3 stride=2 padding=1\",\"cnn.h.layer.3\":\"residual_end\","
+        "\"cnn.h.layer.4\":\"flatten\"";
+#define BN_W "\"0.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"
+#define BN_B "\"0.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}"
+#define BN_M "\"0.running_mean\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16,24]}"
+#define BN_V "\"0.running_var\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]}"
+#define BN_T "\"0.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[32,40]}"
+#define BODY "\"1.body.0.weight\":{\"dtype\":\"F32\",\"shape\":[3,2,3,3],\"data_offsets\":[40,256]}," \
+             "\"1.body.0.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[256,268]}"
+#define SHORTCUT "\"1.shortcut.weight\":{\"dtype\":\"F32\",\"shape\":[3,2,1,1],\"data_offsets\":[268,292]}," \
+                 "\"1.shortcut.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[292,304]}"
+#define MOVED_UP "\"1.body.0.weight\":{\"dtype\":\"F32\",\"shape\":[3,2,3,3],\"data_offsets\":[24,240]}," \
+                 "\"1.body.0.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[240,252]}," \
+                 "\"1.shortcut.weight\":{\"dtype\":\"F32\",\"shape\":[3,2,1,1],\"data_offsets\":[252,276]}," \
+                 "\"1.shortcut.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[276,288]}"
+    static const struct { const char *tensors; size_t data_bytes; long poke_at; unsigned poke; const char *message; } cases[] = {
+        {BN_W "," BN_B "," BN_M "," BN_V "," BN_T "," BODY "," SHORTCUT, 304, -1, 0, NULL},
+        {BN_W "," BN_B "," BN_M "," BN_V "," BN_T "," BODY "," SHORTCUT, 304, 28, 0xBF800000u,
+         "tensor '0.running_var', element 1 is a negative variance"},
+        {BN_W "," BN_B "," BN_M "," BN_V "," BN_T "," BODY "," SHORTCUT, 304, 36, 0x80000000u,
+         "tensor '0.num_batches_tracked' counts a negative number"},
+        {BN_W "," BN_B "," BN_M "," BN_V ",\"0.num_batches_tracked\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[32,40]},"
+         BODY "," SHORTCUT, 304, -1, 0, "tensor '0.num_batches_tracked' is F64; a count of batches is I64"},
+        {BN_W "," BN_B "," BN_M "," BN_V ",\"0.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[32,40]},"
+         BODY "," SHORTCUT, 304, -1, 0, "tensor '0.num_batches_tracked' has shape (1); layer 0 (batch_norm) needs ()"},
+        {BN_W "," BN_B "," BN_M "," MOVED_UP, 288, -1, 0, "has no tensor '0.running_var' (layer 0, batch_norm, needs it as (2))"},
+        {BN_W "," BN_B "," BN_M "," BN_V "," BN_T "," BODY, 268, -1, 0, "has no tensor '1.shortcut.weight' (layer 3, residual_end"},
+        {BN_W "," BN_B "," BN_M "," BN_V "," BN_T "," BODY "," SHORTCUT ",\"1.weight\":{\"dtype\":\"F32\",\"shape\":[],"
+         "\"data_offsets\":[304,308]}", 308, -1, 0, "tensor '1.weight' is not a parameter of this model (layers 0 to 4)"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[2048];
+        size_t size, data;
+        unsigned char *bytes;
+        cnn_model model;
+        cnn_result result;
+        snprintf(json, sizeof json, "{\"__metadata__\":{\"cnn.h.version\":\"1\",\"cnn.h.input\":\"2,3,3\",%s},%s}", layers,
+                 cases[i].tensors);
+        bytes = make_file(json, -1, cases[i].data_bytes, &size);
+        data = 8 + strlen(json);
+        if (strstr(cases[i].tensors, "[32,40]")) { /* a count of batches: 7 */
+            memset(bytes + data + 32, 0, 8);
+            bytes[data + 32] = 7;
+        }
+        if (cases[i].poke_at >= 0) test_put_u32(bytes + data + (size_t)cases[i].poke_at, cases[i].poke);
+        result = cnn_model_from_safetensors_memory(&model, bytes, size, 1);
+        if (!cases[i].message) {
+            CHECK(result == CNN_OK, "case %lu: %s", (unsigned long)i, model.error.message);
+            if (result == CNN_OK)
+                CHECK(model.layers[0].batches_tracked == 7 && model.layers[0].running_mean[1] == 0.01f * 5 &&
+                          model.layers[0].running_var[0] == 0.01f * 6 && model.layers[3].weight[0] == 0.01f * 67,
+                      "case %lu: the values are not where PyTorch keeps them", (unsigned long)i);
+        } else {
+            CHECK(result == CNN_ERROR_BAD_MODEL_FILE && strstr(model.error.message, cases[i].message),
+                  "case %lu: result %d, \"%s\"; wanted \"%s\"", (unsigned long)i, (int)result, model.error.message,
+                  cases[i].message);
+        }
+        cnn_model_free(&model);
+        free(bytes);
+    }
+#undef MOVED_UP
+#undef BN_W
+#undef BN_B
+#undef BN_M
+#undef BN_V
+#undef BN_T
+#undef BODY
+#undef SHORTCUT
+}
+
 /* What the format allows loads: escaped names, fields it does not know,
    keys in any order of offsets, a header padded with white space. */
 TEST(unusual_but_valid_files_load)
@@ -359,6 +488,12 @@ TEST(bad_metadata_is_refused)
         {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"relu\",\"cnn.h.layer.00\":\"relu\"", "\"cnn.h.layer.00\" names no layer"},
         {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"dense units=016\"", "a setting whose value cannot be read"},
         {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"relu\",\"cnn.h.layer.1\":\"relu\"", "\"cnn.h.layer.1\" names no layer of the 1"},
+        {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"max_pool kernel=2 stride=2 ceil_mode=2\"", "ceil_mode other than 0 or 1"},
+        {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"avg_pool kernel=2 stride=2 padding=2\"", "padding 2 is more than half"},
+        {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"batch_norm init=he_normal\"", "a setting this layer type does not have"},
+        {"\"cnn.h.layers\":\"1\",\"cnn.h.layer.0\":\"residual_end\"", "residual_end without a residual_begin"},
+        {"\"cnn.h.layers\":\"2\",\"cnn.h.layer.0\":\"residual_begin\",\"cnn.h.layer.1\":\"residual_end units=3\"",
+         "a setting this layer type does not have"},
     };
     size_t i;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -464,7 +599,9 @@ int main(void)
 {
     RUN(pytorch_files_with_metadata);
     RUN(pytorch_state_dict_without_metadata);
+    RUN(pytorch_batch_norm_and_residual_blocks);
     RUN(cnn_h_files_come_back_the_same);
+    RUN(batch_norm_and_residual_tensors);
     RUN(dense_weights_are_transposed_at_the_border);
     RUN(malformed_files_are_refused);
     RUN(unusual_but_valid_files_load);

@@ -93,16 +93,39 @@ TEST(conv2d_stride_padding_by_hand)
     cnn_model_free(&model);
 }
 
-/* PyTorch would floor a 4x4 input, 3x3 kernel, stride 2, padding 1 to a
-   2x2 output and ignore the last padded row and column; cnn.h documents
-   that it refuses a stride that does not tile (4 + 2 - 3 = 3 is odd). */
-TEST(conv2d_refuses_untiled_stride)
+/* A stride that does not tile is floored, as PyTorch does: a 4x4 input of
+   1..16, the kernel above, bias 0.5, stride 2, padding 1 gives 2x2
+   ((4 + 2 - 3) / 2 + 1 = 2, rounded down); the bottom and right padding
+   rows are in no window.
+        1  2  3  4
+        5  6  7  8
+        9 10 11 12
+       13 14 15 16
+   (0,0) rows -1..1, cols -1..1: [1 2].[1 -1] + [5 6].[0 3] = -1 + 18 = 17  -> 17.5
+   (0,1) cols 1..3: [2 3 4].[0 1 -1] = -1, [6 7 8].[-1 0 3] = 18 = 17     -> 17.5
+   (1,0) rows 1..3, cols -1..1: [5 6].[2 0] = 10, [9 10].[1 -1] = -1,
+         [13 14].[0 3] = 42; 51                                         -> 51.5
+   (1,1) cols 1..3: [6 7 8].[1 2 0] = 20, [10 11 12].[0 1 -1] = -1,
+         [14 15 16].[-1 0 3] = 34; 53                                    -> 53.5 */
+TEST(conv2d_floors_untiled_stride)
 {
+    static const float kernel[9] = {1, 2, 0, 0, 1, -1, -1, 0, 3};
+    static const double expected[4] = {17.5, 17.5, 51.5, 53.5};
+    float x[16], y[4];
     cnn_model model;
-    cnn_result result;
+    int i;
+    for (i = 0; i < 16; i++) x[i] = (float)(i + 1);
     cnn_model_init(&model, 1, 4, 4, 1);
-    result = cnn_add_conv2d(&model, 1, 3, 2, 1);
-    CHECK(result == CNN_ERROR_BAD_SHAPE, "4x4, K3, S2, P1 gave %d, expected CNN_ERROR_BAD_SHAPE", (int)result);
+    CHECK(cnn_add_conv2d(&model, 1, 3, 2, 1) == CNN_OK, "4x4, K3, S2, P1 refused: %s", model.error.message);
+    if (!build(&model, 1)) return;
+    CHECK(model.layers[0].out.h == 2 && model.layers[0].out.w == 2, "output %dx%d, expected 2x2", model.layers[0].out.h,
+          model.layers[0].out.w);
+    memcpy(model.layers[0].weight, kernel, sizeof kernel);
+    model.layers[0].bias[0] = 0.5f;
+    cnn_model_forward(&model, x, 1, CNN_MODE_EVAL);
+    CHECK_VALUES("conv floored (fast)", cnn_model_output(&model), expected, 4, EXACT);
+    cnn__conv2d_forward(&model.layers[0], 1, x, y); /* the plain loops */
+    CHECK_VALUES("conv floored (reference)", y, expected, 4, EXACT);
     cnn_model_free(&model);
 }
 
@@ -298,6 +321,230 @@ TEST(avg_pool_values_and_gradient)
     if (pool_run(&model, 0, 1, 5, 5, 3, 2, ramp, dy3)) {
         CHECK_VALUES("avg pool 3/2 y", cnn_model_output(&model), expected_y3, 4, 1e-5);
         CHECK_VALUES("avg pool 3/2 dx", model.activation_grads[0].data, expected_dx3, 25, 1e-5);
+    }
+    cnn_model_free(&model);
+}
+
+/* ---------------------------------------------------------------- padded pools, ceil mode */
+
+/* Runs a one-layer pool model (any window, padding, ceil mode) forward on
+   x and backward from dy. */
+static int padded_pool_run(cnn_model *model, int max, int h, int w, int kernel, int stride, int padding, int ceil_mode,
+                           const float *x, const float *dy)
+{
+    cnn_layer_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.type = max ? CNN_LAYER_MAX_POOL : CNN_LAYER_AVG_POOL;
+    desc.kernel = kernel; desc.stride = stride; desc.padding = padding; desc.ceil_mode = ceil_mode;
+    cnn_model_init(model, 1, h, w, 1);
+    cnn_model_add(model, &desc);
+    if (!build(model, 1)) return 0;
+    cnn_model_forward(model, x, 1, CNN_MODE_EVAL);
+    cnn_model_backward_from(model, dy);
+    return 1;
+}
+
+/* Max pool 3x3, stride 2, padding 1 on a 4x4 input of -1..-16: the padding
+   never wins, even against negative values (as zeros it would win every
+   window). 2x2 windows ((4 + 2 - 3) / 2 + 1):
+   (0,0) covers -1 -2 / -5 -6 -> -1     (0,1) -2 -3 -4 / -6 -7 -8 -> -2
+   (1,0) -5 -6 / -9 -10 / -13 -14 -> -5 (1,1) rows 1..3, cols 1..3 -> -6
+   dy = 1 2 / 3 4 goes to those four inputs. */
+TEST(max_pool_padding_never_wins)
+{
+    static const float dy[4] = {1, 2, 3, 4};
+    static const double expected_y[4] = {-1, -2, -5, -6};
+    double expected_dx[16];
+    float x[16];
+    cnn_model model;
+    int i;
+    for (i = 0; i < 16; i++) x[i] = -(float)(i + 1), expected_dx[i] = 0.0;
+    expected_dx[0] = 1; expected_dx[1] = 2; expected_dx[4] = 3; expected_dx[5] = 4;
+    if (padded_pool_run(&model, 1, 4, 4, 3, 2, 1, 0, x, dy)) {
+        CHECK(model.layers[0].out.h == 2 && model.layers[0].out.w == 2, "output %dx%d", model.layers[0].out.h, model.layers[0].out.w);
+        CHECK_VALUES("padded max pool y", cnn_model_output(&model), expected_y, 4, EXACT);
+        CHECK_VALUES("padded max pool dx", model.activation_grads[0].data, expected_dx, 16, EXACT);
+    }
+    cnn_model_free(&model);
+}
+
+/* Average pools count the padding in the divisor (PyTorch's
+   count_include_pad), but not what a ceil-mode window hangs past it.
+   2x2, stride 2, padding 1, ceil mode on a 3x3 input of 1..9: ceil((3 + 2
+   - 2) / 2) + 1 = 3 windows a side, but the third would start in the
+   bottom (right) padding and is dropped: 2x2. Every window is 2x2 of the
+   padded input, divisor 4:
+     (0,0) = 1 / 4 = 0.25, (0,1) = (2 + 3) / 4 = 1.25,
+     (1,0) = (4 + 7) / 4 = 2.75, (1,1) = (5 + 6 + 8 + 9) / 4 = 7.
+   3x3, stride 2, padding 1, ceil mode on a 4x4 input of 1..16: 3x3 windows
+   ((4 + 2 - 3) / 2 = 1.5, rounded up, + 1); the last window of a row
+   starts at column 3, covers column 3, the padding column 4 and column 5,
+   past the padded input: its divisor counts 2 columns.
+     (0,0) = (1 + 2 + 5 + 6) / 9 = 14 / 9, (0,1) = (2+3+4 + 6+7+8) / 9 = 30 / 9,
+     (0,2) = (4 + 8) / (3 * 2) = 2, (1,1) = rows 1..3, cols 1..3 = 99 / 9 = 11,
+     (2,2) = 16 / (2 * 2) = 4, and so on (PyTorch gives the same 9 values).
+   Backward with dy = 36 everywhere: each input gets 36 / divisor from
+   every window that covers it. Input (3,3) is in windows (1,1), (1,2),
+   (2,1) and (2,2), of divisors 9, 6, 6 and 4: 4 + 6 + 6 + 9 = 25; (0,0)
+   is in (0,0) only: 4. */
+TEST(avg_pool_padding_and_ceil_mode)
+{
+    static const float dy4[4] = {4, 4, 4, 4};
+    static const double expected_y[4] = {0.25, 1.25, 2.75, 7};
+    static const double expected_dx[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1}; /* each input in one window of divisor 4 */
+    static const double expected_y3[9] = {14.0 / 9, 30.0 / 9, 2, 57.0 / 9, 11, 6, 4.5, 7.5, 4};
+    float x[16], dy[9];
+    cnn_model model;
+    int i;
+    for (i = 0; i < 16; i++) x[i] = (float)(i + 1);
+    for (i = 0; i < 9; i++) dy[i] = 36.0f;
+    if (padded_pool_run(&model, 0, 3, 3, 2, 2, 1, 1, x, dy4)) {
+        CHECK(model.layers[0].out.h == 2 && model.layers[0].out.w == 2, "output %dx%d", model.layers[0].out.h, model.layers[0].out.w);
+        CHECK_VALUES("avg pool 2/2 p1 ceil y", cnn_model_output(&model), expected_y, 4, EXACT);
+        CHECK_VALUES("avg pool 2/2 p1 ceil dx", model.activation_grads[0].data, expected_dx, 9, EXACT);
+    }
+    cnn_model_free(&model);
+    if (padded_pool_run(&model, 0, 4, 4, 3, 2, 1, 1, x, dy)) {
+        const float *dx = model.activation_grads[0].data;
+        CHECK(model.layers[0].out.h == 3 && model.layers[0].out.w == 3, "output %dx%d", model.layers[0].out.h, model.layers[0].out.w);
+        CHECK_VALUES("avg pool 3/2 p1 ceil y", cnn_model_output(&model), expected_y3, 9, 1e-5);
+        CHECK(fabs(dx[0] - 4.0) <= 1e-5 && fabs(dx[15] - 25.0) <= 1e-5, "dx(0,0) = %g, expected 4; dx(3,3) = %g, expected 25",
+              (double)dx[0], (double)dx[15]);
+    }
+    cnn_model_free(&model);
+}
+
+/* ---------------------------------------------------------------- global average pooling */
+
+/* (2, 2, 3) -> (2): channel 0 of 1..6 has mean 3.5, channel 1 of five
+   zeros and a 12 has mean 2. Backward dy = (6, 12): every input of a
+   channel gets dy / 6 = 1 and 2. */
+TEST(global_avg_pool_by_hand)
+{
+    static const float x[12] = {1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 12};
+    static const float dy[2] = {6, 12};
+    static const double expected_y[2] = {3.5, 2};
+    static const double expected_dx[12] = {1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2};
+    cnn_model model;
+    cnn_model_init(&model, 2, 2, 3, 1);
+    cnn_add_global_avg_pool(&model);
+    if (build(&model, 1)) {
+        CHECK(model.layers[0].out.c == 2 && model.layers[0].out.h == 1 && model.layers[0].out.w == 1, "output (%d, %d, %d)",
+              model.layers[0].out.c, model.layers[0].out.h, model.layers[0].out.w);
+        cnn_model_forward(&model, x, 1, CNN_MODE_EVAL);
+        CHECK_VALUES("global avg pool y", cnn_model_output(&model), expected_y, 2, EXACT);
+        cnn_model_backward_from(&model, dy);
+        CHECK_VALUES("global avg pool dx", model.activation_grads[0].data, expected_dx, 12, EXACT);
+    }
+    cnn_model_free(&model);
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+/* One feature, a batch of x = 1, 3, 5, 7, gamma 2, beta 0.5. Training:
+   mean 4, variance (9 + 1 + 1 + 9) / 4 = 5 (the biased one), s = sqrt(5 +
+   1e-5) = 2.2360702; xhat = (x - 4) / s = -1.3416394, -0.4472131, ...;
+   y = 2 xhat + 0.5 = -2.1832788897, -0.3944262966, 1.3944262966,
+   3.1832788897. Running mean 0.1 * 4 = 0.4, running variance 0.9 * 1 +
+   0.1 * 5 * 4/3 (the unbiased one) = 1.5666666667.
+   Backward with dy = 1, 0, 0, 0: dbeta = 1, dgamma = xhat[0] =
+   -1.3416394449, dx = (gamma / s) (dy - mean dy - xhat mean(dy xhat)) =
+   0.2683286940, -0.3577702503, -0.0894428980, 0.1788844543.
+   Evaluation then uses the running statistics: y = 2 (x - 0.4) /
+   sqrt(1.5666766667) + 0.5 = 1.4587194946, 4.6544511432, 7.8501827918,
+   11.0459144404; dx = 2 / sqrt(1.5666766667) dy = 1.5978658243 at the
+   first, dgamma = (1 - 0.4) / sqrt(1.5666766667) = 0.4793597473. The
+   numbers are PyTorch's (F.batch_norm, float64). */
+TEST(batch_norm_by_hand)
+{
+    static const float x[4] = {1, 3, 5, 7}, dy[4] = {1, 0, 0, 0};
+    static const double train_y[4] = {-2.1832788897, -0.3944262966, 1.3944262966, 3.1832788897};
+    static const double train_dx[4] = {0.2683286940, -0.3577702503, -0.0894428980, 0.1788844543};
+    static const double eval_y[4] = {1.4587194946, 4.6544511432, 7.8501827918, 11.0459144404};
+    static const double eval_dx[4] = {1.5978658243, 0, 0, 0};
+    static const double running[2] = {0.4, 1.5666666667}, train_dgamma = -1.3416394449, eval_dgamma = 0.4793597473;
+    cnn_model model;
+    cnn_layer *bn;
+    float stats[2];
+    cnn_model_init(&model, 1, 1, 1, 1);
+    cnn_add_batch_norm(&model);
+    if (!build(&model, 4)) return;
+    bn = &model.layers[0];
+    CHECK(bn->weight[0] == 1.0f && bn->bias[0] == 0.0f && bn->running_mean[0] == 0.0f && bn->running_var[0] == 1.0f,
+          "starts as gamma %g, beta %g, mean %g, variance %g; expected 1, 0, 0, 1", (double)bn->weight[0], (double)bn->bias[0],
+          (double)bn->running_mean[0], (double)bn->running_var[0]);
+    bn->weight[0] = 2.0f;
+    bn->bias[0] = 0.5f;
+    cnn_model_forward(&model, x, 4, CNN_MODE_TRAIN);
+    CHECK_VALUES("batch norm train y", cnn_model_output(&model), train_y, 4, 2 * EXACT);
+    stats[0] = bn->running_mean[0];
+    stats[1] = bn->running_var[0];
+    CHECK_VALUES("batch norm running statistics", stats, running, 2, EXACT);
+    CHECK(bn->batches_tracked == 1, "batches_tracked %lu", (unsigned long)bn->batches_tracked);
+    cnn_model_zero_grad(&model);
+    cnn_model_backward_from(&model, dy);
+    CHECK_VALUES("batch norm train dx", model.activation_grads[0].data, train_dx, 4, EXACT);
+    CHECK_VALUES("batch norm train dgamma", bn->weight_grad, &train_dgamma, 1, EXACT);
+    CHECK(bn->bias_grad[0] == 1.0f, "dbeta %g, expected 1", (double)bn->bias_grad[0]);
+
+    cnn_model_forward(&model, x, 4, CNN_MODE_EVAL);
+    CHECK_VALUES("batch norm eval y", cnn_model_output(&model), eval_y, 4, 2 * EXACT);
+    CHECK(bn->batches_tracked == 1 && bn->running_mean[0] == stats[0] && bn->running_var[0] == stats[1],
+          "evaluation changed the running statistics");
+    cnn_model_zero_grad(&model);
+    cnn_model_backward_from(&model, dy);
+    CHECK_VALUES("batch norm eval dx", model.activation_grads[0].data, eval_dx, 4, EXACT);
+    CHECK_VALUES("batch norm eval dgamma", bn->weight_grad, &eval_dgamma, 1, EXACT);
+    cnn_model_free(&model);
+}
+
+/* ---------------------------------------------------------------- residual blocks */
+
+/* begin; relu; end: y = relu(x) + x. x = (-2, 3) -> y = (-2, 6); backward
+   dy = (1, 1): dx = relu' dy + dy = (0 + 1, 1 + 1) = (1, 2).
+   Then a block whose body changes the shape: on a (1, 2, 2) input
+   [1 2; 3 4], the body avg pool 2/2 gives (1, 1, 1) = 2.5; end adds a 1x1
+   projection of stride 2 (the smallest that maps 2 to 1), which reads
+   x(0,0) = 1 only: with weight 3 and bias 0.5, y = 2.5 + 3 * 1 + 0.5 = 6.
+   Backward dy = 1: dweight = x(0,0) = 1, dbias = 1, and dx = 1/4 from the
+   pool everywhere, plus 3 at (0,0) from the projection: [3.25 0.25; 0.25 0.25]. */
+TEST(residual_by_hand)
+{
+    static const float x[2] = {-2, 3}, dy[2] = {1, 1}, image[4] = {1, 2, 3, 4}, one = 1;
+    static const double expected_y[2] = {-2, 6}, expected_dx[2] = {1, 2};
+    static const double projected_y = 6, projected_dx[4] = {3.25, 0.25, 0.25, 0.25};
+    cnn_model model;
+    cnn_model_init(&model, 1, 1, 2, 1);
+    cnn_add_residual_begin(&model);
+    cnn_add_relu(&model);
+    cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+    if (build(&model, 1)) {
+        CHECK(model.layers[2].weight_count == 0, "the identity skip has %lu weights", (unsigned long)model.layers[2].weight_count);
+        cnn_model_forward(&model, x, 1, CNN_MODE_EVAL);
+        CHECK_VALUES("residual y", cnn_model_output(&model), expected_y, 2, EXACT);
+        cnn_model_backward_from(&model, dy);
+        CHECK_VALUES("residual dx", model.activation_grads[0].data, expected_dx, 2, EXACT);
+    }
+    cnn_model_free(&model);
+
+    cnn_model_init(&model, 1, 2, 2, 1);
+    cnn_add_residual_begin(&model);
+    cnn_add_avg_pool(&model, 2, 2);
+    cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+    if (build(&model, 1)) {
+        cnn_layer *end = &model.layers[2];
+        CHECK(end->desc.kernel == 1 && end->desc.stride == 2 && end->weight_count == 1 && end->bias_count == 1,
+              "projection %dx%d stride %d, %lu + %lu parameters; expected 1x1 stride 2, 1 + 1", end->desc.kernel,
+              end->desc.kernel, end->desc.stride, (unsigned long)end->weight_count, (unsigned long)end->bias_count);
+        end->weight[0] = 3.0f;
+        end->bias[0] = 0.5f;
+        cnn_model_forward(&model, image, 1, CNN_MODE_EVAL);
+        CHECK_VALUES("projected residual y", cnn_model_output(&model), &projected_y, 1, EXACT);
+        cnn_model_zero_grad(&model);
+        cnn_model_backward_from(&model, &one);
+        CHECK_VALUES("projected residual dx", model.activation_grads[0].data, projected_dx, 4, EXACT);
+        CHECK(end->weight_grad[0] == 1.0f && end->bias_grad[0] == 1.0f, "projection dweight %g, dbias %g; expected 1, 1",
+              (double)end->weight_grad[0], (double)end->bias_grad[0]);
     }
     cnn_model_free(&model);
 }
@@ -895,12 +1142,17 @@ TEST(sgd_momentum_by_hand)
 int main(void)
 {
     RUN(conv2d_stride_padding_by_hand);
-    RUN(conv2d_refuses_untiled_stride);
+    RUN(conv2d_floors_untiled_stride);
     RUN(conv2d_two_channels_by_hand);
     RUN(max_pool_forward_and_routing);
     RUN(max_pool_ties_go_to_first_maximum);
     RUN(max_pool_overlapping_windows_add_up);
     RUN(avg_pool_values_and_gradient);
+    RUN(max_pool_padding_never_wins);
+    RUN(avg_pool_padding_and_ceil_mode);
+    RUN(global_avg_pool_by_hand);
+    RUN(batch_norm_by_hand);
+    RUN(residual_by_hand);
     RUN(softmax_large_logits);
     RUN(softmax_huge_gap_stays_finite);
     RUN(relu_and_leaky_relu_by_hand);

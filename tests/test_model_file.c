@@ -9,11 +9,13 @@
    files"). A test that changes a field inside a section recomputes that
    CRC (fix_crc, with a CRC-32 of its own) so that the check it aims at is
    the one that fires; others leave it stale and expect the CRC to refuse
-   the file. Version-1 files (tests/fixtures/model_v1.cnn, written by the
-   cnn.h of the commit make_v1_model.c names) still load and compute what
-   they did. Layers that cannot fit their input are refused when added, with
-   a message naming the problem; the shapes of layers that fit are inferred
-   exactly. */
+   the file. Files of older formats (tests/fixtures: model_v1.cnn, format
+   version 1, and model_v2_32.cnn, layer records of 32 bytes, each written
+   by the cnn.h of the commit make_old_models.c names) still load and
+   compute what they did. Batch norm's running statistics and batch counts
+   travel in their own section, and resume with a checkpoint. Layers that
+   cannot fit their input are refused when added, with a message naming
+   the problem; the shapes of layers that fit are inferred exactly. */
 #if !defined(_WIN32)
 #define _POSIX_C_SOURCE 200809L /* pipe, write, close under -std=c99 */
 #endif
@@ -37,14 +39,15 @@
 #define INPUT_AT (INPT_AT + 12)                        /* 24: channels, height, width */
 #define LAYR_AT (INPUT_AT + 12)                        /* 36: the layer section's header */
 #define LAYER_COUNT_AT (LAYR_AT + 12)                  /* 48: u32 layer count */
-#define RECORD_SIZE_AT (LAYER_COUNT_AT + 4)            /* 52: u32 record size (32) */
-#define LAYER_AT(i) (RECORD_SIZE_AT + 4 + 32 * (i))    /* 56 + 32 i: layer record i */
-#define PARM_AT LAYER_AT(SMALL_LAYERS)                 /* 248: the parameter section's header */
-#define COUNT_AT (PARM_AT + 12)                        /* 260: u64 parameter count */
-#define PARAMS_AT (COUNT_AT + 8)                       /* 268: the first parameter */
-#define CRC_SECTION_AT (PARAMS_AT + 4 * SMALL_PARAMS)  /* 6228: the CRC section's header */
-#define CRC_AT (CRC_SECTION_AT + 12)                   /* 6240: the CRC */
-#define SMALL_FILE_BYTES (CRC_AT + 4)                  /* 6244 */
+#define RECORD_SIZE_AT (LAYER_COUNT_AT + 4)            /* 52: u32 record size (36) */
+#define LAYER_BYTES 36                                 /* a layer record, as cnn.h writes it */
+#define LAYER_AT(i) (RECORD_SIZE_AT + 4 + LAYER_BYTES * (i)) /* 56 + 36 i: layer record i */
+#define PARM_AT LAYER_AT(SMALL_LAYERS)                 /* 272: the parameter section's header */
+#define COUNT_AT (PARM_AT + 12)                        /* 284: u64 parameter count */
+#define PARAMS_AT (COUNT_AT + 8)                       /* 292: the first parameter */
+#define CRC_SECTION_AT (PARAMS_AT + 4 * SMALL_PARAMS)  /* 6252: the CRC section's header */
+#define CRC_AT (CRC_SECTION_AT + 12)                   /* 6264: the CRC */
+#define SMALL_FILE_BYTES (CRC_AT + 4)                  /* 6268 */
 
 /* The version-1 fixture: input 1x8x8, conv 2@3x3 pad 1, ReLU, max-pool 2,
    flatten, dense 3, softmax; version 1 has no sections and no CRC. */
@@ -385,10 +388,10 @@ TEST(save_load_round_trip)
         CHECK(memcmp(bytes + INPT_AT, "INPT", 4) == 0 && get_u64(bytes + INPT_AT + 4) == 12, "input section header");
         CHECK(get_u32(bytes + INPUT_AT) == 1 && get_u32(bytes + INPUT_AT + 4) == 12 && get_u32(bytes + INPUT_AT + 8) == 12,
               "input shape");
-        CHECK(memcmp(bytes + LAYR_AT, "LAYR", 4) == 0 && get_u64(bytes + LAYR_AT + 4) == 8 + 32 * SMALL_LAYERS,
+        CHECK(memcmp(bytes + LAYR_AT, "LAYR", 4) == 0 && get_u64(bytes + LAYR_AT + 4) == 8 + LAYER_BYTES * SMALL_LAYERS,
               "layer section header");
         CHECK(get_u32(bytes + LAYER_COUNT_AT) == SMALL_LAYERS, "layer count %lu", (unsigned long)get_u32(bytes + LAYER_COUNT_AT));
-        CHECK(get_u32(bytes + RECORD_SIZE_AT) == 32, "record size %lu", (unsigned long)get_u32(bytes + RECORD_SIZE_AT));
+        CHECK(get_u32(bytes + RECORD_SIZE_AT) == LAYER_BYTES, "record size %lu", (unsigned long)get_u32(bytes + RECORD_SIZE_AT));
         CHECK(get_u32(bytes + LAYER_AT(0)) == CNN_LAYER_CONV2D && get_u32(bytes + LAYER_AT(0) + 4) == 4 &&
                   get_u32(bytes + LAYER_AT(0) + 8) == 3 && get_u32(bytes + LAYER_AT(0) + 12) == 1 &&
                   get_u32(bytes + LAYER_AT(0) + 16) == 1 && get_u32(bytes + LAYER_AT(0) + 20) == CNN_INIT_GLOROT_UNIFORM,
@@ -646,19 +649,19 @@ TEST(load_rejects_bad_header)
     check_patched_u32("layers65.cnn", good, length, LAYER_COUNT_AT, CNN_MAX_LAYERS + 1, LAYER_COUNT_AT, "declares 65 layers");
     /* one layer more than the section holds */
     check_patched_u32("layers7.cnn", good, length, LAYER_COUNT_AT, SMALL_LAYERS + 1, RECORD_SIZE_AT,
-                      "7 layer records of 32 bytes do not fill the section's 200");
+                      "7 layer records of 36 bytes do not fill the section's 224");
     check_patched_u32("record0.cnn", good, length, RECORD_SIZE_AT, 0, RECORD_SIZE_AT, "records of 0 bytes");
     check_patched_u32("record31.cnn", good, length, RECORD_SIZE_AT, 31, RECORD_SIZE_AT, "records of 31 bytes");
     check_patched_u32("record1025.cnn", good, length, RECORD_SIZE_AT, 1025, RECORD_SIZE_AT, "records of 1025 bytes");
     /* records shorter than 32 bytes, even in a section of the length they imply */
-    if ((bad = spliced(good, length, LAYER_AT(0), NULL, 32 * SMALL_LAYERS, &n)) != NULL) {
+    if ((bad = spliced(good, length, LAYER_AT(0), NULL, LAYER_BYTES * SMALL_LAYERS, &n)) != NULL) {
         put_u64(bad + LAYR_AT + 4, 8);
         put_u32(bad + RECORD_SIZE_AT, 0);
         fix_crc(bad, n);
         check_refused("record0_fits.cnn", bad, n, RECORD_SIZE_AT, "6 layer records of 0 bytes do not fill the section's 8");
         free(bad);
     }
-    if ((bad = spliced(good, length, LAYER_AT(0), NULL, 16 * SMALL_LAYERS, &n)) != NULL) {
+    if ((bad = spliced(good, length, LAYER_AT(0), NULL, (LAYER_BYTES - 16) * SMALL_LAYERS, &n)) != NULL) {
         put_u64(bad + LAYR_AT + 4, 8 + 16 * SMALL_LAYERS);
         put_u32(bad + RECORD_SIZE_AT, 16);
         fix_crc(bad, n);
@@ -667,7 +670,7 @@ TEST(load_rejects_bad_header)
     }
     check_patched_u32("layr_length4.cnn", good, length, LAYR_AT + 4, 4, LAYR_AT + 4, "section 'LAYR' is too short (4 bytes)");
     /* a length beyond the end of the file, also in its high half */
-    check_patched_u32("layr_length_high.cnn", good, length, LAYR_AT + 8, 1, LAYR_AT + 4, "claims 4294967496 bytes");
+    check_patched_u32("layr_length_high.cnn", good, length, LAYR_AT + 8, 1, LAYR_AT + 4, "claims 4294967520 bytes");
     check_patched_u32("parm_length_huge.cnn", good, length, PARM_AT + 4, 0xffffffffu, PARM_AT + 4, "claims 4294967295 bytes");
 
     /* the parameter section's tag */
@@ -766,13 +769,13 @@ TEST(load_rejects_truncated_files)
     check_refused("cut_inpt_header.cnn", good, INPT_AT + 7, INPT_AT + 7, "truncated inside a section header");
     check_refused("cut_input.cnn", good, INPUT_AT + 5, INPT_AT + 4, "section 'INPT' at byte 12 claims 12 bytes; 5 remain");
     check_refused("cut_layr_header.cnn", good, LAYR_AT + 11, LAYR_AT + 11, "truncated inside a section header");
-    check_refused("cut_layer3.cnn", good, LAYER_AT(2) + 31, LAYR_AT + 4, "section 'LAYR' at byte 36 claims 200 bytes; 103 remain");
-    check_refused("cut_count.cnn", good, COUNT_AT + 4, PARM_AT + 4, "section 'PARM' at byte 248 claims 5968 bytes; 4 remain");
+    check_refused("cut_layer3.cnn", good, LAYER_AT(2) + 31, LAYR_AT + 4, "section 'LAYR' at byte 36 claims 224 bytes; 111 remain");
+    check_refused("cut_count.cnn", good, COUNT_AT + 4, PARM_AT + 4, "section 'PARM' at byte 272 claims 5968 bytes; 4 remain");
     check_refused("cut_params.cnn", good, PARAMS_AT + 10, PARM_AT + 4, "claims 5968 bytes; 18 remain");
     check_refused("cut_middle.cnn", good, PARAMS_AT + 4 * 700 + 2, PARM_AT + 4, "claims 5968 bytes; 2810 remain");
     check_refused("cut_after_params.cnn", good, CRC_SECTION_AT, CRC_SECTION_AT, "ends after 3 sections without its CRC");
     check_refused("cut_crc_header.cnn", good, CRC_SECTION_AT + 5, CRC_SECTION_AT + 5, "truncated inside a section header");
-    check_refused("cut_crc.cnn", good, length - 1, CRC_SECTION_AT + 4, "section 'CRC ' at byte 6228 claims 4 bytes; 3 remain");
+    check_refused("cut_crc.cnn", good, length - 1, CRC_SECTION_AT + 4, "section 'CRC ' at byte 6252 claims 4 bytes; 3 remain");
     free(good);
 }
 
@@ -844,8 +847,8 @@ TEST(load_rejects_trailing_bytes)
 }
 
 /* Layer records that describe no valid layer: an unknown type, 0 filters, a
-   kernel that cannot fit (99 on 12x12), a stride that does not tile, a
-   negative setting, an unknown initialiser, a dropout rate of 1, a dense
+   kernel that cannot fit (99 on 12x12), a pool padded by more than half
+   its window, a ceil_mode other than 0 and 1, a negative setting, an unknown initialiser, a dropout rate of 1, a dense
    layer on an image, a conv or a pool after flatten or dense; reported at
    the record's first byte (a negative setting at its own), the CRC fixed. */
 TEST(load_rejects_bad_layers)
@@ -858,7 +861,8 @@ TEST(load_rejects_bad_layers)
     check_patched_u32("type12.cnn", good, length, LAYER_AT(3), CNN_LAYER_TYPE_COUNT, LAYER_AT(3), "unknown type");
     check_patched_u32("filters0.cnn", good, length, LAYER_AT(0) + 4, 0, LAYER_AT(0), "layer 1: conv2d needs filters >= 1");
     check_patched_u32("kernel99.cnn", good, length, LAYER_AT(0) + 8, 99, LAYER_AT(0), "kernel 99");
-    check_patched_u32("stride2.cnn", good, length, LAYER_AT(0) + 12, 2, LAYER_AT(0), "divisible by the stride");
+    check_patched_u32("pool_padding2.cnn", good, length, LAYER_AT(2) + 16, 2, LAYER_AT(2), "padding 2 is more than half its window 2");
+    check_patched_u32("ceil_mode2.cnn", good, length, LAYER_AT(2) + 32, 2, LAYER_AT(2), "ceil_mode 0 or 1");
     check_patched_u32("units_negative.cnn", good, length, LAYER_AT(0) + 4, 0xffffffffu, LAYER_AT(0) + 4, "negative");
     check_patched_u32("padding_negative.cnn", good, length, LAYER_AT(0) + 16, 0x80000000u, LAYER_AT(0) + 16, "negative");
     check_patched_u32("init9.cnn", good, length, LAYER_AT(0) + 20, 9, LAYER_AT(0), "unknown initialiser 9");
@@ -889,12 +893,12 @@ TEST(load_rejects_bad_layers)
     free(good);
 }
 
-/* A later cnn.h may write longer layer records: bytes past the 32 this one
+/* A later cnn.h may write longer layer records: bytes past the 36 this one
    knows load when they are zero ("as before"), and are refused, at the
    first that is not, when they say something. */
 TEST(load_layer_records_longer)
 {
-    enum { EXTRA = 8, RECORD = 32 + EXTRA };
+    enum { EXTRA = 8, RECORD = LAYER_BYTES + EXTRA };
     size_t length, wide_length, i;
     unsigned char *good = small_model_bytes(&length), *wide;
     cnn_model model, loaded;
@@ -910,7 +914,7 @@ TEST(load_layer_records_longer)
     memcpy(wide, good, LAYER_AT(0));
     put_u64(wide + LAYR_AT + 4, 8 + SMALL_LAYERS * RECORD);
     put_u32(wide + RECORD_SIZE_AT, RECORD);
-    for (i = 0; i < SMALL_LAYERS; i++) memcpy(wide + LAYER_AT(0) + RECORD * i, good + LAYER_AT(i), 32); /* zeros after */
+    for (i = 0; i < SMALL_LAYERS; i++) memcpy(wide + LAYER_AT(0) + RECORD * i, good + LAYER_AT(i), LAYER_BYTES); /* zeros after */
     memcpy(wide + LAYER_AT(0) + RECORD * SMALL_LAYERS, good + PARM_AT, length - PARM_AT);
     fix_crc(wide, wide_length);
     if (loads(&loaded, "wide_records.cnn", wide, wide_length)) {
@@ -922,9 +926,9 @@ TEST(load_layer_records_longer)
         CHECK(memcmp(loaded.params, model.params, sizeof(float) * SMALL_PARAMS) == 0, "parameters differ");
         cnn_model_free(&loaded);
     }
-    wide[LAYER_AT(0) + RECORD * 3 + 32 + 5] = 1; /* layer 4's extra byte 5 */
+    wide[LAYER_AT(0) + RECORD * 3 + LAYER_BYTES + 5] = 1; /* layer 4's extra byte 5 */
     fix_crc(wide, wide_length);
-    check_refused("wide_records_set.cnn", wide, wide_length, LAYER_AT(0) + RECORD * 3 + 32 + 5,
+    check_refused("wide_records_set.cnn", wide, wide_length, LAYER_AT(0) + RECORD * 3 + LAYER_BYTES + 5,
                   "layer 4 has settings this cnn.h does not know");
     cnn_model_free(&model);
     free(wide);
@@ -1145,7 +1149,7 @@ TEST(load_sections_unknown_and_misplaced)
     if ((file = spliced(good, length, CRC_SECTION_AT, section, sizeof section, &n)) != NULL) {
         put_u64(file + CRC_SECTION_AT + 4, 100);
         fix_crc(file, n);
-        check_refused("zzzz_too_long.cnn", file, n, CRC_SECTION_AT + 4, "section 'zzzz' at byte 6228 claims 100 bytes; 21 remain");
+        check_refused("zzzz_too_long.cnn", file, n, CRC_SECTION_AT + 4, "section 'zzzz' at byte 6252 claims 100 bytes; 21 remain");
         free(file);
     }
     /* no CRC: the file ends after the parameters */
@@ -1949,7 +1953,7 @@ TEST(checkpoint_load_refusals)
 /* ---------------------------------------------------------------- version 1 */
 
 /* tests/fixtures/model_v1.cnn, written by the cnn.h that wrote format
-   version 1 (see make_v1_model.c), loads: its layers, its parameters as
+   version 1 (see make_old_models.c), loads: its layers, its parameters as
    stored, and for model_v1.io's inputs exactly the probabilities that cnn.h
    computed. Saved again it becomes version 2, which loads the same; its
    weights also go into a built model. */
@@ -2067,6 +2071,482 @@ TEST(version1_damage_refused)
     free(good);
 }
 
+/* ---------------------------------------------------------------- batch norm, residual blocks, new pool settings
+
+   test_add_residual_layers (test.h): batch norm on images and on a flat
+   vector, residual blocks with and without a projection and one inside
+   another, padded pools in ceil mode, global average pooling. Its file
+   holds the layers' new settings (padding and ceil_mode of the pools, the
+   projection's kernel and stride) and a "STAT" section after "PARM": per
+   batch norm layer the u64 batches tracked, C running means and C running
+   variances. */
+#define RESIDUAL_INPUTS (3 * 9 * 9)
+#define RESIDUAL_OUTPUTS 4
+#define RESIDUAL_STAT_BYTES (5 * 8 + 8 * (4 + 4 + 4 + 6 + 5)) /* 224: its five batch norm layers */
+
+/* The model built for max_batch, with far-from-initial weights and running
+   statistics, then two training passes on inputs (max_batch of them, which
+   it fills) that move the statistics on; 0 with a line when it fails. */
+static int residual_model(cnn_model *model, int max_batch, float *inputs)
+{
+    cnn_rng rng;
+    test_add_residual_layers(model, 5);
+    if (cnn_model_build(model, max_batch) != CNN_OK) {
+        printf("    build: %s\n", model->error.message);
+        return 0;
+    }
+    test_randomise_weights(model, 6);
+    test_randomise_statistics(model, 7);
+    cnn_rng_seed(&rng, 8);
+    test_fill_uniform(&rng, inputs, (size_t)max_batch * RESIDUAL_INPUTS, 0.0f, 1.0f);
+    if (cnn_model_forward(model, inputs, max_batch, CNN_MODE_TRAIN) != CNN_OK ||
+        cnn_model_forward(model, inputs, max_batch, CNN_MODE_TRAIN) != CNN_OK) {
+        printf("    training pass: %s\n", model->error.message);
+        return 0;
+    }
+    return 1;
+}
+
+/* The running statistics and batch counts of two models are the same, bit for bit. */
+static int same_statistics(const cnn_model *a, const cnn_model *b)
+{
+    int l;
+    if (a->state_count != b->state_count || a->layer_count != b->layer_count ||
+        memcmp(a->state, b->state, a->state_count * sizeof(float)) != 0)
+        return 0;
+    for (l = 0; l < a->layer_count; l++)
+        if (a->layers[l].batches_tracked != b->layers[l].batches_tracked) return 0;
+    return 1;
+}
+
+/* Saved and loaded, the model has the same layers (every setting), the
+   same parameters, running statistics and batch counts, and computes the
+   same outputs bit for bit, in evaluation and in a training pass (which
+   moves the loaded statistics exactly as the original's). */
+TEST(batch_norm_and_residual_round_trip)
+{
+    enum { COUNT = 6 };
+    static float inputs[COUNT * RESIDUAL_INPUTS], before[COUNT * RESIDUAL_OUTPUTS];
+    char path[1024], summary_before[4096], summary_after[4096];
+    cnn_model model, loaded;
+    unsigned char *bytes;
+    size_t length;
+    long stat;
+    int l;
+    scratch(path, sizeof path, "residual.cnn");
+    if (!residual_model(&model, COUNT, inputs)) {
+        CHECK(0, "the model");
+        cnn_model_free(&model);
+        return;
+    }
+    CHECK(model.state_count == 2 * (4 + 4 + 4 + 6 + 5), "state_count %lu", (unsigned long)model.state_count);
+    CHECK(model.layers[1].batches_tracked == 1001 + 2, "batches tracked %lu", (unsigned long)model.layers[1].batches_tracked);
+    CHECK(cnn_model_save(&model, path) == CNN_OK, "save: %s", model.error.message);
+
+    /* the file: the new settings in the records, STAT right after PARM */
+    bytes = test_read_file(path, &length);
+    CHECK(bytes && length > 100, "the file");
+    if (bytes && length > 100) {
+        const long parm = find_section(bytes, length, "PARM");
+        const size_t first = LAYER_AT(0);
+        CHECK(get_u32(bytes + RECORD_SIZE_AT) == LAYER_BYTES, "record size %lu", (unsigned long)get_u32(bytes + RECORD_SIZE_AT));
+        CHECK(get_u32(bytes + first + 3 * LAYER_BYTES) == CNN_LAYER_MAX_POOL && get_u32(bytes + first + 3 * LAYER_BYTES + 16) == 1 &&
+                  get_u32(bytes + first + 3 * LAYER_BYTES + 32) == 1,
+              "the max pool's padding and ceil_mode");
+        CHECK(get_u32(bytes + first + 18 * LAYER_BYTES) == CNN_LAYER_RESIDUAL_END && get_u32(bytes + first + 18 * LAYER_BYTES + 4) == 6 &&
+                  get_u32(bytes + first + 18 * LAYER_BYTES + 8) == 1 && get_u32(bytes + first + 18 * LAYER_BYTES + 12) == 2 &&
+                  get_u32(bytes + first + 18 * LAYER_BYTES + 20) == CNN_INIT_HE_NORMAL,
+              "the projection's record");
+        stat = find_section(bytes, length, "STAT");
+        CHECK(parm > 0 && stat == parm + 12 + 8 + 4 * (long)model.param_count, "STAT at %ld, PARM at %ld", stat, parm);
+        if (stat > 0) {
+            const unsigned char *s = bytes + stat + 12;
+            CHECK(get_u64(bytes + stat + 4) == RESIDUAL_STAT_BYTES, "STAT holds %llu bytes",
+                  (unsigned long long)get_u64(bytes + stat + 4));
+            CHECK(get_u64(s) == model.layers[1].batches_tracked && get_f32_bits_equal(s + 8, model.layers[1].running_mean[0]) &&
+                      get_f32_bits_equal(s + 8 + 4 * 3, model.layers[1].running_mean[3]) &&
+                      get_f32_bits_equal(s + 8 + 4 * 4, model.layers[1].running_var[0]),
+                  "the first batch norm layer's statistics");
+            s += 3 * (8 + 8 * 4); /* the fourth batch norm layer, layer 14 */
+            CHECK(get_u64(s) == model.layers[14].batches_tracked && get_f32_bits_equal(s + 8 + 4 * 6, model.layers[14].running_var[0]),
+                  "layer 14's statistics");
+        }
+    }
+    free(bytes);
+
+    if (cnn_model_load(&loaded, path, COUNT) != CNN_OK) {
+        CHECK(0, "load: %s", loaded.error.message);
+        cnn_model_free(&model);
+        return;
+    }
+    CHECK(loaded.layer_count == model.layer_count, "%d layers", loaded.layer_count);
+    for (l = 0; l < model.layer_count && l < loaded.layer_count; l++) {
+        CHECK(memcmp(&loaded.layers[l].desc, &model.layers[l].desc, sizeof(cnn_layer_desc)) == 0, "layer %d (%s) differs", l,
+              cnn_layer_type_name(model.layers[l].desc.type));
+        CHECK(loaded.layers[l].block_begin == model.layers[l].block_begin, "layer %d's block", l);
+    }
+    CHECK(loaded.param_count == model.param_count && memcmp(loaded.params, model.params, model.param_count * sizeof(float)) == 0,
+          "parameters differ");
+    CHECK(same_statistics(&loaded, &model), "running statistics or batch counts differ");
+    cnn_model_summary(&model, summary_before, sizeof summary_before);
+    cnn_model_summary(&loaded, summary_after, sizeof summary_after);
+    CHECK(strcmp(summary_before, summary_after) == 0, "summaries differ:\n%s\n%s", summary_before, summary_after);
+    CHECK(cnn_model_forward(&model, inputs, COUNT, CNN_MODE_EVAL) == CNN_OK, "%s", model.error.message);
+    memcpy(before, cnn_model_output(&model), sizeof before);
+    CHECK(cnn_model_forward(&loaded, inputs, COUNT, CNN_MODE_EVAL) == CNN_OK, "%s", loaded.error.message);
+    CHECK(memcmp(before, cnn_model_output(&loaded), sizeof before) == 0, "outputs differ (max %g)",
+          test_max_abs_diff(before, cnn_model_output(&loaded), COUNT * RESIDUAL_OUTPUTS));
+    CHECK(cnn_model_forward(&model, inputs + RESIDUAL_INPUTS, COUNT - 1, CNN_MODE_TRAIN) == CNN_OK &&
+              cnn_model_forward(&loaded, inputs + RESIDUAL_INPUTS, COUNT - 1, CNN_MODE_TRAIN) == CNN_OK,
+          "training pass");
+    CHECK(same_statistics(&loaded, &model), "a training pass moved the statistics differently");
+    cnn_model_free(&loaded);
+    cnn_model_free(&model);
+}
+
+/* The STAT section is checked as the others: there exactly when the model
+   has batch norm layers, once, after PARM, of the length the layers need,
+   its means finite and its variances finite and >= 0 (0 is a variance). A
+   file's statistics go into a built model with its weights; a file whose
+   pool rounds the other way is other layers, even where the shapes agree. */
+TEST(statistics_section_checked)
+{
+    enum { COUNT = 2 };
+    static float inputs[COUNT * RESIDUAL_INPUTS];
+    size_t length, small_length, n;
+    unsigned char *good = NULL, *small = small_model_bytes(&small_length), *bad, section[12 + 8];
+    cnn_model model, built;
+    long stat = -1;
+    const long first_var = 12 + 8 + 4 * 4;                     /* from STAT: the first layer's variances */
+    const long second_var = 12 + (8 + 8 * 4) + 8 + 4 * 4;      /* the second's */
+    if (residual_model(&model, COUNT, inputs)) good = model_bytes(&model, "stat.cnn", &length);
+    if (good) stat = find_section(good, length, "STAT");
+    CHECK(good && small && stat > 0, "setup");
+    if (!good || !small || stat <= 0) {
+        cnn_model_free(&model);
+        free(good);
+        free(small);
+        return;
+    }
+
+    /* missing: refused where the CRC section now is */
+    if ((bad = spliced(good, length, (size_t)stat, NULL, 12 + RESIDUAL_STAT_BYTES, &n)) != NULL) {
+        fix_crc(bad, n);
+        check_refused("stat_missing.cnn", bad, n, stat, "has batch norm layers but no running statistics (section 'STAT')");
+        free(bad);
+    }
+    /* in a model without batch norm */
+    make_section(section, "STAT", "\0\0\0\0\0\0\0\0", 8);
+    if ((bad = spliced(small, small_length, CRC_SECTION_AT, section, sizeof section, &n)) != NULL) {
+        fix_crc(bad, n);
+        check_refused("stat_without_batch_norm.cnn", bad, n, CRC_SECTION_AT, "has running statistics but no batch norm layer");
+        free(bad);
+    }
+    /* twice; before PARM */
+    if ((bad = spliced(good, length, (size_t)stat + 12 + RESIDUAL_STAT_BYTES, good + stat, 12 + RESIDUAL_STAT_BYTES, &n)) != NULL) {
+        fix_crc(bad, n);
+        check_refused("stat_twice.cnn", bad, n, stat + 12 + RESIDUAL_STAT_BYTES, "section 'STAT' appears twice");
+        free(bad);
+    }
+    {
+        const long parm = find_section(good, length, "PARM");
+        if ((bad = spliced(good, length, (size_t)parm, good + stat, 12 + RESIDUAL_STAT_BYTES, &n)) != NULL) {
+            fix_crc(bad, n);
+            check_refused("stat_before_parm.cnn", bad, n, parm, "section 3 is 'STAT' where 'PARM' belongs");
+            free(bad);
+        }
+    }
+    /* four bytes too many, four too few */
+    if ((bad = spliced(good, length, (size_t)stat + 12 + RESIDUAL_STAT_BYTES, "\0\0\0\0", 4, &n)) != NULL) {
+        put_u64(bad + stat + 4, RESIDUAL_STAT_BYTES + 4);
+        fix_crc(bad, n);
+        check_refused("stat_long.cnn", bad, n, stat + 4, "the running statistics are 228 bytes; the batch norm layers need 224");
+        free(bad);
+    }
+    if ((bad = spliced(good, length, (size_t)stat + 12 + RESIDUAL_STAT_BYTES - 4, NULL, 4, &n)) != NULL) {
+        put_u64(bad + stat + 4, RESIDUAL_STAT_BYTES - 4);
+        fix_crc(bad, n);
+        check_refused("stat_short.cnn", bad, n, stat + 4, "the running statistics are 220 bytes; the batch norm layers need 224");
+        free(bad);
+    }
+    /* values: a negative or infinite variance, a NaN mean */
+    check_patched_f32("stat_negative.cnn", good, length, (size_t)(stat + second_var + 4 * 2), -1.0f, stat + second_var + 4 * 2,
+                      "running variance value 2 is negative");
+    check_patched_f32("stat_infinite.cnn", good, length, (size_t)(stat + first_var), INFINITY, stat + first_var,
+                      "running variance value 0 is not a finite number");
+    check_patched_f32("stat_nan_mean.cnn", good, length, (size_t)(stat + 12 + 8 + 4), NAN, stat + 12 + 8 + 4,
+                      "running mean value 1 is not a finite number");
+    /* a variance of 0, and any count of batches, load */
+    if ((bad = (unsigned char *)malloc(length)) != NULL) {
+        cnn_model loaded;
+        memcpy(bad, good, length);
+        put_f32(bad + stat + first_var, 0.0f);
+        put_u64(bad + stat + 12, 0xffffffffffffffffull);
+        fix_crc(bad, length);
+        if (loads(&loaded, "stat_zero_variance.cnn", bad, length)) {
+            CHECK(loaded.layers[1].running_var[0] == 0.0f && loaded.layers[1].batches_tracked == 0xffffffffffffffffull,
+                  "variance %g, %llu batches", (double)loaded.layers[1].running_var[0],
+                  (unsigned long long)loaded.layers[1].batches_tracked);
+            cnn_model_free(&loaded);
+        }
+        free(bad);
+    }
+
+    /* into a built model: the weights, the statistics and the counts */
+    test_add_residual_layers(&built, 99);
+    if (cnn_model_build(&built, 1) == CNN_OK) {
+        CHECK(cnn_model_load_weights(&built, test_path("stat.cnn")) == CNN_OK, "load_weights: %s", built.error.message);
+        CHECK(memcmp(built.params, model.params, model.param_count * sizeof(float)) == 0, "parameters");
+        CHECK(same_statistics(&built, &model), "running statistics or counts");
+        /* the max pool (layer 4) without ceil mode: 9 rows still give 5, but it is another layer */
+        if ((bad = (unsigned char *)malloc(length)) != NULL) {
+            memcpy(bad, good, length);
+            put_u32(bad + LAYER_AT(3) + 32, 0);
+            fix_crc(bad, length);
+            CHECK(cnn_model_load_weights(&built, test_write_file("floor_pool.cnn", bad, length)) == CNN_ERROR_BAD_SHAPE &&
+                      strstr(built.error.message, "layer 4 is 'max_pool 3x3 s2 p1' in the file, 'max_pool 3x3 s2 p1 ceil' here"),
+                  "message: %s", built.error.message);
+            free(bad);
+        }
+    }
+    cnn_model_free(&built);
+    cnn_model_free(&model);
+    free(good);
+    free(small);
+}
+
+/* A model of batch norm layers (after a conv and after a dense layer) and
+   a residual block, 1x8x8 -> 5 classes. */
+static int build_batch_norm_cnn(cnn_model *model)
+{
+    cnn_layer_desc pool;
+    memset(&pool, 0, sizeof pool);
+    pool.type = CNN_LAYER_MAX_POOL; pool.kernel = 3; pool.stride = 2; pool.padding = 1; pool.ceil_mode = 1;
+    cnn_model_init(model, 1, 8, 8, 21);
+    cnn_add_conv2d(model, 4, 3, 1, 1);
+    cnn_add_batch_norm(model);
+    cnn_add_relu(model);
+    cnn_add_residual_begin(model);
+    cnn_add_conv2d(model, 4, 3, 1, 1);
+    cnn_add_batch_norm(model);
+    cnn_add_residual_end(model, CNN_INIT_DEFAULT);
+    cnn_add_relu(model);
+    cnn_model_add(model, &pool);             /* (4, 5, 5) */
+    cnn_add_global_avg_pool(model);
+    cnn_add_dense(model, 5);
+    cnn_add_batch_norm(model);
+    cnn_add_softmax(model);
+    return cnn_model_build(model, 12) == CNN_OK;
+}
+
+typedef struct batch_norm_hook {
+    cnn_optimizer *optimizer;
+    cnn_fit_state *state;
+    const char *path;    /* a checkpoint after epoch stop_after, then training stops */
+    int stop_after;
+    float *snapshots;    /* (epochs + 1, params + state): each epoch's parameters and statistics */
+} batch_norm_hook;
+
+static int batch_norm_epoch(cnn_model *model, const cnn_epoch_stats *stats, void *user)
+{
+    batch_norm_hook *hook = (batch_norm_hook *)user;
+    const size_t count = model->param_count + model->state_count;
+    if (hook->snapshots) memcpy(hook->snapshots + (size_t)stats->epoch * count, model->params, count * sizeof(float));
+    if (stats->epoch != hook->stop_after) return 0;
+    return cnn_checkpoint_save(model, hook->optimizer, hook->state, hook->path) == CNN_OK ? 1 : 2;
+}
+
+static void fit_batch_norm_cnn(cnn_model *model, cnn_optimizer *adam, cnn_fit_state *state, const cnn_dataset *train,
+                               const cnn_dataset *validation, int epochs, int patience, batch_norm_hook *hook)
+{
+    cnn_fit_desc fit;
+    memset(&fit, 0, sizeof fit);
+    fit.epochs = epochs;
+    fit.batch_size = 12; /* 40 samples: a short last batch of 4 */
+    fit.validation = validation;
+    fit.patience = patience;
+    fit.state = state;
+    fit.on_epoch = batch_norm_epoch;
+    fit.user = hook;
+    hook->state = state;
+    hook->optimizer = adam;
+    CHECK(cnn_model_fit(model, adam, train, &fit) == CNN_OK, "fit: %s", model->error.message);
+}
+
+/* Four epochs straight, and two + a checkpoint + a resumed run to four,
+   end with the same parameters, running statistics, batch counts, Adam
+   state and early stopping's best copy (parameters and statistics), bit
+   for bit: the checkpoint holds the statistics, and its best copy them too. */
+TEST(checkpoint_of_batch_norm_model_resumes)
+{
+    static cnn_model straight, resumed;
+    cnn_dataset train, validation;
+    cnn_optimizer adam_straight, adam_resumed;
+    cnn_fit_state state_straight, state_resumed;
+    batch_norm_hook hook;
+    char path[1024];
+    size_t count;
+    scratch(path, sizeof path, "batch_norm.ckpt");
+    memset(&hook, 0, sizeof hook);
+    hook.path = path;
+    memset(&state_straight, 0, sizeof state_straight);
+    memset(&state_resumed, 0, sizeof state_resumed);
+    CHECK(make_random_dataset(&train, 40, 8, 5, 31) && make_random_dataset(&validation, 10, 8, 5, 32), "datasets");
+    CHECK(build_batch_norm_cnn(&straight) && cnn_optimizer_init(&adam_straight, &straight, NULL) == CNN_OK, "build: %s",
+          straight.error.message);
+    fit_batch_norm_cnn(&straight, &adam_straight, &state_straight, &train, &validation, 4, 3, &hook);
+
+    hook.stop_after = 2;
+    CHECK(build_batch_norm_cnn(&resumed) && cnn_optimizer_init(&adam_resumed, &resumed, NULL) == CNN_OK, "build");
+    fit_batch_norm_cnn(&resumed, &adam_resumed, &state_resumed, &train, &validation, 4, 3, &hook);
+    CHECK(state_resumed.epoch == 2, "stopped after epoch %d", state_resumed.epoch);
+    cnn_model_free(&resumed);
+    cnn_optimizer_free(&adam_resumed);
+    cnn_fit_state_free(&state_resumed);
+    CHECK(cnn_checkpoint_load(&resumed, &adam_resumed, &state_resumed, path, 12) == CNN_OK, "load: %s", resumed.error.message);
+    CHECK(resumed.layers[1].batches_tracked == 2 * 4, "batches tracked after two epochs of 4 batches: %lu",
+          (unsigned long)resumed.layers[1].batches_tracked);
+    hook.stop_after = 0;
+    fit_batch_norm_cnn(&resumed, &adam_resumed, &state_resumed, &train, &validation, 4, 3, &hook);
+
+    count = straight.param_count + straight.state_count;
+    CHECK(resumed.param_count == straight.param_count && resumed.state_count == straight.state_count, "sizes");
+    CHECK(memcmp(resumed.params, straight.params, straight.param_count * sizeof(float)) == 0, "weights differ after resuming");
+    CHECK(same_statistics(&resumed, &straight), "running statistics or batch counts differ after resuming");
+    CHECK(straight.layers[1].batches_tracked == 4 * 4, "batches tracked %lu", (unsigned long)straight.layers[1].batches_tracked);
+    CHECK(memcmp(adam_resumed.first_moment, adam_straight.first_moment, 2 * straight.param_count * sizeof(float)) == 0,
+          "Adam's moments differ");
+    CHECK(state_resumed.best_epoch == state_straight.best_epoch && state_resumed.param_count == count &&
+              state_straight.param_count == count && state_resumed.best_params && state_straight.best_params &&
+              memcmp(state_resumed.best_params, state_straight.best_params, count * sizeof(float)) == 0,
+          "early stopping's best copy differs (best epoch %d vs %d)", state_resumed.best_epoch, state_straight.best_epoch);
+    cnn_model_free(&straight), cnn_model_free(&resumed);
+    cnn_optimizer_free(&adam_straight), cnn_optimizer_free(&adam_resumed);
+    cnn_fit_state_free(&state_straight), cnn_fit_state_free(&state_resumed);
+    cnn_dataset_free(&train), cnn_dataset_free(&validation);
+}
+
+/* Early stopping leaves the best epoch's running statistics with its
+   parameters: random labels and a high learning rate make the validation
+   loss rise after the first epochs, and training stops on it. */
+TEST(early_stopping_restores_running_statistics)
+{
+    enum { EPOCHS = 8 };
+    cnn_model model;
+    cnn_dataset train, validation;
+    cnn_optimizer adam;
+    cnn_optimizer_desc fast;
+    cnn_fit_state state;
+    batch_norm_hook hook;
+    size_t count;
+    memset(&hook, 0, sizeof hook);
+    memset(&state, 0, sizeof state);
+    memset(&fast, 0, sizeof fast);
+    fast.learning_rate = 0.05f;
+    CHECK(make_random_dataset(&train, 40, 8, 5, 51) && make_random_dataset(&validation, 10, 8, 5, 52), "datasets");
+    if (!build_batch_norm_cnn(&model) || cnn_optimizer_init(&adam, &model, &fast) != CNN_OK) {
+        CHECK(0, "build: %s", model.error.message);
+        cnn_model_free(&model);
+        return;
+    }
+    count = model.param_count + model.state_count;
+    hook.snapshots = (float *)malloc((EPOCHS + 1) * count * sizeof(float));
+    if (hook.snapshots) {
+        fit_batch_norm_cnn(&model, &adam, &state, &train, &validation, EPOCHS, 2, &hook);
+        CHECK(state.best_epoch >= 1 && state.best_epoch < state.epoch, "best epoch %d of %d: nothing to restore", state.best_epoch,
+              state.epoch);
+        CHECK(memcmp(model.params, hook.snapshots + (size_t)state.best_epoch * count, count * sizeof(float)) == 0,
+              "the parameters and statistics are not those of the best epoch (%d)", state.best_epoch);
+        CHECK(memcmp(model.state, hook.snapshots + (size_t)state.epoch * count + model.param_count, model.state_count * sizeof(float)) != 0,
+              "the statistics of the last epoch (%d) were left", state.epoch);
+    }
+    free(hook.snapshots);
+    cnn_fit_state_free(&state);
+    cnn_optimizer_free(&adam);
+    cnn_model_free(&model);
+    cnn_dataset_free(&train), cnn_dataset_free(&validation);
+}
+
+/* tests/fixtures/model_v2_32.cnn, written by the cnn.h of commit 72b8fba
+   (make_old_models.c): format version 2 with layer records of 32 bytes,
+   from before ceil_mode. It loads, with its class names, its parameters as
+   stored and exactly the probabilities that cnn.h computed for
+   model_v2_32.io's inputs; saved again its records are of 36 bytes. */
+#define V2_32_LAYERS 12
+TEST(records_of_32_bytes_load)
+{
+    static const cnn_layer_type types[V2_32_LAYERS] = {
+        CNN_LAYER_CONV2D, CNN_LAYER_LEAKY_RELU, CNN_LAYER_AVG_POOL, CNN_LAYER_CONV2D, CNN_LAYER_TANH,  CNN_LAYER_MAX_POOL,
+        CNN_LAYER_FLATTEN, CNN_LAYER_DROPOUT,   CNN_LAYER_DENSE,    CNN_LAYER_SIGMOID, CNN_LAYER_DENSE, CNN_LAYER_SOFTMAX};
+    cnn_model model, again;
+    test_io io;
+    unsigned char *bytes;
+    size_t length, i;
+    long parm;
+    char path[1024];
+    int ok;
+    bytes = test_read_file(FIXTURES "model_v2_32.cnn", &length);
+    CHECK(bytes && length > 56 && get_u32(bytes + 8) == 2 && get_u32(bytes + RECORD_SIZE_AT) == 32 &&
+              get_u32(bytes + LAYER_COUNT_AT) == V2_32_LAYERS,
+          FIXTURES "model_v2_32.cnn: missing, or not a file of 32-byte records");
+    ok = test_io_read(&io, FIXTURES "model_v2_32.io");
+    CHECK(ok && io.batch == 3 && io.c == 2 && io.h == 11 && io.w == 11 && io.outputs == 3, FIXTURES "model_v2_32.io");
+    if (!bytes || length <= 56 || get_u32(bytes + RECORD_SIZE_AT) != 32 || !ok || io.batch != 3 || io.outputs != 3) {
+        free(bytes);
+        if (ok) test_io_free(&io);
+        return;
+    }
+    /* 32-byte records said to be 36: they no longer fill the section */
+    check_patched_u32("v2_32_said_36.cnn", bytes, length, RECORD_SIZE_AT, 36, RECORD_SIZE_AT,
+                      "12 layer records of 36 bytes do not fill the section's 392");
+    if (cnn_model_load(&model, FIXTURES "model_v2_32.cnn", 3) != CNN_OK) {
+        CHECK(0, "load: %s", model.error.message);
+    } else {
+        const float *out;
+        CHECK(model.input.c == 2 && model.input.h == 11 && model.input.w == 11, "input shape");
+        CHECK(model.layer_count == V2_32_LAYERS, "%d layers", model.layer_count);
+        for (i = 0; i < V2_32_LAYERS && (int)i < model.layer_count; i++) {
+            CHECK(model.layers[i].desc.type == types[i], "layer %lu is %s", (unsigned long)i,
+                  cnn_layer_type_name(model.layers[i].desc.type));
+            CHECK(model.layers[i].desc.ceil_mode == 0, "layer %lu in ceil mode", (unsigned long)i);
+        }
+        CHECK(model.layer_count == V2_32_LAYERS && model.layers[0].desc.stride == 2 && model.layers[1].desc.alpha == 0.2f &&
+                  model.layers[3].desc.init == CNN_INIT_HE_UNIFORM && model.layers[7].desc.rate == 0.25f &&
+                  model.layers[8].desc.init == CNN_INIT_HE_NORMAL,
+              "settings");
+        CHECK(name_is(&model, 0, "cat") && name_is(&model, 1, "dog") && name_is(&model, 2, "\xc3\xa9meu"), "class names %s %s %s",
+              name_of(&model, 0), name_of(&model, 1), name_of(&model, 2));
+        parm = find_section(bytes, length, "PARM");
+        for (i = 0; parm > 0 && i < model.param_count; i++)
+            if (!get_f32_bits_equal(bytes + parm + 12 + 8 + 4 * i, model.params[i])) break;
+        CHECK(parm > 0 && i == model.param_count, "parameter %lu is not the file's", (unsigned long)i);
+        CHECK(cnn_model_forward(&model, io.input, 3, CNN_MODE_EVAL) == CNN_OK, "forward: %s", model.error.message);
+        out = cnn_model_output(&model);
+        CHECK(out && memcmp(out, io.output, sizeof(float) * 9) == 0, "the outputs are not those the older cnn.h computed (max %g)",
+              out ? test_max_abs_diff(out, io.output, 9) : -1.0);
+
+        scratch(path, sizeof path, "v2_32_again.cnn");
+        CHECK(cnn_model_save(&model, path) == CNN_OK, "%s", model.error.message);
+        free(bytes);
+        bytes = test_read_file(path, &length);
+        CHECK(bytes && length > 56 && get_u32(bytes + RECORD_SIZE_AT) == LAYER_BYTES, "saved again with other records");
+        if (cnn_model_load(&again, path, 3) == CNN_OK) {
+            CHECK(again.param_count == model.param_count && memcmp(again.params, model.params, sizeof(float) * model.param_count) == 0,
+                  "parameters differ after saving again");
+            for (i = 0; i < V2_32_LAYERS && (int)i < again.layer_count; i++)
+                CHECK(memcmp(&again.layers[i].desc, &model.layers[i].desc, sizeof(cnn_layer_desc)) == 0, "layer %lu differs",
+                      (unsigned long)i);
+            CHECK(name_is(&again, 2, "\xc3\xa9meu"), "class names");
+            cnn_model_free(&again);
+        } else {
+            CHECK(0, "saved again: %s", again.error.message);
+        }
+        cnn_model_free(&model);
+    }
+    free(bytes);
+    test_io_free(&io);
+}
+
 /* ---------------------------------------------------------------- shapes */
 
 /* Calling ADD must be refused with WANT and a message that contains
@@ -2163,17 +2643,13 @@ TEST(impossible_shapes_refused)
     cnn_add_relu(&model);
     CHECK_BAD_SHAPE(model, cnn_add_max_pool(&model, 1, 1), "layer 2 (dense) made its input a flat vector of 9");
 
-    /* strides that do not tile the input: (28 - 3 + 0) = 25 and (28 - 3 + 2) = 27 are odd */
-    fresh(&model, 1, 28, 28);
-    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 4, 3, 2, 0), "divisible by the stride");
-    CHECK(strstr(model.error.message, "kernel 3, stride 2, padding 0") != NULL, "message: %s", model.error.message);
-    fresh(&model, 1, 28, 28);
-    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 4, 3, 2, 1), "divisible by the stride");
-    CHECK(strstr(model.error.message, "kernel 3, stride 2, padding 1") != NULL, "message: %s", model.error.message);
-
-    /* only one side that does not fit is enough (height 28: 25 is odd; width 27: 24 is even) */
-    fresh(&model, 1, 28, 27);
-    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 4, 3, 2, 0), "28x27");
+    /* a kernel larger than the padded input: 5 + 2 * 1 < 8, named with its settings */
+    fresh(&model, 1, 5, 5);
+    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 4, 8, 2, 1), "larger than the padded input");
+    CHECK(strstr(model.error.message, "kernel 8, stride 2, padding 1") != NULL, "message: %s", model.error.message);
+    /* only one side that does not fit is enough (height 9 fits a kernel of 9; width 8 does not) */
+    fresh(&model, 1, 9, 8);
+    CHECK_BAD_SHAPE(model, cnn_add_conv2d(&model, 4, 9, 2, 0), "9x8");
     cnn_model_free(&model);
 }
 
@@ -2230,6 +2706,23 @@ TEST(valid_shapes_inferred)
     CHECK(r == CNN_OK, "%s", model.error.message);
     CHECK_OUT(model, 8, 14, 14);
     CHECK(model.layers[1].weight_count == 8 * 6 * 4 * 4, "conv weights %lu", (unsigned long)model.layers[1].weight_count);
+    cnn_model_free(&model);
+
+    /* strides that do not tile the input are floored as PyTorch floors them:
+       28 rows, kernel 3, stride 2, padding 1: (28 + 2 - 3) / 2 + 1 = 14 (the
+       padded input's last row is in no window); without padding 13 */
+    cnn_model_init(&model, 1, 28, 28, 1);
+    r = cnn_add_conv2d(&model, 4, 3, 2, 1);
+    CHECK(r == CNN_OK, "%s", model.error.message);
+    CHECK_OUT(model, 4, 14, 14);
+    r = cnn_add_conv2d(&model, 4, 3, 2, 0); /* (14 - 3) / 2 + 1 = 6 */
+    CHECK(r == CNN_OK, "%s", model.error.message);
+    CHECK_OUT(model, 4, 6, 6);
+    cnn_model_free(&model);
+    cnn_model_init(&model, 1, 28, 27, 1);
+    r = cnn_add_conv2d(&model, 4, 3, 2, 0); /* 25 / 2 + 1 = 13 and 24 / 2 + 1 = 13 */
+    CHECK(r == CNN_OK, "%s", model.error.message);
+    CHECK_OUT(model, 4, 13, 13);
     cnn_model_free(&model);
 
     cnn_model_init(&model, 1, 27, 27, 1);
@@ -2384,6 +2877,11 @@ int main(void)
     RUN(checkpoint_load_refusals);
     RUN(version1_file_loads);
     RUN(version1_damage_refused);
+    RUN(batch_norm_and_residual_round_trip);
+    RUN(statistics_section_checked);
+    RUN(checkpoint_of_batch_norm_model_resumes);
+    RUN(early_stopping_restores_running_statistics);
+    RUN(records_of_32_bytes_load);
     RUN(impossible_shapes_refused);
     RUN(definition_errors_are_sticky);
     RUN(valid_shapes_inferred);

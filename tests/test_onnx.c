@@ -1,6 +1,8 @@
 /* ONNX export: the graph's operators read back from the protocol buffer,
    and the exported LeNet-5, seed MLP, seed CNN, a model with every layer
-   type and three at the edges of the graph writer run in ONNX Runtime (onnxruntime-web on Node.js, installed by
+   type, one of batch norm, residual blocks and padded pools in ceil mode
+   (test.h's test_add_residual_layers) and five at the edges of the graph
+   writer run in ONNX Runtime (onnxruntime-web on Node.js, installed by
    tests/onnx/setup.sh into build/npm) with the outputs cnn.h computes,
    within 1e-5. onnx.checker (Debian's python3-onnx) checks the files too
    when it is installed. Without Node.js the ONNX Runtime test is skipped;
@@ -108,9 +110,42 @@ typedef struct onnx_case {
 } onnx_case;
 
 /* Models at the edges of the graph writer: no weights and a 4-D output,
-   dropout last, a dense layer straight on a conv's output, dropout alone. */
+   dropout last, a dense layer straight on a conv's output, dropout alone;
+   pools whose last window hangs over the padded input in ceil mode (max,
+   average with padding, average without) and an average pool that pads
+   without ceil mode; residual blocks whose body makes the input flat
+   (the skip path then flattened too), with a projection and without. */
 static void add_edge_model(cnn_model *model, int which)
 {
+    cnn_layer_desc pool;
+    memset(&pool, 0, sizeof pool);
+    if (which == 3) {
+        cnn_model_init(model, 2, 6, 6, 8);
+        pool.type = CNN_LAYER_MAX_POOL; pool.kernel = 3; pool.stride = 2; pool.padding = 1; pool.ceil_mode = 1;
+        cnn_model_add(model, &pool);             /* (2, 4, 4): the last window hangs 1 over the padded 8 */
+        pool.type = CNN_LAYER_AVG_POOL;
+        cnn_model_add(model, &pool);             /* (2, 3, 3): the same with padding that counts */
+        pool.kernel = 2; pool.padding = 0;
+        cnn_model_add(model, &pool);             /* (2, 2, 2): without padding */
+        pool.stride = 1; pool.padding = 1; pool.ceil_mode = 0;
+        cnn_model_add(model, &pool);             /* (2, 3, 3): padding that counts, floor mode */
+        return;
+    }
+    if (which == 4) {
+        cnn_model_init(model, 3, 2, 2, 9);
+        cnn_add_global_avg_pool(model);          /* (3, 1, 1) */
+        cnn_add_residual_begin(model);
+        cnn_add_flatten(model);
+        cnn_add_dense(model, 5);
+        cnn_add_relu(model);
+        cnn_add_residual_end(model, CNN_INIT_DEFAULT);  /* + conv1x1 (x), flattened */
+        cnn_add_residual_begin(model);
+        cnn_add_dense(model, 5);
+        cnn_add_tanh(model);
+        cnn_add_residual_end(model, CNN_INIT_DEFAULT);  /* + x, both flat */
+        cnn_add_softmax(model);
+        return;
+    }
     if (which == 0) {
         cnn_model_init(model, 2, 4, 4, 5);
         cnn_add_relu(model);
@@ -137,12 +172,18 @@ static const onnx_case cases[] = {
     {"edge_no_weights", "ir 8 opset 13: Relu MaxPool "},
     {"edge_dense_on_conv", "ir 8 opset 13: Conv Tanh Flatten Gemm "},
     {"edge_dropout_only", "ir 8 opset 13: Identity "},
+    {"edge_pools", "ir 8 opset 13: MaxPool Pad AveragePool AveragePool AveragePool "},
+    {"edge_flat_blocks", "ir 8 opset 13: GlobalAveragePool Flatten Gemm Relu Conv Flatten Add Gemm Tanh Add Softmax "},
+    {"residual", "ir 8 opset 13: Conv BatchNormalization Relu MaxPool Conv BatchNormalization Relu Conv BatchNormalization Add "
+                 "Relu Conv BatchNormalization LeakyRelu Add Conv Add AveragePool GlobalAveragePool Flatten Gemm "
+                 "BatchNormalization Relu Gemm Softmax "},
 };
 #define CASES (sizeof cases / sizeof cases[0])
 
 static cnn_result build_case(cnn_model *model, size_t which)
 {
     if (which == 3) test_add_every_layer(model, 4);
+    else if (which == 9) test_add_residual_layers(model, 5);
     else if (which > 3) add_edge_model(model, (int)which - 4);
     else {
         cnn_model_init(model, 1, 28, 28, 1 + which);
@@ -175,6 +216,7 @@ TEST(export_writes_the_graph)
         EXPECT(build_case(&model, i), CNN_OK, NULL);
         if (!model.memory) continue;
         test_randomise_weights(&model, 100 + i);
+        test_randomise_statistics(&model, 300 + i);
         input = (float *)malloc(BATCH * cnn_shape_count(model.input) * sizeof(float));
         cnn_rng_seed(&rng, 200 + i);
         test_fill_uniform(&rng, input, BATCH * cnn_shape_count(model.input), 0.0f, 1.0f);
@@ -195,6 +237,22 @@ TEST(export_writes_the_graph)
         free(input);
         cnn_model_free(&model);
     }
+}
+
+/* What ONNX's operators cannot say is refused, naming the layer: a
+   residual block's 1x1 projection of a flat vector (Conv takes images). */
+TEST(export_refuses_a_projection_of_a_flat_vector)
+{
+    cnn_model model;
+    cnn_model_init(&model, 4, 1, 1, 3);
+    cnn_add_flatten(&model);
+    cnn_add_residual_begin(&model);
+    cnn_add_dense(&model, 3);
+    cnn_add_residual_end(&model, CNN_INIT_DEFAULT);  /* (4) -> (3): a projection */
+    EXPECT(cnn_model_build(&model, 1), CNN_OK, NULL);
+    EXPECT(cnn_model_export_onnx(&model, test_path("flat-projection.onnx")), CNN_ERROR_INVALID_ARGUMENT, &model.error);
+    CHECK(strstr(model.error.message, "layer 4 projects a flat vector") != NULL, "message: %s", model.error.message);
+    cnn_model_free(&model);
 }
 
 TEST(onnx_runtime_computes_the_same)
@@ -257,6 +315,7 @@ TEST(onnx_checker_accepts_the_files)
 int main(void)
 {
     RUN(export_writes_the_graph);
+    RUN(export_refuses_a_projection_of_a_flat_vector);
     RUN(onnx_runtime_computes_the_same);
     RUN(onnx_checker_accepts_the_files);
     return test_report();

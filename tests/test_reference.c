@@ -878,6 +878,332 @@ static void lenet5_trajectory(const char *prefix, cnn_optimizer_type type)
 TEST(lenet5_adam_3_steps) { lenet5_trajectory("adam", CNN_OPTIMIZER_ADAM); }
 TEST(lenet5_sgd_momentum_3_steps) { lenet5_trajectory("sgd", CNN_OPTIMIZER_SGD); }
 
+/* ---------------------------------------------------------------- batch norm, residual blocks, padded pools */
+
+/* x of a batch norm fixture: (N, C, H, W), or (N, C) for BatchNorm1d,
+   which in cnn.h is the same layer on a (C, 1, 1) input. NULL after
+   failing the test. */
+static const ref_tensor *bn_input(ref_file *f, const char *name, int *n, int *c, int *h, int *w)
+{
+    const ref_tensor *x = ref_find(f, name);
+    CHECK(x && (x->ndim == 2 || x->ndim == 4), "%s: no 2- or 4-dimensional '%s'", f->case_name, name);
+    if (!x || (x->ndim != 2 && x->ndim != 4)) return NULL;
+    *n = x->dims[0]; *c = x->dims[1];
+    *h = x->ndim == 4 ? x->dims[2] : 1;
+    *w = x->ndim == 4 ? x->dims[3] : 1;
+    return x;
+}
+
+/* One batch norm layer: gamma, beta (and in evaluation the running
+   statistics) from the fixture; y, dx, dgamma, dbeta; in training also the
+   running statistics after the step (they start at mean 0, variance 1, as
+   PyTorch's do) and its count. */
+static void batch_norm_case(const char *name, cnn_mode mode)
+{
+    ref_file f;
+    const ref_tensor *x, *gamma, *beta, *dy, *mean = NULL, *var = NULL;
+    cnn_model m;
+    int n, c, h, w;
+    if (!ref_load(&f, name)) return;
+    x = bn_input(&f, "x", &n, &c, &h, &w);
+    gamma = x ? ref_get1(&f, "weight", c) : NULL;
+    beta = x ? ref_get1(&f, "bias", c) : NULL;
+    dy = ref_find(&f, "dy");
+    if (mode == CNN_MODE_EVAL && x) {
+        mean = ref_get1(&f, "running_mean", c);
+        var = ref_get1(&f, "running_var", c);
+    }
+    CHECK(!x || (dy && dy->count == x->count), "%s: dy missing or not the size of x", name);
+    if (gamma && beta && dy && dy->count == x->count && (mode == CNN_MODE_TRAIN || (mean && var)) &&
+        one_layer_model(&m, c, h, w)) {
+        if (finish_model(&m, cnn_add_batch_norm(&m), n)) {
+            cnn_layer *layer = &m.layers[0];
+            CHECK(layer->weight_count == (size_t)c && layer->bias_count == (size_t)c && layer->state_count == 2 * (size_t)c,
+                  "batch norm of %d channels has %lu + %lu parameters and %lu state", c, (unsigned long)layer->weight_count,
+                  (unsigned long)layer->bias_count, (unsigned long)layer->state_count);
+            memcpy(layer->weight, gamma->data, gamma->count * sizeof(float));
+            memcpy(layer->bias, beta->data, beta->count * sizeof(float));
+            if (mode == CNN_MODE_EVAL) {
+                memcpy(layer->running_mean, mean->data, mean->count * sizeof(float));
+                memcpy(layer->running_var, var->data, var->count * sizeof(float));
+            }
+            forward_backward(&f, &m, x, dy, n, mode);
+            ref_compare_named(&f, "dweight", layer->weight_grad, TOL_LAYER, FLOOR);
+            ref_compare_named(&f, "dbias", layer->bias_grad, TOL_LAYER, FLOOR);
+            if (mode == CNN_MODE_TRAIN) {
+                ref_compare_named(&f, "running_mean", layer->running_mean, TOL_LAYER, FLOOR);
+                ref_compare_named(&f, "running_var", layer->running_var, TOL_LAYER, FLOOR);
+            } else {
+                CHECK(memcmp(layer->running_mean, mean->data, mean->count * sizeof(float)) == 0 &&
+                          memcmp(layer->running_var, var->data, var->count * sizeof(float)) == 0,
+                      "%s: evaluation changed the running statistics", name);
+            }
+            CHECK(layer->batches_tracked == (mode == CNN_MODE_TRAIN ? 1u : 0u), "%s: batches_tracked %lu after one pass", name,
+                  (unsigned long)layer->batches_tracked);
+        }
+        cnn_model_free(&m);
+    }
+    ref_free(&f);
+}
+
+TEST(batch_norm_train_conv) { batch_norm_case("batch_norm_train_conv", CNN_MODE_TRAIN); }
+TEST(batch_norm_train_dense) { batch_norm_case("batch_norm_train_dense", CNN_MODE_TRAIN); }
+TEST(batch_norm_eval_conv) { batch_norm_case("batch_norm_eval_conv", CNN_MODE_EVAL); }
+TEST(batch_norm_eval_dense) { batch_norm_case("batch_norm_eval_dense", CNN_MODE_EVAL); }
+
+/* nn.BatchNorm2d / 1d trained on several different batches (x1, x2, ...):
+   the running statistics after every step, the count of steps, and the
+   last step's output (gamma 1 and beta 0, the layer's starting values,
+   which are checked too). */
+static void batch_norm_running_stats_case(const char *name)
+{
+    ref_file f;
+    const ref_tensor *x1, *config;
+    cnn_model m;
+    int n, c, h, w, steps, step;
+    if (!ref_load(&f, name)) return;
+    x1 = bn_input(&f, "x1", &n, &c, &h, &w);
+    config = ref_get1(&f, "config", 1);
+    if (x1 && config && one_layer_model(&m, c, h, w)) {
+        steps = (int)config->data[0];
+        if (finish_model(&m, cnn_add_batch_norm(&m), n)) {
+            cnn_layer *layer = &m.layers[0];
+            int k, starts_as_identity = 1;
+            for (k = 0; k < c; k++)
+                starts_as_identity &= layer->weight[k] == 1.0f && layer->bias[k] == 0.0f && layer->running_mean[k] == 0.0f &&
+                                      layer->running_var[k] == 1.0f;
+            CHECK(starts_as_identity, "%s: a new batch norm is not gamma 1, beta 0, running mean 0, variance 1", name);
+            for (step = 1; step <= steps; step++) {
+                char tensor[32];
+                const ref_tensor *x;
+                cnn_result r;
+                snprintf(tensor, sizeof tensor, "x%d", step);
+                if (!(x = ref_find(&f, tensor)) || x->count != x1->count) {
+                    CHECK(0, "%s: no %s of x1's size", name, tensor);
+                    break;
+                }
+                r = cnn_model_forward(&m, x->data, n, CNN_MODE_TRAIN);
+                CHECK(r == CNN_OK, "step %d: %s", step, m.error.message);
+                snprintf(tensor, sizeof tensor, "running_mean%d", step);
+                ref_compare_named(&f, tensor, layer->running_mean, TOL_LAYER, FLOOR);
+                snprintf(tensor, sizeof tensor, "running_var%d", step);
+                ref_compare_named(&f, tensor, layer->running_var, TOL_LAYER, FLOOR);
+            }
+            CHECK(layer->batches_tracked == (uint64_t)steps, "%s: batches_tracked %lu after %d steps", name,
+                  (unsigned long)layer->batches_tracked, steps);
+            ref_compare_named(&f, "y", cnn_model_output(&m), TOL_LAYER, FLOOR);
+        }
+        cnn_model_free(&m);
+    }
+    ref_free(&f);
+}
+
+TEST(batch_norm_running_stats_conv) { batch_norm_running_stats_case("batch_norm_running_stats_conv"); }
+TEST(batch_norm_running_stats_dense) { batch_norm_running_stats_case("batch_norm_running_stats_dense"); }
+
+/* fixture parameter name -> layer of the model and which part */
+typedef struct ref_param {
+    const char *name;
+    int layer, is_bias;
+} ref_param;
+
+/* Copies the fixture's parameters into the model; 0 (after failing the
+   test) when one is missing or of another size. */
+static int ref_set_params(ref_file *f, cnn_model *m, const ref_param *params, int count)
+{
+    int i;
+    for (i = 0; i < count; i++) {
+        cnn_layer *layer = &m->layers[params[i].layer];
+        const ref_tensor *t = ref_find(f, params[i].name);
+        size_t want = params[i].is_bias ? layer->bias_count : layer->weight_count;
+        CHECK(t && t->count == want, "%s: '%s' missing, or not the %lu values of layer %d", f->case_name, params[i].name,
+              (unsigned long)want, params[i].layer);
+        if (!t || t->count != want) return 0;
+        memcpy(params[i].is_bias ? layer->bias : layer->weight, t->data, want * sizeof(float));
+    }
+    return 1;
+}
+
+/* Forward x in training mode, backward from dy: y, grad.input and
+   grad.<name> of every parameter named but the bias of a conv just before
+   a batch norm, whose gradient is 0 plus rounding (see residual_projection). */
+static void residual_compare(ref_file *f, cnn_model *m, const ref_param *params, int count)
+{
+    const ref_tensor *x = ref_find(f, "x"), *dy = ref_find(f, "dy");
+    const ref_tensor *want_input = ref_find(f, "grad.input");
+    cnn_shape out = cnn_model_output_shape(m);
+    cnn_result r;
+    int i, n;
+    CHECK(x && dy && want_input && x->ndim == 4 && dy->ndim == 4, "%s: x, dy or grad.input missing", f->case_name);
+    if (!x || !dy || !want_input || x->ndim != 4 || dy->ndim != 4) return;
+    n = x->dims[0];
+    CHECK(dy->dims[1] == out.c && dy->dims[2] == out.h && dy->dims[3] == out.w,
+          "%s: the model's output is (%d, %d, %d), PyTorch's (%d, %d, %d)", f->case_name, out.c, out.h, out.w, dy->dims[1],
+          dy->dims[2], dy->dims[3]);
+    if (dy->dims[1] != out.c || dy->dims[2] != out.h || dy->dims[3] != out.w) return;
+    r = cnn_model_forward(m, x->data, n, CNN_MODE_TRAIN);
+    CHECK(r == CNN_OK, "forward: %s", m->error.message);
+    if (r != CNN_OK) return;
+    ref_compare_named(f, "y", cnn_model_output(m), TOL_LAYER, FLOOR);
+    cnn_model_zero_grad(m);
+    r = cnn_model_backward_from(m, dy->data);
+    CHECK(r == CNN_OK, "backward: %s", m->error.message);
+    ref_compare_named(f, "grad.input", m->activation_grads[0].data, TOL_LAYER, FLOOR);
+    for (i = 0; i < count; i++) {
+        const cnn_layer *layer = &m->layers[params[i].layer];
+        char name[REF_NAME_SIZE];
+        if (params[i].is_bias && params[i].layer + 1 < m->layer_count &&
+            m->layers[params[i].layer + 1].desc.type == CNN_LAYER_BATCH_NORM)
+            continue;
+        snprintf(name, sizeof name, "grad.%s", params[i].name);
+        ref_compare_named(f, name, params[i].is_bias ? layer->bias_grad : layer->weight_grad, TOL_LAYER, FLOOR);
+    }
+}
+
+/* begin; conv 3x3 p1; relu; conv 3x3 p1; end: y = F(x) + x. */
+TEST(residual_identity)
+{
+    static const ref_param params[] = {
+        {"conv1.weight", 1, 0}, {"conv1.bias", 1, 1}, {"conv2.weight", 3, 0}, {"conv2.bias", 3, 1}};
+    ref_file f;
+    const ref_tensor *x;
+    cnn_model m;
+    if (!ref_load(&f, "residual_identity")) return;
+    x = ref_get4(&f, "x", -1, -1, -1, -1);
+    if (x && one_layer_model(&m, x->dims[1], x->dims[2], x->dims[3])) {
+        cnn_add_residual_begin(&m);
+        cnn_add_conv2d(&m, x->dims[1], 3, 1, 1);
+        cnn_add_relu(&m);
+        cnn_add_conv2d(&m, x->dims[1], 3, 1, 1);
+        if (finish_model(&m, cnn_add_residual_end(&m, CNN_INIT_DEFAULT), x->dims[0])) {
+            CHECK(m.layers[4].weight_count == 0 && m.layers[4].block_begin == 0, "the block's end has a projection, or no begin");
+            if (ref_set_params(&f, &m, params, 4)) residual_compare(&f, &m, params, 4);
+        }
+        cnn_model_free(&m);
+    }
+    ref_free(&f);
+}
+
+/* A ResNet block that halves the image: begin; conv 3x3 s2 p1; batch norm;
+   relu; conv 3x3 p1; batch norm; end, whose projection is a 1x1 conv of
+   stride 2 (chosen by cnn.h: the smallest stride that maps 6x7 to 3x4).
+   Batch norm in training. The convs' biases just before a batch norm have
+   a gradient of 0 (the batch mean takes them away): PyTorch's is rounding
+   noise and not stored, and cnn.h's must be as small. */
+TEST(residual_projection)
+{
+    static const ref_param params[] = {
+        {"conv1.weight", 1, 0}, {"conv1.bias", 1, 1}, {"bn1.weight", 2, 0}, {"bn1.bias", 2, 1},
+        {"conv2.weight", 4, 0}, {"conv2.bias", 4, 1}, {"bn2.weight", 5, 0}, {"bn2.bias", 5, 1},
+        {"proj.weight", 6, 0}, {"proj.bias", 6, 1}};
+    ref_file f;
+    const ref_tensor *x, *pw;
+    cnn_model m;
+    if (!ref_load(&f, "residual_projection")) return;
+    x = ref_get4(&f, "x", -1, -1, -1, -1);
+    pw = ref_get4(&f, "proj.weight", -1, -1, 1, 1);
+    if (x && pw && one_layer_model(&m, x->dims[1], x->dims[2], x->dims[3])) {
+        const int oc = pw->dims[0];
+        cnn_add_residual_begin(&m);
+        cnn_add_conv2d(&m, oc, 3, 2, 1);
+        cnn_add_batch_norm(&m);
+        cnn_add_relu(&m);
+        cnn_add_conv2d(&m, oc, 3, 1, 1);
+        cnn_add_batch_norm(&m);
+        if (finish_model(&m, cnn_add_residual_end(&m, CNN_INIT_DEFAULT), x->dims[0])) {
+            const cnn_layer *end = &m.layers[6];
+            CHECK(end->desc.kernel == 1 && end->desc.stride == 2 && end->weight_count == (size_t)oc * x->dims[1] &&
+                      end->bias_count == (size_t)oc,
+                  "projection %dx%d stride %d with %lu + %lu parameters, expected 1x1 stride 2", end->desc.kernel,
+                  end->desc.kernel, end->desc.stride, (unsigned long)end->weight_count, (unsigned long)end->bias_count);
+            if (ref_set_params(&f, &m, params, 10)) {
+                double largest = 0.0, bias = 0.0;
+                size_t k;
+                residual_compare(&f, &m, params, 10);
+                for (k = 0; k < m.layers[1].weight_count; k++)
+                    if (fabs(m.layers[1].weight_grad[k]) > largest) largest = fabs(m.layers[1].weight_grad[k]);
+                for (k = 0; k < (size_t)oc; k++) {
+                    if (fabs(m.layers[1].bias_grad[k]) > bias) bias = fabs(m.layers[1].bias_grad[k]);
+                    if (fabs(m.layers[4].bias_grad[k]) > bias) bias = fabs(m.layers[4].bias_grad[k]);
+                }
+                CHECK(bias <= TOL_LAYER * FLOOR * largest, "a conv bias before batch norm has gradient %.3g (conv1's weights' "
+                      "largest: %.3g): it should be 0 plus rounding", bias, largest);
+            }
+        }
+        cnn_model_free(&m);
+    }
+    ref_free(&f);
+}
+
+/* A block inside a block, each with a projection: outer begin; conv_a 3x3
+   p1; inner begin; conv_b 3x3 s2 p1; inner end; outer end. */
+TEST(residual_nested)
+{
+    static const ref_param params[] = {
+        {"conv_a.weight", 1, 0}, {"conv_a.bias", 1, 1}, {"conv_b.weight", 3, 0}, {"conv_b.bias", 3, 1},
+        {"inner_proj.weight", 4, 0}, {"inner_proj.bias", 4, 1}, {"outer_proj.weight", 5, 0}, {"outer_proj.bias", 5, 1}};
+    ref_file f;
+    const ref_tensor *x, *wa;
+    cnn_model m;
+    if (!ref_load(&f, "residual_nested")) return;
+    x = ref_get4(&f, "x", -1, -1, -1, -1);
+    wa = ref_get4(&f, "conv_a.weight", -1, -1, 3, 3);
+    if (x && wa && one_layer_model(&m, x->dims[1], x->dims[2], x->dims[3])) {
+        cnn_add_residual_begin(&m);
+        cnn_add_conv2d(&m, wa->dims[0], 3, 1, 1);
+        cnn_add_residual_begin(&m);
+        cnn_add_conv2d(&m, wa->dims[0], 3, 2, 1);
+        cnn_add_residual_end(&m, CNN_INIT_DEFAULT);
+        if (finish_model(&m, cnn_add_residual_end(&m, CNN_INIT_DEFAULT), x->dims[0])) {
+            CHECK(m.layers[4].block_begin == 2 && m.layers[5].block_begin == 0, "the ends close blocks %d and %d, expected 2 and 0",
+                  m.layers[4].block_begin, m.layers[5].block_begin);
+            if (ref_set_params(&f, &m, params, 8)) residual_compare(&f, &m, params, 8);
+        }
+        cnn_model_free(&m);
+    }
+    ref_free(&f);
+}
+
+/* PyTorch's F.max_pool2d / F.avg_pool2d with padding and ceil_mode
+   (count_include_pad): the fixture's config is kernel, stride, padding,
+   ceil_mode, and its dy has PyTorch's output shape, which cnn.h must give. */
+static void pool_padding_case(const char *name, cnn_layer_type type)
+{
+    ref_file f;
+    const ref_tensor *x, *dy, *config;
+    cnn_layer_desc desc;
+    cnn_model m;
+    if (!ref_load(&f, name)) return;
+    x = ref_get4(&f, "x", -1, -1, -1, -1);
+    config = ref_get1(&f, "config", 4);
+    dy = x ? ref_get4(&f, "dy", x->dims[0], x->dims[1], -1, -1) : NULL;
+    if (dy && config && one_layer_model(&m, x->dims[1], x->dims[2], x->dims[3])) {
+        memset(&desc, 0, sizeof desc);
+        desc.type = type;
+        desc.kernel = (int)config->data[0];
+        desc.stride = (int)config->data[1];
+        desc.padding = (int)config->data[2];
+        desc.ceil_mode = (int)config->data[3];
+        if (finish_model(&m, cnn_model_add(&m, &desc), x->dims[0])) {
+            const cnn_shape out = m.layers[0].out;
+            CHECK(out.h == dy->dims[2] && out.w == dy->dims[3], "%s: output %dx%d, PyTorch's %dx%d", name, out.h, out.w,
+                  dy->dims[2], dy->dims[3]);
+            if (out.h == dy->dims[2] && out.w == dy->dims[3]) forward_backward(&f, &m, x, dy, x->dims[0], CNN_MODE_EVAL);
+        }
+        cnn_model_free(&m);
+    }
+    ref_free(&f);
+}
+
+TEST(pool_padding_max_k3_s2_p1) { pool_padding_case("pool_padding_max_k3_s2_p1", CNN_LAYER_MAX_POOL); }
+TEST(pool_padding_max_k2_s2_ceil) { pool_padding_case("pool_padding_max_k2_s2_ceil", CNN_LAYER_MAX_POOL); }
+TEST(pool_padding_max_k3_s2_p1_ceil) { pool_padding_case("pool_padding_max_k3_s2_p1_ceil", CNN_LAYER_MAX_POOL); }
+TEST(pool_padding_avg_k3_s2_p1_ceil) { pool_padding_case("pool_padding_avg_k3_s2_p1_ceil", CNN_LAYER_AVG_POOL); }
+TEST(pool_padding_avg_k2_s2_ceil) { pool_padding_case("pool_padding_avg_k2_s2_ceil", CNN_LAYER_AVG_POOL); }
+/* 5 rows, 2/2, padding 1, ceil: a fourth window would start in the bottom padding and is dropped */
+TEST(pool_padding_avg_k2_s2_p1_ceil) { pool_padding_case("pool_padding_avg_k2_s2_p1_ceil", CNN_LAYER_AVG_POOL); }
+TEST(pool_padding_avg_k3_s1_p1) { pool_padding_case("pool_padding_avg_k3_s1_p1", CNN_LAYER_AVG_POOL); }
+
 int main(void)
 {
     RUN(generator_matches_gen_py);
@@ -916,6 +1242,22 @@ int main(void)
     RUN(lenet5_forward_backward);
     RUN(lenet5_adam_3_steps);
     RUN(lenet5_sgd_momentum_3_steps);
+    RUN(batch_norm_train_conv);
+    RUN(batch_norm_train_dense);
+    RUN(batch_norm_eval_conv);
+    RUN(batch_norm_eval_dense);
+    RUN(batch_norm_running_stats_conv);
+    RUN(batch_norm_running_stats_dense);
+    RUN(residual_identity);
+    RUN(residual_projection);
+    RUN(residual_nested);
+    RUN(pool_padding_max_k3_s2_p1);
+    RUN(pool_padding_max_k2_s2_ceil);
+    RUN(pool_padding_max_k3_s2_p1_ceil);
+    RUN(pool_padding_avg_k3_s2_p1_ceil);
+    RUN(pool_padding_avg_k2_s2_ceil);
+    RUN(pool_padding_avg_k2_s2_p1_ceil);
+    RUN(pool_padding_avg_k3_s1_p1);
     if (ref_verbose()) printf("%d tensors compared\n", ref_compared);
     return test_report();
 }

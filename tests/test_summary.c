@@ -2,7 +2,8 @@
    networks, described without building (nothing is allocated), against the
    totals their papers and Keras give: LeNet-5 61,706, AlexNet 62,378,344,
    VGG16 138,357,544. The models are examples/summary.c's, from
-   examples/classics.h. */
+   examples/classics.h. And the whole text of one summary: residual blocks
+   indented, padded pools. */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
@@ -56,6 +57,54 @@ TEST(vgg16_has_138357544_parameters)
     cnn_model_free(&model);
 }
 
+/* A residual block's layers are indented under its begin, two spaces a
+   level, and its end is back at the begin's level and says what it adds
+   (the block's input, or a projection); padded and ceil-mode pools show
+   their padding and "ceil"; batch norm and the projection count their
+   parameters (gamma and beta, 8 x 4 weights and 8 biases). */
+TEST(summary_indents_residual_blocks)
+{
+    static const char expected[] =
+        "layer                        output shape         parameters\n"
+        "input                        (1, 8, 8)                     0\n"
+        "conv2d 3x3 s1 p1             (4, 8, 8)                    40\n"
+        "max_pool 3x3 s2 p1 ceil      (4, 5, 5)                     0\n"
+        "residual_begin               (4, 5, 5)                     0\n"
+        "  conv2d 3x3 s2 p1           (8, 3, 3)                   296\n"
+        "  batch_norm                 (8, 3, 3)                    16\n"
+        "  residual_begin             (8, 3, 3)                     0\n"
+        "    relu                     (8, 3, 3)                     0\n"
+        "  residual_end + input       (8, 3, 3)                     0\n"
+        "residual_end + conv 1x1 s2   (8, 3, 3)                    40\n"
+        "relu                         (8, 3, 3)                     0\n"
+        "global_avg_pool              (8)                           0\n"
+        "dense                        (3)                          27\n"
+        "softmax                      (3)                           0\n"
+        "total parameters: 419\n";
+    static char text[4096];
+    cnn_layer_desc pool;
+    cnn_model_init(&model, 1, 8, 8, 1);
+    cnn_add_conv2d(&model, 4, 3, 1, 1);
+    memset(&pool, 0, sizeof pool);
+    pool.type = CNN_LAYER_MAX_POOL; pool.kernel = 3; pool.stride = 2; pool.padding = 1; pool.ceil_mode = 1;
+    cnn_model_add(&model, &pool);
+    cnn_add_residual_begin(&model);
+    cnn_add_conv2d(&model, 8, 3, 2, 1);
+    cnn_add_batch_norm(&model);
+    cnn_add_residual_begin(&model);
+    cnn_add_relu(&model);
+    cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+    cnn_add_residual_end(&model, CNN_INIT_DEFAULT);
+    cnn_add_relu(&model);
+    cnn_add_global_avg_pool(&model);
+    cnn_add_dense(&model, 3);
+    cnn_add_softmax(&model);
+    check_total(&model, 419, "419");
+    cnn_model_summary(&model, text, sizeof text);
+    CHECK(strcmp(text, expected) == 0, "the summary reads\n%s", text);
+    cnn_model_free(&model);
+}
+
 /* The summary measures itself like snprintf: a short buffer is cut, still
    terminated, and the return value is the full length. */
 TEST(summary_reports_its_full_length)
@@ -80,5 +129,6 @@ int main(void)
     RUN(alexnet_has_62378344_parameters);
     RUN(vgg16_has_138357544_parameters);
     RUN(summary_reports_its_full_length);
+    RUN(summary_indents_residual_blocks);
     return test_report();
 }

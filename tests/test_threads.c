@@ -14,14 +14,43 @@
 
 #ifndef CNN_NO_FAST
 
-/* Trains a conv net (conv, leaky ReLU, max-pool, dropout, dense) for a few
-   steps with the given number of threads and returns its parameters,
-   followed by its outputs for SINGLES samples passed one at a time. The
-   dense layer of 256 gives it 76,005 parameters, more than the 16,384 from
-   which the optimiser shares its update between threads, and 288 x 256
-   weights, enough for threads to share a single sample's pass through it. */
+/* A conv net (conv, leaky ReLU, max-pool, dropout, dense) for (1, 12, 12)
+   and 5 classes. The dense layer of 256 gives it 76,005 parameters, more
+   than the 16,384 from which the optimiser shares its update between
+   threads, and 288 x 256 weights, enough for threads to share a single
+   sample's pass through it. */
+static int add_conv_net(cnn_model *model)
+{
+    return cnn_add_conv2d(model, 8, 3, 1, 1) == CNN_OK && cnn_add_leaky_relu(model, 0.3f) == CNN_OK &&
+           cnn_add_conv2d(model, 8, 3, 1, 1) == CNN_OK && cnn_add_relu(model) == CNN_OK && cnn_add_max_pool(model, 2, 2) == CNN_OK &&
+           cnn_add_dropout(model, 0.25f) == CNN_OK && cnn_add_flatten(model) == CNN_OK && cnn_add_dense(model, 256) == CNN_OK &&
+           cnn_add_relu(model) == CNN_OK && cnn_add_dense(model, 5) == CNN_OK && cnn_add_softmax(model) == CNN_OK;
+}
+
+/* A small ResNet for the same inputs: conv, batch norm, a block with the
+   identity skip, a block that halves the image through a 1x1 projection,
+   global average pooling, dense. Its batch norms see 40 x 144 x 8 = 46,080
+   values in a batch of 40, more than the 32,768 from which threads share
+   them a channel each, and the last batch of 20 fewer. */
+static int add_resnet(cnn_model *model)
+{
+    return cnn_add_conv2d(model, 8, 3, 1, 1) == CNN_OK && cnn_add_batch_norm(model) == CNN_OK && cnn_add_relu(model) == CNN_OK &&
+           cnn_add_residual_begin(model) == CNN_OK && cnn_add_conv2d(model, 8, 3, 1, 1) == CNN_OK &&
+           cnn_add_batch_norm(model) == CNN_OK && cnn_add_relu(model) == CNN_OK && cnn_add_conv2d(model, 8, 3, 1, 1) == CNN_OK &&
+           cnn_add_batch_norm(model) == CNN_OK && cnn_add_residual_end(model, CNN_INIT_HE_NORMAL) == CNN_OK &&
+           cnn_add_relu(model) == CNN_OK && cnn_add_residual_begin(model) == CNN_OK && cnn_add_conv2d(model, 16, 3, 2, 1) == CNN_OK &&
+           cnn_add_batch_norm(model) == CNN_OK && cnn_add_relu(model) == CNN_OK && cnn_add_conv2d(model, 16, 3, 1, 1) == CNN_OK &&
+           cnn_add_batch_norm(model) == CNN_OK && cnn_add_residual_end(model, CNN_INIT_HE_NORMAL) == CNN_OK &&
+           cnn_add_relu(model) == CNN_OK && cnn_add_global_avg_pool(model) == CNN_OK && cnn_add_dense(model, 5) == CNN_OK &&
+           cnn_add_softmax(model) == CNN_OK;
+}
+
+/* Trains the model add() describes for a few steps with the given number
+   of threads and returns its parameters and state (batch norm's running
+   statistics), followed by its outputs for SINGLES samples passed one at a
+   time. */
 #define SINGLES 5
-static float *train_with_threads(int threads, size_t *count)
+static float *train_with_threads(int threads, size_t *count, int (*add)(cnn_model *))
 {
     cnn_model model;
     cnn_optimizer adam;
@@ -43,23 +72,20 @@ static float *train_with_threads(int threads, size_t *count)
     for (i = 0; i < 100; i++) data.labels[i] = (int)cnn_rng_below(&rng, 5);
     data.count = 100;
     data.num_classes = 5;
-    if (cnn_model_init(&model, 1, 12, 12, 7) == CNN_OK && cnn_add_conv2d(&model, 8, 3, 1, 1) == CNN_OK &&
-        cnn_add_leaky_relu(&model, 0.3f) == CNN_OK && cnn_add_conv2d(&model, 8, 3, 1, 1) == CNN_OK &&
-        cnn_add_relu(&model) == CNN_OK && cnn_add_max_pool(&model, 2, 2) == CNN_OK && cnn_add_dropout(&model, 0.25f) == CNN_OK &&
-        cnn_add_flatten(&model) == CNN_OK && cnn_add_dense(&model, 256) == CNN_OK && cnn_add_relu(&model) == CNN_OK &&
-        cnn_add_dense(&model, 5) == CNN_OK && cnn_add_softmax(&model) == CNN_OK && cnn_model_build(&model, 40) == CNN_OK &&
+    if (cnn_model_init(&model, 1, 12, 12, 7) == CNN_OK && add(&model) && cnn_model_build(&model, 40) == CNN_OK &&
         cnn_optimizer_init(&adam, &model, NULL) == CNN_OK) {
+        const size_t learned = model.param_count + model.state_count; /* params, then state, in one block */
         CHECK(model.threads == threads, "model uses %d threads, asked for %d", model.threads, threads);
         memset(&fit, 0, sizeof fit);
         fit.epochs = 2; /* 100 samples in batches of 40: full and partial batches */
         CHECK(cnn_model_fit(&model, &adam, &data, &fit) == CNN_OK, "fit: %s", model.error.message);
-        params = (float *)malloc((model.param_count + SINGLES * 5) * sizeof(float));
-        memcpy(params, model.params, model.param_count * sizeof(float));
-        *count = model.param_count + SINGLES * 5;
+        params = (float *)malloc((learned + SINGLES * 5) * sizeof(float));
+        memcpy(params, model.params, learned * sizeof(float));
+        *count = learned + SINGLES * 5;
         for (i = 0; i < SINGLES; i++) {
             CHECK(cnn_model_forward(&model, data.images.data + i * 144, 1, CNN_MODE_EVAL) == CNN_OK, "forward: %s",
                   model.error.message);
-            memcpy(params + model.param_count + i * 5, cnn_model_output(&model), 5 * sizeof(float));
+            memcpy(params + learned + i * 5, cnn_model_output(&model), 5 * sizeof(float));
         }
         cnn_optimizer_free(&adam);
     } else {
@@ -70,21 +96,30 @@ static float *train_with_threads(int threads, size_t *count)
     return params;
 }
 
-TEST(one_and_two_threads_train_identically)
+static void train_identically(int (*add)(cnn_model *))
 {
     size_t count1 = 0, count2 = 0;
-    float *one = train_with_threads(1, &count1);
-    float *two = train_with_threads(2, &count2);
+    float *one = train_with_threads(1, &count1, add);
+    float *two = train_with_threads(2, &count2, add);
 #ifndef _OPENMP
     printf("    built without OpenMP: both runs used one thread\n");
 #endif
     CHECK(one && two && count1 == count2, "both trained");
+    if (one) {
+        size_t i, bad = 0;
+        for (i = 0; i < count1; i++) bad += !(fabsf(one[i]) <= 1e30f);
+        CHECK(bad == 0, "%lu of %lu values are not finite: identical NaNs would prove nothing", (unsigned long)bad,
+              (unsigned long)count1);
+    }
     if (one && two && count1 == count2)
-        CHECK(memcmp(one, two, count1 * sizeof(float)) == 0, "weights or answers differ by up to %g",
+        CHECK(memcmp(one, two, count1 * sizeof(float)) == 0, "weights, running statistics or answers differ by up to %g",
               test_max_abs_diff(one, two, count1));
     free(one);
     free(two);
 }
+
+TEST(one_and_two_threads_train_identically) { train_identically(add_conv_net); }
+TEST(resnet_trains_identically_on_one_and_two_threads) { train_identically(add_resnet); }
 
 /* On 2 threads each thread checks its own half of the parameters before a
    step. A NaN gradient in each half must be reported at the first one, a
@@ -149,6 +184,7 @@ TEST(two_threads_refuse_at_the_first_bad_parameter)
 int main(void)
 {
     RUN_FAST(one_and_two_threads_train_identically);
+    RUN_FAST(resnet_trains_identically_on_one_and_two_threads);
     RUN_FAST(two_threads_refuse_at_the_first_bad_parameter);
     return test_report();
 }

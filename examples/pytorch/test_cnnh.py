@@ -221,6 +221,161 @@ class RoundTrips(Files):
         self.assertEqual(metadata, {})
 
 
+class BatchNormAndResidual(Files):
+    """Batch norm (its statistics and count of batches), global average
+    pooling, padded pools in ceil mode and residual blocks (Residual:
+    identity and projection shortcuts, one inside another)."""
+    # as cnn.h writes tests/test.h's test_add_residual_layers
+    METADATA = {
+        "format": "pt", "cnn.h.version": "1", "cnn.h.input": "3,9,9", "cnn.h.layers": "26",
+        "cnn.h.layer.0": "conv2d units=4 kernel=3 stride=1 padding=1 init=he_normal", "cnn.h.layer.1": "batch_norm",
+        "cnn.h.layer.2": "relu", "cnn.h.layer.3": "max_pool kernel=3 stride=2 padding=1 ceil_mode=1",
+        "cnn.h.layer.4": "residual_begin",
+        "cnn.h.layer.5": "conv2d units=4 kernel=3 stride=1 padding=1 init=glorot_uniform", "cnn.h.layer.6": "batch_norm",
+        "cnn.h.layer.7": "relu", "cnn.h.layer.8": "conv2d units=4 kernel=3 stride=1 padding=1 init=glorot_uniform",
+        "cnn.h.layer.9": "batch_norm", "cnn.h.layer.10": "residual_end init=glorot_uniform", "cnn.h.layer.11": "relu",
+        "cnn.h.layer.12": "residual_begin",
+        "cnn.h.layer.13": "conv2d units=6 kernel=3 stride=2 padding=1 init=glorot_uniform", "cnn.h.layer.14": "batch_norm",
+        "cnn.h.layer.15": "residual_begin", "cnn.h.layer.16": "leaky_relu alpha=0.1",
+        "cnn.h.layer.17": "residual_end init=glorot_uniform", "cnn.h.layer.18": "residual_end init=he_normal",
+        "cnn.h.layer.19": "avg_pool kernel=2 stride=2 padding=1 ceil_mode=1", "cnn.h.layer.20": "global_avg_pool",
+        "cnn.h.layer.21": "dense units=5 init=glorot_uniform", "cnn.h.layer.22": "batch_norm", "cnn.h.layer.23": "relu",
+        "cnn.h.layer.24": "dense units=4 init=glorot_uniform", "cnn.h.layer.25": "softmax"}
+
+    def model(self):
+        """The same model as PyTorch would write it, with statistics of its own."""
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+            cnnh.Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))),
+            nn.ReLU(),
+            cnnh.Residual(nn.Sequential(nn.Conv2d(4, 6, 3, 2, 1), nn.BatchNorm2d(6),
+                                        cnnh.Residual(nn.Sequential(nn.LeakyReLU(0.1)))),
+                          nn.Conv2d(4, 6, 1, 2)),
+            nn.AvgPool2d(2, 2, 1, ceil_mode=True), nn.AdaptiveAvgPool2d(1), cnnh.FlattenLinear(6, 5),
+            nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 4), nn.Softmax(dim=1))
+        model[0].cnnh_init = "he_normal"
+        model[6].cnnh_init = "he_normal"
+        model.train()
+        for _ in range(3):  # statistics and counts of its own
+            model(torch.rand(8, 3, 9, 9))
+        return model.eval()
+
+    def test_describe_and_build(self):
+        model = self.model()
+        self.assertEqual(cnnh.describe(model, (3, 9, 9)), self.METADATA)
+        built = cnnh.build(self.METADATA)
+        self.assertEqual(cnnh.describe(built, (3, 9, 9)), self.METADATA)
+        self.assertEqual([(k, tuple(v.shape)) for k, v in built.state_dict().items()],
+                         [(k, tuple(v.shape)) for k, v in model.state_dict().items()])
+        self.assertEqual([type(m) for m in built.modules()], [type(m) for m in model.modules()])
+
+    def test_save_load_same_outputs(self):
+        model = self.model()
+        x = torch.rand(5, 3, 9, 9)
+        cnnh.save(model, self.path(), (3, 9, 9))
+        tensors, metadata = cnnh.read_safetensors(self.path())
+        self.assertEqual(metadata, self.METADATA)
+        self.assertEqual(list(tensors), list(model.state_dict()))  # the data in module order
+        for name in ("1.num_batches_tracked", "4.body.1.num_batches_tracked", "10.num_batches_tracked"):
+            self.assertEqual((tensors[name].dtype, tuple(tensors[name].shape), int(tensors[name])), (torch.int64, (), 3))
+        for name in ("4.body.3.weight", "6.body.1.running_var", "6.shortcut.weight", "6.shortcut.bias", "9.weight"):
+            self.assertTrue(torch.equal(tensors[name], model.state_dict()[name]), name)
+        again = cnnh.load(self.path())
+        self.assertFalse(again.training)
+        self.assertEqual(again[6].cnnh_init, "he_normal")
+        self.assertTrue(all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values())))
+        self.assertTrue(torch.equal(again(x), model(x)))
+        # the count of batches may be missing: 0, as PyTorch's load_state_dict counts it
+        del tensors["1.num_batches_tracked"]
+        cnnh.write_safetensors(self.path(), tensors, metadata)
+        self.assertEqual(int(cnnh.load(self.path())[1].num_batches_tracked), 0)
+
+    def test_flat_bodies(self):
+        """A body that makes its input flat: the shortcut is flattened to match."""
+        model = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            cnnh.Residual(nn.Sequential(nn.Flatten(), nn.Linear(3, 5), nn.ReLU()), nn.Conv2d(3, 5, 1)),
+            cnnh.Residual(nn.Sequential(nn.Linear(5, 5), nn.BatchNorm1d(5))),
+            cnnh.Residual(nn.Sequential(nn.Linear(5, 2)), nn.Conv2d(5, 2, 1)),  # a projection of a flat input
+            nn.Softmax(dim=1)).eval()
+        x = torch.rand(4, 3, 2, 2)
+        pooled = x.mean((2, 3))
+        h = torch.relu(model[1].body[1](pooled)) + model[1].shortcut(pooled[:, :, None, None]).flatten(1)
+        h = model[2].body(h) + h
+        h = model[3].body(h) + model[3].shortcut(h[:, :, None, None]).flatten(1)
+        self.assertTrue(torch.allclose(model(x), torch.softmax(h, 1), atol=1e-6))
+        cnnh.save(model, self.path(), (3, 2, 2))
+        self.assertTrue(torch.equal(cnnh.load(self.path())(x), model(x)))
+
+    def test_refused_models(self):
+        def refused(layers, says, shape=(2, 8, 8)):
+            with self.assertRaises(ValueError) as caught:
+                cnnh.save(nn.Sequential(*layers), self.path(), shape)
+            for text in [says] if isinstance(says, str) else says:
+                self.assertIn(text, str(caught.exception))
+
+        refused([nn.Conv2d(2, 4, 3), cnnh.Residual(nn.Sequential(nn.Conv2d(4, 4, 3, 2)))],
+                ["module 1 (Residual): its body turns (4, 6, 6) into (4, 2, 2)",
+                 "the shortcut must be nn.Conv2d(4, 4, 1, stride=3), not nn.Identity()"])
+        refused([cnnh.Residual(nn.Sequential(nn.ReLU()), nn.Conv2d(2, 2, 1))],
+                "module 0 (Residual): its body keeps the shape (2, 8, 8), so cnn.h adds the input itself")
+        refused([cnnh.Residual(nn.Sequential(nn.Conv2d(2, 3, 3, 2, 1)), nn.Conv2d(2, 3, 1, 1))],
+                ["module 0.shortcut (Conv2d(", "cnn.h's projection is nn.Conv2d(2, 3, 1, stride=2)"])
+        refused([cnnh.Residual(nn.Sequential(nn.Conv2d(2, 3, 3, 2, 1)), nn.Conv2d(2, 3, 1, 2, bias=False))],
+                "bias=False: cnn.h's projection always has a bias")
+        refused([cnnh.Residual(nn.Sequential(nn.Conv2d(2, 3, 3, 2, 1)), nn.Conv2d(4, 3, 1, 2))],
+                "module 0.shortcut (Conv2d(4, 3, kernel_size=(1, 1), stride=(2, 2))): weight has shape (3, 4, 1, 1), "
+                "but its input (2, 8, 8) needs (3, 2, 1, 1)")
+        refused([cnnh.Residual(nn.Sequential(nn.Conv2d(2, 3, 3)))], "no 1x1 convolution with a stride maps")
+        refused([cnnh.Residual(nn.Sequential())], "module 0 (Residual): its body must be a non-empty nn.Sequential")
+        refused([cnnh.Residual(nn.Sequential(nn.ReLU()), nn.ReLU())], "its shortcut must be nn.Identity() or a 1x1")
+        refused([cnnh.Residual(nn.Sequential(nn.Flatten(), nn.Softmax(dim=1)))], "softmax inside the residual block")
+        refused([nn.ReLU(), cnnh.Residual(nn.Sequential(nn.ReLU(), nn.Conv2d(2, 2, 3, padding=(0, 1))))],
+                "module 1.body.1 (Conv2d(")
+        refused([nn.Flatten(), cnnh.Residual(nn.Sequential(nn.Linear(128, 128))), nn.AdaptiveAvgPool2d(1)],
+                ["module 2 (AdaptiveAvgPool2d(output_size=1)): AdaptiveAvgPool2d needs an image",
+                 "but module 1.body.0 (Linear) made its input a flat vector of 128"])
+        refused([nn.AdaptiveAvgPool2d(2)], "AdaptiveAvgPool2d(1)")
+        refused([nn.BatchNorm2d(2, eps=1e-3)], "eps=0.001: cnn.h's batch norm adds 1e-05")
+        refused([nn.BatchNorm2d(2, affine=False)], "affine=True")
+        refused([nn.BatchNorm2d(2, track_running_stats=False)], "track_running_stats=True")
+        refused([nn.Flatten(), nn.BatchNorm2d(128)], "BatchNorm2d on an (N, C) tensor: use nn.BatchNorm1d")
+        refused([nn.BatchNorm1d(2)], "BatchNorm1d on an (N, C, H, W) tensor")
+        refused([nn.BatchNorm2d(3)], "module 0 (BatchNorm2d(3,", shape=(2, 8, 8))
+
+    def test_refused_files(self):
+        model = self.model()
+        tensors, metadata = dict(model.state_dict()), dict(self.METADATA)
+
+        def refused(says, tensors, metadata=metadata):
+            cnnh.write_safetensors(self.path(), tensors, metadata)
+            with self.assertRaises(ValueError) as caught:
+                cnnh.load(self.path())
+            self.assertIn(says, str(caught.exception))
+
+        refused("tensor '1.running_var' holds a negative variance", dict(tensors, **{"1.running_var": -torch.ones(4)}))
+        refused("tensor '1.num_batches_tracked' counts -1 batches",
+                dict(tensors, **{"1.num_batches_tracked": torch.tensor(-1)}))
+        refused("tensor '1.num_batches_tracked' is torch.float32; a count of batches is I64",
+                dict(tensors, **{"1.num_batches_tracked": torch.tensor(3.0)}))
+        refused("tensor '1.num_batches_tracked' has shape (1,), its layer needs ()",
+                dict(tensors, **{"1.num_batches_tracked": torch.tensor([3])}))
+        refused("the file lacks the tensor 6.shortcut.bias", {k: v for k, v in tensors.items() if k != "6.shortcut.bias"})
+        refused("tensor '4.shortcut.weight' belongs to none of the layers",
+                dict(tensors, **{"4.shortcut.weight": torch.ones(4, 4, 1, 1)}))
+        refused("cnn.h.layer.19 ('residual_end init=he_normal'): residual_end without a residual_begin",
+                tensors, dict(metadata, **{"cnn.h.layer.19": "residual_end init=he_normal"}))
+        refused("cnn.h.layer.25 ('softmax'): softmax inside the residual block from cnn.h.layer.4",
+                tensors, dict(metadata, **{"cnn.h.layer.10": "relu"}))
+        refused("cnn.h.layer.1: residual_begin without its residual_end", {},
+                {"cnn.h.version": "1", "cnn.h.input": "1,2,2", "cnn.h.layers": "3", "cnn.h.layer.0": "relu",
+                 "cnn.h.layer.1": "residual_begin", "cnn.h.layer.2": "relu"})
+        refused("cnn.h.layer.16 ('residual_end init=glorot_uniform'): the residual block from cnn.h.layer.15 has no layers",
+                tensors, dict(metadata, **{"cnn.h.layer.16": "residual_end init=glorot_uniform", "cnn.h.layer.17": "relu"}))
+
+
 class MalformedFiles(Files):
     F32 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
     DATA = struct.pack("<2f", 1, 2)
@@ -349,10 +504,15 @@ class BadModels(Files):
     def test_settings(self):
         self.bad("conv2d needs units, kernel and stride >= 1",
                  cnnh_layer_0="conv2d units=2 kernel=3 stride=0 padding=1 init=glorot_uniform")
-        self.bad("kernel 3, stride 2, padding 0 does not fit the input 4x4",
-                 cnnh_layer_0="conv2d units=2 kernel=3 stride=2 padding=0 init=glorot_uniform")
-        self.bad("kernel 5, stride 1, padding 0 does not fit",
+        self.bad("kernel 5, stride 1, padding 0 does not fit the input 4x4: the kernel is larger than the padded input",
                  cnnh_layer_0="conv2d units=2 kernel=5 stride=1 padding=0 init=glorot_uniform")
+        # a stride that does not tile the input rounds down, as in PyTorch: (4 - 3) // 2 + 1 = 1
+        self.bad("tensor '2.weight' has shape (3, 32), its layer needs (3, 2)",
+                 cnnh_layer_0="conv2d units=2 kernel=3 stride=2 padding=0 init=glorot_uniform")
+        self.bad("padding 2 is more than half the 2x2 window", cnnh_layer_1="max_pool kernel=2 stride=2 padding=2")
+        self.bad("ceil_mode must be 0 or 1", cnnh_layer_1="avg_pool kernel=2 stride=2 ceil_mode=2")
+        self.bad("the 7x7 window is larger than the input 4x4 with padding 1",
+                 cnnh_layer_1="avg_pool kernel=7 stride=2 padding=1")
         self.bad("dense needs a flat input, (C, 1, 1), and gets (2, 4, 4)", cnnh_layer_1="relu")
         self.bad("softmax needs a flat input", cnnh_layer_1="softmax")
         self.bad("the 5x5 window is larger than the input 4x4", cnnh_layer_1="max_pool kernel=5 stride=1")
@@ -410,7 +570,7 @@ class Unsupported(Files):
         self.refused([nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")], "padding_mode='reflect'")
         self.refused([nn.Conv2d(3, 2, 3)], "module 0 (Conv2d(3, 2, kernel_size=(3, 3), stride=(1, 1))): weight has "
                      "shape (2, 3, 3, 3), but its input (1, 8, 8) needs (2, 1, 3, 3)")
-        self.refused([nn.Conv2d(1, 2, 3, stride=2)], "does not fit the input 8x8")
+        self.refused([nn.Conv2d(1, 2, 9)], "does not fit the input 8x8: the kernel is larger than the padded input")
         self.refused([nn.Flatten(), nn.Conv2d(64, 2, 1)], "module 1 (Conv2d(64, 2, kernel_size=(1, 1), stride=(1, 1))): "
                      "Conv2d needs an image (N, C, H, W), but module 0 (Flatten) made its input a flat vector of 64: "
                      "put Conv2d and pool layers before Flatten and Linear")
@@ -432,8 +592,7 @@ class Unsupported(Files):
     def test_pools(self):
         for pool in (nn.MaxPool2d, nn.AvgPool2d):
             name = pool.__name__
-            self.refused([pool(2, padding=1)], [name, "padding must be 0"])
-            self.refused([pool(2, ceil_mode=True)], "ceil_mode=True")
+            self.refused([pool(2, padding=2)], [name, "padding 2 is more than half the 2x2 window"])
             self.refused([pool((2, 3))], "kernel (2, 3) is not square")
             self.refused([pool(2, (1, 2))], "stride (1, 2) is not square")
             self.refused([pool(9)], "the 9x9 window is larger than the input 8x8")
@@ -444,6 +603,7 @@ class Unsupported(Files):
         self.refused([nn.MaxPool2d(2, dilation=2)], "dilation must be 1")
         self.refused([nn.MaxPool2d(2, return_indices=True)], "return_indices=True")
         self.refused([nn.AvgPool2d(2, divisor_override=3)], "divisor_override must be None")
+        self.refused([nn.AvgPool2d(3, 2, 1, count_include_pad=False)], "count_include_pad=False")
         # count_include_pad does not matter without padding
         cnnh.describe(nn.Sequential(nn.AvgPool2d(2, count_include_pad=False)), (1, 8, 8))
 
@@ -456,7 +616,7 @@ class Unsupported(Files):
         self.refused([nn.LeakyReLU(0.0)], "use nn.ReLU for 0")
         self.refused([nn.Dropout(0.0)], "dropout rate must be between 0 and 1")
         self.refused([nn.Dropout(1.0)], "dropout rate must be between 0 and 1")
-        self.refused([nn.ReLU(), nn.BatchNorm2d(1)], ["module 1 (BatchNorm2d(", "not a layer cnn.h has"])
+        self.refused([nn.ReLU(), nn.GroupNorm(1, 1)], ["module 1 (GroupNorm(", "not a layer cnn.h has"])
         self.refused([nn.ReLU(), nn.ReLU(), nn.Sequential(nn.ReLU())], ["module 2", "Sequential is not a layer"])
 
         class Mine(nn.ReLU):

@@ -6,7 +6,7 @@
    as examples/predict.c does (cnn_image_load_memory with the model's channel
    count, then cnn_image_prepare, then cnn_model_predict) and leaves for the
    page to read: the probabilities, the prepared input, and the feature maps
-   of the first conv layer after its activation and pooling.
+   of the first conv layer after its batch norm, activation and pooling.
 
    The page is one user with one model at a time, so the state is a handful
    of statics (two model slots: a new model is loaded into the spare one and
@@ -69,13 +69,18 @@ WEB_EXPORT(web_error) const char *web_error(void)
     return web_message;
 }
 
-static int web_is_activation(cnn_layer_type type)
+/* What may come between a conv layer and its pool: its batch norm (which
+   shows the maps as the next layers see them, not in the conv's raw scale)
+   and its activations. */
+static int web_follows_conv(cnn_layer_type type)
 {
-    return type == CNN_LAYER_RELU || type == CNN_LAYER_LEAKY_RELU || type == CNN_LAYER_SIGMOID || type == CNN_LAYER_TANH;
+    return type == CNN_LAYER_BATCH_NORM || type == CNN_LAYER_RELU || type == CNN_LAYER_LEAKY_RELU || type == CNN_LAYER_SIGMOID ||
+           type == CNN_LAYER_TANH;
 }
 
-/* The first conv layer, then the activations and the one pooling layer right
-   after it: the last of these is the layer whose output the page shows. */
+/* The first conv layer, then the batch norm and activations and the one
+   pooling layer right after it: the last of these is the layer whose output
+   the page shows ("conv2d -> batch_norm -> relu -> max_pool" in a ResNet). */
 static void web_find_maps(const cnn_model *model)
 {
     int i, j, length = 0;
@@ -83,7 +88,7 @@ static void web_find_maps(const cnn_model *model)
     web_title[0] = '\0';
     for (i = 0; i < model->layer_count && model->layers[i].desc.type != CNN_LAYER_CONV2D; i++) continue;
     if (i == model->layer_count) return;
-    for (j = i; j + 1 < model->layer_count && web_is_activation(model->layers[j + 1].desc.type); j++) continue;
+    for (j = i; j + 1 < model->layer_count && web_follows_conv(model->layers[j + 1].desc.type); j++) continue;
     if (j + 1 < model->layer_count &&
         (model->layers[j + 1].desc.type == CNN_LAYER_MAX_POOL || model->layers[j + 1].desc.type == CNN_LAYER_AVG_POOL))
         j++;

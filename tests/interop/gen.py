@@ -16,7 +16,8 @@ outputs; computed again in float64 from the same float32 weights and inputs,
 the outputs must differ by at most 1e-6 (else the case is badly conditioned
 and the C test could pass or fail by rounding luck); and the usual layout
 mistakes of a reader (convolving with flipped kernels, reading a dense
-weight as (IN, OUT)) must change the outputs far beyond that.
+weight as (IN, OUT), swapping or ignoring batch norm's running statistics)
+must change the outputs far beyond that.
 
 Deterministic: fixed seeds, one thread, deterministic algorithms; a second
 run writes the same bytes on the same machine.
@@ -100,13 +101,22 @@ def init_weights(model, gain=1.0):
     """Weights from U(-a, a) with a = gain * sqrt(6 / fan_in) (He uniform
     for gain 1) and biases from U(-0.2, 0.2), from torch's seeded generator:
     larger than PyTorch's default init, whose deep nets give nearly the same
-    outputs for every input, so that a wrong weight or a wrong layer shows."""
+    outputs for every input, so that a wrong weight or a wrong layer shows.
+    Batch norm layers (in residual blocks too) get scales U(0.5, 1.5),
+    shifts U(-0.2, 0.2), running means U(-0.5, 0.5), running variances
+    U(0.5, 2) and a count of 7 batches: statistics as if trained."""
     with torch.no_grad():
-        for layer in model:
+        for layer in model.modules():
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 limit = gain * (6.0 / layer.weight[0].numel()) ** 0.5
                 layer.weight.uniform_(-limit, limit)
                 layer.bias.uniform_(-0.2, 0.2)
+            if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.uniform_(-0.2, 0.2)
+                layer.running_mean.uniform_(-0.5, 0.5)
+                layer.running_var.uniform_(0.5, 2.0)
+                layer.num_batches_tracked.fill_(7)
 
 
 def round_weights(model, dtype):
@@ -133,21 +143,30 @@ def condition(name, model, x, y):
 def mistakes(name, model, x, y):
     """The smallest output change among the layout mistakes a reader could
     make: each conv's kernels flipped (convolution instead of PyTorch's
-    cross-correlation), each dense weight's bytes read as (IN, OUT). Stops
-    if one would go unnoticed."""
+    cross-correlation), each dense weight's bytes read as (IN, OUT), each
+    batch norm's running mean and variance swapped, or left as they start
+    (0 and 1). Stops if one would go unnoticed."""
     changes = []
-    for i, layer in enumerate(model):
+    for i, layer in model.named_modules():
         if isinstance(layer, nn.Conv2d) and layer.kernel_size[0] > 1:
             wrong = copy.deepcopy(model)
             with torch.no_grad():
-                wrong[i].weight.copy_(layer.weight.flip(2, 3))
-            changes.append(("flipped kernels in module %d" % i, wrong))
+                wrong.get_submodule(i).weight.copy_(layer.weight.flip(2, 3))
+            changes.append(("flipped kernels in module %s" % i, wrong))
         if isinstance(layer, nn.Linear):
             wrong = copy.deepcopy(model)
             with torch.no_grad():
                 out, inp = layer.weight.shape
-                wrong[i].weight.copy_(layer.weight.reshape(inp, out).t())
-            changes.append(("dense weight read as (IN, OUT) in module %d" % i, wrong))
+                wrong.get_submodule(i).weight.copy_(layer.weight.reshape(inp, out).t())
+            changes.append(("dense weight read as (IN, OUT) in module %s" % i, wrong))
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            for what, mean, var in (("swapped", layer.running_var, layer.running_mean.abs()),
+                                    ("ignored", torch.zeros_like(layer.running_mean), torch.ones_like(layer.running_var))):
+                wrong = copy.deepcopy(model)
+                with torch.no_grad():
+                    wrong.get_submodule(i).running_mean.copy_(mean)
+                    wrong.get_submodule(i).running_var.copy_(var)
+                changes.append(("running statistics %s in module %s" % (what, i), wrong))
     least = float("inf")
     for what, wrong in changes:
         change = float((forward(wrong, x) - y).abs().max())
@@ -205,6 +224,48 @@ def strided_conv():
     return model, (2, 9, 9)
 
 
+# tests/test.h's test_add_residual_layers, as cnn.h writes its metadata
+RESIDUAL = {
+    "format": "pt", "cnn.h.version": "1", "cnn.h.input": "3,9,9", "cnn.h.layers": "26",
+    "cnn.h.layer.0": "conv2d units=4 kernel=3 stride=1 padding=1 init=he_normal",        # (4, 9, 9)
+    "cnn.h.layer.1": "batch_norm", "cnn.h.layer.2": "relu",
+    "cnn.h.layer.3": "max_pool kernel=3 stride=2 padding=1 ceil_mode=1",                 # (4, 5, 5)
+    "cnn.h.layer.4": "residual_begin",                                                   # module 4
+    "cnn.h.layer.5": "conv2d units=4 kernel=3 stride=1 padding=1 init=glorot_uniform",
+    "cnn.h.layer.6": "batch_norm", "cnn.h.layer.7": "relu",
+    "cnn.h.layer.8": "conv2d units=4 kernel=3 stride=1 padding=1 init=glorot_uniform",
+    "cnn.h.layer.9": "batch_norm",
+    "cnn.h.layer.10": "residual_end init=glorot_uniform",                               # + x
+    "cnn.h.layer.11": "relu",
+    "cnn.h.layer.12": "residual_begin",                                                  # module 6
+    "cnn.h.layer.13": "conv2d units=6 kernel=3 stride=2 padding=1 init=glorot_uniform",  # (6, 3, 3)
+    "cnn.h.layer.14": "batch_norm",
+    "cnn.h.layer.15": "residual_begin", "cnn.h.layer.16": "leaky_relu alpha=0.1",
+    "cnn.h.layer.17": "residual_end init=glorot_uniform",                               # + x, inside
+    "cnn.h.layer.18": "residual_end init=he_normal",                                    # + conv 1x1 stride 2 (x)
+    "cnn.h.layer.19": "avg_pool kernel=2 stride=2 padding=1 ceil_mode=1",                # (6, 2, 2)
+    "cnn.h.layer.20": "global_avg_pool",                                                 # (6, 1, 1)
+    "cnn.h.layer.21": "dense units=5 init=glorot_uniform",                               # a FlattenLinear
+    "cnn.h.layer.22": "batch_norm",                                                      # BatchNorm1d
+    "cnn.h.layer.23": "relu",
+    "cnn.h.layer.24": "dense units=4 init=glorot_uniform",
+    "cnn.h.layer.25": "softmax",
+}
+
+
+def residual():
+    """Batch norm on images and on a flat vector, residual blocks (an
+    identity, a projection with stride 2, a block inside a block), padded
+    pools in ceil mode, global average pooling: built from metadata by
+    cnnh.build, as cnn.h's test_add_residual_layers."""
+    torch.manual_seed(4)
+    model = cnnh.build(RESIDUAL)
+    assert [type(m).__name__ for m in model][4:10] == ["Residual", "ReLU", "Residual", "AvgPool2d",
+                                                      "AdaptiveAvgPool2d", "FlattenLinear"]
+    init_weights(model)
+    return model, (3, 9, 9)
+
+
 # ---------------------------------------------------------------- writing
 
 def write_case(name, model, input_shape, dtype="F32", metadata=True, inputs=None):
@@ -255,6 +316,9 @@ def main():
     model, shape = strided_conv()
     assert cnnh.describe(model, shape) == STRIDED_CONV, "describe() is not build()'s inverse"
     total += write_case("strided_conv", model, shape)
+    model, shape = residual()
+    assert cnnh.describe(model, shape) == RESIDUAL, "describe() is not build()'s inverse"
+    total += write_case("residual", model, shape)
     print("total %d bytes" % total)
     if total > SIZE_LIMIT:
         sys.exit("the fixtures take %d bytes, more than the %d they may" % (total, SIZE_LIMIT))

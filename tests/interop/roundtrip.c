@@ -1,6 +1,7 @@
 /* roundtrip.c - the cnn.h side of `make interop` (tests/interop/roundtrip.py
-   is the PyTorch side): LeNet-5, the seed MLP and the seed CNN cross between
-   cnn.h and PyTorch through safetensors files, both ways.
+   is the PyTorch side): LeNet-5, the seed MLP, the seed CNN (without and
+   with batch norm) and the seed ResNet cross between cnn.h and PyTorch
+   through safetensors files, both ways.
 
      roundtrip c-to-torch DIR   for each model NAME, trains it a few steps in
                                 cnn.h and writes DIR/NAME.safetensors and
@@ -20,7 +21,8 @@
 #define BATCH 4
 #define TOLERANCE 1e-5
 
-static const char *const names[3] = {"lenet5", "mlp", "cnn"};
+#define MODELS 5
+static const char *const names[MODELS] = {"lenet5", "mlp", "cnn", "cnn_bn", "resnet"};
 
 static cnn_result build(cnn_model *model, int which, uint64_t seed)
 {
@@ -28,15 +30,18 @@ static cnn_result build(cnn_model *model, int which, uint64_t seed)
     if (which == 0) cnn_add_lenet5(model, 47);
     if (which == 1) seed_add_mlp(model, 47);
     if (which == 2) seed_add_cnn(model, 47);
+    if (which == 3) seed_add_cnn_batch_norm(model, 47);
+    if (which == 4) seed_add_resnet(model, 47);
     return cnn_model_build(model, BATCH);
 }
 
-/* Far-from-initial weights, then three Adam steps on random data: weights
-   cnn.h has trained, whose outputs depend on every one of them. */
+/* Far-from-initial weights (and batch norm statistics), then three Adam
+   steps on random data: weights cnn.h has trained, whose outputs depend on
+   every one of them. */
 static int c_to_torch(const char *dir)
 {
     int which;
-    for (which = 0; which < 3; which++) {
+    for (which = 0; which < MODELS; which++) {
         static cnn_model model;
         cnn_optimizer adam;
         cnn_dataset data;
@@ -47,6 +52,7 @@ static int c_to_torch(const char *dir)
             return 1;
         }
         test_randomise_weights(&model, 30 + (uint64_t)which);
+        test_randomise_statistics(&model, 40 + (uint64_t)which);
         cnn_optimizer_init(&adam, &model, NULL);
         for (step = 0; step < 3; step++)
             if (cnn_model_train_step(&model, &adam, data.images.data, data.labels, BATCH, NULL, NULL) != CNN_OK) {
@@ -72,7 +78,7 @@ static int c_to_torch(const char *dir)
 static int torch_to_c(const char *dir)
 {
     int which, failed = 0;
-    for (which = 0; which < 3; which++) {
+    for (which = 0; which < MODELS; which++) {
         static cnn_model from_metadata, by_hand;
         char path[1024];
         test_io io;

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""roundtrip.py - the PyTorch side of `make interop`: the three seed models
-(lenet5, mlp, cnn) cross between PyTorch and cnn.h through safetensors files,
-both ways, and each side checks the other's outputs.
+"""roundtrip.py - the PyTorch side of `make interop`: the seed models (lenet5,
+mlp, cnn, cnn_bn with batch norm, resnet with residual blocks) cross between
+PyTorch and cnn.h through safetensors files, both ways, and each side checks
+the other's outputs.
 
     roundtrip.py torch-to-c DIR   for each model NAME, writes DIR/NAME.safetensors
                                   (initialised in PyTorch, seeded, as gen.py's
@@ -56,22 +57,48 @@ def mlp():
         nn.Linear(512, CLASSES), nn.Softmax(dim=1))
 
 
-def cnn():
+def cnn(batch_norm=False):
     """seed_add_cnn in examples/seed_models.h: two blocks of [conv 3x3 same,
     LeakyReLU 0.3, conv 3x3 same, LeakyReLU 0.3, max-pool 2, dropout 0.25]
     with 32 then 64 filters, then dense 256, ReLU, dense 128, ReLU, dense 47,
-    softmax."""
+    softmax; with batch_norm (seed_add_cnn_batch_norm), a BatchNorm2d after
+    each conv."""
     layers = []
     for cin, filters in ((1, 32), (32, 64)):                                # (32, 14, 14), (64, 7, 7)
-        layers += [nn.Conv2d(cin, filters, 3, 1, 1), nn.LeakyReLU(0.3),
-                   nn.Conv2d(filters, filters, 3, 1, 1), nn.LeakyReLU(0.3),
-                   nn.MaxPool2d(2, 2), nn.Dropout(0.25)]
+        for conv_in in (cin, filters):
+            layers += [nn.Conv2d(conv_in, filters, 3, 1, 1)]
+            layers += [nn.BatchNorm2d(filters)] if batch_norm else []
+            layers += [nn.LeakyReLU(0.3)]
+        layers += [nn.MaxPool2d(2, 2), nn.Dropout(0.25)]
     layers += [nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(),
                nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, CLASSES), nn.Softmax(dim=1)]
     return nn.Sequential(*layers)
 
 
-MODELS = {"lenet5": lenet5, "mlp": mlp, "cnn": cnn}
+def resnet():
+    """seed_add_resnet: a stem (conv 3x3 32, batch norm, ReLU, max-pool 3x3
+    stride 2 padding 1), three stages of two basic blocks of 32, 64 and 128
+    filters (the first of stages 2 and 3 with stride 2 and a 1x1 projection),
+    global average pooling, dense 47 straight on its (128, 1, 1), softmax."""
+    def conv3x3(cin, filters, stride):
+        return nn.Conv2d(cin, filters, 3, stride, 1)
+
+    layers = [conv3x3(1, 32, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]   # (32, 14, 14)
+    cin = 32
+    for stage, filters in enumerate((32, 64, 128)):                           # 14x14, 7x7, 4x4
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            body = nn.Sequential(conv3x3(cin, filters, stride), nn.BatchNorm2d(filters), nn.ReLU(),
+                                 conv3x3(filters, filters, 1), nn.BatchNorm2d(filters))
+            shortcut = nn.Conv2d(cin, filters, 1, stride) if stride != 1 or cin != filters else None
+            layers += [cnnh.Residual(body, shortcut), nn.ReLU()]
+            cin = filters
+    layers += [nn.AdaptiveAvgPool2d(1), cnnh.FlattenLinear(128, CLASSES), nn.Softmax(dim=1)]
+    return nn.Sequential(*layers)
+
+
+MODELS = {"lenet5": lenet5, "mlp": mlp, "cnn": cnn, "cnn_bn": lambda: cnn(batch_norm=True), "resnet": resnet}
+GAINS = {"resnet": 0.8}   # init_weights' gain, where 1 makes float32 stray from float64 by more than 1e-6
 
 
 def torch_to_c(folder):
@@ -79,7 +106,7 @@ def torch_to_c(folder):
     for seed, (name, make) in enumerate(MODELS.items(), start=1):
         torch.manual_seed(seed)
         model = make().eval()
-        init_weights(model)  # not PyTorch's default, whose outputs are all near 1/47
+        init_weights(model, GAINS.get(name, 1.0))  # not PyTorch's default, whose outputs are all near 1/47
         x = torch.rand((BATCH,) + INPUT)
         y = forward(model, x)
         condition(name, model, x, y)   # float32 within 1e-6 of float64, or stop
@@ -90,8 +117,9 @@ def torch_to_c(folder):
         if not torch.equal(forward(cnnh.load(model_path), x), y):   # what cnn.h will read
             sys.exit("%s: %s read back gives other outputs" % (name, model_path))
         parameters = sum(p.numel() for p in model.parameters())
-        print("%s: wrote %s (%d layers, %d parameters, F32) and %s (%d inputs %s, %d outputs each)"
-              % (name, model_path, len(model), parameters, io_path, BATCH, "x".join(map(str, INPUT)), y.shape[1]))
+        print("%s: wrote %s (%s layers, %d parameters, F32) and %s (%d inputs %s, %d outputs each)"
+              % (name, model_path, cnnh.describe(model, INPUT)["cnn.h.layers"], parameters, io_path, BATCH,
+                 "x".join(map(str, INPUT)), y.shape[1]))
     return 0
 
 
@@ -136,7 +164,7 @@ def architecture_difference(got, want):
     initialisers aside), or None."""
     def layers(model):
         text = cnnh.describe(model, INPUT)
-        return [re.sub(r" init=\S+", "", text["cnn.h.layer.%d" % i]) for i in range(len(model))]
+        return [re.sub(r" init=\S+", "", text["cnn.h.layer.%d" % i]) for i in range(int(text["cnn.h.layers"]))]
     if got.cnnh_input_shape != INPUT:
         return "its input is %s, not %s" % (got.cnnh_input_shape, INPUT)
     a, b = layers(got), layers(want)

@@ -3,6 +3,8 @@
 cnn.h against (issue 3). Run from anywhere with Debian's python3-torch:
 
     make fixtures        # or: /usr/bin/python3 tests/reference/gen.py
+    /usr/bin/python3 tests/reference/gen.py batch_norm residual   # only the
+                         # cases whose names start with one of these words
 
 Every case is computed by PyTorch in float32 on the CPU, as the fixtures
 store it, and a second time in float64 from the same float32 inputs. The
@@ -39,6 +41,16 @@ CONDITION_MARGIN = 0.5
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
+
+# Case-name prefixes from the command line: only those cases are computed
+# and written. Another CPU may round PyTorch's float32 sums differently in
+# the last bit, so regenerating everything elsewhere rewrites every file;
+# a new case can be added without touching the others.
+SELECTED = sys.argv[1:]
+
+
+def selected(name):
+    return not SELECTED or any(name.startswith(prefix) for prefix in SELECTED)
 
 
 # ---------------------------------------------------------------- generator
@@ -100,6 +112,8 @@ class Fixture:
         return float(np.max(np.abs(decoded.astype(np.float64) - value)))
 
     def write(self):
+        if not selected(self.name):
+            return 0
         out = [MAGIC, struct.pack("<I", len(self.records))]
         for tensor, kind, shape, payload in self.records:
             name = tensor.encode("ascii")
@@ -168,7 +182,10 @@ def np32(tensor):
 def run_case(fixture, compute, tol, floor_of=lambda key: FLOOR, baseline=None, offsets=None):
     """compute(dtype) -> dict of expected tensors; stores the float32 ones
     after checking them against float64; offsets[key] names the tensor to
-    store key as 16-bit steps from."""
+    store key as 16-bit steps from. A case left out on the command line is
+    not computed."""
+    if not selected(fixture.name):
+        return 0
     f32 = {k: np32(v) for k, v in compute(torch.float32).items()}
     f64 = {k: v.detach().numpy() for k, v in compute(torch.float64).items()}
     worst = check_conditioning(fixture.name, f32, f64, tol, floor_of, baseline)
@@ -498,6 +515,247 @@ def lenet_case():
     return run_case(fx, compute, TOL_NET, floor_of, offsets=offsets)
 
 
+# ---------------------------------------------------------------- batch norm, residual blocks, padded pools
+# PyTorch's BatchNorm2d / BatchNorm1d with their defaults (momentum 0.1,
+# eps 1e-5, running statistics from mean 0 and variance 1); cnn.h's batch
+# norm is one layer for both (a dense layer's output is (C, 1, 1)).
+
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+
+
+def batch_norm_train_case(name, shape):
+    """Training mode: the batch's own mean and (biased) variance normalise;
+    y, dx, dweight (gamma), dbias (beta) and the running statistics after
+    this one step (the unbiased variance goes into them)."""
+    fx = Fixture(name)
+    c = shape[1]
+    x = fx.given("x", shape, -1.0, 3.0)  # mean ~1: the centring matters
+    gamma = fx.given("weight", (c,), 0.5, 1.5)
+    beta = fx.given("bias", (c,), -0.5, 0.5)
+    dy = fx.given("dy", shape, -1.0, 1.0)
+
+    def compute(dtype):
+        xs, ws, bs = leaf(x, dtype), leaf(gamma, dtype), leaf(beta, dtype)
+        mean, var = torch.zeros(c, dtype=dtype), torch.ones(c, dtype=dtype)
+        y = F.batch_norm(xs, mean, var, ws, bs, training=True, momentum=BN_MOMENTUM, eps=BN_EPS)
+        (y * t(dy, dtype)).sum().backward()
+        return {"y": y, "dx": xs.grad, "dweight": ws.grad, "dbias": bs.grad, "running_mean": mean, "running_var": var}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def batch_norm_eval_case(name, shape):
+    """Evaluation mode: the given running statistics normalise; the
+    backward pass treats them as constants."""
+    fx = Fixture(name)
+    c = shape[1]
+    x = fx.given("x", shape, -1.0, 3.0)
+    gamma = fx.given("weight", (c,), 0.5, 1.5)
+    beta = fx.given("bias", (c,), -0.5, 0.5)
+    mean = fx.given("running_mean", (c,), 0.5, 1.5)
+    var = fx.given("running_var", (c,), 0.5, 2.0)
+    dy = fx.given("dy", shape, -1.0, 1.0)
+
+    def compute(dtype):
+        xs, ws, bs = leaf(x, dtype), leaf(gamma, dtype), leaf(beta, dtype)
+        y = F.batch_norm(xs, t(mean, dtype), t(var, dtype), ws, bs, training=False, eps=BN_EPS)
+        (y * t(dy, dtype)).sum().backward()
+        return {"y": y, "dx": xs.grad, "dweight": ws.grad, "dbias": bs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def batch_norm_running_stats_case(name, shape, steps):
+    """nn.BatchNorm2d / 1d in training mode on `steps` different batches x1..,
+    each from its own range, so that the running estimates move: running_mean
+    and running_var after every step, and the last step's output y (gamma 1,
+    beta 0: the layer's starting values)."""
+    fx = Fixture(name)
+    c = shape[1]
+    fx.put("config", [steps])
+    xs = [fx.given("x%d" % step, shape, -1.0 + 0.5 * step, 1.0 + step) for step in range(1, steps + 1)]
+
+    def compute(dtype):
+        bn = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d)(c).to(dtype)
+        bn.train()
+        out = {}
+        for step, x in enumerate(xs, 1):
+            y = bn(t(x, dtype))
+            out["running_mean%d" % step] = bn.running_mean.detach().clone()
+            out["running_var%d" % step] = bn.running_var.detach().clone()
+        assert int(bn.num_batches_tracked) == steps
+        out["y"] = y
+        return out
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def relu_margin(case, z, least=1e-3):
+    """A ReLU input within rounding of 0 could take either side in cnn.h."""
+    smallest = float(torch.min(torch.abs(z.detach().to(torch.float64))))
+    if smallest <= least:
+        sys.exit("%s: a ReLU input is %.2g from 0: change the case" % (case, smallest))
+
+
+def residual_identity_case(name, n, c, h, w):
+    """cnn_add_residual_begin; conv 3x3 p1; relu; conv 3x3 p1;
+    cnn_add_residual_end: y = conv2(relu(conv1(x))) + x."""
+    fx = Fixture(name)
+    x = fx.given("x", (n, c, h, w), -1.0, 1.0)
+    p = {}
+    for conv in ("conv1", "conv2"):
+        p[conv + ".weight"] = fx.given(conv + ".weight", (c, c, 3, 3), -0.4, 0.4)
+        p[conv + ".bias"] = fx.given(conv + ".bias", (c,), -0.2, 0.2)
+    dy = fx.given("dy", (n, c, h, w), -1.0, 1.0)
+
+    def compute(dtype):
+        xs = leaf(x, dtype)
+        q = {k: leaf(v, dtype) for k, v in p.items()}
+        z = F.conv2d(xs, q["conv1.weight"], q["conv1.bias"], padding=1)
+        relu_margin(name, z)
+        y = F.conv2d(F.relu(z), q["conv2.weight"], q["conv2.bias"], padding=1) + xs
+        (y * t(dy, dtype)).sum().backward()
+        out = {"y": y, "grad.input": xs.grad}
+        out.update({"grad." + k: v.grad for k, v in q.items()})
+        return out
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def residual_projection_case(name, n, c, h, w, oc):
+    """A ResNet block that halves the image: begin; conv 3x3 s2 p1 (c -> oc);
+    batch norm; relu; conv 3x3 p1; batch norm; end, whose projection is a
+    1x1 conv with stride 2 (proj.weight (oc, c, 1, 1), proj.bias):
+    y = bn2(conv2(relu(bn1(conv1(x))))) + proj(x), batch norm in training
+    mode (batch statistics). A conv's bias just before a batch norm changes
+    nothing (the batch's mean takes it away again): its gradient is 0 plus
+    rounding, not stored (the C test checks that it is tiny)."""
+    fx = Fixture(name)
+    x = fx.given("x", (n, c, h, w), -1.0, 1.0)
+    shapes = [("conv1.weight", (oc, c, 3, 3), 0.4), ("conv1.bias", (oc,), 0.2),
+              ("bn1.weight", (oc,), None), ("bn1.bias", (oc,), 0.3),
+              ("conv2.weight", (oc, oc, 3, 3), 0.4), ("conv2.bias", (oc,), 0.2),
+              ("bn2.weight", (oc,), None), ("bn2.bias", (oc,), 0.3),
+              ("proj.weight", (oc, c, 1, 1), 0.6), ("proj.bias", (oc,), 0.2)]
+    p = {}
+    for key, shape, limit in shapes:
+        p[key] = fx.given(key, shape, 0.5, 1.5) if limit is None else fx.given(key, shape, -limit, limit)
+    oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    dy = fx.given("dy", (n, oc, oh, ow), -1.0, 1.0)
+
+    def compute(dtype):
+        xs = leaf(x, dtype)
+        q = {k: leaf(v, dtype) for k, v in p.items()}
+
+        def bn(z, which):
+            return F.batch_norm(z, None, None, q[which + ".weight"], q[which + ".bias"], training=True, eps=BN_EPS)
+
+        z = bn(F.conv2d(xs, q["conv1.weight"], q["conv1.bias"], stride=2, padding=1), "bn1")
+        relu_margin(name, z)
+        body = bn(F.conv2d(F.relu(z), q["conv2.weight"], q["conv2.bias"], padding=1), "bn2")
+        y = body + F.conv2d(xs, q["proj.weight"], q["proj.bias"], stride=2)
+        assert y.shape == (n, oc, oh, ow)
+        (y * t(dy, dtype)).sum().backward()
+        out = {"y": y, "grad.input": xs.grad}
+        out.update({"grad." + k: v.grad for k, v in q.items() if k not in ("conv1.bias", "conv2.bias")})
+        return out
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def residual_nested_case(name, n, c, h, w, oc):
+    """Two blocks, one inside the other, both with a projection:
+    outer begin; conv_a 3x3 p1 (c -> oc); inner begin; conv_b 3x3 s2 p1;
+    inner end (inner_proj 1x1 s2, oc -> oc); outer end (outer_proj 1x1 s2,
+    c -> oc). h1 = conv_a(x); y = conv_b(h1) + inner_proj(h1) + outer_proj(x).
+    No activation: nothing here has a kink."""
+    fx = Fixture(name)
+    x = fx.given("x", (n, c, h, w), -1.0, 1.0)
+    shapes = [("conv_a.weight", (oc, c, 3, 3)), ("conv_a.bias", (oc,)), ("conv_b.weight", (oc, oc, 3, 3)),
+              ("conv_b.bias", (oc,)), ("inner_proj.weight", (oc, oc, 1, 1)), ("inner_proj.bias", (oc,)),
+              ("outer_proj.weight", (oc, c, 1, 1)), ("outer_proj.bias", (oc,))]
+    p = {key: fx.given(key, shape, -0.5, 0.5) for key, shape in shapes}
+    oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    dy = fx.given("dy", (n, oc, oh, ow), -1.0, 1.0)
+
+    def compute(dtype):
+        xs = leaf(x, dtype)
+        q = {k: leaf(v, dtype) for k, v in p.items()}
+        h1 = F.conv2d(xs, q["conv_a.weight"], q["conv_a.bias"], padding=1)
+        inner = F.conv2d(h1, q["conv_b.weight"], q["conv_b.bias"], stride=2, padding=1) + \
+            F.conv2d(h1, q["inner_proj.weight"], q["inner_proj.bias"], stride=2)
+        y = inner + F.conv2d(xs, q["outer_proj.weight"], q["outer_proj.bias"], stride=2)
+        assert y.shape == (n, oc, oh, ow)
+        (y * t(dy, dtype)).sum().backward()
+        out = {"y": y, "grad.input": xs.grad}
+        out.update({"grad." + k: v.grad for k, v in q.items()})
+        return out
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def pool_padding_case(name, kind, n, c, h, w, k, s, pad, ceil):
+    """F.max_pool2d / F.avg_pool2d with padding and ceil_mode
+    (count_include_pad True, PyTorch's default); config = k, s, pad, ceil.
+    The windows that reach past the padded input in ceil mode, and (with
+    padding) a last window that would start in the padding, which PyTorch
+    drops, are what is under test."""
+    fx = Fixture(name)
+    fx.put("config", [k, s, pad, 1 if ceil else 0])
+    x = fx.given("x", (n, c, h, w), -1.0, 1.0)
+
+    def side(size):  # PyTorch's pooling_output_shape
+        out = (size + 2 * pad - k + (s - 1 if ceil else 0)) // s + 1
+        if ceil and (out - 1) * s >= size + pad:
+            out -= 1
+        return out
+
+    oh, ow = side(h), side(w)
+    dy = fx.given("dy", (n, c, oh, ow), -1.0, 1.0)
+    if kind == "max":  # no ties inside a window (the padding never wins)
+        for i in range(oh):
+            for j in range(ow):
+                r0, c0 = i * s - pad, j * s - pad
+                win = x[:, :, max(r0, 0):min(r0 + k, h), max(c0, 0):min(c0 + k, w)].reshape(n, c, -1)
+                top = np.sort(win.astype(np.float64), axis=-1)
+                if win.shape[-1] > 1:
+                    assert float((top[..., -1] - top[..., -2]).min()) > 1e-3, name + ": tie in a max-pool window"
+
+    def compute(dtype):
+        xs = leaf(x, dtype)
+        if kind == "max":
+            y = F.max_pool2d(xs, k, s, padding=pad, ceil_mode=ceil)
+        else:
+            y = F.avg_pool2d(xs, k, s, padding=pad, ceil_mode=ceil, count_include_pad=True)
+        assert y.shape == (n, c, oh, ow), (name, y.shape)
+        (y * t(dy, dtype)).sum().backward()
+        return {"y": y, "dx": xs.grad}
+
+    return run_case(fx, compute, TOL_LAYER)
+
+
+def new_layers():
+    size = batch_norm_train_case("batch_norm_train_conv", (4, 3, 5, 5))
+    size += batch_norm_train_case("batch_norm_train_dense", (6, 7))          # BatchNorm1d
+    size += batch_norm_eval_case("batch_norm_eval_conv", (2, 3, 4, 5))
+    size += batch_norm_eval_case("batch_norm_eval_dense", (3, 5))
+    size += batch_norm_running_stats_case("batch_norm_running_stats_conv", (3, 2, 4, 3), 4)
+    size += batch_norm_running_stats_case("batch_norm_running_stats_dense", (5, 4), 4)
+    size += residual_identity_case("residual_identity", 2, 3, 5, 5)
+    size += residual_projection_case("residual_projection", 2, 3, 6, 7, 4)  # 6x7 -> 3x4
+    size += residual_nested_case("residual_nested", 2, 2, 4, 5, 3)          # 4x5 -> 2x3
+    # name, kind, N, C, H, W, kernel, stride, padding, ceil_mode
+    size += pool_padding_case("pool_padding_max_k3_s2_p1", "max", 2, 2, 7, 8, 3, 2, 1, False)   # ResNet's stem pool
+    size += pool_padding_case("pool_padding_max_k2_s2_ceil", "max", 2, 3, 7, 5, 2, 2, 0, True)  # windows 1 wide
+    size += pool_padding_case("pool_padding_max_k3_s2_p1_ceil", "max", 1, 2, 6, 7, 3, 2, 1, True)
+    size += pool_padding_case("pool_padding_avg_k3_s2_p1_ceil", "avg", 2, 2, 6, 7, 3, 2, 1, True)
+    size += pool_padding_case("pool_padding_avg_k2_s2_ceil", "avg", 2, 3, 7, 5, 2, 2, 0, True)   # divisors 2, 1
+    # 5 rows: a 4th window would start in the padding and is dropped
+    size += pool_padding_case("pool_padding_avg_k2_s2_p1_ceil", "avg", 2, 2, 5, 6, 2, 2, 1, True)
+    size += pool_padding_case("pool_padding_avg_k3_s1_p1", "avg", 1, 2, 4, 5, 3, 1, 1, False)
+    return size
+
+
 # ---------------------------------------------------------------- main
 
 def generator_check():
@@ -509,7 +767,8 @@ def generator_check():
     b = fx.given("unit", (64,), 0.0, 1.0)
     fx.put("unit_values", b)
     size = fx.write()
-    print("%-34s %7d bytes" % ("generator.bin", size))
+    if size:
+        print("%-34s %7d bytes" % ("generator.bin", size))
     return size
 
 
@@ -545,6 +804,7 @@ def main():
     total += optimizer_case("sgd_momentum_given_grads", "sgd", [0.01, 0.9])
     total += optimizer_case("sgd_plain_given_grads", "sgd", [0.1, 0.0])
     total += lenet_case()
+    total += new_layers()
     print("total %d bytes" % total)
 
 

@@ -3,7 +3,10 @@
 # 5 and 16): lenet5 reports progress with the library's reporter, stores
 # class names that predict then uses from any folder, refuses a mapping of
 # the wrong size, names the file in a data error, and --resume in lenet5,
-# mlp and cnn continues to the very weights that training straight gives.
+# mlp, cnn and resnet continues to the very weights that training straight
+# gives. resnet trains and prints its test accuracy last; cnn --batch-norm
+# trains a model with batch norm layers; and --eval MODEL --test DATA of
+# mlp, cnn, resnet and folders gives the test accuracy training printed.
 . "$(dirname "$0")/lib.sh"
 
 # A 28x28 binary PGM (which stb_image reads) of row $2 of CSV file $1,
@@ -124,7 +127,7 @@ resume_gives_the_same_weights() { # program epochs-args...
         straight=$dir/straight.cnn resumed=$dir/resumed.cnn ;;
     *)
         extra=
-        [ "$1" = cnn ] && extra="--lr-decay 0.5 --decay-after 1 --shift 0.1 --rotate 10"
+        case $1 in cnn | resnet) extra="--lr-decay 0.5 --decay-after 1 --shift 0.1 --rotate 10" ;; esac
         "$BUILD/$1" --train "$dir/train.csv" --test "$dir/train.csv" --epochs 2 --out "$dir/straight" $extra >"$dir/log1" 2>&1 &&
         "$BUILD/$1" --train "$dir/train.csv" --test "$dir/train.csv" --epochs 1 --out "$dir/half" $extra >"$dir/log2" 2>&1 &&
         "$BUILD/$1" --train "$dir/train.csv" --test "$dir/train.csv" --epochs 2 --out "$dir/resumed" $extra \
@@ -138,6 +141,71 @@ resume_gives_the_same_weights() { # program epochs-args...
 lenet5_resumes() { need lenet5 && resume_gives_the_same_weights lenet5; }
 mlp_resumes() { need mlp && resume_gives_the_same_weights mlp; }
 cnn_resumes() { need cnn && resume_gives_the_same_weights cnn; }
+resnet_resumes() { need resnet && resume_gives_the_same_weights resnet; } # batch norm's running estimates too
+
+# The last line of a log, when it is "test accuracy: N.NN%"; else nothing.
+test_accuracy() { tail -n 1 "$1" | grep -x 'test accuracy: [0-9]*\.[0-9][0-9]%'; }
+
+# A seed program trained for one epoch on a small CSV prints its test
+# accuracy last; --eval of the model it saved, on the same test file, prints
+# the same accuracy last. Further arguments: more options for training.
+# Leaves its folder in dir; returns 1 when it could not compare.
+eval_gives_the_training_accuracy() { # program [options]
+    program=$1
+    shift
+    dir=$(scratch "eval-$program")
+    small_csv train 300 "$dir/train.csv"
+    small_csv test 200 "$dir/test.csv"
+    "$BUILD/$program" --train "$dir/train.csv" --test "$dir/test.csv" --epochs 1 --out "$dir/out" "$@" >"$dir/train.log" 2>&1 ||
+        { sed 's/^/    | /' "$dir/train.log"; fail "$program failed"; return 1; }
+    trained=$(test_accuracy "$dir/train.log") || { tail -n 3 "$dir/train.log" | sed 's/^/    | /'; fail "$program: no 'test accuracy: N%' last"; return 1; }
+    "$BUILD/$program" --eval "$dir/out/model.cnn" --test "$dir/test.csv" >"$dir/eval.log" 2>&1 ||
+        { sed 's/^/    | /' "$dir/eval.log"; fail "$program --eval failed"; return 1; }
+    evaluated=$(test_accuracy "$dir/eval.log") || { tail -n 3 "$dir/eval.log" | sed 's/^/    | /'; fail "$program --eval: no 'test accuracy: N%' last"; return 1; }
+    [ "$trained" = "$evaluated" ] || fail "$program: training printed '$trained', --eval '$evaluated'"
+}
+
+mlp_eval_gives_the_training_accuracy() { need mlp && eval_gives_the_training_accuracy mlp; }
+cnn_eval_gives_the_training_accuracy() { need cnn && eval_gives_the_training_accuracy cnn; }
+
+# resnet: batch norm, residual blocks and global average pooling, trained
+# on a tiny CSV; the saved model (as --eval prints it) has them all.
+resnet_trains_and_eval_gives_its_accuracy() {
+    need resnet && eval_gives_the_training_accuracy resnet || return
+    for layer in batch_norm residual_begin 'residual_end + conv 1x1 s2' global_avg_pool; do
+        grep -q "^ *$layer " "$dir/eval.log" || { sed 's/^/    | /' "$dir/eval.log"; fail "no $layer in the saved model's summary"; return; }
+    done
+}
+
+# cnn --batch-norm: a batch norm after each of the four convs, in the model
+# it trains and saves.
+cnn_batch_norm_trains() {
+    need cnn && eval_gives_the_training_accuracy cnn --batch-norm || return
+    for log in train eval; do
+        count=$(grep -c '^batch_norm ' "$dir/$log.log")
+        [ "$count" -eq 4 ] || { sed 's/^/    | /' "$dir/$log.log"; fail "$log: $count batch_norm layers in the summary, want 4"; }
+    done
+}
+
+# folders --test FOLDER after training, then --eval MODEL --test FOLDER:
+# the same accuracy, on every image of the tree, last.
+folders_eval_gives_the_training_accuracy() {
+    need folders || return
+    dir=$(scratch eval-folders)
+    "$BUILD/folders" --generate "$dir/shapes" 6 >"$dir/log" 2>&1 || { sed 's/^/    | /' "$dir/log"; fail "folders --generate failed"; return; }
+    "$BUILD/folders" "$dir/shapes" --epochs 1 --model "$dir/m.cnn" --test "$dir/shapes" >"$dir/train.log" 2>&1 ||
+        { sed 's/^/    | /' "$dir/train.log"; fail "folders failed"; return; }
+    trained=$(test_accuracy "$dir/train.log") || { tail -n 3 "$dir/train.log" | sed 's/^/    | /'; fail "folders: no 'test accuracy: N%' last"; return; }
+    grep -q '^test: 18 images of 3x32x32 in ' "$dir/train.log" || { sed 's/^/    | /' "$dir/train.log"; fail "folders --test: not every image"; }
+    "$BUILD/folders" --eval "$dir/m.cnn" --test "$dir/shapes" >"$dir/eval.log" 2>&1 ||
+        { sed 's/^/    | /' "$dir/eval.log"; fail "folders --eval failed"; return; }
+    evaluated=$(test_accuracy "$dir/eval.log") || { tail -n 3 "$dir/eval.log" | sed 's/^/    | /'; fail "folders --eval: no 'test accuracy: N%' last"; return; }
+    [ "$trained" = "$evaluated" ] || fail "folders: training printed '$trained', --eval '$evaluated'"
+    # a test folder with a class the model does not know is refused, naming it
+    mkdir -p "$dir/other/hexagon" && cp "$(find "$dir/shapes/circle" -type f | head -n 1)" "$dir/other/hexagon/"
+    if "$BUILD/folders" --eval "$dir/m.cnn" --test "$dir/other" >"$dir/log" 2>&1; then fail "a class the model does not have accepted"; fi
+    grep -q "hexagon': the model has no class of that name" "$dir/log" || { sed 's/^/    | /' "$dir/log"; fail "no clear message"; }
+}
 
 resume_refuses_another_model() {
     need lenet5 mlp || return
@@ -171,6 +239,12 @@ run lenet5_shows_progress
 run lenet5_resumes
 run mlp_resumes
 run cnn_resumes
+run resnet_resumes
+run mlp_eval_gives_the_training_accuracy
+run cnn_eval_gives_the_training_accuracy
+run resnet_trains_and_eval_gives_its_accuracy
+run cnn_batch_norm_trains
+run folders_eval_gives_the_training_accuracy
 run resume_refuses_another_model
 run checkpoint_failure_fails
 report

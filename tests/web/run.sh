@@ -7,9 +7,11 @@
 # slice of TRAIN_CSV and TEST_CSV, EMNIST, else of FASHION_TRAIN and
 # FASHION_TEST, Fashion-MNIST's IDX files, its classes named by FASHION_NAMES
 # as `make demo` names them). OUT gets the models, an RGB
-# model trained by examples/folders on its drawn shapes, the bad files, the
-# logs, the screenshots, and the site the test serves (site/: the page's
-# files and the two models). Exits 1 when a check fails.
+# model trained by examples/folders on its drawn shapes, a small ResNet
+# (batch norm, residual blocks, global average pooling) trained by
+# examples/resnet for one epoch on 1,000 rows, the bad files, the logs, the
+# screenshots, and the site the test serves (site/: the page's files and
+# the three models). Exits 1 when a check fails.
 set -eu
 OUT=${1:?usage: tests/web/run.sh OUT}
 BUILD=${BUILD:-build}
@@ -53,11 +55,35 @@ EOF
         fail "training failed ($OUT/train.log)"
     echo "make test-web: no EMNIST: a LeNet-5 trained for one epoch on 10,000 Fashion-MNIST images: $(grep 'test accuracy' "$OUT/train.log")"
 fi
-rm -rf "$OUT/shapes"
+rm -rf "$OUT/shapes" "$OUT/resnet-out"
 if ! "$BUILD/folders" --generate "$OUT/shapes" 20 >"$OUT/shapes.log" ||
     ! "$BUILD/folders" "$OUT/shapes" --epochs 3 --model "$OUT/shapes.cnn" >>"$OUT/shapes.log"; then
     fail "examples/folders failed ($OUT/shapes.log)"
 fi
+# a small ResNet (batch norm, residual blocks, global average pooling; its
+# maps are the first conv's after batch norm, ReLU and a padded pool), one
+# epoch on the first 1,000 training images: EMNIST's rows, else
+# Fashion-MNIST's written as CSV rows (label, then the pixels)
+if [ -n "${TRAIN_CSV:-}" ]; then
+    head -n 1000 "$TRAIN_CSV" >"$OUT/resnet.csv"
+else
+    # shellcheck disable=SC2086 # two files
+    python3 - $FASHION_TRAIN "$OUT/resnet.csv" 1000 <<'EOF' || fail "cannot read $FASHION_TRAIN"
+import struct, sys
+images, labels, out, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with open(images, "rb") as f:
+    magic, total, rows, cols = struct.unpack(">IIII", f.read(16))
+    pixels = f.read(count * rows * cols)
+with open(labels, "rb") as f:
+    f.read(8)
+    classes = f.read(count)
+with open(out, "w") as f:
+    for i in range(count):
+        f.write(",".join(map(str, [classes[i], *pixels[i * rows * cols:(i + 1) * rows * cols]])) + "\n")
+EOF
+fi
+"$BUILD/resnet" --train "$OUT/resnet.csv" --test "$OUT/resnet.csv" --epochs 1 --out "$OUT/resnet-out" >"$OUT/resnet.log" &&
+    cp "$OUT/resnet-out/model.cnn" "$OUT/resnet.cnn" || fail "examples/resnet failed ($OUT/resnet.log)"
 
 # ---- the site: the page as `make web` builds it (links to its files in
 # $BUILD/web), with the test's models
@@ -67,7 +93,7 @@ for file in index.html web.js web.css cnn.wasm emnist-balanced-mapping.txt; do
     [ -f "$BUILD/web/$file" ] || fail "no $BUILD/web/$file (make web-page builds it)"
     ln -s "$(cd "$BUILD/web" && pwd)/$file" "$OUT/site/$file"
 done
-cp "$OUT/model.cnn" "$OUT/shapes.cnn" "$OUT/site/"
+cp "$OUT/model.cnn" "$OUT/shapes.cnn" "$OUT/resnet.cnn" "$OUT/site/"
 
 # ---- playwright-core, then the site on a loopback port the system picks
 sh tests/web/setup.sh "$BUILD/npm/web" || fail "playwright-core is not installed"

@@ -2,8 +2,8 @@
 // driven by playwright-core (tests/web/README.md). tests/web/run.sh starts
 // it with the server running:
 //   node tests/web/test.mjs BASE OUT BUILD
-// BASE: the URL of the site run.sh serves (the page with model.cnn and
-// shapes.cnn); OUT: the folder with those models, the shapes and the bad
+// BASE: the URL of the site run.sh serves (the page with model.cnn,
+// shapes.cnn and resnet.cnn); OUT: the folder with those models, the shapes and the bad
 // files run.sh made, where the screenshots go; BUILD: the programs. Prints
 // one line a check; exits 1 when any fails.
 import { execFileSync } from "node:child_process";
@@ -22,7 +22,7 @@ const pageUrl = `${base}/`;
 const images = "tests/web/images";
 const characters = fs.readdirSync(images).filter((f) => f.endsWith(".png")).sort().map((f) => path.join(images, f));
 const photo = path.join(images, "photo.jpg");
-const model = path.join(out, "model.cnn"), shapes = path.join(out, "shapes.cnn");
+const model = path.join(out, "model.cnn"), shapes = path.join(out, "shapes.cnn"), resnet = path.join(out, "resnet.cnn");
 
 let failures = 0, passes = 0;
 function check(ok, what, detail = "") {
@@ -234,6 +234,23 @@ try {
     check(now.info.includes("shapes.cnn: input 3 \u00d7 32 \u00d7 32") && /^.+ \d+\.\d\d%$/.test(now.prediction) && !now.error,
         "index.html?model=shapes.cnn opens with that model", `${now.info} "${now.prediction}"`);
     await linked.context().close();
+
+    // ---- a ResNet (batch norm, residual blocks, global average pooling, a padded pool): predict's answers, and
+    // feature maps taken after the first conv's batch norm, ReLU and pool, as the next layer sees them
+    const resnetLoaded = await after(page, () => page.setInputFiles("#model-file", resnet));
+    check(resnetLoaded.info.includes("resnet.cnn: input 1 \u00d7 28 \u00d7 28") && !resnetLoaded.error, "a ResNet loads from #model-file",
+        resnetLoaded.info);
+    const resnetMaps = await page.evaluate(() => ({
+        caption: document.getElementById("maps-caption").textContent,
+        count: document.querySelectorAll("#maps canvas").length,
+    }));
+    check(resnetMaps.caption === "conv2d \u2192 batch_norm \u2192 relu \u2192 max_pool: 32 feature maps of 14 \u00d7 14" && resnetMaps.count === 32,
+        "the ResNet's maps are its first conv's after batch norm, ReLU and the stem's pool", `"${resnetMaps.caption}", ${resnetMaps.count} maps`);
+    const resnetClasses = await page.evaluate(() => Number(document.body.dataset.classes));
+    const resnetAnswers = predict(resnet, [...characters, photo], resnetClasses);
+    for (const file of [...characters, photo])
+        same(await uploadPicture(page, file), resnetAnswers.get(file), `ResNet, ${path.basename(file)}: the page's answer is predict's`);
+    await page.screenshot({ path: path.join(out, "resnet.png") });
 
     // ---- a phone: the page fits its width, and a finger draws
     const phone = await open(pageUrl, { viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
