@@ -1674,7 +1674,7 @@ CNN__PRIVATE void cnn__activation_backward(const cnn_layer *layer, size_t count,
    unless it would start in the padding. Window (i, j) covers rows
    i*S - P .. i*S - P + K - 1 and the like for columns.
    Max:     y[n,c,i,j] = max of x over the window's cells inside the input
-            (the padding never wins; K > 2P keeps a cell in every window)
+            (the padding never wins; K >= 2P keeps a cell in every window)
             dx gets dy at the window's maximum (the first one, in row-major
             order, when several are equal, as PyTorch does), zero elsewhere.
             Overlapping windows (S < K) add up at shared inputs.
@@ -3895,7 +3895,7 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
 {
     cnn_fit_desc d;
     cnn_fit_state own, *state;  /* where training stands: the caller's, or our own */
-    int *order, epoch, start, i, stop = 0;
+    int *order, epoch, start, i, stop = 0, steps, last_left_out;
     size_t sample;
     cnn_result result = CNN_OK;
     if (!model) return CNN_ERROR_INVALID_ARGUMENT;
@@ -3940,6 +3940,10 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
     }
     sample = cnn_shape_count(model->input);
 
+    /* a last batch of one sample that batch norm cannot train on is left out */
+    last_left_out = dataset->count > d.batch_size && dataset->count % d.batch_size != 0 &&
+                    cnn__single_value_layer(model, dataset->count % d.batch_size) >= 0;
+    steps = (dataset->count + d.batch_size - 1) / d.batch_size - last_left_out;
     for (epoch = state->epoch + 1; epoch <= d.epochs && result == CNN_OK; epoch++) {
         cnn_epoch_stats stats;
         double loss_sum = 0.0;
@@ -3957,7 +3961,7 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
         for (start = 0; start < dataset->count; start += d.batch_size) {
             int batch = dataset->count - start < d.batch_size ? dataset->count - start : d.batch_size, correct;
             float loss;
-            if (start > 0 && batch < d.batch_size && cnn__single_value_layer(model, batch) >= 0) break; /* a last batch of one */
+            if (start / d.batch_size == steps) break; /* the batch left out */
             for (i = 0; i < batch; i++) {
                 memcpy(model->activations[0].data + (size_t)i * sample,
                        dataset->images.data + (size_t)order[start + i] * sample, sample * sizeof(float));
@@ -3981,9 +3985,9 @@ CNNDEF cnn_result cnn_model_fit(cnn_model *model, cnn_optimizer *optimizer, cons
                 progress.epoch = epoch;
                 progress.epochs = d.epochs;
                 progress.step = start / d.batch_size + 1;
-                progress.steps = (dataset->count + d.batch_size - 1) / d.batch_size;
+                progress.steps = steps;
                 progress.samples = start + batch;
-                progress.total = dataset->count;
+                progress.total = last_left_out ? dataset->count - dataset->count % d.batch_size : dataset->count;
                 progress.loss = (float)(loss_sum / (start + batch));
                 progress.accuracy = (float)right / (float)(start + batch);
                 if (d.on_batch(model, &progress, d.user)) {

@@ -80,8 +80,9 @@ static int seed_test(const seed_program *program, cnn_model *model, cnn_dataset 
 }
 
 /* --eval MODEL --test CSV: the saved model on the test file, no training:
-   the per-class table and the accuracy, named by the model's own class
-   names (else the mapping's). */
+   the per-class table, its classes named by the mapping file (given, or
+   found as training.h says) when it has the model's class count, and the
+   accuracy. */
 static int seed_evaluate(const seed_program *program, const char *model_path, const char *test_csv, const char *mapping)
 {
     static cnn_model model;
@@ -93,9 +94,14 @@ static int seed_evaluate(const seed_program *program, const char *model_path, co
     if (cnn_model_load(&model, model_path, 256) != CNN_OK) SEED_FAIL(model.error.message);
     if (cnn_dataset_load_csv(&test, test_csv, NULL) != CNN_OK) SEED_FAIL(test.error.message);
     classes = (int)cnn_shape_count(cnn_model_output_shape(&model));
+    if (model.input.c != test.images.c || model.input.h != test.images.h || model.input.w != test.images.w) {
+        fprintf(stderr, "%s: '%s' takes inputs of (%d, %d, %d), but the images of '%s' are (%d, %d, %d)\n", program->name,
+                model_path, model.input.c, model.input.h, model.input.w, test_csv, test.images.c, test.images.h, test.images.w);
+        goto done;
+    }
     if (test.num_classes > classes) SEED_FAIL("the test file has labels the model has no class for");
     mapping = training_find_mapping(mapping, test_csv, found, sizeof found);
-    if (mapping && !model.class_name_count) {
+    if (mapping) {
         if (cnn_label_map_load(&map, mapping) != CNN_OK) SEED_FAIL(map.error.message);
         if (map.count == classes) names = &map;
     }
