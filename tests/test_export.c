@@ -309,6 +309,22 @@ TEST(exported_residual_batch_norm_model_computes_what_the_library_does)
     cnn_model_free(&model);
 }
 
+/* Quantizes model into q, calibrated on the first 1,000 images, and
+   returns on how many of the ROWS images int8 gives float32's class,
+   printed after what. */
+static int int8_agreement(cnn_model *model, cnn_quantized *q, const char *what)
+{
+    int *f = (int *)malloc(ROWS * sizeof(int)), *i8 = (int *)malloc(ROWS * sizeof(int)), n, same = 0;
+    EXPECT(cnn_quantize(q, model, &images, 1000), CNN_OK, NULL);
+    EXPECT(cnn_model_predict(model, images.images.data, ROWS, f, NULL), CNN_OK, NULL);
+    EXPECT(cnn_quantized_predict(q, images.images.data, ROWS, i8, NULL), CNN_OK, NULL);
+    for (n = 0; n < ROWS; n++) same += f[n] == i8[n];
+    printf("    %s: int8 agrees with float32 on %d of %d images\n", what, same, ROWS);
+    free(f);
+    free(i8);
+    return same;
+}
+
 /* int8 with batch norm folded into the conv2d or dense before it, padded
    pools and global average pooling: the file computes what the library
    does, and the int8 model keeps most of the float model's answers (a
@@ -320,18 +336,12 @@ TEST(exported_folded_batch_norm_computes_what_the_library_does)
 {
     static cnn_model model;
     cnn_quantized q;
-    int *f = (int *)malloc(ROWS * sizeof(int)), *i8 = (int *)malloc(ROWS * sizeof(int)), n, same = 0;
+    int same;
     check_model(folded, "folded batch norm, global average pool, padded pools");
     EXPECT(folded(&model), CNN_OK, NULL);
-    EXPECT(cnn_quantize(&q, &model, &images, 1000), CNN_OK, NULL);
-    EXPECT(cnn_model_predict(&model, images.images.data, ROWS, f, NULL), CNN_OK, NULL);
-    EXPECT(cnn_quantized_predict(&q, images.images.data, ROWS, i8, NULL), CNN_OK, NULL);
-    for (n = 0; n < ROWS; n++) same += f[n] == i8[n];
-    printf("    folded batch norm: int8 agrees with float32 on %d of %d images\n", same, ROWS);
+    same = int8_agreement(&model, &q, "folded batch norm");
     CHECK(same >= ROWS * 80 / 100, "int8 and float agree on only %d of %d", same, ROWS);
     cnn_quantized_free(&q);
-    free(f);
-    free(i8);
     cnn_model_free(&model);
 }
 
@@ -341,12 +351,9 @@ TEST(int8_stays_close_to_float)
 {
     static cnn_model model;
     cnn_quantized q;
-    int *f = (int *)malloc(ROWS * sizeof(int)), *i8 = (int *)malloc(ROWS * sizeof(int)), n, same = 0, l, bad = 0;
+    int same, l, bad = 0;
     EXPECT(lenet5(&model), CNN_OK, NULL);
-    EXPECT(cnn_quantize(&q, &model, &images, 1000), CNN_OK, NULL);
-    EXPECT(cnn_model_predict(&model, images.images.data, ROWS, f, NULL), CNN_OK, NULL);
-    EXPECT(cnn_quantized_predict(&q, images.images.data, ROWS, i8, NULL), CNN_OK, NULL);
-    for (n = 0; n < ROWS; n++) same += f[n] == i8[n];
+    same = int8_agreement(&model, &q, "LeNet-5, random weights");
     for (l = 0; l < q.layer_count; l++) {
         size_t outputs = q.layers[l].bias_count, per = outputs ? q.layers[l].weight_count / outputs : 0, o, k;
         for (o = 0; o < outputs; o++) {
@@ -359,14 +366,11 @@ TEST(int8_stays_close_to_float)
             bad += largest != 127;
         }
     }
-    printf("    LeNet-5, random weights: int8 agrees with float32 on %d of %d images\n", same, ROWS);
     CHECK(same >= ROWS * 95 / 100, "int8 and float agree on only %d of %d", same, ROWS);
     CHECK(bad == 0, "%d output channels whose codes are not symmetric with a largest of 127", bad);
     CHECK(q.quant[0].weight_scale[0] > 0.0f && q.input_zero == -128 && q.input_scale > 0.0f, "input scale %g zero %d",
           (double)q.input_scale, q.input_zero);
     cnn_quantized_free(&q);
-    free(f);
-    free(i8);
     cnn_model_free(&model);
 }
 
@@ -554,17 +558,11 @@ TEST(int8_sums_never_overflow)
 {
     static cnn_model model;
     cnn_quantized q;
-    int *f = (int *)malloc(ROWS * sizeof(int)), *i8 = (int *)malloc(ROWS * sizeof(int)), n, same = 0;
+    int same;
     EXPECT(edge_dead_channel(&model), CNN_OK, NULL);
-    EXPECT(cnn_quantize(&q, &model, &images, 1000), CNN_OK, NULL);
-    EXPECT(cnn_model_predict(&model, images.images.data, ROWS, f, NULL), CNN_OK, NULL);
-    EXPECT(cnn_quantized_predict(&q, images.images.data, ROWS, i8, NULL), CNN_OK, NULL);
-    for (n = 0; n < ROWS; n++) same += f[n] == i8[n];
-    printf("    dead channel: int8 agrees with float32 on %d of %d images\n", same, ROWS);
+    same = int8_agreement(&model, &q, "dead channel");
     CHECK(same >= ROWS * 95 / 100, "int8 and float agree on only %d of %d", same, ROWS);
     cnn_quantized_free(&q);
-    free(f);
-    free(i8);
     cnn_model_free(&model);
 }
 
