@@ -111,6 +111,19 @@
      bit-identical for any number of threads, and to a build without OpenMP.
      The threads belong to the FAST section: under CNN_NO_FAST a model runs
      on one thread.
+
+   INSTRUCTION SETS
+     The default build (-O2, no -march) runs the widest matrix-multiply
+     kernel the CPU has, chosen at cnn_model_build on x86-64 with GCC 8+ or
+     clang 14+: AVX-512 with fused multiply-add, else AVX2 with fused
+     multiply-add, else SSE2; cnn_model_instruction_set() says which. Set
+     the environment variable CNN_MAX_ISA to sse2, avx2 or avx512 to cap
+     the choice (the tests run each kernel so). A fused multiply-add rounds
+     once where a multiply and an add round twice: results are still
+     bit-identical for any number of threads on one machine, and the avx2
+     and avx512 kernels give the same bits, but they differ from the sse2
+     kernel's and from CNN_NO_FAST's in the last bits (tests hold them to
+     1e-5 of the largest value).
 */
 #ifndef CNN_H
 #define CNN_H
@@ -400,6 +413,11 @@ CNNDEF cnn_result cnn_add_lenet5(cnn_model *model, int classes);
    for any number of threads. */
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch);
 CNNDEF void cnn_model_free(cnn_model *model);
+
+/* The instruction set of the built model's multiply kernel (see INSTRUCTION
+   SETS above): "avx512", "avx2", "sse2" (or "generic" off x86-64), and
+   "plain" under CNN_NO_FAST or before cnn_model_build. */
+CNNDEF const char *cnn_model_instruction_set(const cnn_model *model);
 
 /* Writes a table (layer, output shape, parameters, total) into buffer, like
    snprintf: returns the length the whole summary needs. Works before build. */
@@ -1283,6 +1301,7 @@ extern int fileno(FILE *stream); /* POSIX; stdio.h hides it under -std=c99 */
 #ifndef CNN_NO_FAST
 CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch);
 CNN__PRIVATE void cnn__fast_free(cnn_model *model);
+CNN__PRIVATE const char *cnn__fast_instruction_set(const cnn_model *model);
 CNN__PRIVATE int cnn__layer_forward_fast(cnn_model *model, int i);
 CNN__PRIVATE int cnn__layer_backward_fast(cnn_model *model, int i, int want_input_grad);
 CNN__PRIVATE size_t cnn__optimizer_pass_fast(const cnn_optimizer *optimizer, cnn_model *model, long step, int write);
@@ -2534,6 +2553,15 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     model->max_batch = max_batch;
     model->batch = 0;
     return CNN_OK;
+}
+
+CNNDEF const char *cnn_model_instruction_set(const cnn_model *model)
+{
+#ifndef CNN_NO_FAST
+    if (model && model->fast) return cnn__fast_instruction_set(model);
+#endif
+    (void)model;
+    return "plain";
 }
 
 CNNDEF void cnn_model_free(cnn_model *model)
@@ -8183,7 +8211,10 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
      dcol = w^T @ dy, and dcol is folded back onto the windows it came
      from (col2im). A dense layer is a multiply as it stands.
    - One multiply, written as BLAS libraries write theirs (below): operands
-     packed into panels that a 6 x 16 register kernel reads front to back.
+     packed into panels that a 6 x 16 register kernel reads front to back,
+     built three times (see "instruction sets"): with fused multiply-adds
+     in AVX-512's 16-float registers (6 x 32 tiles) or AVX2's 8-float ones,
+     and without, for any other CPU; the model picks one at build.
    - Vectors of 8 floats for the elementwise loops (ReLU, LeakyReLU, max
      pooling, Adam's check; Adam's update 4 at a time, for _mm_sqrt_ps),
      stated in the code through GCC's and clang's vector extensions
@@ -8200,10 +8231,13 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
    their bits; so does conv2d's forward pass, but its gradients add in
    other orders (samples in chunks, windows through col2im), and batch
    normalization sums each plane in vector lanes: those agree with the
-   plain loops to rounding. tests/test_fast_paths.c
-   compares every twin with its plain twin on many shapes. AVX2 here means
-   wider vectors only, never fused multiply-add, so both compiled versions
-   round alike. */
+   plain loops to rounding. With the fused multiply-add kernels (avx2,
+   avx512) the multiplies of conv2d and dense round once per product where
+   the plain loops round twice, so their forward passes too agree to
+   rounding only. tests/test_fast_paths.c compares every twin with its
+   plain twin on many shapes, under each kernel the machine has. The
+   AVX2 copies of the other hot loops (CNN__HOT) are wider vectors only,
+   never fused multiply-add, so both compiled versions round alike. */
 #ifndef CNN_NO_FAST
 
 #ifdef _OPENMP
@@ -8212,6 +8246,7 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__SSE__)
 #include <xmmintrin.h> /* _mm_sqrt_ps, for Adam */
 #endif
+#include <stdlib.h> /* getenv: CNN_MAX_ISA */
 
 /* CNN__INLINE marks small helpers of the hot loops: GCC will not inline a
    plain function into one compiled for another target (see CNN__HOT)
@@ -8237,6 +8272,69 @@ CNNDEF cnn_result cnn_model_export_c(cnn_model *model, const char *path, const c
 #else
 #define CNN__HOT
 #endif
+
+/* ---------------------------------------------------------------- instruction sets
+
+   The multiply's kernel (below) comes in three builds, and a model picks
+   one at cnn_model_build, the widest the CPU runs:
+   - avx512: AVX-512F with fused multiply-add, tiles of 6 x 32 in 12
+     registers of 16 floats;
+   - avx2: AVX2 with fused multiply-add, tiles of 6 x 16 in 12 registers of
+     8 floats;
+   - sse2 (on other CPUs "generic"): the vector code below as the compiler
+     builds it for the baseline, a multiply and then an add.
+   The environment variable CNN_MAX_ISA (sse2, avx2 or avx512) caps the
+   choice, so that the tests can run every kernel the machine has and a
+   user can compare them; another value makes cnn_model_build fail.
+   A fused multiply-add rounds a * b + c once where a multiply and an add
+   round twice, so the sse2 kernel's sums differ from the other two (and
+   from the plain loops) in their last bits. The avx2 and avx512 kernels
+   add the same products in the same order with the same rounding: their
+   results are the same bits. The choice is the model's, fixed at build,
+   so results stay bit-identical for any number of threads.
+   The dispatch needs GCC 8 or clang 14 on x86-64 (their target attribute
+   and __builtin_cpu_supports); other compilers and CPUs use the generic
+   build. */
+enum { CNN__ISA_GENERIC, CNN__ISA_AVX2, CNN__ISA_AVX512 };
+
+#if defined(__x86_64__) && \
+    ((defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8) || (defined(__clang__) && __clang_major__ >= 14))
+#define CNN__DISPATCH 1
+#include <immintrin.h>
+#define CNN__TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define CNN__TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define CNN__GENERIC_NAME "sse2"
+#else
+#define CNN__DISPATCH 0
+#define CNN__GENERIC_NAME "generic"
+#endif
+
+CNN__PRIVATE const char *cnn__isa_name(int isa)
+{
+    return isa == CNN__ISA_AVX512 ? "avx512" : isa == CNN__ISA_AVX2 ? "avx2" : CNN__GENERIC_NAME;
+}
+
+/* The widest instruction set the CPU runs, capped by CNN_MAX_ISA. */
+CNN__PRIVATE cnn_result cnn__choose_isa(cnn_error *error, int *isa)
+{
+    const char *cap = getenv("CNN_MAX_ISA");
+    int best = CNN__ISA_GENERIC, limit = CNN__ISA_AVX512;
+#if CNN__DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = CNN__ISA_AVX2;
+    if (best == CNN__ISA_AVX2 && __builtin_cpu_supports("avx512f")) best = CNN__ISA_AVX512;
+#endif
+    if (cap && *cap) {
+        if (!strcmp(cap, "avx512")) limit = CNN__ISA_AVX512;
+        else if (!strcmp(cap, "avx2")) limit = CNN__ISA_AVX2;
+        else if (!strcmp(cap, "sse2") || !strcmp(cap, "generic")) limit = CNN__ISA_GENERIC;
+        else
+            return cnn__fail(error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1,
+                             "the environment variable CNN_MAX_ISA is '%.40s': expected sse2, avx2 or avx512", cap);
+    }
+    *isa = best < limit ? best : limit;
+    return CNN_OK;
+}
 
 /* Vectors of 8 floats that GCC and clang treat as one value: one AVX
    register, or two SSE ones. Arithmetic works lane by lane (v * a with a
@@ -8273,9 +8371,16 @@ typedef int cnn__i8 __attribute__((vector_size(32)));
 
 /* Threads, when compiled with OpenMP. Work is split so that every sum is
    still added in one fixed order: results do not depend on the number of
-   threads. CNN__PARALLEL_FOR uses a variable named threads from its scope. */
+   threads, nor on which thread takes which piece. So the pieces (tiles of
+   a multiply, samples, chunks of samples, planes, blocks of values) are
+   handed out as threads come free, in runs that shrink towards the end
+   of the loop (schedule(guided)), rather than cut into one equal share
+   per thread: on a machine where another program holds a core, the
+   thread that shares it takes fewer pieces instead of holding the others
+   up at the end of every loop. CNN__PARALLEL_FOR uses
+   a variable named threads from its scope. */
 #ifdef _OPENMP
-#define CNN__PARALLEL_FOR _Pragma("omp parallel for num_threads(threads) schedule(static)")
+#define CNN__PARALLEL_FOR _Pragma("omp parallel for num_threads(threads) schedule(guided)")
 #define CNN__THREAD_ID() omp_get_thread_num()
 #define CNN__MAX_THREADS() omp_get_max_threads()
 #else
@@ -8293,6 +8398,7 @@ typedef struct cnn__workspace {
     float *per_thread;
     size_t per_thread_size;
     int threads;
+    int isa;      /* the multiply's kernel: CNN__ISA_GENERIC, _AVX2 or _AVX512 */
 } cnn__workspace;
 
 /* What a built model keeps for this section (model->fast), in one
@@ -8523,6 +8629,101 @@ static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step,
 }
 #endif
 
+#if CNN__DISPATCH
+/* The same tile with fused multiply-adds, in AVX2's 8-float registers:
+   acc = a * b + acc rounded once. Written out row by row, as above, so that
+   the 12 sums stay in registers. */
+CNN__TARGET_AVX2 static void cnn__gemm_kernel_avx2(int K, const float *a, size_t a_row, size_t a_step, const float *b,
+                                                   size_t b_step, const int *b_rows, float *C, int ldc, int rows, int cols,
+                                                   int accumulate)
+{
+    const float *a0 = a, *a1 = a0 + a_row, *a2 = a1 + a_row, *a3 = a2 + a_row, *a4 = a3 + a_row, *a5 = a4 + a_row;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, b0, b1, ak;
+    float tile[CNN__MR][CNN__NR];
+    int k, r, c;
+    size_t at = 0;
+    for (k = 0; k < K; k++, at += a_step) {
+        const float *b_row = b_rows ? b + b_rows[k] : b + (size_t)k * b_step;
+        b0 = _mm256_loadu_ps(b_row);
+        b1 = _mm256_loadu_ps(b_row + 8);
+        ak = _mm256_broadcast_ss(a0 + at); c00 = _mm256_fmadd_ps(ak, b0, c00); c01 = _mm256_fmadd_ps(ak, b1, c01);
+        ak = _mm256_broadcast_ss(a1 + at); c10 = _mm256_fmadd_ps(ak, b0, c10); c11 = _mm256_fmadd_ps(ak, b1, c11);
+        ak = _mm256_broadcast_ss(a2 + at); c20 = _mm256_fmadd_ps(ak, b0, c20); c21 = _mm256_fmadd_ps(ak, b1, c21);
+        ak = _mm256_broadcast_ss(a3 + at); c30 = _mm256_fmadd_ps(ak, b0, c30); c31 = _mm256_fmadd_ps(ak, b1, c31);
+        ak = _mm256_broadcast_ss(a4 + at); c40 = _mm256_fmadd_ps(ak, b0, c40); c41 = _mm256_fmadd_ps(ak, b1, c41);
+        ak = _mm256_broadcast_ss(a5 + at); c50 = _mm256_fmadd_ps(ak, b0, c50); c51 = _mm256_fmadd_ps(ak, b1, c51);
+    }
+    _mm256_storeu_ps(tile[0], c00); _mm256_storeu_ps(tile[0] + 8, c01);
+    _mm256_storeu_ps(tile[1], c10); _mm256_storeu_ps(tile[1] + 8, c11);
+    _mm256_storeu_ps(tile[2], c20); _mm256_storeu_ps(tile[2] + 8, c21);
+    _mm256_storeu_ps(tile[3], c30); _mm256_storeu_ps(tile[3] + 8, c31);
+    _mm256_storeu_ps(tile[4], c40); _mm256_storeu_ps(tile[4] + 8, c41);
+    _mm256_storeu_ps(tile[5], c50); _mm256_storeu_ps(tile[5] + 8, c51);
+    for (r = 0; r < rows; r++, C += ldc) {
+        if (cols == CNN__NR) {
+            __m256 t0 = _mm256_loadu_ps(tile[r]), t1 = _mm256_loadu_ps(tile[r] + 8);
+            if (accumulate) {
+                t0 = _mm256_add_ps(t0, _mm256_loadu_ps(C));
+                t1 = _mm256_add_ps(t1, _mm256_loadu_ps(C + 8));
+            }
+            _mm256_storeu_ps(C, t0);
+            _mm256_storeu_ps(C + 8, t1);
+            continue;
+        }
+        for (c = 0; c < cols; c++) C[c] = accumulate ? C[c] + tile[r][c] : tile[r][c];
+    }
+}
+
+/* Two panels of B side by side, a 6 x 32 tile, in AVX-512's 16-float
+   registers: 12 sums, and per k two loads of B and six broadcasts of A for
+   12 fused multiply-adds of 16 lanes each. Row k of the second panel is at
+   b_next + k * b_next_step, or b_next + b_next_rows[k]. cols counts both
+   panels' columns (17 to 32). Each element sums the same products in the
+   same order as the avx2 kernel, rounded the same way: the same bits. */
+CNN__TARGET_AVX512 static void cnn__gemm_kernel_avx512(int K, const float *a, size_t a_row, size_t a_step, const float *b,
+                                                       size_t b_step, const int *b_rows, const float *b_next,
+                                                       size_t b_next_step, const int *b_next_rows, float *C, int ldc, int rows,
+                                                       int cols, int accumulate)
+{
+    const float *a0 = a, *a1 = a0 + a_row, *a2 = a1 + a_row, *a3 = a2 + a_row, *a4 = a3 + a_row, *a5 = a4 + a_row;
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, b0, b1, ak;
+    float tile[CNN__MR][2 * CNN__NR];
+    int k, r, c;
+    size_t at = 0;
+    for (k = 0; k < K; k++, at += a_step) {
+        b0 = _mm512_loadu_ps(b_rows ? b + b_rows[k] : b + (size_t)k * b_step);
+        b1 = _mm512_loadu_ps(b_next_rows ? b_next + b_next_rows[k] : b_next + (size_t)k * b_next_step);
+        ak = _mm512_set1_ps(a0[at]); c00 = _mm512_fmadd_ps(ak, b0, c00); c01 = _mm512_fmadd_ps(ak, b1, c01);
+        ak = _mm512_set1_ps(a1[at]); c10 = _mm512_fmadd_ps(ak, b0, c10); c11 = _mm512_fmadd_ps(ak, b1, c11);
+        ak = _mm512_set1_ps(a2[at]); c20 = _mm512_fmadd_ps(ak, b0, c20); c21 = _mm512_fmadd_ps(ak, b1, c21);
+        ak = _mm512_set1_ps(a3[at]); c30 = _mm512_fmadd_ps(ak, b0, c30); c31 = _mm512_fmadd_ps(ak, b1, c31);
+        ak = _mm512_set1_ps(a4[at]); c40 = _mm512_fmadd_ps(ak, b0, c40); c41 = _mm512_fmadd_ps(ak, b1, c41);
+        ak = _mm512_set1_ps(a5[at]); c50 = _mm512_fmadd_ps(ak, b0, c50); c51 = _mm512_fmadd_ps(ak, b1, c51);
+    }
+    _mm512_storeu_ps(tile[0], c00); _mm512_storeu_ps(tile[0] + 16, c01);
+    _mm512_storeu_ps(tile[1], c10); _mm512_storeu_ps(tile[1] + 16, c11);
+    _mm512_storeu_ps(tile[2], c20); _mm512_storeu_ps(tile[2] + 16, c21);
+    _mm512_storeu_ps(tile[3], c30); _mm512_storeu_ps(tile[3] + 16, c31);
+    _mm512_storeu_ps(tile[4], c40); _mm512_storeu_ps(tile[4] + 16, c41);
+    _mm512_storeu_ps(tile[5], c50); _mm512_storeu_ps(tile[5] + 16, c51);
+    for (r = 0; r < rows; r++, C += ldc) {
+        if (cols == 2 * CNN__NR) {
+            __m512 t0 = _mm512_loadu_ps(tile[r]), t1 = _mm512_loadu_ps(tile[r] + 16);
+            if (accumulate) {
+                t0 = _mm512_add_ps(t0, _mm512_loadu_ps(C));
+                t1 = _mm512_add_ps(t1, _mm512_loadu_ps(C + 16));
+            }
+            _mm512_storeu_ps(C, t0);
+            _mm512_storeu_ps(C + 16, t1);
+            continue;
+        }
+        for (c = 0; c < cols; c++) C[c] = accumulate ? C[c] + tile[r][c] : tile[r][c];
+    }
+}
+#endif
+
 /* B as the kernel reads it: panel q (columns q*NR ..) starts at
    data + q * panel_step and its rows are row_step floats apart, or, when
    rows is not NULL, row k starts rows[k] floats after the panel's start;
@@ -8610,37 +8811,73 @@ CNN__PRIVATE cnn__matrix_a cnn__a_in_place(const float *data, size_t row_stride)
     return a;
 }
 
-/* Tile `tile` of C += A @ B (or =). When A is the smaller operand, each B
-   panel meets every A panel in turn, so A is read again and again from the
-   cache while each B panel is read once; when B is smaller, the other way
-   round. */
-CNN__PRIVATE void cnn__gemm_tile(int M, int N, int K, const cnn__matrix_a *a, const cnn__matrix_b *b, float *C, int ldc,
-                                 int accumulate, int tile)
+/* Where row k of column panel q of B starts: *row_step floats apart from
+   *panel, or *rows[k] after it. */
+CNN__INLINE void cnn__b_panel(const cnn__matrix_b *b, int q, int col_panels, const float **panel, size_t *row_step,
+                              const int **rows)
 {
-    const int row_panels = (M + CNN__MR - 1) / CNN__MR, col_panels = (N + CNN__NR - 1) / CNN__NR, a_smaller = M <= N;
-    const int p = a_smaller ? tile % row_panels : tile / col_panels;   /* row panel */
-    const int q = a_smaller ? tile / row_panels : tile % col_panels;   /* column panel */
-    const int rows = M - p * CNN__MR < CNN__MR ? M - p * CNN__MR : CNN__MR;
-    const int cols = N - q * CNN__NR < CNN__NR ? N - q * CNN__NR : CNN__NR;
     const int packed_edge = b->edge && q == col_panels - 1;
-    cnn__gemm_kernel(K, a->data + (size_t)p * a->panel_step, a->row_step, a->k_step,
-                     packed_edge ? b->edge : b->data + (size_t)q * b->panel_step, packed_edge ? (size_t)CNN__NR : b->row_step,
-                     packed_edge ? NULL : b->rows, C + (size_t)p * CNN__MR * ldc + (size_t)q * CNN__NR, ldc, rows, cols,
-                     accumulate);
+    *panel = packed_edge ? b->edge : b->data + (size_t)q * b->panel_step;
+    *row_step = packed_edge ? (size_t)CNN__NR : b->row_step;
+    *rows = packed_edge ? NULL : b->rows;
+}
+
+/* Columns of C one tile covers: two panels of B for the avx512 kernel. */
+CNN__PRIVATE int cnn__tile_width(int isa)
+{
+    return isa == CNN__ISA_AVX512 ? 2 * CNN__NR : CNN__NR;
+}
+
+/* Tile `tile` of C += A @ B (or =), with the kernel of instruction set isa.
+   When A is the smaller operand, each B panel meets every A panel in turn,
+   so A is read again and again from the cache while each B panel is read
+   once; when B is smaller, the other way round. */
+CNN__PRIVATE void cnn__gemm_tile(int M, int N, int K, const cnn__matrix_a *a, const cnn__matrix_b *b, float *C, int ldc,
+                                 int accumulate, int tile, int isa)
+{
+    const int width = cnn__tile_width(isa), col_panels = (N + CNN__NR - 1) / CNN__NR;
+    const int row_tiles = (M + CNN__MR - 1) / CNN__MR, col_tiles = (N + width - 1) / width, a_smaller = M <= N;
+    const int p = a_smaller ? tile % row_tiles : tile / col_tiles;   /* row panel */
+    const int t = a_smaller ? tile / row_tiles : tile % col_tiles;   /* column tile */
+    const int q = t * width / CNN__NR;                               /* its first column panel */
+    const int rows = M - p * CNN__MR < CNN__MR ? M - p * CNN__MR : CNN__MR;
+    const int cols = N - t * width < width ? N - t * width : width;
+    const float *a_panel = a->data + (size_t)p * a->panel_step, *b_panel;
+    const int *b_rows;
+    size_t b_step;
+    float *c_tile = C + (size_t)p * CNN__MR * ldc + (size_t)t * width;
+    cnn__b_panel(b, q, col_panels, &b_panel, &b_step, &b_rows);
+#if CNN__DISPATCH
+    if (isa == CNN__ISA_AVX512 && cols > CNN__NR) {
+        const float *next_panel;
+        const int *next_rows;
+        size_t next_step;
+        cnn__b_panel(b, q + 1, col_panels, &next_panel, &next_step, &next_rows);
+        cnn__gemm_kernel_avx512(K, a_panel, a->row_step, a->k_step, b_panel, b_step, b_rows, next_panel, next_step, next_rows,
+                                c_tile, ldc, rows, cols, accumulate);
+        return;
+    }
+    if (isa != CNN__ISA_GENERIC) { /* avx2, or a last single panel of avx512: the same bits */
+        cnn__gemm_kernel_avx2(K, a_panel, a->row_step, a->k_step, b_panel, b_step, b_rows, c_tile, ldc, rows, cols, accumulate);
+        return;
+    }
+#endif
+    cnn__gemm_kernel(K, a_panel, a->row_step, a->k_step, b_panel, b_step, b_rows, c_tile, ldc, rows, cols, accumulate);
 }
 
 /* C += A @ B, or C = A @ B when accumulate is 0. Threads take whole tiles;
    on one thread there is no OpenMP region (see cnn__pack). */
-CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b b, float *C, int ldc, int accumulate, int threads)
+CNN__PRIVATE void cnn__gemm(int M, int N, int K, cnn__matrix_a a, cnn__matrix_b b, float *C, int ldc, int accumulate, int threads,
+                            int isa)
 {
-    const int tiles = ((M + CNN__MR - 1) / CNN__MR) * ((N + CNN__NR - 1) / CNN__NR);
+    const int width = cnn__tile_width(isa), tiles = ((M + CNN__MR - 1) / CNN__MR) * ((N + width - 1) / width);
     int tile;
     if (threads > 1 && (double)M * N * K >= 65536.0) { /* else too little work to share */
         CNN__PARALLEL_FOR
-        for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile);
+        for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile, isa);
         return;
     }
-    for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile);
+    for (tile = 0; tile < tiles; tile++) cnn__gemm_tile(M, N, K, &a, &b, C, ldc, accumulate, tile, isa);
 }
 
 /* ---------------------------------------------------------------- lowering: im2col and col2im */
@@ -8874,7 +9111,7 @@ CNN__PRIVATE size_t cnn__conv2d_per_thread(const cnn_layer *layer)
    (K - 1) / (W + 2P) more multiply-adds and saves writing and reading col.
    The sums are the same, in the same order, as through col. */
 CNN__PRIVATE void cnn__conv2d_forward_shifted(const cnn_layer *layer, const int *shifts, const float *packed_weight,
-                                              const float *x, float *padded, float *y)
+                                              const float *x, float *padded, float *y, int threads, int isa)
 {
     const int OC = layer->out.c, OH = layer->out.h, OW = layer->out.w, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
     const int Wp = layer->in.w + 2 * layer->desc.padding, wide_count = cnn__conv2d_wide_count(layer);
@@ -8883,42 +9120,60 @@ CNN__PRIVATE void cnn__conv2d_forward_shifted(const cnn_layer *layer, const int 
     cnn__pad(layer, x, padded);
     memset(padded + cnn__padded_size(layer), 0, CNN__NR * sizeof(float)); /* read by the last panel, not kept */
     for (o = 0; o < OC; o++) cnn__fill_run(wide + (size_t)o * wide_count, layer->bias[o], wide_count);
-    cnn__gemm(OC, wide_count, window, cnn__a_packed(window, packed_weight), cnn__b_shifted(padded, shifts), wide, wide_count, 1, 1);
+    cnn__gemm(OC, wide_count, window, cnn__a_packed(window, packed_weight), cnn__b_shifted(padded, shifts), wide, wide_count, 1,
+              threads, isa);
     for (o = 0; o < OC; o++)
         for (i = 0; i < OH; i++) cnn__copy_run(y + ((size_t)o * OH + i) * OW, wide + (size_t)o * wide_count + (size_t)i * Wp, OW);
 }
 
-/* Fast forward: per sample, y (OC, OH*OW) = b + w (OC, C*K*K) @ col.
-   Samples are independent, so threads take whole samples. The few panels
-   of w are packed once; col is read where im2col put it, since each of its
-   panels meets those few panels of w only, right after each other. With
-   stride 1 (shifts not NULL), col is not even written (above). */
+/* Fast forward: per sample, y (OC, OH*OW) = b + w (OC, C*K*K) @ col. The
+   few panels of w are packed once; col is read where im2col put it, since
+   each of its panels meets those few panels of w only, right after each
+   other. With stride 1 (shifts not NULL), col is not even written (above).
+   One sample, with its multiply on `threads` threads, in the working
+   memory `mine`: */
+CNN__PRIVATE void cnn__conv2d_forward_sample(const cnn_layer *layer, const int *shifts, const float *packed_weight,
+                                             const float *x, float *mine, float *out, int threads, int isa)
+{
+    const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
+    const int positions = layer->out.h * layer->out.w;
+    float *col = mine;                                                     /* (C*K*K, OH*OW) */
+    float *padded = col + (size_t)cnn__conv2d_col_rows(layer) * positions; /* (C, H+2P, W+2P) */
+    float *edge = padded + cnn__padded_size(layer);
+    int o;
+    if (shifts) {
+        cnn__conv2d_forward_shifted(layer, shifts, packed_weight, x, mine, out, threads, isa);
+        return;
+    }
+    cnn__im2col(layer, x, padded, col);
+    for (o = 0; o < OC; o++) cnn__fill_run(out + (size_t)o * positions, layer->bias[o], positions);
+    cnn__gemm(OC, positions, window, cnn__a_packed(window, packed_weight),
+              cnn__b_in_place(window, positions, col, (size_t)positions, edge), out, positions, 1, threads, isa);
+}
+
+/* Samples are independent, so threads take whole samples; a batch smaller
+   than the thread count (one sample, at inference) goes sample by sample
+   instead, each multiply shared by the threads. */
 CNN__PRIVATE void cnn__conv2d_forward_fast(const cnn_layer *layer, const int *shifts, int N, const float *x, float *y,
                                            const cnn__workspace *work)
 {
     const int OC = layer->out.c, window = layer->in.c * layer->desc.kernel * layer->desc.kernel;
-    const int positions = layer->out.h * layer->out.w;
     const size_t in_size = cnn_shape_count(layer->in), out_size = cnn_shape_count(layer->out);
     const int threads = work->threads;
     float *packed_weight = work->shared;
     int n;
     cnn__pack_a(OC, window, layer->weight, (size_t)window, 1, packed_weight, threads);
+    if (N < threads) {
+        for (n = 0; n < N; n++)
+            cnn__conv2d_forward_sample(layer, shifts, packed_weight, x + (size_t)n * in_size, work->per_thread,
+                                       y + (size_t)n * out_size, threads, work->isa);
+        return;
+    }
     CNN__PARALLEL_FOR
     for (n = 0; n < N; n++) {
         float *mine = work->per_thread + work->per_thread_size * (size_t)CNN__THREAD_ID(); /* this thread's part */
-        float *out = y + (size_t)n * out_size, *col, *padded, *edge;
-        int o;
-        if (shifts) {
-            cnn__conv2d_forward_shifted(layer, shifts, packed_weight, x + (size_t)n * in_size, mine, out);
-            continue;
-        }
-        col = mine;                                                     /* (C*K*K, OH*OW) */
-        padded = col + (size_t)cnn__conv2d_col_rows(layer) * positions; /* (C, H+2P, W+2P) */
-        edge = padded + cnn__padded_size(layer);
-        cnn__im2col(layer, x + (size_t)n * in_size, padded, col);
-        for (o = 0; o < OC; o++) cnn__fill_run(out + (size_t)o * positions, layer->bias[o], positions);
-        cnn__gemm(OC, positions, window, cnn__a_packed(window, packed_weight),
-                  cnn__b_in_place(window, positions, col, (size_t)positions, edge), out, positions, 1, 1);
+        cnn__conv2d_forward_sample(layer, shifts, packed_weight, x + (size_t)n * in_size, mine, y + (size_t)n * out_size, 1,
+                                   work->isa);
     }
 }
 
@@ -8971,15 +9226,15 @@ CNN__PRIVATE void cnn__conv2d_backward_fast(const cnn_layer *layer, int N, const
                 }
                 cnn__pack_b(positions, window + 1, col, 1, (size_t)positions, packed_col_t, 1);
                 cnn__gemm(OC, window + 1, positions, grad_rows, cnn__b_packed(positions, packed_col_t), weight_grad,
-                          window + 1, 1, 1);
+                          window + 1, 1, 1, work->isa);
             } else {
                 cnn__pack_b(positions, OC, grad, 1, (size_t)positions, packed_grad, 1);
                 cnn__gemm(window + 1, OC, positions, cnn__a_in_place(col, (size_t)positions), cnn__b_packed(positions, packed_grad),
-                          weight_grad, OC, 1, 1);
+                          weight_grad, OC, 1, 1, work->isa);
             }
             if (!dx) continue;
             cnn__gemm(window, positions, OC, cnn__a_packed(OC, packed_weight_t),
-                      cnn__b_in_place(OC, positions, grad, (size_t)positions, edge), dcol, positions, 0, 1);
+                      cnn__b_in_place(OC, positions, grad, (size_t)positions, edge), dcol, positions, 0, 1, work->isa);
             cnn__col2im(layer, dcol, padded, dx + (size_t)n * in_size);
         }
     }
@@ -9047,6 +9302,32 @@ CNN__HOT static void cnn__dense_forward_one(int IN, int OUT, int block, const fl
 }
 #endif
 
+#if CNN__DISPATCH
+/* The same with fused multiply-adds, for the avx2 and avx512 kernels: the
+   bits those give for the sample in a batch. */
+CNN__TARGET_AVX2 static void cnn__dense_forward_one_fma(int IN, int OUT, int block, const float *x, const float *w,
+                                                        const float *bias, float *y)
+{
+    const float *w_row = w;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, xi, acc[8];
+    int i, j, start[8];
+    for (j = 0; j < 8; j++) start[j] = block + 8 * j < OUT - 8 ? block + 8 * j : OUT - 8;
+    for (i = 0; i < IN; i++, w_row += OUT) {
+        xi = _mm256_set1_ps(x[i]);
+        a0 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(w_row + start[0]), a0);
+        a1 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(w_row + start[1]), a1);
+        a2 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(w_row + start[2]), a2);
+        a3 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(w_row + start[3]), a3);
+        a4 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(w_row + start[4]), a4);
+        a5 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(w_row + start[5]), a5);
+        a6 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(w_row + start[6]), a6);
+        a7 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(w_row + start[7]), a7);
+    }
+    acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3; acc[4] = a4; acc[5] = a5; acc[6] = a6; acc[7] = a7;
+    for (j = 0; j < 8; j++) _mm256_storeu_ps(y + start[j], _mm256_add_ps(_mm256_loadu_ps(bias + start[j]), acc[j]));
+}
+#endif
+
 CNN__PRIVATE void cnn__dense_forward_fast(const cnn_layer *layer, int N, const float *x, float *y, const cnn__workspace *work)
 {
     const int IN = (int)cnn_shape_count(layer->in), OUT = (int)cnn_shape_count(layer->out);
@@ -9062,9 +9343,16 @@ CNN__PRIVATE void cnn__dense_forward_fast(const cnn_layer *layer, int N, const f
         const int blocks = (OUT + 63) / 64;
         int task, threads = (double)IN * OUT < 65536.0 ? 1 : work->threads;
         CNN__PARALLEL_FOR
-        for (task = 0; task < N * blocks; task++)
-            cnn__dense_forward_one(IN, OUT, task % blocks * 64, x + (size_t)(task / blocks) * IN, layer->weight, layer->bias,
-                                   y + (size_t)(task / blocks) * OUT);
+        for (task = 0; task < N * blocks; task++) {
+            const int block = task % blocks * 64, n = task / blocks;
+#if CNN__DISPATCH
+            if (work->isa != CNN__ISA_GENERIC) {
+                cnn__dense_forward_one_fma(IN, OUT, block, x + (size_t)n * IN, layer->weight, layer->bias, y + (size_t)n * OUT);
+                continue;
+            }
+#endif
+            cnn__dense_forward_one(IN, OUT, block, x + (size_t)n * IN, layer->weight, layer->bias, y + (size_t)n * OUT);
+        }
         return;
     }
 #endif
@@ -9082,7 +9370,7 @@ CNN__PRIVATE void cnn__dense_forward_fast(const cnn_layer *layer, int N, const f
         cnn__pack_b(IN, OUT, layer->weight, (size_t)OUT, 1, packed_weight, work->threads);
         weight = cnn__b_packed(IN, packed_weight);
     }
-    cnn__gemm(N, OUT, IN, cnn__a_packed(IN, packed_x), weight, y, OUT, 1, work->threads);
+    cnn__gemm(N, OUT, IN, cnn__a_packed(IN, packed_x), weight, y, OUT, 1, work->threads, work->isa);
 }
 
 /* db[o] += sum_n dy[n,o];  dw (IN, OUT) += x^T @ dy;  dx (N, IN) = dy @ w^T
@@ -9098,12 +9386,13 @@ CNN__PRIVATE void cnn__dense_backward_fast(const cnn_layer *layer, int N, const 
     packed_b = packed_a + cnn__packed_a_size(IN, N);
     cnn__pack_a(IN, N, x, 1, (size_t)IN, packed_a, work->threads);                 /* x^T (IN, N) */
     cnn__pack_b(N, OUT, dy, (size_t)OUT, 1, packed_b, work->threads);              /* dy (N, OUT) */
-    cnn__gemm(IN, OUT, N, cnn__a_packed(N, packed_a), cnn__b_packed(N, packed_b), layer->weight_grad, OUT, 1, work->threads);
+    cnn__gemm(IN, OUT, N, cnn__a_packed(N, packed_a), cnn__b_packed(N, packed_b), layer->weight_grad, OUT, 1, work->threads,
+              work->isa);
     if (!dx) return;
     packed_b = packed_a + cnn__packed_a_size(N, OUT);
     cnn__pack_a(N, OUT, dy, (size_t)OUT, 1, packed_a, work->threads);              /* dy (N, OUT) */
     cnn__pack_b(OUT, IN, layer->weight, 1, (size_t)OUT, packed_b, work->threads); /* w^T (OUT, IN) */
-    cnn__gemm(N, IN, OUT, cnn__a_packed(OUT, packed_a), cnn__b_packed(OUT, packed_b), dx, IN, 0, work->threads);
+    cnn__gemm(N, IN, OUT, cnn__a_packed(OUT, packed_a), cnn__b_packed(OUT, packed_b), dx, IN, 0, work->threads, work->isa);
 }
 
 /* ---------------------------------------------------------------- activations
@@ -9181,9 +9470,13 @@ CNN__HOT static void cnn__leaky_relu_backward_fast(size_t count, float alpha, co
    change nothing in the result. */
 #define CNN__ELEMENTWISE_BLOCK 32768 /* fewer values than this are not worth a second thread */
 
+/* Blocks of about CNN__ELEMENTWISE_BLOCK values, which threads take as they
+   come free (see CNN__PARALLEL_FOR), or one block for a small count. */
 CNN__PRIVATE int cnn__elementwise_blocks(size_t count, int threads)
 {
-    return count < 2 * CNN__ELEMENTWISE_BLOCK ? 1 : threads;
+    return count < 2 * CNN__ELEMENTWISE_BLOCK || threads == 1
+               ? 1
+               : (int)((count + CNN__ELEMENTWISE_BLOCK - 1) / CNN__ELEMENTWISE_BLOCK);
 }
 
 /* The first value of block `block` of `blocks`, and in *n how many it has */
@@ -9201,7 +9494,7 @@ CNN__PRIVATE void cnn__activation_forward_fast(const cnn_layer *layer, size_t co
 {
     const int blocks = cnn__elementwise_blocks(count, threads);
     int block;
-    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
+    if (blocks < threads) threads = blocks; /* one block: no region (CNN__PARALLEL_FOR reads threads) */
     CNN__PARALLEL_FOR
     for (block = 0; block < blocks; block++) {
         size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
@@ -9218,7 +9511,7 @@ CNN__PRIVATE void cnn__activation_backward_fast(const cnn_layer *layer, size_t c
 {
     const int blocks = cnn__elementwise_blocks(count, threads);
     int block;
-    threads = blocks;
+    if (blocks < threads) threads = blocks;
     CNN__PARALLEL_FOR
     for (block = 0; block < blocks; block++) {
         size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
@@ -9369,7 +9662,7 @@ CNN__PRIVATE void cnn__dropout_forward_fast(size_t count, float rate, const floa
 {
     const int blocks = cnn__elementwise_blocks(count, threads);
     int block;
-    threads = blocks; /* one block per thread (CNN__PARALLEL_FOR reads threads) */
+    if (blocks < threads) threads = blocks; /* one block: no region (CNN__PARALLEL_FOR reads threads) */
     CNN__PARALLEL_FOR
     for (block = 0; block < blocks; block++) {
         cnn_rng mine = *rng;
@@ -9656,7 +9949,9 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
     struct cnn__fast *fast;
     float *floats_at;
     int *shift_at;
-    int i, ok = 1, threads = CNN__MAX_THREADS() < 1 ? 1 : CNN__MAX_THREADS() > 256 ? 256 : CNN__MAX_THREADS();
+    int i, isa = CNN__ISA_GENERIC, ok = 1, threads = CNN__MAX_THREADS() < 1 ? 1 : CNN__MAX_THREADS() > 256 ? 256 : CNN__MAX_THREADS();
+    const cnn_result chosen = cnn__choose_isa(&model->error, &isa);
+    if (chosen != CNN_OK) return chosen;
     for (i = 0; i < model->layer_count; i++) {
         const cnn_layer *layer = &model->layers[i];
         size_t need = 0, need_per_thread = 0;
@@ -9687,6 +9982,7 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
         return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1,
                          "out of memory allocating %.1f MB for the model's working memory", (double)bytes / 1e6);
     memset(fast, 0, bytes);
+    fast->work.isa = isa;
     floats_at = (float *)(fast + 1); /* the struct holds pointers: what follows is aligned for floats */
     fast->work.shared = floats_at;
     fast->work.per_thread = floats_at + shared;
@@ -9709,6 +10005,11 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
     model->fast = fast;
     model->threads = threads;
     return CNN_OK;
+}
+
+CNN__PRIVATE const char *cnn__fast_instruction_set(const cnn_model *model)
+{
+    return cnn__isa_name(model->fast->work.isa);
 }
 
 CNN__PRIVATE void cnn__fast_free(cnn_model *model)

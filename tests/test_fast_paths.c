@@ -13,6 +13,13 @@
    1e-5 of the largest value where it does not (conv2d's gradients: the
    weight gradient is summed in chunks of samples, dx window by window
    through col2im; batch norm, whose sums run in vector lanes).
+   The multiply's kernel comes in three builds (cnn.h, "instruction sets"):
+   the tests of the layers that multiply (conv2d, dense, the projection)
+   run once with each kernel this machine has, set on the built model. The
+   avx2 and avx512 kernels fuse each multiply-add, rounding once where the
+   plain loops round twice, so with them the forward passes too agree to
+   1e-5 of the largest value, not bit for bit; the two give each other's
+   bits, which a test checks, and CNN_MAX_ISA caps the choice.
 
    Then the special cases inside the twins, each against the plain loop or
    the formula written out again here, on counts and widths that leave every
@@ -24,12 +31,30 @@
 
    Built with CNN_NO_FAST there is no FAST section, and every test here
    says it is skipped. */
+#define _POSIX_C_SOURCE 200112L /* setenv, to try CNN_MAX_ISA */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
 
 #ifndef CNN_NO_FAST
 static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+/* The multiply's kernel the tests set on each model they build
+   (CNN__ISA_GENERIC, _AVX2, _AVX512), or -1 for the model's own choice;
+   main runs the tests of the layers that multiply once for each kernel up
+   to the widest this machine runs. */
+static int kernel_under_test = -1;
+
+static int widest_kernel(void)
+{
+    int isa = CNN__ISA_GENERIC;
+    return cnn__choose_isa(NULL, &isa) == CNN_OK ? isa : CNN__ISA_GENERIC;
+}
+
+static void set_kernel(cnn_model *model)
+{
+    if (kernel_under_test >= 0 && model->fast) model->fast->work.isa = kernel_under_test;
+}
 
 /* Values with every awkward case in the first few places, then random
    ones of both signs. Small integers make ties likely in max pools. */
@@ -178,11 +203,20 @@ static int compare_model_in(cnn_model *model, int N, cnn_mode mode, agreement ag
 {
     int i, bits = 1, forward_bits = 1;
     double e = 0.0, layer_e;
+    int fused, multiplies = 0;
     if (cnn_model_build(model, N) != CNN_OK) {
         CHECK(0, "%s: cannot build: %s", name, model->error.message);
         cnn_model_free(model);
         return 0;
     }
+    set_kernel(model);
+    fused = model->fast->work.isa != CNN__ISA_GENERIC;
+    for (i = 0; i < model->layer_count; i++) {
+        const cnn_layer_type type = model->layers[i].desc.type;
+        multiplies |= type == CNN_LAYER_CONV2D || type == CNN_LAYER_DENSE ||
+                      (type == CNN_LAYER_RESIDUAL_END && model->layers[i].weight_count > 0);
+    }
+    if (fused && multiplies) agree = WITHIN_ROUNDING; /* fused multiply-adds round once, the plain loops twice */
     for (i = 0; i < model->layer_count; i++) {
         const cnn_layer_type type = model->layers[i].desc.type;
         if (type == CNN_LAYER_FLATTEN || type == CNN_LAYER_SOFTMAX || type == CNN_LAYER_AVG_POOL ||
@@ -192,9 +226,13 @@ static int compare_model_in(cnn_model *model, int N, cnn_mode mode, agreement ag
         layer_e = compare_layer(model, i, N, mode, seed + (uint64_t)i, &bits, &forward_bits);
         if (layer_e > e || layer_e != layer_e) e = layer_e;
     }
-    if (agree == SAME_BITS) CHECK(bits, "%s: the fast twin's bits differ from the plain pair's (relative difference %.3g)", name, e);
-    else CHECK(e <= 1e-5 && (forward_bits || agree == WITHIN_ROUNDING), "%s: fast vs plain relative difference %.3g (limit 1e-5)%s",
-               name, e, forward_bits ? "" : ", and the forward pass differs in its bits");
+    if (agree == SAME_BITS)
+        CHECK(bits, "%s, %s kernel: the fast twin's bits differ from the plain pair's (relative difference %.3g)", name,
+              cnn_model_instruction_set(model), e);
+    else
+        CHECK(e <= 1e-5 && (forward_bits || agree == WITHIN_ROUNDING),
+              "%s, %s kernel: fast vs plain relative difference %.3g (limit 1e-5)%s", name, cnn_model_instruction_set(model), e,
+              forward_bits ? "" : ", and the forward pass differs in its bits");
     if (e > *worst || e != e) *worst = e;
     cnn_model_free(model);
     return 1;
@@ -210,7 +248,8 @@ static int compare_model(cnn_model *model, int N, int exact, const char *name, u
    P in {0,1,2} with inputs 7x9 and 6x8, batch 2 (on 6x8 stride 2 does not
    tile: the last row and column of windows are dropped), plus one
    large case (24x26, 624 output positions, 39 column panels of the
-   multiply), one batch of 19 (the fast backward sums its weight gradient
+   multiply), also as a batch of one sample (fewer samples than threads:
+   the threads share each multiply instead of taking samples), one batch of 19 (the fast backward sums its weight gradient
    in chunks of CNN__CHUNK = 8 samples: 19 makes three chunks, the last one
    partial), and every K, S and P on 21x23 with 13 channels (up to 326 rows
    of col). All with 3, 6 and 16 output channels: the weight gradient is
@@ -225,7 +264,7 @@ static int compare_model(cnn_model *model, int N, int exact, const char *name, u
 TEST(conv2d_fast_matches_plain)
 {
     static const int channels[] = {1, 2, 3, 13}, kernels[] = {1, 3, 5}, strides[] = {1, 2}, paddings[] = {0, 1, 2};
-    static const int sizes[][3] = {{7, 9, 2}, {6, 8, 2}, {24, 26, 2}, {7, 9, 19}, {21, 23, 2}}; /* H, W, N */
+    static const int sizes[][3] = {{7, 9, 2}, {6, 8, 2}, {24, 26, 2}, {7, 9, 19}, {21, 23, 2}, {24, 26, 1}}; /* H, W, N */
     static const int outputs[] = {3, 6, 16};
     size_t oi, ci, ki, si, pi, zi;
     int cases = 0;
@@ -240,7 +279,7 @@ TEST(conv2d_fast_matches_plain)
                             const int C = channels[ci], K = kernels[ki], S = strides[si], P = paddings[pi];
                             const int H = sizes[zi][0], W = sizes[zi][1], N = sizes[zi][2];
                             cnn_model model;
-                            if (zi == 2 && !(C == 3 && K == 5 && S == 1 && P == 2)) continue; /* one large case */
+                            if ((zi == 2 || zi == 5) && !(C == 3 && K == 5 && S == 1 && P == 2)) continue; /* one large case */
                             if (zi == 3 && !(C == 2 && K == 3 && S == 2 && P == 1)) continue; /* one large batch */
                             if ((zi == 4) != (C == 13)) continue; /* many channels: only in 21x23 */
                             snprintf(name, sizeof name, "conv2d C%d %dx%d K%d S%d P%d N%d OC%d", C, H, W, K, S, P, N, outputs[oi]);
@@ -248,9 +287,10 @@ TEST(conv2d_fast_matches_plain)
                             cnn_add_conv2d(&model, outputs[oi], K, S, P);
                             cases += compare_model(&model, N, 0, name, 900 + (uint64_t)cases, &worst);
                         }
-    /* 7x9 and 6x8: all 54 each; plus the large shape and the large batch;
-       21x23 with 13 channels: all 18; each with 3, 6 and 16 output channels */
-    CHECK(cases == 3 * (54 + 54 + 1 + 1 + 18), "expected 384 shapes to be compared, got %d", cases);
+    /* 7x9 and 6x8: all 54 each; plus the large shape, alone too, and the
+       large batch; 21x23 with 13 channels: all 18; each with 3, 6 and 16
+       output channels */
+    CHECK(cases == 3 * (54 + 54 + 1 + 1 + 1 + 18), "expected 387 shapes to be compared, got %d", cases);
     if (getenv("FAST_PATHS_VERBOSE")) printf("    conv2d: %d shapes, worst relative difference %.2e\n", cases, worst);
 }
 
@@ -652,7 +692,8 @@ TEST(dense_on_few_samples_matches_the_batch)
         cnn_model_init(&model, IN, 1, 1, (uint64_t)OUT);
         cnn_add_flatten(&model);
         cnn_add_dense(&model, OUT);
-        if (cnn_model_build(&model, BATCH) != CNN_OK || cnn_model_forward(&model, x, BATCH, CNN_MODE_EVAL) != CNN_OK) {
+        if (cnn_model_build(&model, BATCH) != CNN_OK || (set_kernel(&model), 0) ||
+            cnn_model_forward(&model, x, BATCH, CNN_MODE_EVAL) != CNN_OK) {
             CHECK(0, "dense %d: %s", OUT, model.error.message);
             cnn_model_free(&model);
             continue;
@@ -671,7 +712,7 @@ TEST(dense_on_few_samples_matches_the_batch)
             }
         cnn_model_free(&model);
     }
-    CHECK(bad == 0, "%d outputs differ from the batch's", bad);
+    CHECK(bad == 0, "%d outputs differ from the batch's (kernel %s)", bad, cnn__isa_name(kernel_under_test < 0 ? widest_kernel() : kernel_under_test));
 }
 
 /* Packing B = X^T (X's rows are runs, so B's columns are): the 8 x 8
@@ -704,8 +745,8 @@ TEST(transposing_pack_matches_the_layout)
 
 /* Moving the random stream on by n draws at once lands where n draws one
    after another do, for n from 0 to 70 and some large n, and a dropout
-   mask drawn in blocks (as threads draw it; here the blocks run one after
-   the other) is the mask drawn in one go, with the stream left one draw
+   mask drawn in blocks (as threads draw it, 7 of them for 196,613 values;
+   here the blocks run one after the other) is the mask drawn in one go, with the stream left one draw
    per value on. */
 TEST(dropout_in_blocks_draws_the_same_mask)
 {
@@ -735,7 +776,7 @@ TEST(dropout_in_blocks_draws_the_same_mask)
             cnn__dropout_forward_fast(COUNT, 0.3f, x, y[threads - 1], mask[threads - 1], &rng[threads - 1], threads);
     }
     if (y[0] && y[1] && mask[0] && mask[1]) {
-        CHECK(cnn__elementwise_blocks(COUNT, 2) == 2, "the mask is not split in two");
+        CHECK(cnn__elementwise_blocks(COUNT, 2) == 7, "the mask is not split in 7 blocks of at most 32,768 values");
         CHECK(memcmp(mask[0], mask[1], COUNT * sizeof(float)) == 0 && memcmp(y[0], y[1], COUNT * sizeof(float)) == 0,
               "the mask drawn in two blocks differs from the one drawn in one");
         cnn_rng_seed(&stepped, 77);
@@ -750,6 +791,103 @@ TEST(dropout_in_blocks_draws_the_same_mask)
     free(x);
 }
 
+
+/* The avx2 and avx512 kernels add the same products in the same order with
+   the same rounding, so cnn__gemm gives the same bits with either, and
+   both within 1e-5 of a sum in doubles: on every kind of B the layers use
+   (packed; read in place with a packed last panel; rows at offsets, as
+   the stride-1 conv reads its input), for sizes that leave every
+   remainder of the 6-row panel and the 16- and 32-column tiles, storing
+   into C and adding to it. */
+TEST(fused_kernels_give_the_same_bits)
+{
+    static const int ms[] = {1, 5, 6, 7, 13, 16}, ns[] = {1, 15, 16, 17, 31, 32, 33, 48, 70}, ks[] = {1, 3, 9, 40};
+    enum { MOST_M = 16, MOST_N = 70, MOST_K = 40 };
+    static float a[MOST_M * MOST_K], b[MOST_K * MOST_N + 2 * CNN__NR], start[MOST_M * MOST_N], c[2][MOST_M * MOST_N];
+    static float packed_a[((MOST_M + CNN__MR - 1) / CNN__MR) * CNN__MR * MOST_K];
+    static float packed_b[((MOST_N + CNN__NR - 1) / CNN__NR) * CNN__NR * MOST_K], edge[CNN__NR * MOST_K];
+    static int rows[MOST_K];
+    size_t mi, ni, ki;
+    int kind, accumulate, isa, i, j, k, cases = 0, bad = 0, far = 0;
+    double worst = 0.0;
+    cnn_rng rng;
+    cnn_rng_seed(&rng, 17);
+    test_fill_uniform(&rng, a, MOST_M * MOST_K, -1.0f, 1.0f);
+    test_fill_uniform(&rng, b, MOST_K * MOST_N + 2 * CNN__NR, -1.0f, 1.0f);
+    test_fill_uniform(&rng, start, MOST_M * MOST_N, -1.0f, 1.0f);
+    for (mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+        for (ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+                for (kind = 0; kind < 3; kind++)
+                    for (accumulate = 0; accumulate < 2; accumulate++) {
+                        const int M = ms[mi], N = ns[ni], K = ks[ki];
+                        cnn__matrix_b matrix_b;
+                        cnn__pack_a(M, K, a, (size_t)K, 1, packed_a, 1);
+                        if (kind == 0) {
+                            cnn__pack_b(K, N, b, (size_t)N, 1, packed_b, 1);
+                            matrix_b = cnn__b_packed(K, packed_b);
+                        } else if (kind == 1) {
+                            matrix_b = cnn__b_in_place(K, N, b, (size_t)N, edge);
+                        } else {
+                            for (k = 0; k < K; k++) rows[k] = k * N; /* the last panel reads past row K - 1: b has room */
+                            matrix_b = cnn__b_shifted(b, rows);
+                        }
+                        for (isa = 0; isa < 2; isa++) {
+                            memcpy(c[isa], start, sizeof start);
+                            cnn__gemm(M, N, K, cnn__a_packed(K, packed_a), matrix_b, c[isa], N, accumulate, 1,
+                                      isa ? CNN__ISA_AVX512 : CNN__ISA_AVX2);
+                        }
+                        bad += memcmp(c[0], c[1], (size_t)(M * N) * sizeof(float)) != 0;
+                        for (i = 0; i < M; i++)
+                            for (j = 0; j < N; j++) {
+                                double sum = accumulate ? start[i * N + j] : 0.0, e;
+                                for (k = 0; k < K; k++) sum += (double)a[i * K + k] * b[k * N + j];
+                                e = fabs(c[1][i * N + j] - sum) / (double)K; /* |products| < 1: K bounds the sum */
+                                if (e > worst) worst = e;
+                                far += e > 1e-5;
+                            }
+                        cases++;
+                    }
+    CHECK(bad == 0, "%d of %d multiplies differ between the avx2 and avx512 kernels", bad, cases);
+    CHECK(far == 0, "%d values further than 1e-5 from the sums in doubles (worst %.3g)", far, worst);
+}
+
+/* CNN_MAX_ISA caps the kernel a model picks at build (sse2, avx2, avx512:
+   the lower of the cap and what the CPU runs), and another value makes
+   the build fail with a message that names the variable. */
+TEST(max_isa_caps_the_kernel)
+{
+    static const char *const caps[] = {"sse2", "avx2", "avx512"};
+    const char *outside = getenv("CNN_MAX_ISA");
+    char saved[64] = "";
+    cnn_model model;
+    int machine, cap;
+    if (outside) snprintf(saved, sizeof saved, "%s", outside);
+    unsetenv("CNN_MAX_ISA");
+    machine = widest_kernel();
+    for (cap = CNN__ISA_GENERIC; cap <= CNN__ISA_AVX512; cap++) {
+        const char *want = cnn__isa_name(cap < machine ? cap : machine);
+        setenv("CNN_MAX_ISA", caps[cap], 1);
+        cnn_model_init(&model, 4, 1, 1, 1);
+        cnn_add_dense(&model, 3);
+        CHECK(cnn_model_build(&model, 2) == CNN_OK, "CNN_MAX_ISA=%s: %s", caps[cap], model.error.message);
+        CHECK(strcmp(cnn_model_instruction_set(&model), want) == 0, "CNN_MAX_ISA=%s gave the %s kernel, expected %s", caps[cap],
+              cnn_model_instruction_set(&model), want);
+        cnn_model_free(&model);
+    }
+    setenv("CNN_MAX_ISA", "avx1024", 1);
+    cnn_model_init(&model, 4, 1, 1, 1);
+    cnn_add_dense(&model, 3);
+    CHECK(cnn_model_build(&model, 2) == CNN_ERROR_INVALID_ARGUMENT && strstr(model.error.message, "CNN_MAX_ISA") &&
+              strstr(model.error.message, "avx1024"),
+          "CNN_MAX_ISA=avx1024 was not refused with a message: '%s'", model.error.message);
+    CHECK(strcmp(cnn_model_instruction_set(&model), "plain") == 0, "a model whose build failed reports '%s'",
+          cnn_model_instruction_set(&model));
+    cnn_model_free(&model);
+    if (outside) setenv("CNN_MAX_ISA", saved, 1);
+    else unsetenv("CNN_MAX_ISA");
+}
+
 #endif /* CNN_NO_FAST */
 
 #ifdef CNN_NO_FAST
@@ -760,18 +898,37 @@ TEST(dropout_in_blocks_draws_the_same_mask)
 
 int main(void)
 {
+#ifndef CNN_NO_FAST
+    /* the layers that multiply, with each kernel this machine runs */
+    const int widest = widest_kernel();
+    for (kernel_under_test = CNN__ISA_GENERIC; kernel_under_test <= widest; kernel_under_test++) {
+        printf("-- the %s kernel\n", cnn__isa_name(kernel_under_test));
+        RUN(conv2d_fast_matches_plain);
+        RUN(dense_fast_matches_plain);
+        RUN(residual_projection_fast_matches_plain);
+        RUN(dense_on_few_samples_matches_the_batch);
+    }
+    kernel_under_test = -1;
+    printf("-- the model's own choice\n");
+    if (widest == CNN__ISA_AVX512) RUN(fused_kernels_give_the_same_bits);
+    else RUN_SKIPPED(fused_kernels_give_the_same_bits, "no AVX-512 here (or CNN_MAX_ISA caps it): one fused kernel only");
+    RUN(max_isa_caps_the_kernel);
+#else
     RUN_FAST(conv2d_fast_matches_plain);
     RUN_FAST(dense_fast_matches_plain);
+    RUN_FAST(residual_projection_fast_matches_plain);
+    RUN_FAST(dense_on_few_samples_matches_the_batch);
+    RUN_FAST(fused_kernels_give_the_same_bits);
+    RUN_FAST(max_isa_caps_the_kernel);
+#endif
     RUN_FAST(elementwise_and_pooling_fast_match_plain);
     RUN_FAST(batch_norm_fast_matches_plain);
-    RUN_FAST(residual_projection_fast_matches_plain);
     RUN_FAST(padded_and_ceil_max_pools_fast_match_plain);
     RUN_FAST(optimizer_fast_pass_matches_plain);
     RUN_FAST(activations_match_the_plain_formulas);
     RUN_FAST(max_pool_2x2_matches_the_plain_loop);
     RUN_FAST(adam_update_matches_the_formula);
     RUN_FAST(adam_check_finds_the_first_bad_parameter);
-    RUN_FAST(dense_on_few_samples_matches_the_batch);
     RUN_FAST(transposing_pack_matches_the_layout);
     RUN_FAST(dropout_in_blocks_draws_the_same_mask);
     return test_report();

@@ -3,6 +3,7 @@
      bench MODEL BATCH SAMPLES THREADS DATA.csv
      bench MODEL BATCH SAMPLES THREADS IMAGES.idx LABELS.idx
      bench peak
+     bench spin
 
    MODEL is lenet5, cnn or mlp (the same models as tests/bench/bench_torch.py).
    Loads the first BENCH_ROWS samples of DATA, then trains on SAMPLES samples
@@ -11,12 +12,22 @@
 
      RESULT impl=cnn.h model=.. batch=.. threads=.. samples=.. seconds=..
             samples_per_s=.. flops_per_sample=.. latency_us=.. maxrss_kb=..
+            isa=..
 
    Only the training steps are timed: loading, building and WARMUP_STEPS
    steps come before the clock starts. latency_us is the median of single-
    sample forward passes (eval mode) after the training. maxrss_kb is the
-   peak resident memory of the whole process, data included.
-   `bench peak` prints one core's FP32 peak, measured with an FMA loop. */
+   peak resident memory of the whole process, data included. isa is the
+   instruction set of the model's multiply kernels (cnn_model_instruction_set:
+   avx512, avx2, sse2, generic or plain; CNN_MAX_ISA caps it).
+   `bench peak` prints one core's FP32 peak for the instruction set cnn.h
+   picks on this machine (CNN_MAX_ISA included), measured with a loop of
+   independent multiply-adds in that set:
+
+     PEAK isa=.. loop=.. gflops_per_core=.. sink=..
+
+   `bench spin` spins on one core until its parent ends or kills it:
+   run.sh's busy rows run while it does. */
 #define _POSIX_C_SOURCE 200112L
 #define CNN_IMPLEMENTATION
 #include "../../cnn.h"
@@ -27,6 +38,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 /* bench_torch.py uses the same numbers. A fixed number of rows keeps
    the data's share of the peak memory the same (12.8 MB of floats) whatever
@@ -53,14 +65,41 @@ static int compare_doubles(const void *a, const void *b)
 
 /* Each chain is x = x * m + c, which converges (m < 1) so the values stay
    normal: denormals would slow the loop down. The chains are independent so
-   that the FMA pipes never wait for a previous result: Zen 3 has two pipes
-   with a latency of 4 cycles, so 8 chains in flight, 12 to be safe. */
+   that the pipes never wait for a previous result: two FMA pipes with a
+   latency of 4 cycles (Zen 3, Intel since Skylake; AVX-512 on Zen 5 and on
+   Intel's two-unit cores) need 8 chains in flight. 12 are safe and, with m
+   and c, fit the 16 vector registers of SSE2 and AVX2 without a spill;
+   AVX-512 has 32 registers, so its loop runs 16 (Zen 4 splits each 512-bit
+   FMA over its two 256-bit pipes, and needs fewer). */
 #define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define CHAIN_COUNT 12
+#define CHAINS_AVX512(X) CHAINS(X) X(12) X(13) X(14) X(15)
+#define CHAIN_COUNT_AVX512 16
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #include <immintrin.h>
-#define HAVE_AVX2_PEAK 1
+#define HAVE_VECTOR_PEAK 1
+__attribute__((target("avx512f,fma"))) static float fma_chains_avx512(long iterations)
+{
+    const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
+    __m512 total = _mm512_setzero_ps();
+    float lanes[16], sum = 0.0f;
+    long i;
+    int k;
+#define DECLARE(j) __m512 x##j = _mm512_set1_ps((float)(j));
+#define STEP(j) x##j = _mm512_fmadd_ps(x##j, m, c);
+#define ADD(j) total = _mm512_add_ps(total, x##j);
+    CHAINS_AVX512(DECLARE)
+    for (i = 0; i < iterations; i++) { CHAINS_AVX512(STEP) }
+    CHAINS_AVX512(ADD) /* every chain feeds the result, so none is optimised away */
+    _mm512_storeu_ps(lanes, total);
+    for (k = 0; k < 16; k++) sum += lanes[k];
+    return sum;
+}
+#undef DECLARE
+#undef STEP
+#undef ADD
+
 __attribute__((target("avx2,fma"))) static float fma_chains_avx2(long iterations)
 {
     const __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
@@ -78,16 +117,38 @@ __attribute__((target("avx2,fma"))) static float fma_chains_avx2(long iterations
     for (k = 0; k < 8; k++) sum += lanes[k];
     return sum;
 }
-#endif
-
-/* Without AVX2 + FMA: a multiply and an add per step, 2 flops, one lane. */
-static float fma_chains_scalar(long iterations)
-{
-    const float m = 0.999f, c = 0.001f;
-    long i;
 #undef DECLARE
 #undef STEP
 #undef ADD
+
+/* cnn.h's sse2 kernel has no fused multiply-add: a multiply and an add per
+   step, 4 lanes. SSE2 is part of x86-64, so no target attribute. */
+static float mul_add_chains_sse2(long iterations)
+{
+    const __m128 m = _mm_set1_ps(0.999f), c = _mm_set1_ps(0.001f);
+    __m128 total = _mm_setzero_ps();
+    float lanes[4];
+    long i;
+#define DECLARE(j) __m128 x##j = _mm_set1_ps((float)(j));
+#define STEP(j) x##j = _mm_add_ps(_mm_mul_ps(x##j, m), c);
+#define ADD(j) total = _mm_add_ps(total, x##j);
+    CHAINS(DECLARE)
+    for (i = 0; i < iterations; i++) { CHAINS(STEP) }
+    CHAINS(ADD)
+    _mm_storeu_ps(lanes, total);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#undef DECLARE
+#undef STEP
+#undef ADD
+#endif
+
+/* cnn.h's generic and plain builds: a multiply and an add per step, one
+   lane (GCC 12 at -O2 keeps this loop scalar). */
+static float mul_add_chains_scalar(long iterations)
+{
+    const float m = 0.999f, c = 0.001f;
+    long i;
 #define DECLARE(j) float x##j = (float)(j);
 #define STEP(j) x##j = x##j * m + c;
 #define ADD(j) + x##j
@@ -96,31 +157,55 @@ static float fma_chains_scalar(long iterations)
     return 0.0f CHAINS(ADD);
 }
 
-/* Best of several short runs: other processes on the machine can only slow
-   a run down, never speed it up. */
+/* The peak of the instruction set cnn.h picks here: a model of one weight
+   is built and asked which it got, so that the CPU check and CNN_MAX_ISA are
+   cnn.h's own. Best of several short runs: other processes on the machine
+   can only slow a run down, never speed it up. */
 static int peak(void)
 {
-    const char *isa = "scalar";
+    cnn_model probe;
+    float (*chains)(long) = mul_add_chains_scalar;
+    const char *isa, *loop = "scalar";
     double flops_per_iteration = CHAIN_COUNT * 2.0, best = 0.0;
     long iterations = 2000000;
     float sink = 0.0f;
-    int run, avx2 = 0;
-#ifdef HAVE_AVX2_PEAK
-    __builtin_cpu_init();
-    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int run;
+    cnn_model_init(&probe, 1, 1, 1, 1);
+    cnn_add_dense(&probe, 1);
+    if (cnn_model_build(&probe, 1) != CNN_OK) {
+        fprintf(stderr, "bench peak: %s\n", probe.error.message);
+        cnn_model_free(&probe);
+        return 1;
+    }
+    isa = cnn_model_instruction_set(&probe);
+#ifdef HAVE_VECTOR_PEAK
+    if (!strcmp(isa, "avx512")) chains = fma_chains_avx512, loop = "avx512f+fma", flops_per_iteration = CHAIN_COUNT_AVX512 * 16 * 2.0;
+    else if (!strcmp(isa, "avx2")) chains = fma_chains_avx2, loop = "avx2+fma", flops_per_iteration = CHAIN_COUNT * 8 * 2.0;
+    else if (!strcmp(isa, "sse2")) chains = mul_add_chains_sse2, loop = "sse2", flops_per_iteration = CHAIN_COUNT * 4 * 2.0;
 #endif
-    if (avx2) isa = "avx2+fma", flops_per_iteration = CHAIN_COUNT * 8 * 2.0;
     for (run = 0; run < 50; run++) {
         double start = now_seconds(), seconds;
-#ifdef HAVE_AVX2_PEAK
-        if (avx2) sink += fma_chains_avx2(iterations);
-        else
-#endif
-            sink += fma_chains_scalar(iterations);
+        sink += chains(iterations);
         seconds = now_seconds() - start;
         if (flops_per_iteration * (double)iterations / seconds > best) best = flops_per_iteration * (double)iterations / seconds;
     }
-    printf("PEAK isa=%s gflops_per_core=%.1f sink=%g\n", isa, best * 1e-9, (double)sink);
+    printf("PEAK isa=%s loop=%s gflops_per_core=%.1f sink=%g\n", isa, loop, best * 1e-9, (double)sink);
+    cnn_model_free(&probe);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- spin */
+
+/* Stands for another program's work on one core. It ends by itself once
+   its parent (run.sh) is gone, so that it cannot outlive a run.sh killed
+   before it could stop it: an orphan gets a new parent. */
+static int spin(void)
+{
+    const pid_t parent = getppid();
+    volatile unsigned long n; /* volatile: the loop must not be optimised away */
+    while (getppid() == parent)
+        for (n = 0; n < 100000000UL; n++) {
+        }
     return 0;
 }
 
@@ -181,8 +266,9 @@ int main(int argc, char **argv)
     int batch, samples, threads, steps, usable_rows, i;
 
     if (argc == 2 && !strcmp(argv[1], "peak")) return peak();
+    if (argc == 2 && !strcmp(argv[1], "spin")) return spin();
     if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: bench lenet5|cnn|mlp BATCH SAMPLES THREADS (DATA.csv | IMAGES LABELS)\n       bench peak\n");
+        fprintf(stderr, "usage: bench lenet5|cnn|mlp BATCH SAMPLES THREADS (DATA.csv | IMAGES LABELS)\n       bench peak\n       bench spin\n");
         return 2;
     }
     name = argv[1];
@@ -245,9 +331,9 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &usage);
     /* threads= is what the model really uses: 1 when cnn.h runs single-threaded */
     printf("RESULT impl=cnn.h model=%s batch=%d threads=%d samples=%d seconds=%.4f samples_per_s=%.1f flops_per_sample=%.0f "
-           "latency_us=%.1f maxrss_kb=%ld\n",
+           "latency_us=%.1f maxrss_kb=%ld isa=%s\n",
            name, batch, model.threads, steps * batch, seconds, steps * batch / seconds, training_flops_per_sample(&model),
-           latencies[LATENCY_RUNS / 2] * 1e6, (long)usage.ru_maxrss);
+           latencies[LATENCY_RUNS / 2] * 1e6, (long)usage.ru_maxrss, cnn_model_instruction_set(&model));
     cnn_optimizer_free(&adam);
     cnn_model_free(&model);
     cnn_dataset_free(&data);

@@ -16,6 +16,12 @@ images transposed as cnn.h does), same batches taken round them in the same
 order, Adam lr 1e-3, the same warm-up steps before the clock starts, the same
 batch-1 latency measurement. Run it with Debian's /usr/bin/python3 and
 python3-torch.
+
+Its result line also names PyTorch's version, its BLAS, the layout and, as
+isa=, PyTorch's CPU capability: the instruction set its own (ATen) kernels
+were dispatched to, e.g. AVX2 or AVX512 (ATEN_CPU_CAPABILITY caps it, as
+CNN_MAX_ISA caps cnn.h's). Its convolutions (oneDNN) and matrix products
+(OpenBLAS) pick their instruction sets on their own.
 """
 import os
 import sys
@@ -98,6 +104,22 @@ def blas_in_use():
     return "unknown"
 
 
+def cpu_capability():
+    """ATen's CPU capability. Newer PyTorch has a function for it; 1.13,
+    Debian's, only prints it in torch.__config__.show(), as a line
+    "CPU capability usage: AVX2". Spaces (as in "Z VECTOR") become _ to
+    keep the result line's key=value words whole."""
+    try:
+        from torch.backends import cpu
+        return cpu.get_cpu_capability().replace(" ", "_")
+    except (ImportError, AttributeError):
+        pass
+    for line in torch.__config__.show().splitlines():
+        if "CPU capability usage:" in line:
+            return line.split(":", 1)[1].strip().replace(" ", "_")
+    return "unknown"
+
+
 def main():
     if len(sys.argv) not in (6, 7):
         sys.exit(__doc__)
@@ -145,9 +167,10 @@ def main():
     latency = sorted(latencies[LATENCY_WARMUP:])[LATENCY_RUNS // 2]
 
     print("RESULT impl=pytorch model=%s batch=%d threads=%d samples=%d seconds=%.4f samples_per_s=%.1f "
-          "latency_us=%.1f maxrss_kb=%d torch=%s blas=%s layout=%s" %
+          "latency_us=%.1f maxrss_kb=%d torch=%s blas=%s layout=%s isa=%s" %
           (name, batch, torch.get_num_threads(), steps * batch, seconds, steps * batch / seconds,
-           latency * 1e6, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, torch.__version__, blas_in_use(), LAYOUT))
+           latency * 1e6, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, torch.__version__, blas_in_use(), LAYOUT,
+           cpu_capability()))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,18 @@
 # conv models twice in each turn, once in each memory layout (NCHW, and
 # channels_last: NHWC), and the table keeps the better figures of the two:
 # which is faster depends on the model, the batch and the machine.
+#
+# Then the busy rows: LeNet-5 at batch 256 on 1 and 2 threads again, the
+# same way, while `bench spin` keeps one core busy as another program would.
+# It runs only during those rows; after each of their runs run.sh checks that
+# it still runs, and stops with an error if not, as those figures would not
+# be what they claim. The footer compares cnn.h's 2 threads there with its 1
+# thread and with PyTorch's 2 threads.
+#
+# Each result line names the instruction set its program ran: cnn.h's
+# kernels (avx512, avx2, sse2...; CNN_MAX_ISA caps them) and PyTorch's CPU
+# capability (AVX512, AVX2...). `bench peak` measures the FP32 peak in
+# cnn.h's set, and the footer names both.
 set -u
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then
     echo "usage: sh tests/bench/run.sh DIR DATA.csv | DIR IMAGES.idx LABELS.idx" >&2
@@ -42,8 +54,9 @@ errors=$dir/errors.txt
 # model, batch, samples per run at BENCH_SCALE=1. Chosen so that one run
 # takes a few seconds here (2-core AMD EPYC): long enough for a steady rate,
 # short enough for the whole table in about 5 to 10 minutes.
+busy_config="lenet5 256 40960" # the busy rows' too, with one core taken
 configs="lenet5 32 32000
-lenet5 256 40960
+$busy_config
 cnn 256 1024
 mlp 256 40960"
 thread_counts="1 2"
@@ -81,8 +94,13 @@ load_before=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 peak_line=$("$bench" peak) || { echo "run.sh: $bench peak failed" >&2; exit 1; }
 echo "$peak_line" >>"$results"
 
+state=normal  # busy during the busy rows, while $spinner spins
+spinner=      # the process id of `bench spin`, while it runs
+busy_runs=0   # the busy runs after which it was found still running
+
 # Runs one program once; keeps its RESULT line, tagged with the thread count
-# asked for, and prints its rate. Failures are reported and counted, not fatal.
+# asked for and the state, and prints its rate. Failures are reported and
+# counted, not fatal; a busy run that ends without the spinner is fatal.
 run_one() { # IMPL THREADS MODEL BATCH SAMPLES (IMPL: cnn.h, or pytorch:LAYOUT)
     impl=$1 threads=$2 name=cnn.h
     shift 2
@@ -97,25 +115,38 @@ run_one() { # IMPL THREADS MODEL BATCH SAMPLES (IMPL: cnn.h, or pytorch:LAYOUT)
     fi
     if [ -n "$labels" ]; then set -- "$@" "$images" "$labels"; else set -- "$@" "$images"; fi
     if output=$("$@" </dev/null 2>"$dir/stderr.txt") && line=$(echo "$output" | grep '^RESULT '); then
-        echo "asked=$threads $line" >>"$results"
+        echo "asked=$threads state=$state $line" >>"$results"
         rate=$(echo "$line" | sed 's/.*samples_per_s=\([^ ]*\).*/\1/')
         printf ' %s %s/s' "$name" "$rate"
     else
         printf ' %s FAILED' "$name"
         { echo "$*"; cat "$dir/stderr.txt"; } >>"$errors"
     fi
+    if [ "$state" = busy ]; then
+        # the shell has waited for the run, which reaps a spinner that died
+        if ! kill -0 "$spinner" 2>/dev/null; then
+            echo
+            echo "run.sh: $bench spin (process $spinner) had stopped by the end of this busy run: no table" >&2
+            spinner=
+            exit 1
+        fi
+        busy_runs=$((busy_runs + 1))
+    fi
 }
 
-echo "$configs" | while read -r model batch samples; do
+# Runs one model and batch on each thread count, REPEATS turns of each.
+run_rows() { # MODEL BATCH SAMPLES (at BENCH_SCALE=1)
+    model=$1 batch=$2 label=$1
+    [ "$state" = busy ] && label="busy: $model"
     # scaled, rounded to whole batches, at least one
-    samples=$(awk -v s="$samples" -v k="$scale" -v b="$batch" 'BEGIN { n = int(s * k / b + 0.5); if (n < 1) n = 1; print n * b }')
+    samples=$(awk -v s="$3" -v k="$scale" -v b="$batch" 'BEGIN { n = int(s * k / b + 0.5); if (n < 1) n = 1; print n * b }')
     peers="pytorch:contiguous" # the MLP has no conv, so no layout to choose
     [ "$model" = mlp ] || peers="pytorch:contiguous pytorch:channels_last"
     reversed=$(echo "$peers" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }')
     for threads in $thread_counts; do
         rep=1
         while [ "$rep" -le "$repeats" ]; do
-            printf '%s batch %s, threads %s, %s samples, run %s of %s:' "$model" "$batch" "$threads" "$samples" "$rep" "$repeats"
+            printf '%s batch %s, threads %s, %s samples, run %s of %s:' "$label" "$batch" "$threads" "$samples" "$rep" "$repeats"
             if [ "$have_torch" = 0 ]; then
                 run_one cnn.h "$threads" "$model" "$batch" "$samples"
             elif [ $((rep % 2)) = 1 ]; then
@@ -129,15 +160,44 @@ echo "$configs" | while read -r model batch samples; do
             rep=$((rep + 1))
         done
     done
+}
+
+echo "$configs" | while read -r model batch samples; do
+    run_rows "$model" "$batch" "$samples"
 done
-load_after=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
+load_before_busy=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
+
+# The busy rows, in this shell (not a pipeline's subshell) so that a
+# stopped spinner ends the script. The spinner is stopped when the rows
+# are done, and on any exit before: a hangup, an interrupt or a TERM runs
+# exit, and exit runs stop_spinner. (A spinner that outlives a run.sh killed
+# with SIGKILL ends by itself: see bench.c.)
+stop_spinner() {
+    if [ -n "$spinner" ]; then
+        kill "$spinner" 2>/dev/null
+        wait "$spinner" 2>/dev/null
+        spinner=
+    fi
+}
+trap stop_spinner EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+"$bench" spin </dev/null >/dev/null 2>&1 &
+spinner=$!
+state=busy
+# shellcheck disable=SC2086 # its words are run_rows' arguments
+run_rows $busy_config
+echo "BUSY spinner=$spinner alive_after_runs=$busy_runs" >>"$results"
+state=normal
+stop_spinner
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
 cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo '?')
 echo
 awk -v cpu="${cpu:-unknown CPU}" -v cores="$cores" -v have_torch="$have_torch" -v repeats="$repeats" \
     -v data="$images${labels:+ + $labels}" -v torch_env="$(torch_env n)" \
-    -v load_before="$load_before" -v load_after="$load_after" -v errors="$errors" '
+    -v load_before="$load_before" -v load_before_busy="$load_before_busy" -v errors="$errors" '
 # key=value pairs of one line into the array f
 function fields(line, f,    n, i, words, eq) {
     split("", f)
@@ -158,17 +218,24 @@ function median(k,    n, i, j, x, a) {
 function add(k, x) { count[k]++; v[k, count[k]] = x }
 function num(x, format) { return x == "" ? "-" : sprintf(format, x) }
 function times(a, b) { return a == "" || b == "" || b == 0 ? "-" : sprintf("%.2fx", a / b) }
-/^PEAK / { fields($0, f); peak = f["gflops_per_core"]; isa = f["isa"]; next }
+function name(model) { return model == "cnn" ? "seed CNN" : model == "mlp" ? "seed MLP" : model == "busy" ? "busy" : "LeNet-5" }
+/^PEAK / { fields($0, f); peak = f["gflops_per_core"]; peak_isa = f["isa"]; peak_loop = f["loop"]; next }
+/^BUSY / { fields($0, f); busy_runs = f["alive_after_runs"]; next }
 /^asked=/ {
     fields($0, f)
-    row = f["model"] SUBSEP f["batch"] SUBSEP f["asked"]
+    # the busy rows are rows of their own, whose model cell says busy
+    if (f["state"] == "busy") { busy_model = f["model"]; busy_batch = f["batch"] }
+    row = (f["state"] == "busy" ? "busy" : f["model"]) SUBSEP f["batch"] SUBSEP f["asked"]
     if (!(row in seen)) { seen[row] = 1; rows[++row_count] = row }
     impl = f["impl"]
     if (impl == "pytorch") {
         impl = impl ":" f["layout"]
         if (!((row, impl) in peer_seen)) { peer_seen[row, impl] = 1; peers[row] = peers[row] " " impl }
-        torch_version = f["torch"]; blas = f["blas"]
-    } else { flops[row] = f["flops_per_sample"]; used[row] = f["threads"] }
+        torch_version = f["torch"]; blas = f["blas"]; torch_isa = f["isa"]
+    } else {
+        flops[row] = f["flops_per_sample"]; used[row] = f["threads"]
+        if (!(f["isa"] in isa_seen)) { isa_seen[f["isa"]] = 1; isas = isas (isas == "" ? "" : ", ") f["isa"] }
+    }
     add(row SUBSEP impl SUBSEP "rate", f["samples_per_s"])
     add(row SUBSEP impl SUBSEP "latency", f["latency_us"])
     add(row SUBSEP impl SUBSEP "rss", f["maxrss_kb"] / 1024)
@@ -202,13 +269,16 @@ END {
         share = gflops == "" || peak == "" ? "" : 100 * gflops / (peak * used[row])
         threads = key[3] (used[row] != "" && used[row] != key[3] ? " (cnn.h " used[row] ")" : "")
         printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", \
-            key[1] == "cnn" ? "seed CNN" : key[1] == "mlp" ? "seed MLP" : "LeNet-5", key[2], threads, \
+            name(key[1]), key[2], threads, \
             num(c, "%.0f"), num(t, "%.0f"), best_layout, times(c, t), num(gflops, "%.1f"), num(share, "%.0f%%"), \
             num(cl, "%.0f"), num(tl, "%.0f"), times(tl, cl), \
             num(median(row SUBSEP "cnn.h" SUBSEP "rss"), "%.1f"), num(trss, "%.0f")
-        if (key[3] == 1) one[key[1] SUBSEP key[2]] = c
+        if (key[1] == "busy") {
+            if (key[3] == 1) busy_one = c
+            else if (key[3] == 2) { busy_two = used[row] == 2 ? c : ""; busy_torch_two = t }
+        } else if (key[3] == 1) one[key[1] SUBSEP key[2]] = c
         else if (key[3] == 2 && used[row] == 2 && one[key[1] SUBSEP key[2]] != "" && c != "")
-            speedup = speedup sprintf("%s%s/%s %.2fx", speedup == "" ? "" : ", ", key[1] == "cnn" ? "seed CNN" : key[1] == "mlp" ? "seed MLP" : "LeNet-5", key[2], c / one[key[1] SUBSEP key[2]])
+            speedup = speedup sprintf("%s%s/%s %.2fx", speedup == "" ? "" : ", ", name(key[1]), key[2], c / one[key[1] SUBSEP key[2]])
     }
     print ""
     runs = repeats == 1 ? "One run" : "Medians of " repeats " runs"
@@ -219,13 +289,20 @@ END {
     print "memory layouts, NCHW and channels_last (NHWC); each PyTorch column is the better of the two"
     print "(highest samples/s, lowest latency, lowest RSS), and PyTorch layout is the faster in samples/s."
     if (speedup != "") print "cnn.h, 2 threads over 1 thread (samples/s): " speedup
-    print "Machine: " cpu ", " cores " cores; FP32 peak " num(peak, "%.1f") " GFLOP/s per core (" isa " FMA loop)."
+    if (busy_model != "") {
+        print "busy: " name(busy_model) " at batch " busy_batch " again, while bench spin kept one core busy (it was running after"
+        print "each of the " busy_runs " busy runs). There, cnn.h 2 threads over its 1 thread: " times(busy_two, busy_one) \
+            "; cnn.h 2 threads over PyTorch 2 threads: " times(busy_two, busy_torch_two) "."
+    }
+    print "Machine: " cpu ", " cores " cores; FP32 peak " num(peak, "%.1f") " GFLOP/s per core in " peak_isa ", cnn.h'\''s instruction set (" peak_loop " loop)."
+    print "cnn.h: " (isas == "" ? "-" : isas) " kernels" \
+        (have_torch == 1 ? "; PyTorch: CPU capability " (torch_isa == "" ? "-" : torch_isa) " (its ATen kernels; oneDNN and OpenBLAS pick their own)" : "") "."
     print "Data: the first 4096 samples of " data "."
     if (have_torch == 1)
         print "PyTorch " torch_version " (BLAS: " blas "), torch.set_num_threads(n) with " torch_env "."
     if (blas == "reference")
         print "WARNING: PyTorch ran on the reference BLAS, far slower than its usual OpenBLAS (Debian: apt-get install libopenblas0-pthread)."
-    print "Load average (1 min) before: " load_before ", after: " load_after " (other work on the machine slows both, and 2 threads most)."
+    print "Load average (1 min) before the rows: " load_before ", before the busy rows: " load_before_busy " (other work on the machine slows both, and 2 threads most)."
     if ((getline line < errors) > 0) print "Some runs FAILED: see " errors "."
 }' "$results"
 [ ! -s "$errors" ] # a failed run fails `make bench`, after the table
