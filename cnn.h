@@ -315,7 +315,8 @@ typedef struct cnn_model {
                                                          buffers taken in turn: after a
                                                          backward pass only [0] is left */
     int threads;        /* worker threads (OpenMP), fixed at build; 1 without
-                           OpenMP or under CNN_NO_FAST */
+                           OpenMP or under CNN_NO_FAST. Training steps may
+                           use fewer (see cnn_model_build) */
     struct cnn__fast *fast;  /* private: the FAST section's working memory (NULL
                                 under CNN_NO_FAST); the same layout either way */
     int *labels;        /* (max_batch) labels of the batch being trained */
@@ -410,7 +411,9 @@ CNNDEF cnn_result cnn_add_lenet5(cnn_model *model, int classes);
    max_batch samples, and initialises the weights from the model's RNG.
    Built with OpenMP (-fopenmp) and without CNN_NO_FAST, the model uses
    omp_get_max_threads() threads as at this call; results are bit-identical
-   for any number of threads. */
+   for any number of threads. Training steps time themselves and run on one
+   thread when that proves faster (a core taken by another program, a model
+   too small to share): see "the thread tuner" in the FAST section. */
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch);
 CNNDEF void cnn_model_free(cnn_model *model);
 
@@ -1302,6 +1305,8 @@ extern int fileno(FILE *stream); /* POSIX; stdio.h hides it under -std=c99 */
 CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch);
 CNN__PRIVATE void cnn__fast_free(cnn_model *model);
 CNN__PRIVATE const char *cnn__fast_instruction_set(const cnn_model *model);
+CNN__PRIVATE double cnn__fast_step_begin(cnn_model *model);
+CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch);
 CNN__PRIVATE int cnn__layer_forward_fast(cnn_model *model, int i);
 CNN__PRIVATE int cnn__layer_backward_fast(cnn_model *model, int i, int want_input_grad);
 CNN__PRIVATE size_t cnn__optimizer_pass_fast(const cnn_optimizer *optimizer, cnn_model *model, long step, int write);
@@ -3849,8 +3854,8 @@ CNNDEF cnn_result cnn_model_set_class_names_from_map(cnn_model *model, const cnn
 CNN__PRIVATE size_t cnn__snapshot_count(const cnn_model *model) { return model->param_count + model->state_count; }
 
 /* The batch is already in activations[0]. */
-CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimizer, const int *labels, int batch,
-                                        float *mean_loss, int *correct)
+CNN__PRIVATE cnn_result cnn__train_step_on(cnn_model *model, cnn_optimizer *optimizer, const int *labels, int batch,
+                                           float *mean_loss, int *correct)
 {
     cnn_result result;
     float loss;
@@ -3865,6 +3870,22 @@ CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimiz
     if ((result = cnn_optimizer_step(optimizer, model)) != CNN_OK) return result;
     if (mean_loss) *mean_loss = loss;
     return CNN_OK;
+}
+
+/* One step, with the FAST section choosing how many of the model's threads
+   it runs on (cnn__fast_step_begin): results do not depend on it. */
+CNN__PRIVATE cnn_result cnn__train_step(cnn_model *model, cnn_optimizer *optimizer, const int *labels, int batch,
+                                        float *mean_loss, int *correct)
+{
+#ifndef CNN_NO_FAST
+    cnn_result result;
+    const double started = cnn__fast_step_begin(model);
+    result = cnn__train_step_on(model, optimizer, labels, batch, mean_loss, correct);
+    cnn__fast_step_end(model, started, batch);
+    return result;
+#else
+    return cnn__train_step_on(model, optimizer, labels, batch, mean_loss, correct);
+#endif
 }
 
 CNNDEF cnn_result cnn_model_train_step(cnn_model *model, cnn_optimizer *optimizer, const float *input, const int *labels,
@@ -8401,10 +8422,21 @@ typedef struct cnn__workspace {
     int isa;      /* the multiply's kernel: CNN__ISA_GENERIC, _AVX2 or _AVX512 */
 } cnn__workspace;
 
+/* The thread tuner's record (see "the thread tuner"), and its step counts. */
+enum { CNN__TUNER_TRIAL = 3, CNN__TUNER_FIRST_PERIOD = 16, CNN__TUNER_LAST_PERIOD = 512 };
+typedef struct cnn__thread_tuner {
+    long step;             /* training steps, counted from the start of the period */
+    int period;            /* steps from one set of trial steps to the next */
+    int chosen;            /* the thread count the other steps use */
+    int trial;             /* the thread count of the step running, if a trial; else 0 */
+    double seconds[2];     /* the last trials' seconds per sample: on one thread, on all */
+} cnn__thread_tuner;
+
 /* What a built model keeps for this section (model->fast), in one
    allocation made by cnn__fast_build. */
 struct cnn__fast {
-    cnn__workspace work;
+    cnn__workspace work;       /* work.threads: this step's threads (see the thread tuner) */
+    cnn__thread_tuner tuner;
     int *shifts[CNN_MAX_LAYERS]; /* conv2d with stride 1: (C*K*K) where each window
                                     row starts in the padded input; else NULL */
 };
@@ -9763,7 +9795,7 @@ CNN__PRIVATE size_t cnn__optimizer_pass_fast(const cnn_optimizer *optimizer, cnn
     const size_t count = model->param_count;
     const cnn__adam_step adam = cnn__adam_constants(optimizer, step);
     size_t first_bad[256]; /* one per thread: model->threads is at most 256 */
-    int threads = count < 16384 ? 1 : model->threads, block; /* fewer are not worth a second thread */
+    int threads = count < 16384 ? 1 : model->fast->work.threads, block; /* fewer are not worth a second thread */
     const size_t block_size = (count + (size_t)threads - 1) / (size_t)threads;
     /* With v >= 0 finite, sqrt(v) / sqrt(1 - b2^t) + eps is finite and at
        least eps, so |step_size * m / (...)| <= step_size * |m| / eps, which
@@ -9983,6 +10015,8 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
                          "out of memory allocating %.1f MB for the model's working memory", (double)bytes / 1e6);
     memset(fast, 0, bytes);
     fast->work.isa = isa;
+    fast->tuner.period = CNN__TUNER_FIRST_PERIOD;
+    fast->tuner.chosen = threads;
     floats_at = (float *)(fast + 1); /* the struct holds pointers: what follows is aligned for floats */
     fast->work.shared = floats_at;
     fast->work.per_thread = floats_at + shared;
@@ -10005,6 +10039,64 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
     model->fast = fast;
     model->threads = threads;
     return CNN_OK;
+}
+
+/* ---------------------------------------------------------------- the thread tuner
+
+   More threads are not always faster. On a machine where another program
+   holds a core, a thread that shares that core keeps the others waiting
+   at the end of every parallel loop, and 2 threads can train at half the
+   speed of one; a small model may gain nothing from a second thread even
+   on a quiet machine. So training steps time themselves: every `period`
+   steps, CNN__TUNER_TRIAL steps run on one thread and as many again on all
+   of the model's threads, and the steps until the next trials run on
+   whichever was faster per sample. The first step of each trial is left
+   out of its timing, since it pays for the change; single steps are too
+   noisy on a busy machine to judge by. While the answer stays the same the
+   period doubles, up to CNN__TUNER_LAST_PERIOD steps, so the trials cost
+   little; when it changes, the period starts again from the first.
+   Results do not depend on the number of threads, so nothing but the speed
+   changes. Timing needs a wall clock: elsewhere (cnn__seconds is then
+   processor time) every step runs on all threads. */
+#if defined(__unix__) || defined(__APPLE__)
+#define CNN__TUNER 1
+#else
+#define CNN__TUNER 0
+#endif
+
+/* Sets the threads of the step about to run, and returns its start time. */
+CNN__PRIVATE double cnn__fast_step_begin(cnn_model *model)
+{
+    cnn__thread_tuner *tuner = &model->fast->tuner;
+    const long at = tuner->step % tuner->period;
+    if (!CNN__TUNER || model->threads < 2) return 0.0;
+    tuner->trial = at < CNN__TUNER_TRIAL ? 1 : at < 2 * CNN__TUNER_TRIAL ? model->threads : 0;
+    if (at == 0) tuner->seconds[0] = tuner->seconds[1] = 0.0;
+    model->fast->work.threads = tuner->trial ? tuner->trial : tuner->chosen;
+    return cnn__seconds();
+}
+
+/* Adds a trial step's time per sample (an epoch's last batch may be
+   smaller), chooses after the last trial step, and gives the model back
+   all its threads for whatever runs between steps. */
+CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch)
+{
+    cnn__thread_tuner *tuner = &model->fast->tuner;
+    const long at = tuner->step % tuner->period;
+    if (!CNN__TUNER || model->threads < 2) return;
+    if (tuner->trial && at % CNN__TUNER_TRIAL != 0)
+        tuner->seconds[tuner->trial == 1 ? 0 : 1] += (cnn__seconds() - started) / (batch > 0 ? batch : 1);
+    if (at == 2 * CNN__TUNER_TRIAL - 1) {
+        const int faster = tuner->seconds[0] < tuner->seconds[1] ? 1 : model->threads;
+        if (faster != tuner->chosen || tuner->period < CNN__TUNER_LAST_PERIOD) {
+            tuner->period = faster != tuner->chosen ? CNN__TUNER_FIRST_PERIOD : tuner->period * 2;
+            tuner->chosen = faster;
+            tuner->step = at; /* the trials just run start the new period */
+        }
+    }
+    tuner->step++;
+    tuner->trial = 0;
+    model->fast->work.threads = model->threads;
 }
 
 CNN__PRIVATE const char *cnn__fast_instruction_set(const cnn_model *model)

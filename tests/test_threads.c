@@ -3,8 +3,11 @@
    answers for single samples, because every sum is added in one fixed
    order whatever the number of threads; and a step
    the optimiser refuses names the same first bad parameter on 2 threads as
-   on one. Threads are the FAST section's: built with CNN_NO_FAST, both
-   tests say they are skipped. */
+   on one. The thread tuner, which runs some training steps on one of the
+   two threads (trial steps, or when one thread proves faster), changes
+   nothing in the results: the first two tests train through it; the last
+   drives it with made-up times. Threads are the FAST section's: built
+   with CNN_NO_FAST, the tests say they are skipped. */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
 #include "test.h"
@@ -121,6 +124,64 @@ static void train_identically(int (*add)(cnn_model *))
 TEST(one_and_two_threads_train_identically) { train_identically(add_conv_net); }
 TEST(resnet_trains_identically_on_one_and_two_threads) { train_identically(add_resnet); }
 
+/* Runs `count` training steps as the tuner sees them, each taking the
+   made-up time of `one` seconds a sample (a batch of 8) on one thread and
+   `two` on two; returns how many ran on `expected` threads and gave the
+   model all its threads back after. */
+static int tuned_steps(cnn_model *model, int count, double one, double two, int expected)
+{
+    int step, right = 0, threads;
+    for (step = 0; step < count; step++) {
+        cnn__fast_step_begin(model);
+        threads = model->fast->work.threads;
+        cnn__fast_step_end(model, cnn__seconds() - 8.0 * (threads == 1 ? one : two), 8);
+        right += threads == expected && model->fast->work.threads == model->threads;
+    }
+    return right;
+}
+
+/* The thread tuner (cnn.h, "the thread tuner"), with made-up step times:
+   3 trial steps on one thread, then 3 on both (the first of each not
+   timed); the faster per sample wins the steps until the next trials, 16
+   steps on; while it keeps winning, the trials come twice as far apart; a
+   change of winner starts again at 16. Between steps the model has both
+   threads back. */
+TEST(thread_tuner_runs_steps_on_the_faster_count)
+{
+    cnn_model model;
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    if (cnn_model_init(&model, 4, 1, 1, 1) != CNN_OK || cnn_add_dense(&model, 3) != CNN_OK || cnn_model_build(&model, 8) != CNN_OK) {
+        CHECK(0, "build: %s", model.error.message);
+        cnn_model_free(&model);
+        return;
+    }
+    if (model.threads < 2 || !CNN__TUNER) {
+        printf("    one thread only, or no wall clock: the tuner stays out of the way\n");
+        CHECK(model.fast->work.threads == model.threads, "threads %d of %d", model.fast->work.threads, model.threads);
+        cnn_model_free(&model);
+        return;
+    }
+    /* one thread takes 1 s a sample, two take 3 s (a busy machine) */
+    CHECK(tuned_steps(&model, 3, 1.0, 3.0, 1) == 3, "the first 3 trial steps did not run on one thread");
+    CHECK(tuned_steps(&model, 3, 1.0, 3.0, 2) == 3, "the next 3 trial steps did not run on two threads");
+    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 16, "chose %d, period %d", model.fast->tuner.chosen,
+          model.fast->tuner.period);
+    CHECK(tuned_steps(&model, 10, 1.0, 3.0, 1) == 10, "steps 6..15 did not all run on the faster single thread");
+    /* trials at step 16, one thread wins again: the period doubles */
+    CHECK(tuned_steps(&model, 3, 1.0, 3.0, 1) + tuned_steps(&model, 3, 1.0, 3.0, 2) == 6, "the second trials ran on other counts");
+    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 32, "chose %d, period %d", model.fast->tuner.chosen,
+          model.fast->tuner.period);
+    CHECK(tuned_steps(&model, 26, 1.0, 3.0, 1) == 26, "the longer period's steps did not all run on one thread");
+    /* the machine goes quiet: two threads win the next trials and take over, the period back at 16 */
+    CHECK(tuned_steps(&model, 3, 1.0, 0.5, 1) + tuned_steps(&model, 3, 1.0, 0.5, 2) == 6, "the third trials ran on other counts");
+    CHECK(model.fast->tuner.chosen == 2 && model.fast->tuner.period == 16, "chose %d, period %d", model.fast->tuner.chosen,
+          model.fast->tuner.period);
+    CHECK(tuned_steps(&model, 10, 1.0, 0.5, 2) == 10, "after the change, steps did not run on two threads");
+    cnn_model_free(&model);
+}
+
 /* On 2 threads each thread checks its own half of the parameters before a
    step. A NaN gradient in each half must be reported at the first one, a
    NaN only in the second half at that one, and neither step may change a
@@ -186,5 +247,6 @@ int main(void)
     RUN_FAST(one_and_two_threads_train_identically);
     RUN_FAST(resnet_trains_identically_on_one_and_two_threads);
     RUN_FAST(two_threads_refuse_at_the_first_bad_parameter);
+    RUN_FAST(thread_tuner_runs_steps_on_the_faster_count);
     return test_report();
 }
