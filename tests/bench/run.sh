@@ -53,7 +53,7 @@ errors=$dir/errors.txt
 
 # model, batch, samples per run at BENCH_SCALE=1. Chosen so that one run
 # takes a few seconds here (2-core AMD EPYC): long enough for a steady rate,
-# short enough for the whole table in about 5 to 10 minutes.
+# short enough for the whole table, busy rows included, in 10 to 15 minutes.
 busy_config="lenet5 256 40960" # the busy rows' too, with one core taken
 configs="lenet5 32 32000
 $busy_config
