@@ -248,8 +248,9 @@ static int compare_model(cnn_model *model, int N, int exact, const char *name, u
    P in {0,1,2} with inputs 7x9 and 6x8, batch 2 (on 6x8 stride 2 does not
    tile: the last row and column of windows are dropped), plus one
    large case (24x26, 624 output positions, 39 column panels of the
-   multiply), also as a batch of one sample (fewer samples than threads:
-   the threads share each multiply instead of taking samples), one batch of 19 (the fast backward sums its weight gradient
+   multiply), also as a batch of one sample (built with OpenMP, fewer
+   samples than threads share each multiply instead of taking samples;
+   test_threads runs that path on two), one batch of 19 (the fast backward sums its weight gradient
    in chunks of CNN__CHUNK = 8 samples: 19 makes three chunks, the last one
    partial), and every K, S and P on 21x23 with 13 channels (up to 326 rows
    of col). All with 3, 6 and 16 output channels: the weight gradient is
