@@ -5,8 +5,10 @@
    the optimiser refuses names the same first bad parameter on 2 threads as
    on one. The thread tuner, which runs some training steps on one of the
    two threads (trial steps, or when one thread proves faster), changes
-   nothing in the results: the first two tests train through it; the last
-   drives it with made-up times. Threads are the FAST section's: built
+   nothing in the results: the first two tests train through it; the fourth
+   drives it with made-up times. The last holds a single sample, whose
+   conv multiplies the threads share, to the bits it gets on one thread
+   and in a batch. Threads are the FAST section's: built
    with CNN_NO_FAST, the tests say they are skipped. */
 #define CNN_IMPLEMENTATION
 #include "../cnn.h"
@@ -123,6 +125,50 @@ static void train_identically(int (*add)(cnn_model *))
 
 TEST(one_and_two_threads_train_identically) { train_identically(add_conv_net); }
 TEST(resnet_trains_identically_on_one_and_two_threads) { train_identically(add_resnet); }
+
+/* A batch smaller than the thread count (one sample, at inference) runs
+   its convolutions sample by sample with each multiply shared by the
+   threads; a larger batch gives each thread whole samples. Both must give
+   a sample the same bits, on 2 threads and on 1: a conv of 16 5x5 filters
+   on 28x28 (a multiply of 16 x 784 x 25, enough to be shared) and a
+   stride-2 one (through im2col rather than the stride-1 shifts). */
+TEST(single_sample_shares_the_multiply)
+{
+    enum { BATCH = 4, SIZE = 28 * 28 };
+    float x[BATCH * SIZE], alone[2][BATCH * 47], together[BATCH * 47];
+    cnn_model model;
+    cnn_rng rng;
+    int threads, n, bad = 0;
+    size_t i;
+    cnn_rng_seed(&rng, 21);
+    for (i = 0; i < BATCH * SIZE; i++) x[i] = cnn_rng_uniform(&rng);
+    for (threads = 1; threads <= 2; threads++) {
+#ifdef _OPENMP
+        omp_set_num_threads(threads);
+#endif
+        if (cnn_model_init(&model, 1, 28, 28, 5) != CNN_OK || cnn_add_conv2d(&model, 16, 5, 1, 2) != CNN_OK ||
+            cnn_add_relu(&model) != CNN_OK || cnn_add_conv2d(&model, 16, 3, 2, 1) != CNN_OK || cnn_add_flatten(&model) != CNN_OK ||
+            cnn_add_dense(&model, 47) != CNN_OK || cnn_model_build(&model, BATCH) != CNN_OK) {
+            CHECK(0, "build: %s", model.error.message);
+            cnn_model_free(&model);
+            return;
+        }
+        for (n = 0; n < BATCH; n++) {
+            CHECK(cnn_model_forward(&model, x + n * SIZE, 1, CNN_MODE_EVAL) == CNN_OK, "%s", model.error.message);
+            memcpy(alone[threads - 1] + n * 47, cnn_model_output(&model), 47 * sizeof(float));
+        }
+        if (threads == 2) {
+#ifdef _OPENMP
+            CHECK(model.threads == 2, "2 threads asked, %d used", model.threads);
+#endif
+            CHECK(cnn_model_forward(&model, x, BATCH, CNN_MODE_EVAL) == CNN_OK, "%s", model.error.message);
+            memcpy(together, cnn_model_output(&model), sizeof together);
+        }
+        cnn_model_free(&model);
+    }
+    for (i = 0; i < BATCH * 47; i++) bad += memcmp(&alone[0][i], &alone[1][i], sizeof(float)) || memcmp(&alone[1][i], &together[i], sizeof(float));
+    CHECK(bad == 0, "%d of %d outputs differ between one sample on 1 thread, on 2, and in a batch", bad, BATCH * 47);
+}
 
 /* Runs `count` training steps as the tuner sees them, each taking the
    made-up time of `one` seconds a sample (a batch of 8) on one thread and
@@ -248,5 +294,6 @@ int main(void)
     RUN_FAST(resnet_trains_identically_on_one_and_two_threads);
     RUN_FAST(two_threads_refuse_at_the_first_bad_parameter);
     RUN_FAST(thread_tuner_runs_steps_on_the_faster_count);
+    RUN_FAST(single_sample_shares_the_multiply);
     return test_report();
 }
