@@ -8428,7 +8428,6 @@ typedef struct cnn__thread_tuner {
     long step;             /* training steps, counted from the start of the period */
     int period;            /* steps from one set of trial steps to the next */
     int chosen;            /* the thread count the other steps use */
-    int trial;             /* the thread count of the step running, if a trial; else 0 */
     double seconds[2];     /* the last trials' seconds per sample: on one thread, on all */
 } cnn__thread_tuner;
 
@@ -8602,6 +8601,16 @@ CNN__PRIVATE void cnn__pack_b(int K, int N, const float *b, size_t row_stride, s
    b + k * b_step, or at b + b_rows[k] when b_rows is not NULL. (Plain
    static: clang refuses target_clones together with the unused attribute,
    and the multiply always uses this function.) */
+/* The part of a kernel's finished tile (width floats a row) that lies
+   inside C, rows x cols of it, stored into C or added to it: the edge
+   tiles of every kernel below, whose full tiles take vector stores. */
+CNN__INLINE void cnn__tile_to_c(const float *tile, int width, float *C, int ldc, int rows, int cols, int accumulate)
+{
+    int r, c;
+    for (r = 0; r < rows; r++, tile += width, C += ldc)
+        for (c = 0; c < cols; c++) C[c] = accumulate ? C[c] + tile[c] : tile[c];
+}
+
 #if CNN__VECTORS
 CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step, const float *b, size_t b_step,
                                       const int *b_rows, float *C, int ldc, int rows, int cols, int accumulate)
@@ -8610,7 +8619,7 @@ CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_
     const cnn__f8 zero = {0};
     cnn__f8 acc[CNN__MR][2], b0, b1, c0, c1;
     float tile[CNN__MR][CNN__NR];
-    int k, r, c;
+    int k, r;
     size_t at = 0;
     for (r = 0; r < CNN__MR; r++) acc[r][0] = acc[r][1] = zero; /* not memset: GCC would clear memory first */
     for (k = 0; k < K; k++, at += a_step) {
@@ -8640,8 +8649,7 @@ CNN__HOT static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_
         return;
     }
     memcpy(tile, acc, sizeof tile);
-    for (r = 0; r < rows; r++)
-        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] = accumulate ? C[(size_t)r * ldc + c] + tile[r][c] : tile[r][c];
+    cnn__tile_to_c(tile[0], CNN__NR, C, ldc, rows, cols, accumulate);
 }
 #else
 /* The same with plain floats, for other compilers. */
@@ -8656,8 +8664,7 @@ static void cnn__gemm_kernel(int K, const float *a, size_t a_row, size_t a_step,
         for (r = 0; r < CNN__MR; r++)
             for (c = 0; c < CNN__NR; c++) acc[r][c] += b_row[c] * a[r * a_row];
     }
-    for (r = 0; r < rows; r++)
-        for (c = 0; c < cols; c++) C[(size_t)r * ldc + c] = accumulate ? C[(size_t)r * ldc + c] + acc[r][c] : acc[r][c];
+    cnn__tile_to_c(acc[0], CNN__NR, C, ldc, rows, cols, accumulate);
 }
 #endif
 
@@ -8673,7 +8680,7 @@ CNN__TARGET_AVX2 static void cnn__gemm_kernel_avx2(int K, const float *a, size_t
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, b0, b1, ak;
     float tile[CNN__MR][CNN__NR];
-    int k, r, c;
+    int k, r;
     size_t at = 0;
     for (k = 0; k < K; k++, at += a_step) {
         const float *b_row = b_rows ? b + b_rows[k] : b + (size_t)k * b_step;
@@ -8692,18 +8699,18 @@ CNN__TARGET_AVX2 static void cnn__gemm_kernel_avx2(int K, const float *a, size_t
     _mm256_storeu_ps(tile[3], c30); _mm256_storeu_ps(tile[3] + 8, c31);
     _mm256_storeu_ps(tile[4], c40); _mm256_storeu_ps(tile[4] + 8, c41);
     _mm256_storeu_ps(tile[5], c50); _mm256_storeu_ps(tile[5] + 8, c51);
+    if (cols < CNN__NR) {
+        cnn__tile_to_c(tile[0], CNN__NR, C, ldc, rows, cols, accumulate);
+        return;
+    }
     for (r = 0; r < rows; r++, C += ldc) {
-        if (cols == CNN__NR) {
-            __m256 t0 = _mm256_loadu_ps(tile[r]), t1 = _mm256_loadu_ps(tile[r] + 8);
-            if (accumulate) {
-                t0 = _mm256_add_ps(t0, _mm256_loadu_ps(C));
-                t1 = _mm256_add_ps(t1, _mm256_loadu_ps(C + 8));
-            }
-            _mm256_storeu_ps(C, t0);
-            _mm256_storeu_ps(C + 8, t1);
-            continue;
+        __m256 t0 = _mm256_loadu_ps(tile[r]), t1 = _mm256_loadu_ps(tile[r] + 8);
+        if (accumulate) {
+            t0 = _mm256_add_ps(t0, _mm256_loadu_ps(C));
+            t1 = _mm256_add_ps(t1, _mm256_loadu_ps(C + 8));
         }
-        for (c = 0; c < cols; c++) C[c] = accumulate ? C[c] + tile[r][c] : tile[r][c];
+        _mm256_storeu_ps(C, t0);
+        _mm256_storeu_ps(C + 8, t1);
     }
 }
 
@@ -8722,7 +8729,7 @@ CNN__TARGET_AVX512 static void cnn__gemm_kernel_avx512(int K, const float *a, si
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, b0, b1, ak;
     float tile[CNN__MR][2 * CNN__NR];
-    int k, r, c;
+    int k, r;
     size_t at = 0;
     for (k = 0; k < K; k++, at += a_step) {
         b0 = _mm512_loadu_ps(b_rows ? b + b_rows[k] : b + (size_t)k * b_step);
@@ -8740,18 +8747,18 @@ CNN__TARGET_AVX512 static void cnn__gemm_kernel_avx512(int K, const float *a, si
     _mm512_storeu_ps(tile[3], c30); _mm512_storeu_ps(tile[3] + 16, c31);
     _mm512_storeu_ps(tile[4], c40); _mm512_storeu_ps(tile[4] + 16, c41);
     _mm512_storeu_ps(tile[5], c50); _mm512_storeu_ps(tile[5] + 16, c51);
+    if (cols < 2 * CNN__NR) {
+        cnn__tile_to_c(tile[0], 2 * CNN__NR, C, ldc, rows, cols, accumulate);
+        return;
+    }
     for (r = 0; r < rows; r++, C += ldc) {
-        if (cols == 2 * CNN__NR) {
-            __m512 t0 = _mm512_loadu_ps(tile[r]), t1 = _mm512_loadu_ps(tile[r] + 16);
-            if (accumulate) {
-                t0 = _mm512_add_ps(t0, _mm512_loadu_ps(C));
-                t1 = _mm512_add_ps(t1, _mm512_loadu_ps(C + 16));
-            }
-            _mm512_storeu_ps(C, t0);
-            _mm512_storeu_ps(C + 16, t1);
-            continue;
+        __m512 t0 = _mm512_loadu_ps(tile[r]), t1 = _mm512_loadu_ps(tile[r] + 16);
+        if (accumulate) {
+            t0 = _mm512_add_ps(t0, _mm512_loadu_ps(C));
+            t1 = _mm512_add_ps(t1, _mm512_loadu_ps(C + 16));
         }
-        for (c = 0; c < cols; c++) C[c] = accumulate ? C[c] + tile[r][c] : tile[r][c];
+        _mm512_storeu_ps(C, t0);
+        _mm512_storeu_ps(C + 16, t1);
     }
 }
 #endif
@@ -10064,15 +10071,22 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
 #define CNN__TUNER 0
 #endif
 
+/* The threads of the step the tuner is at if it is a trial step (1, then
+   all), else 0. */
+CNN__PRIVATE int cnn__tuner_trial(const cnn_model *model)
+{
+    const long at = model->fast->tuner.step % model->fast->tuner.period;
+    return at < CNN__TUNER_TRIAL ? 1 : at < 2 * CNN__TUNER_TRIAL ? model->threads : 0;
+}
+
 /* Sets the threads of the step about to run, and returns its start time. */
 CNN__PRIVATE double cnn__fast_step_begin(cnn_model *model)
 {
     cnn__thread_tuner *tuner = &model->fast->tuner;
-    const long at = tuner->step % tuner->period;
+    const int trial = cnn__tuner_trial(model);
     if (!CNN__TUNER || model->threads < 2) return 0.0;
-    tuner->trial = at < CNN__TUNER_TRIAL ? 1 : at < 2 * CNN__TUNER_TRIAL ? model->threads : 0;
-    if (at == 0) tuner->seconds[0] = tuner->seconds[1] = 0.0;
-    model->fast->work.threads = tuner->trial ? tuner->trial : tuner->chosen;
+    if (tuner->step % tuner->period == 0) tuner->seconds[0] = tuner->seconds[1] = 0.0;
+    model->fast->work.threads = trial ? trial : tuner->chosen;
     return cnn__seconds();
 }
 
@@ -10083,9 +10097,10 @@ CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch
 {
     cnn__thread_tuner *tuner = &model->fast->tuner;
     const long at = tuner->step % tuner->period;
+    const int trial = cnn__tuner_trial(model);
     if (!CNN__TUNER || model->threads < 2) return;
-    if (tuner->trial && at % CNN__TUNER_TRIAL != 0)
-        tuner->seconds[tuner->trial == 1 ? 0 : 1] += (cnn__seconds() - started) / (batch > 0 ? batch : 1);
+    if (trial && at % CNN__TUNER_TRIAL != 0)
+        tuner->seconds[trial == 1 ? 0 : 1] += (cnn__seconds() - started) / (batch > 0 ? batch : 1);
     if (at == 2 * CNN__TUNER_TRIAL - 1) {
         const int faster = tuner->seconds[0] < tuner->seconds[1] ? 1 : model->threads;
         if (faster != tuner->chosen || tuner->period < CNN__TUNER_LAST_PERIOD) {
@@ -10095,7 +10110,6 @@ CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch
         }
     }
     tuner->step++;
-    tuner->trial = 0;
     model->fast->work.threads = model->threads;
 }
 
