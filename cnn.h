@@ -276,7 +276,7 @@ typedef struct cnn_layer {
                                              projection (OC, C, 1, 1) and (OC) */
     float *weight_grad, *bias_grad;       /* same shapes, in model.grads */
     int *argmax;               /* max pool: (N, C, OH, OW) input index of each max */
-    float *mask;               /* dropout: (N, size) 0 or 1 / (1 - rate) */
+    unsigned char *mask;       /* dropout: (N, size) 1 where kept, 0 where dropped */
     float *running_mean, *running_var;    /* batch norm: (C) each, in model.state */
     uint64_t batches_tracked;             /* batch norm: training steps taken (PyTorch's
                                              num_batches_tracked) */
@@ -310,18 +310,19 @@ typedef struct cnn_model {
     int max_batch;      /* activations are sized for this many samples */
     int batch;          /* samples in the last forward pass (0: none yet) */
     cnn_mode mode;      /* mode of the last forward pass */
-    cnn_tensor activations[CNN_MAX_LAYERS + 1];       /* [0] input, [i+1] layer i output */
-    cnn_tensor activation_grads[CNN_MAX_LAYERS + 1];  /* d loss / d activations[i], in two
-                                                         buffers taken in turn: after a
-                                                         backward pass only [0] is left */
+    cnn_tensor activations[CNN_MAX_LAYERS + 1];       /* [0] input, [i+1] layer i output, but
+                                                         shared: see "Memory" at cnn_model_build */
+    cnn_tensor activation_grads[CNN_MAX_LAYERS + 1];  /* d loss / d activations[i], sharing memory
+                                                         too: after a backward pass only [0] is left */
+    int keep_outputs;   /* 1: no sharing (cnn_model_keep_outputs) */
     int threads;        /* worker threads (OpenMP), fixed at build; 1 without
                            OpenMP or under CNN_NO_FAST. Training steps may
                            use fewer (see cnn_model_build) */
     struct cnn__fast *fast;  /* private: the FAST section's working memory (NULL
                                 under CNN_NO_FAST); the same layout either way */
     int *labels;        /* (max_batch) labels of the batch being trained */
-    void *memory;       /* the blocks above live in these allocations */
-    void *int_memory;
+    void *memory;       /* the blocks above live in these allocations: floats; */
+    void *int_memory;   /* ints, then bytes */
     cnn_rng rng;        /* weight init, dropout masks, shuffling */
     cnn_error error;    /* why the last call on this model failed */
     cnn_result definition_error;  /* the first failure of init or add, kept */
@@ -413,7 +414,21 @@ CNNDEF cnn_result cnn_add_lenet5(cnn_model *model, int classes);
    omp_get_max_threads() threads as at this call; results are bit-identical
    for any number of threads. Training steps time themselves and run on one
    thread when that proves faster (a core taken by another program, a model
-   too small to share): see "the thread tuner" in the FAST section. */
+   too small to share): see "the thread tuner" in the FAST section.
+   Memory: layers share buffers where the backward pass allows it (see
+   "memory" at cnn_model_build's code), which about halves a CNN's.
+   - ReLU, LeakyReLU with alpha > 0, sigmoid, tanh, dropout and flatten run
+     in place, over their input, unless the layer before them is one of the
+     activations or softmax. So after a forward pass activations[i + 1]
+     holds layer i's output unless layer i + 1 ran in place over it: after
+     conv2d then ReLU, both hold the ReLU's output.
+   - A backward pass writes gradients over activations it no longer needs:
+     after one, only the last two activations (logits and probabilities)
+     are left as the forward pass made them.
+   Call cnn_model_keep_outputs(model, 1) before the build to keep every
+   layer's output in its own buffer, as kernels.c does to show a conv's
+   output before its ReLU. Results are the same bits either way. */
+CNNDEF cnn_result cnn_model_keep_outputs(cnn_model *model, int keep);
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch);
 CNNDEF void cnn_model_free(cnn_model *model);
 
@@ -1602,30 +1617,36 @@ CNN__PRIVATE void cnn__dense_backward(const cnn_layer *layer, int N, const float
 
 /* y = max(0, x);  dx = dy where x > 0, else 0.
    Written as "x < 0 ? 0 : x" so that a NaN passes through, as in PyTorch:
-   a diverged net must show a NaN loss, not hide it behind zeros. */
+   a diverged net must show a NaN loss, not hide it behind zeros.
+   Backward looks at y, not x: y > 0 exactly where x > 0, and a layer that
+   needs only its output can run in place, over its input (see "memory" at
+   cnn_model_build). */
 CNN__PRIVATE void cnn__relu_forward(size_t count, const float *x, float *y)
 {
     size_t i;
     for (i = 0; i < count; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
-CNN__PRIVATE void cnn__relu_backward(size_t count, const float *x, const float *dy, float *dx)
+CNN__PRIVATE void cnn__relu_backward(size_t count, const float *y, const float *dy, float *dx)
 {
     size_t i;
-    for (i = 0; i < count; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    for (i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-/* y = x for x > 0, alpha * x otherwise;  dx = dy or alpha * dy */
+/* y = x for x > 0, alpha * x otherwise;  dx = dy or alpha * dy.
+   Backward reads the sign of v: with alpha > 0, y > 0 exactly where x > 0,
+   so v is y, as for ReLU; a negative alpha turns the sign over, and then v
+   is x (and the layer keeps its input). */
 CNN__PRIVATE void cnn__leaky_relu_forward(size_t count, float alpha, const float *x, float *y)
 {
     size_t i;
     for (i = 0; i < count; i++) y[i] = x[i] < 0.0f ? alpha * x[i] : x[i];
 }
 
-CNN__PRIVATE void cnn__leaky_relu_backward(size_t count, float alpha, const float *x, const float *dy, float *dx)
+CNN__PRIVATE void cnn__leaky_relu_backward(size_t count, float alpha, const float *v, const float *dy, float *dx)
 {
     size_t i;
-    for (i = 0; i < count; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+    for (i = 0; i < count; i++) dx[i] = v[i] > 0.0f ? dy[i] : alpha * dy[i];
 }
 
 /* y = 1 / (1 + e^-x);  dx = dy * y * (1 - y).
@@ -1664,8 +1685,8 @@ CNN__PRIVATE void cnn__tanh_backward(size_t count, const float *y, const float *
 }
 
 /* One of the four above, on count values from x (and y, dy): the layer's
-   type picks it. ReLU looks at its input x, sigmoid and tanh at their
-   output y. */
+   type picks it. Backward, all four look at their output y (LeakyReLU with
+   a negative alpha at x): x may be gone, overwritten by y. */
 CNN__PRIVATE void cnn__activation_forward(const cnn_layer *layer, size_t count, const float *x, float *y)
 {
     switch (layer->desc.type) {
@@ -1681,8 +1702,8 @@ CNN__PRIVATE void cnn__activation_backward(const cnn_layer *layer, size_t count,
                                            const float *dy, float *dx)
 {
     switch (layer->desc.type) {
-    case CNN_LAYER_RELU: cnn__relu_backward(count, x, dy, dx); break;
-    case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(count, layer->desc.alpha, x, dy, dx); break;
+    case CNN_LAYER_RELU: cnn__relu_backward(count, y, dy, dx); break;
+    case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward(count, layer->desc.alpha, layer->desc.alpha > 0.0f ? y : x, dy, dx); break;
     case CNN_LAYER_SIGMOID: cnn__sigmoid_backward(count, y, dy, dx); break;
     case CNN_LAYER_TANH: cnn__tanh_backward(count, y, dy, dx); break;
     default: CNN_ASSERT(0); break;
@@ -1995,22 +2016,26 @@ CNN__PRIVATE void cnn__residual_begin_backward(size_t count, const float *dy, co
 
    Inverted dropout: in training each value is kept with probability 1 - rate
    and scaled by 1 / (1 - rate), so its expected value is unchanged and
-   evaluation needs no rescaling: y = x * mask, dx = dy * mask. In evaluation
-   y = x. Value i of the mask takes draw i of the model's random stream. */
-CNN__PRIVATE void cnn__dropout_forward(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng)
+   evaluation needs no rescaling: y = x * m, dx = dy * m, with m = 1 / (1 -
+   rate) where the mask keeps the value and 0 where it drops it (a 0 times
+   a NaN is still a NaN, as in PyTorch). In evaluation y = x. Value i of the
+   mask takes draw i of the model's random stream; the mask keeps one byte
+   a value, not a float, since training keeps it until the backward pass. */
+CNN__PRIVATE void cnn__dropout_forward(size_t count, float rate, const float *x, float *y, unsigned char *mask, cnn_rng *rng)
 {
     const float keep_scale = 1.0f / (1.0f - rate);
     size_t i;
     for (i = 0; i < count; i++) {
-        mask[i] = cnn_rng_uniform(rng) < rate ? 0.0f : keep_scale;
-        y[i] = x[i] * mask[i];
+        mask[i] = cnn_rng_uniform(rng) >= rate;
+        y[i] = x[i] * (mask[i] ? keep_scale : 0.0f);
     }
 }
 
-CNN__PRIVATE void cnn__dropout_backward(size_t count, const float *mask, const float *dy, float *dx)
+CNN__PRIVATE void cnn__dropout_backward(size_t count, float rate, const unsigned char *mask, const float *dy, float *dx)
 {
+    const float keep_scale = 1.0f / (1.0f - rate);
     size_t i;
-    for (i = 0; i < count; i++) dx[i] = dy[i] * mask[i];
+    for (i = 0; i < count; i++) dx[i] = dy[i] * (mask[i] ? keep_scale : 0.0f);
 }
 
 /* ---------------------------------------------------------------- softmax
@@ -2447,10 +2472,89 @@ CNN__PRIVATE int cnn__add_product(size_t *total, size_t a, size_t b)
     return cnn__add_size(total, a * b);
 }
 
+/* ---------------------------------------------------------------- memory
+
+   Training keeps, from the forward pass to the backward pass, the values
+   the backward pass reads, and the activations are most of a model's
+   memory. Two kinds of sharing cut them down (cnn_model_keep_outputs turns
+   both off):
+   - In place. ReLU, LeakyReLU (alpha > 0), sigmoid and tanh compute their
+     gradient from their output y alone, dropout from its mask, flatten
+     from nothing, so each may write y over its input x, unless the layer
+     that made x reads x again in its own backward pass (x is that layer's
+     y: another activation, softmax). Backward, such a layer writes dx over
+     dy. ReLU after conv2d is the usual case: conv2d's output is read by
+     nothing but the ReLU.
+   - Gradient over output. Backward runs from the last layer to the first,
+     so when layer i's backward pass runs, every layer after it is done and
+     its output activations[i + 1] is read by nobody, unless layer i reads
+     it itself (the activations, softmax). So layer i writes dx over its own
+     output when it fits; the last two activations, the logits and
+     probabilities that cnn_model_loss reads, are kept.
+   The other gradients take turns in two buffers, each as large as the
+   largest gradient it holds. */
+
+/* 1 if the layer's backward pass reads its own output y */
+CNN__PRIVATE int cnn__backward_reads_output(const cnn_layer *layer)
+{
+    switch (layer->desc.type) {
+    case CNN_LAYER_RELU: case CNN_LAYER_LEAKY_RELU: case CNN_LAYER_SIGMOID: case CNN_LAYER_TANH: case CNN_LAYER_SOFTMAX: return 1;
+    default: return 0;
+    }
+}
+
+/* 1 if layer i writes its output over its input: activations[i + 1] is
+   then activations[i], and activation_grads[i] activation_grads[i + 1].
+   Never over the input itself, activations[0]. */
+CNN__PRIVATE int cnn__runs_in_place(const cnn_model *model, int i)
+{
+    const cnn_layer_desc *d = &model->layers[i].desc;
+    if (model->keep_outputs || i == 0 || cnn__backward_reads_output(&model->layers[i - 1])) return 0;
+    return d->type == CNN_LAYER_RELU || d->type == CNN_LAYER_SIGMOID || d->type == CNN_LAYER_TANH || d->type == CNN_LAYER_DROPOUT ||
+           d->type == CNN_LAYER_FLATTEN || (d->type == CNN_LAYER_LEAKY_RELU && d->alpha > 0.0f);
+}
+
+/* Where each activation gradient goes, in place[i] for activation_grads[i]:
+   0 or 1 for the gradient buffers, -(k + 1) for the memory of
+   activations[k]; and the floats per sample each buffer needs. sizes[i] is
+   the floats per sample of activations[i]. */
+CNN__PRIVATE void cnn__plan_gradients(const cnn_model *model, const size_t *sizes, int *place, size_t *buffer_size)
+{
+    const int last = model->layer_count;
+    int i;
+    place[last] = 0;
+    buffer_size[0] = sizes[last];
+    buffer_size[1] = 0;
+    for (i = last - 1; i >= 0; i--) {
+        const int above = place[i + 1];
+        if (cnn__runs_in_place(model, i)) {
+            place[i] = above;
+        } else if (!model->keep_outputs && i + 2 < last && !cnn__backward_reads_output(&model->layers[i]) &&
+                   sizes[i] <= sizes[i + 1]) {
+            place[i] = -(i + 2);  /* over activations[i + 1] (-(k + 1) for k = i + 1): not in place, so its own memory */
+        } else {
+            /* the buffer dy is not in; when dy is in neither, the larger */
+            place[i] = above >= 0 ? 1 - above : buffer_size[1] > buffer_size[0];
+            if (sizes[i] > buffer_size[place[i]]) buffer_size[place[i]] = sizes[i];
+        }
+    }
+}
+
+CNNDEF cnn_result cnn_model_keep_outputs(cnn_model *model, int keep)
+{
+    if (!model) return CNN_ERROR_INVALID_ARGUMENT;
+    if (model->memory) return cnn__fail(&model->error, CNN_ERROR_STATE, 0, 0, -1, "cnn_model_keep_outputs comes before cnn_model_build");
+    model->keep_outputs = keep != 0;
+    return CNN_OK;
+}
+
 CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
 {
-    size_t floats = 0, ints = 0, batch = (size_t)max_batch, largest;
+    size_t floats = 0, ints = 0, bytes = 0, batch = (size_t)max_batch, buffer_size[2];
     size_t sizes[CNN_MAX_LAYERS + 1];
+    int place[CNN_MAX_LAYERS + 1];
+    float *buffers[2];
+    unsigned char *byte_cursor;
     float *cursor, *state;
     int *int_cursor;
     int i, ok = 1;
@@ -2463,31 +2567,32 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
                          "the residual block that starts at layer %d has no end: add cnn_add_residual_end", i + 1);
     if (max_batch <= 0) return cnn__fail(&model->error, CNN_ERROR_INVALID_ARGUMENT, 0, 0, -1, "max_batch must be >= 1, got %d", max_batch);
 
-    /* count: params, state, grads, activations, two buffers for their
-       gradients, dropout masks, batch norm's batch statistics, residual
-       skip gradients, max pool positions, labels */
-    largest = sizes[0] = cnn_shape_count(model->input);
+    /* count: params, state, grads, activations (but those in place), two
+       buffers for their gradients, dropout masks, batch norm's batch
+       statistics, residual skip gradients, max pool positions, labels */
+    sizes[0] = cnn_shape_count(model->input);
     ok &= cnn__add_product(&floats, 2, model->param_count);
     ok &= cnn__add_size(&floats, model->state_count);
     ok &= cnn__add_product(&floats, batch, sizes[0]);
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
         sizes[i + 1] = cnn_shape_count(layer->out);
-        if (sizes[i + 1] > largest) largest = sizes[i + 1];
-        ok &= cnn__add_product(&floats, batch, sizes[i + 1]);
-        if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_product(&floats, batch, sizes[i + 1]);
+        if (!cnn__runs_in_place(model, i)) ok &= cnn__add_product(&floats, batch, sizes[i + 1]);
+        if (layer->desc.type == CNN_LAYER_DROPOUT) ok &= cnn__add_product(&bytes, batch, sizes[i + 1]);
         if (layer->desc.type == CNN_LAYER_BATCH_NORM) ok &= cnn__add_size(&floats, layer->state_count);
         if (layer->desc.type == CNN_LAYER_RESIDUAL_END) ok &= cnn__add_product(&floats, batch, sizes[layer->block_begin]);
         if (layer->desc.type == CNN_LAYER_MAX_POOL) ok &= cnn__add_product(&ints, batch, sizes[i + 1]);
     }
-    ok &= cnn__add_product(&floats, batch, largest); /* the two gradient buffers */
-    ok &= cnn__add_product(&floats, batch, largest);
+    cnn__plan_gradients(model, sizes, place, buffer_size);
+    ok &= cnn__add_product(&floats, batch, buffer_size[0]);
+    ok &= cnn__add_product(&floats, batch, buffer_size[1]);
     ok &= cnn__add_size(&ints, batch);
-    if (!ok || cnn__mul_size(floats, sizeof(float)) == 0 || cnn__mul_size(ints, sizeof(int)) == 0)
+    ok &= cnn__add_product(&bytes, ints, sizeof(int)); /* the ints come first */
+    if (!ok || cnn__mul_size(floats, sizeof(float)) == 0)
         return cnn__fail(&model->error, CNN_ERROR_OUT_OF_MEMORY, 0, 0, -1, "the model is too large for this machine's address space");
 
     model->memory = CNN_MALLOC(floats * sizeof(float));
-    model->int_memory = CNN_MALLOC(ints * sizeof(int));
+    model->int_memory = CNN_MALLOC(bytes);
     if (!model->memory || !model->int_memory) {
         CNN_FREE(model->memory);
         CNN_FREE(model->int_memory);
@@ -2496,7 +2601,7 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
                          "out of memory allocating %.1f MB for the model", (double)(floats * sizeof(float)) / 1e6);
     }
     memset(model->memory, 0, floats * sizeof(float));
-    memset(model->int_memory, 0, ints * sizeof(int));
+    memset(model->int_memory, 0, bytes);
     model->threads = 1;
 #ifndef CNN_NO_FAST
     {   /* the FAST section's working memory, and its thread count */
@@ -2515,21 +2620,27 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
     model->params = cursor; cursor += model->param_count;
     model->state = cursor; cursor += model->state_count;
     model->grads = cursor; cursor += model->param_count;
-    /* A layer's backward pass reads the gradient of its output and writes
-       that of its input, and nothing later needs either: two buffers taken
-       in turn hold them all. */
+    /* activations, and their gradients as cnn__plan_gradients placed them
+       (see "memory" above) */
     for (i = 0; i <= model->layer_count; i++) {
         cnn_shape shape = i == 0 ? model->input : model->layers[i - 1].out;
         cnn_tensor *act = &model->activations[i], *grad = &model->activation_grads[i];
         act->n = grad->n = max_batch;
         act->c = grad->c = shape.c; act->h = grad->h = shape.h; act->w = grad->w = shape.w;
-        act->data = cursor; cursor += batch * sizes[i];
+        if (i > 0 && cnn__runs_in_place(model, i - 1)) {
+            act->data = model->activations[i - 1].data;
+        } else {
+            act->data = cursor;
+            cursor += batch * sizes[i];
+        }
     }
+    buffers[0] = cursor; cursor += batch * buffer_size[0];
+    buffers[1] = cursor; cursor += batch * buffer_size[1];
     for (i = 0; i <= model->layer_count; i++)
-        model->activation_grads[i].data = cursor + (size_t)(model->layer_count - i) % 2 * batch * largest;
-    cursor += 2 * batch * largest;
+        model->activation_grads[i].data = place[i] >= 0 ? buffers[place[i]] : model->activations[-place[i] - 1].data;
     int_cursor = (int *)model->int_memory;
     model->labels = int_cursor; int_cursor += max_batch;
+    byte_cursor = (unsigned char *)model->int_memory + ints * sizeof(int);
     state = model->state;
     for (i = 0; i < model->layer_count; i++) {
         cnn_layer *layer = &model->layers[i];
@@ -2537,7 +2648,7 @@ CNNDEF cnn_result cnn_model_build(cnn_model *model, int max_batch)
         layer->bias = layer->weight + layer->weight_count;
         layer->weight_grad = model->grads + layer->param_offset;
         layer->bias_grad = layer->weight_grad + layer->weight_count;
-        if (layer->desc.type == CNN_LAYER_DROPOUT) { layer->mask = cursor; cursor += batch * sizes[i + 1]; }
+        if (layer->desc.type == CNN_LAYER_DROPOUT) { layer->mask = byte_cursor; byte_cursor += batch * sizes[i + 1]; }
         if (layer->desc.type == CNN_LAYER_MAX_POOL) { layer->argmax = int_cursor; int_cursor += batch * sizes[i + 1]; }
         if (layer->desc.type == CNN_LAYER_BATCH_NORM) {
             const size_t C = (size_t)layer->in.c;
@@ -2685,6 +2796,13 @@ CNN__PRIVATE cnn_result cnn__check_batch(cnn_model *model, int batch)
     return CNN_OK;
 }
 
+/* count floats from `from` to `to`; nothing when they are the same memory,
+   as for a layer that runs in place */
+CNN__PRIVATE void cnn__copy(float *to, const float *from, size_t count)
+{
+    if (to != from) memcpy(to, from, count * sizeof(float));
+}
+
 /* Layer i of a model on the model's batch: activations[i] in,
    activations[i + 1] out; backward, activation_grads[i + 1] in,
    activation_grads[i] out (conv2d and dense skip it when want_input_grad is
@@ -2710,9 +2828,9 @@ CNN__PRIVATE void cnn__layer_forward(cnn_model *model, int i)
     case CNN_LAYER_SOFTMAX: cnn__softmax_forward(N, layer->out.c, x, y); break;
     case CNN_LAYER_DROPOUT:
         if (model->mode == CNN_MODE_TRAIN) cnn__dropout_forward(count, layer->desc.rate, x, y, layer->mask, &model->rng);
-        else memcpy(y, x, count * sizeof(float));
+        else cnn__copy(y, x, count);
         break;
-    case CNN_LAYER_FLATTEN: case CNN_LAYER_RESIDUAL_BEGIN: memcpy(y, x, count * sizeof(float)); break;
+    case CNN_LAYER_FLATTEN: case CNN_LAYER_RESIDUAL_BEGIN: cnn__copy(y, x, count); break;
     case CNN_LAYER_BATCH_NORM: cnn__batch_norm_forward(layer, N, model->mode, x, y); break;
     case CNN_LAYER_GLOBAL_AVG_POOL: cnn__global_avg_pool_forward(layer, N, x, y); break;
     case CNN_LAYER_RESIDUAL_END:
@@ -2740,10 +2858,10 @@ CNN__PRIVATE void cnn__layer_backward(cnn_model *model, int i, int want_input_gr
     case CNN_LAYER_AVG_POOL: cnn__avg_pool_backward(layer, N, dy, dx); break;
     case CNN_LAYER_SOFTMAX: cnn__softmax_backward(N, layer->out.c, y, dy, dx); break;
     case CNN_LAYER_DROPOUT:
-        if (model->mode == CNN_MODE_TRAIN) cnn__dropout_backward(count, layer->mask, dy, dx);
-        else memcpy(dx, dy, count * sizeof(float));
+        if (model->mode == CNN_MODE_TRAIN) cnn__dropout_backward(count, layer->desc.rate, layer->mask, dy, dx);
+        else cnn__copy(dx, dy, count);
         break;
-    case CNN_LAYER_FLATTEN: memcpy(dx, dy, count * sizeof(float)); break;
+    case CNN_LAYER_FLATTEN: cnn__copy(dx, dy, count); break;
     case CNN_LAYER_BATCH_NORM: cnn__batch_norm_backward(layer, N, model->mode, x, dy, dx); break;
     case CNN_LAYER_GLOBAL_AVG_POOL: cnn__global_avg_pool_backward(layer, N, dy, dx); break;
     case CNN_LAYER_RESIDUAL_BEGIN: cnn__residual_begin_backward(count, dy, layer->skip_grad, dx); break;
@@ -2754,20 +2872,31 @@ CNN__PRIVATE void cnn__layer_backward(cnn_model *model, int i, int want_input_gr
     }
 }
 
-/* Runs every layer on the batch already in activations[0]: each layer's
-   fast twin where the FAST section has one, else its plain loops. */
-CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
+/* A forward pass of N samples in mode, in two parts: begin, then each
+   layer in turn, its fast twin where the FAST section has one, else its
+   plain loops. */
+CNN__PRIVATE void cnn__forward_begin(cnn_model *model, int N, cnn_mode mode)
 {
     int i;
     model->batch = N;
     model->mode = mode;
     for (i = 0; i <= model->layer_count; i++) model->activations[i].n = model->activation_grads[i].n = N;
-    for (i = 0; i < model->layer_count; i++) {
+}
+
+CNN__PRIVATE void cnn__forward_layer(cnn_model *model, int i)
+{
 #ifndef CNN_NO_FAST
-        if (cnn__layer_forward_fast(model, i)) continue;
+    if (cnn__layer_forward_fast(model, i)) return;
 #endif
-        cnn__layer_forward(model, i);
-    }
+    cnn__layer_forward(model, i);
+}
+
+/* Runs every layer on the batch already in activations[0] */
+CNN__PRIVATE void cnn__forward(cnn_model *model, int N, cnn_mode mode)
+{
+    int i;
+    cnn__forward_begin(model, N, mode);
+    for (i = 0; i < model->layer_count; i++) cnn__forward_layer(model, i);
 }
 
 /* Runs layers last-1 .. 0 backward, from activation_grads[last]. Training
@@ -7395,28 +7524,41 @@ CNNDEF void cnn_quantized_free(cnn_quantized *q)
     memset(q, 0, sizeof *q);
 }
 
+/* Widens low[a] .. high[a] to the values of activations[a], batch images
+   from calibration image `start` on. */
+CNN__PRIVATE cnn_result cnn__widen_range(cnn_model *model, int a, int start, int batch, float *low, float *high)
+{
+    const size_t count = (size_t)batch * cnn_shape_count(a ? model->layers[a - 1].out : model->input);
+    const float *values = model->activations[a].data;
+    size_t i;
+    for (i = 0; i < count; i++) {
+        if (!cnn__is_finite(values[i]))
+            return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1, "calibration image %d gives a value that is not finite%s",
+                             start + (int)(i / (count / (size_t)batch)), a ? "" : " (in the image itself)");
+        low[a] = values[i] < low[a] ? values[i] : low[a];
+        high[a] = values[i] > high[a] ? values[i] : high[a];
+    }
+    return CNN_OK;
+}
+
 /* The smallest and largest value of every activation over rows images:
-   low[0], high[0] the input's, low[i + 1], high[i + 1] layer i's output's. */
+   low[0], high[0] the input's, low[i + 1], high[i + 1] layer i's output's.
+   Each range is taken as soon as its layer has run: the next layer may run
+   in place and overwrite it (see "memory" at cnn_model_build). */
 CNN__PRIVATE cnn_result cnn__calibrate(cnn_model *model, const cnn_dataset *data, int rows, float *low, float *high)
 {
     int start, a;
+    cnn_result result;
     for (a = 0; a <= model->layer_count; a++) low[a] = FLT_MAX, high[a] = -FLT_MAX;
     for (start = 0; start < rows; start += model->max_batch) {
-        int batch = rows - start < model->max_batch ? rows - start : model->max_batch;
-        cnn_result result = cnn_model_forward(model, data->images.data + (size_t)start * cnn_shape_count(model->input), batch,
-                                              CNN_MODE_EVAL);
-        if (result != CNN_OK) return result;
-        for (a = 0; a <= model->layer_count; a++) {
-            size_t count = (size_t)batch * cnn_shape_count(a ? model->layers[a - 1].out : model->input), i;
-            const float *values = model->activations[a].data;
-            for (i = 0; i < count; i++) {
-                if (!cnn__is_finite(values[i]))
-                    return cnn__fail(&model->error, CNN_ERROR_NOT_FINITE, 0, 0, -1,
-                                     "calibration image %d gives a value that is not finite%s", start + (int)(i / (count / (size_t)batch)),
-                                     a ? "" : " (in the image itself)");
-                low[a] = values[i] < low[a] ? values[i] : low[a];
-                high[a] = values[i] > high[a] ? values[i] : high[a];
-            }
+        const int batch = rows - start < model->max_batch ? rows - start : model->max_batch;
+        memcpy(model->activations[0].data, data->images.data + (size_t)start * cnn_shape_count(model->input),
+               (size_t)batch * cnn_shape_count(model->input) * sizeof(float));
+        cnn__forward_begin(model, batch, CNN_MODE_EVAL);
+        if ((result = cnn__widen_range(model, 0, start, batch, low, high)) != CNN_OK) return result;
+        for (a = 0; a < model->layer_count; a++) {
+            cnn__forward_layer(model, a);
+            if ((result = cnn__widen_range(model, a + 1, start, batch, low, high)) != CNN_OK) return result;
         }
     }
     return CNN_OK;
@@ -9440,7 +9582,7 @@ CNN__PRIVATE void cnn__dense_backward_fast(const cnn_layer *layer, int N, const 
    at a time exactly as the plain loop does one, and hands the last
    count % 8 (all of them, for compilers without vectors) to the plain
    loop: both give the same bits. */
-CNN__HOT static void cnn__relu_forward_fast(size_t count, const float *CNN__RESTRICT x, float *CNN__RESTRICT y)
+CNN__HOT static void cnn__relu_forward_fast(size_t count, const float *x, float *y)
 {
     size_t i = 0;
 #if CNN__VECTORS
@@ -9455,24 +9597,23 @@ CNN__HOT static void cnn__relu_forward_fast(size_t count, const float *CNN__REST
     cnn__relu_forward(count - i, x + i, y + i);
 }
 
-CNN__HOT static void cnn__relu_backward_fast(size_t count, const float *CNN__RESTRICT x, const float *CNN__RESTRICT dy,
-                                             float *CNN__RESTRICT dx)
+CNN__HOT static void cnn__relu_backward_fast(size_t count, const float *y, const float *dy, float *dx)
 {
     size_t i = 0;
 #if CNN__VECTORS
     const cnn__f8 zero = {0};
     cnn__f8 v, g, out;
     for (; i + 8 <= count; i += 8) {
-        CNN__LOAD8(v, x + i);
+        CNN__LOAD8(v, y + i);
         CNN__LOAD8(g, dy + i);
         out = CNN__SELECT8(v > zero, g, zero);
         CNN__STORE8(dx + i, out);
     }
 #endif
-    cnn__relu_backward(count - i, x + i, dy + i, dx + i);
+    cnn__relu_backward(count - i, y + i, dy + i, dx + i);
 }
 
-CNN__HOT static void cnn__leaky_relu_forward_fast(size_t count, float alpha, const float *CNN__RESTRICT x, float *CNN__RESTRICT y)
+CNN__HOT static void cnn__leaky_relu_forward_fast(size_t count, float alpha, const float *x, float *y)
 {
     size_t i = 0;
 #if CNN__VECTORS
@@ -9487,21 +9628,20 @@ CNN__HOT static void cnn__leaky_relu_forward_fast(size_t count, float alpha, con
     cnn__leaky_relu_forward(count - i, alpha, x + i, y + i);
 }
 
-CNN__HOT static void cnn__leaky_relu_backward_fast(size_t count, float alpha, const float *CNN__RESTRICT x,
-                                                   const float *CNN__RESTRICT dy, float *CNN__RESTRICT dx)
+CNN__HOT static void cnn__leaky_relu_backward_fast(size_t count, float alpha, const float *v_in, const float *dy, float *dx)
 {
     size_t i = 0;
 #if CNN__VECTORS
     const cnn__f8 zero = {0};
     cnn__f8 v, g, out;
     for (; i + 8 <= count; i += 8) {
-        CNN__LOAD8(v, x + i);
+        CNN__LOAD8(v, v_in + i);
         CNN__LOAD8(g, dy + i);
         out = CNN__SELECT8(v > zero, g, g * alpha);
         CNN__STORE8(dx + i, out);
     }
 #endif
-    cnn__leaky_relu_backward(count - i, alpha, x + i, dy + i, dx + i);
+    cnn__leaky_relu_backward(count - i, alpha, v_in + i, dy + i, dx + i);
 }
 
 /* A large batch of values is cut into one block per thread, of whole
@@ -9555,8 +9695,10 @@ CNN__PRIVATE void cnn__activation_backward_fast(const cnn_layer *layer, size_t c
     for (block = 0; block < blocks; block++) {
         size_t n, at = cnn__elementwise_block(count, blocks, block, &n);
         switch (layer->desc.type) {
-        case CNN_LAYER_RELU: cnn__relu_backward_fast(n, x + at, dy + at, dx + at); break;
-        case CNN_LAYER_LEAKY_RELU: cnn__leaky_relu_backward_fast(n, layer->desc.alpha, x + at, dy + at, dx + at); break;
+        case CNN_LAYER_RELU: cnn__relu_backward_fast(n, y + at, dy + at, dx + at); break;
+        case CNN_LAYER_LEAKY_RELU:
+            cnn__leaky_relu_backward_fast(n, layer->desc.alpha, (layer->desc.alpha > 0.0f ? y : x) + at, dy + at, dx + at);
+            break;
         default: cnn__activation_backward(layer, n, x + at, y + at, dy + at, dx + at); break;
         }
     }
@@ -9696,7 +9838,7 @@ CNN__PRIVATE void cnn__rng_advance(cnn_rng *rng, uint64_t steps)
     rng->state = total_multiplier * rng->state + total_increment;
 }
 
-CNN__PRIVATE void cnn__dropout_forward_fast(size_t count, float rate, const float *x, float *y, float *mask, cnn_rng *rng,
+CNN__PRIVATE void cnn__dropout_forward_fast(size_t count, float rate, const float *x, float *y, unsigned char *mask, cnn_rng *rng,
                                             int threads)
 {
     const int blocks = cnn__elementwise_blocks(count, threads);

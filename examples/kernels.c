@@ -95,8 +95,11 @@ int main(int argc, char **argv)
     cnn_image_free(&original);
     printf("%s: grey, %d x %d\n", argv[1], width, height);
 
-    /* conv 3@3x3 with padding 1 (same size out), ReLU, max-pool 2x2 */
+    /* conv 3@3x3 with padding 1 (same size out), ReLU, max-pool 2x2; every
+       layer's output kept in its own buffer, or the ReLU would run in place
+       over the conv's output, which we want to see */
     cnn_model_init(&model, 1, height, width, 1);
+    cnn_model_keep_outputs(&model, 1);
     cnn_add_conv2d(&model, 3, 3, 1, 1);
     cnn_add_relu(&model);
     cnn_add_max_pool(&model, 2, 2);

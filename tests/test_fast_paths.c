@@ -753,7 +753,8 @@ TEST(dropout_in_blocks_draws_the_same_mask)
 {
     enum { COUNT = 3 * 65536 + 5 };
     static const uint64_t far[] = {1000, 65536, 123457, 1000003};
-    float *x = (float *)malloc(COUNT * sizeof(float)), *y[2], *mask[2];
+    float *x = (float *)malloc(COUNT * sizeof(float)), *y[2];
+    unsigned char *mask[2];
     cnn_rng stepped, jumped, rng[2];
     int threads, bad = 0;
     uint64_t n, i;
@@ -771,14 +772,14 @@ TEST(dropout_in_blocks_draws_the_same_mask)
     for (k = 0; k < COUNT; k++) x[k] = (float)k;
     for (threads = 1; threads <= 2; threads++) {
         y[threads - 1] = (float *)malloc(COUNT * sizeof(float));
-        mask[threads - 1] = (float *)malloc(COUNT * sizeof(float));
+        mask[threads - 1] = (unsigned char *)malloc(COUNT);
         cnn_rng_seed(&rng[threads - 1], 77);
         if (y[threads - 1] && mask[threads - 1])
             cnn__dropout_forward_fast(COUNT, 0.3f, x, y[threads - 1], mask[threads - 1], &rng[threads - 1], threads);
     }
     if (y[0] && y[1] && mask[0] && mask[1]) {
         CHECK(cnn__elementwise_blocks(COUNT, 2) == 7, "the mask is not split in 7 blocks of at most 32,768 values");
-        CHECK(memcmp(mask[0], mask[1], COUNT * sizeof(float)) == 0 && memcmp(y[0], y[1], COUNT * sizeof(float)) == 0,
+        CHECK(memcmp(mask[0], mask[1], COUNT) == 0 && memcmp(y[0], y[1], COUNT * sizeof(float)) == 0,
               "the mask drawn in two blocks differs from the one drawn in one");
         cnn_rng_seed(&stepped, 77);
         for (k = 0; k < COUNT; k++) cnn_rng_next(&stepped);

@@ -452,7 +452,8 @@ TEST(dropout_train_gradients)
         enum { N = 2 };
         float x[N * 60], R[N * 60];
         size_t i, count = N * 60, dropped = 0, wrong = 0;
-        const float *mask;
+        const unsigned char *mask;
+        const float keep_scale = 1.0f / (1.0f - rates[r]);
         snprintf(name, sizeof name, "dropout %g train", (double)rates[r]);
         cnn_model_init(&model, 3, 4, 5, 7);
         cnn_add_dropout(&model, rates[r]);
@@ -469,8 +470,8 @@ TEST(dropout_train_gradients)
         cnn_model_forward(&model, x, N, CNN_MODE_TRAIN);
         cnn_model_backward_from(&model, R);
         for (i = 0; i < count; i++) {
-            dropped += mask[i] == 0.0f;
-            if (model.activation_grads[0].data[i] != R[i] * mask[i]) wrong++;
+            dropped += !mask[i];
+            if (model.activation_grads[0].data[i] != R[i] * (mask[i] ? keep_scale : 0.0f)) wrong++;
         }
         CHECK(dropped > 0 && dropped < count, "%s: %lu of %lu values dropped: the mask is not random", name,
               (unsigned long)dropped, (unsigned long)count);
@@ -601,6 +602,7 @@ TEST(network_gradients)
     uint64_t seed;
     double margin = 0.0;
     cnn_model_init(&model, C, H, W, 1);
+    cnn_model_keep_outputs(&model, 1); /* network_kink_margin reads the conv's output, which the ReLU would overwrite */
     cnn_add_conv2d(&model, 2, 3, 1, 1);
     cnn_add_relu(&model);
     cnn_add_max_pool(&model, 2, 2);

@@ -632,6 +632,7 @@ TEST(dropout_0_25)
     if (config && dy && mask && one_layer_model(&m, x->dims[1], x->dims[2], x->dims[3])) {
         if (finish_model(&m, cnn_add_dropout(&m, config->data[0]), x->dims[0])) {
             cnn_layer *layer = &m.layers[0];
+            const float own_scale = 1.0f / (1.0f - config->data[0]); /* cnn.h's m for a kept value */
             float keep_scale = 0.0f;
             size_t i, dropped = 0, exact = 1, scaled_like_torch = 1;
             cnn_result r;
@@ -642,13 +643,12 @@ TEST(dropout_0_25)
             r = cnn_model_forward(&m, x->data, x->dims[0], CNN_MODE_TRAIN);
             CHECK(r == CNN_OK, "forward: %s", m.error.message);
             for (i = 0; i < x->count; i++) {
-                exact &= cnn_model_output(&m)[i] == x->data[i] * layer->mask[i];
-                scaled_like_torch &= layer->mask[i] == 0.0f || layer->mask[i] == keep_scale;
-                dropped += layer->mask[i] == 0.0f;
+                exact &= cnn_model_output(&m)[i] == x->data[i] * (layer->mask[i] ? own_scale : 0.0f);
+                dropped += !layer->mask[i];
             }
+            scaled_like_torch = own_scale == keep_scale;
             CHECK(exact, "train-mode y is not x * mask");
-            CHECK(scaled_like_torch, "cnn.h scales kept units by %.9g, PyTorch by %.9g", (double)layer->mask[0],
-                  (double)keep_scale);
+            CHECK(scaled_like_torch, "cnn.h scales kept units by %.9g, PyTorch by %.9g", (double)own_scale, (double)keep_scale);
             /* 96 units at rate 0.25: 24 expected, standard deviation 4.2 */
             CHECK(dropped >= 6 && dropped <= 48, "%lu of %lu units dropped at rate 0.25", (unsigned long)dropped,
                   (unsigned long)x->count);
@@ -656,7 +656,7 @@ TEST(dropout_0_25)
                 printf("    %-34s %-22s %6lu values  y == x * mask exactly; kept scale %.9g == PyTorch's\n",
                        f.case_name, "y (cnn.h's own mask)", (unsigned long)x->count, (double)keep_scale);
 
-            memcpy(layer->mask, mask->data, mask->count * sizeof(float));  /* PyTorch's mask */
+            for (i = 0; i < mask->count; i++) layer->mask[i] = mask->data[i] != 0.0f;  /* PyTorch's mask */
             cnn_model_zero_grad(&m);
             r = cnn_model_backward_from(&m, dy->data);
             CHECK(r == CNN_OK, "backward: %s", m.error.message);

@@ -401,6 +401,137 @@ TEST(train_step_gradients_match_full_backward)
     cnn_dataset_free(&data);
 }
 
+/* The models of shared_buffers_give_the_same_bits (input (2, 8, 8), 5
+   classes): every layer that can run in place, next to the layers that
+   stop it (an activation before it, the input, a negative alpha), and
+   gradients written over conv2d, dense, pool, batch norm and residual
+   outputs. */
+static void add_sharing_model(cnn_model *model, int which)
+{
+    switch (which) {
+    case 0: /* the seed CNN in small: LeakyReLU over conv2d, dropout over max pool, flatten over dropout */
+        cnn_add_conv2d(model, 4, 3, 1, 1);
+        cnn_add_leaky_relu(model, 0.3f);
+        cnn_add_conv2d(model, 4, 3, 1, 1);
+        cnn_add_leaky_relu(model, 0.3f);
+        cnn_add_max_pool(model, 2, 2);
+        cnn_add_dropout(model, 0.25f);
+        cnn_add_flatten(model);
+        cnn_add_dense(model, 16);
+        cnn_add_relu(model);
+        cnn_add_dropout(model, 0.2f); /* after ReLU: keeps its own buffer */
+        break;
+    case 1: /* activations after activations, a negative alpha, average pooling, tanh */
+        cnn_add_conv2d(model, 3, 3, 1, 0);
+        cnn_add_relu(model);
+        cnn_add_relu(model);
+        cnn_add_sigmoid(model);
+        cnn_add_conv2d(model, 4, 3, 1, 1);
+        cnn_add_leaky_relu(model, -0.5f);
+        cnn_add_avg_pool(model, 2, 2);
+        cnn_add_flatten(model);
+        cnn_add_dense(model, 10);
+        cnn_add_tanh(model);
+        break;
+    case 2: /* ReLU on the input; batch norm and residual blocks, identity and projection */
+        cnn_add_relu(model);
+        cnn_add_conv2d(model, 4, 3, 1, 1);
+        cnn_add_batch_norm(model);
+        cnn_add_relu(model);
+        cnn_add_residual_begin(model);
+        cnn_add_conv2d(model, 4, 3, 1, 1);
+        cnn_add_batch_norm(model);
+        cnn_add_relu(model);
+        cnn_add_conv2d(model, 4, 3, 1, 1);
+        cnn_add_residual_end(model, CNN_INIT_HE_NORMAL);
+        cnn_add_relu(model);
+        cnn_add_residual_begin(model);
+        cnn_add_conv2d(model, 6, 3, 2, 1);
+        cnn_add_relu(model);
+        cnn_add_residual_end(model, CNN_INIT_HE_NORMAL);
+        cnn_add_relu(model);
+        cnn_add_global_avg_pool(model);
+        break;
+    default: /* flatten on the input, sigmoid then dropout */
+        cnn_add_flatten(model);
+        cnn_add_dense(model, 12);
+        cnn_add_sigmoid(model);
+        cnn_add_dropout(model, 0.3f);
+        cnn_add_dense(model, 12);
+        cnn_add_relu(model);
+        break;
+    }
+    cnn_add_dense(model, 5);
+    cnn_add_softmax(model);
+}
+
+/* Layers that run in place and gradients written over activations change
+   where values live, never what they are: a model built with sharing (the
+   default) and the same model with cnn_model_keep_outputs must train to
+   the same bits (3 Adam steps, dropout included), and give the same
+   outputs and input gradients (a full backward pass) afterwards. */
+TEST(shared_buffers_give_the_same_bits)
+{
+    enum { N = 6, SAMPLE = 2 * 8 * 8 };
+    float x[N * SAMPLE];
+    int labels[N], which, k, step;
+    cnn_rng rng;
+    for (which = 0; which < 4; which++) {
+        cnn_model model[2];
+        cnn_optimizer adam[2];
+        float loss[2];
+        int correct[2], distinct[2], built = 1;
+        size_t i, differ = 0;
+        for (k = 0; k < 2; k++) {
+            cnn_model_init(&model[k], 2, 8, 8, 40 + which);
+            if (k == 1) CHECK(cnn_model_keep_outputs(&model[k], 1) == CNN_OK, "keep_outputs: %s", model[k].error.message);
+            add_sharing_model(&model[k], which);
+            built &= cnn_model_build(&model[k], N) == CNN_OK && cnn_optimizer_init(&adam[k], &model[k], NULL) == CNN_OK;
+            CHECK(built, "model %d: build: %s", which, model[k].error.message);
+            if (!built) return;
+            for (distinct[k] = 1, i = 1; i <= (size_t)model[k].layer_count; i++)
+                distinct[k] += model[k].activations[i].data != model[k].activations[i - 1].data;
+        }
+        CHECK(distinct[1] == model[1].layer_count + 1, "model %d: kept, %d of %d activations have their own buffer", which,
+              distinct[1], model[1].layer_count + 1);
+        CHECK(distinct[0] < distinct[1], "model %d: shared, still %d buffers of activations", which, distinct[0]);
+        CHECK(cnn_model_keep_outputs(&model[1], 0) == CNN_ERROR_STATE, "keep_outputs after the build is refused");
+        if (which == 0)
+            CHECK(model[0].activations[2].data == model[0].activations[1].data &&
+                  model[0].activations[6].data == model[0].activations[5].data &&
+                  model[0].activations[7].data == model[0].activations[5].data &&
+                  model[0].activations[10].data != model[0].activations[9].data,
+                  "model 0: LeakyReLU, dropout and flatten in place, the dropout after ReLU not");
+        cnn_rng_seed(&rng, 90 + which);
+        for (step = 0; step < 3; step++) {
+            test_fill_uniform(&rng, x, sizeof x / sizeof x[0], -1.0f, 1.0f);
+            for (i = 0; i < N; i++) labels[i] = (int)(cnn_rng_next(&rng) % 5);
+            for (k = 0; k < 2; k++)
+                CHECK(cnn_model_train_step(&model[k], &adam[k], x, labels, N, &loss[k], &correct[k]) == CNN_OK, "model %d: step: %s",
+                      which, model[k].error.message);
+            CHECK(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0 && correct[0] == correct[1],
+                  "model %d, step %d: loss %.9g shared, %.9g kept", which, step, (double)loss[0], (double)loss[1]);
+        }
+        for (i = 0; i < model[0].param_count + model[0].state_count; i++) differ += memcmp(&model[0].params[i], &model[1].params[i], sizeof(float)) != 0;
+        CHECK(differ == 0, "model %d: %lu of %lu trained values differ", which, (unsigned long)differ,
+              (unsigned long)(model[0].param_count + model[0].state_count));
+        for (k = 0; k < 2; k++) {
+            CHECK(cnn_model_forward(&model[k], x, N, CNN_MODE_TRAIN) == CNN_OK, "forward");
+            cnn_model_zero_grad(&model[k]);
+            CHECK(cnn_model_backward(&model[k], labels) == CNN_OK, "model %d: backward: %s", which, model[k].error.message);
+        }
+        CHECK(memcmp(cnn_model_output(&model[0]), cnn_model_output(&model[1]), N * 5 * sizeof(float)) == 0 &&
+              memcmp(model[0].activation_grads[0].data, model[1].activation_grads[0].data, sizeof x) == 0 &&
+              memcmp(model[0].grads, model[1].grads, model[0].param_count * sizeof(float)) == 0,
+              "model %d: outputs, input gradients or parameter gradients differ", which);
+        CHECK(memcmp(model[0].activations[0].data, x, sizeof x) == 0, "model %d: the input was overwritten", which);
+        for (k = 0; k < 2; k++) {
+            cnn_optimizer_free(&adam[k]);
+            cnn_model_free(&model[k]);
+        }
+    }
+}
+
 /* One epoch of LeNet-5 on 12,000 real EMNIST training images (batch 64,
    Adam 1e-3), scored on 4,000 test images. Measured with seeds 1 to 6:
    65.6, 64.5, 63.8, 60.5, 63.9 and 67.8%; an untrained net scores about 2%
@@ -454,6 +585,7 @@ int main(void)
     RUN(resumed_training_is_bit_identical);
     RUN(early_stopping_never_restores_weights_it_did_not_keep);
     RUN(train_step_gradients_match_full_backward);
+    RUN(shared_buffers_give_the_same_bits);
     RUN(lenet5_one_epoch_on_emnist);
     return test_report();
 }
