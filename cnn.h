@@ -8565,12 +8565,16 @@ typedef struct cnn__workspace {
 } cnn__workspace;
 
 /* The thread tuner's record (see "the thread tuner"), and its step counts. */
-enum { CNN__TUNER_TRIAL = 3, CNN__TUNER_FIRST_PERIOD = 16, CNN__TUNER_LAST_PERIOD = 512 };
+enum { CNN__TUNER_TRIAL = 2, CNN__TUNER_FIRST_PERIOD = 4, CNN__TUNER_LAST_PERIOD = 1024, CNN__TUNER_GROWTH = 4,
+       CNN__TUNER_BUDGET_PERCENT = 2 };
 typedef struct cnn__thread_tuner {
     long step;             /* training steps, counted from the start of the period */
-    int period;            /* steps from one set of trial steps to the next */
-    int chosen;            /* the thread count the other steps use */
-    double seconds[2];     /* the last trials' seconds per sample: on one thread, on all */
+    long period;           /* steps in this period, of which the last CNN__TUNER_TRIAL are the trial */
+    int chosen;            /* the thread count of the period's other steps */
+    int last_threads;      /* the threads of the step before (0: no step yet) */
+    double seconds[2];     /* this period's timed steps, seconds per sample summed: on one thread, on all */
+    int timed[2];          /* and how many of them */
+    double trial_seconds;  /* this period's trial steps, timed or not, seconds per sample summed */
 } cnn__thread_tuner;
 
 /* What a built model keeps for this section (model->fast), in one
@@ -10196,14 +10200,23 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
    holds a core, a thread that shares that core keeps the others waiting
    at the end of every parallel loop, and 2 threads can train at half the
    speed of one; a small model may gain nothing from a second thread even
-   on a quiet machine. So training steps time themselves: every `period`
-   steps, CNN__TUNER_TRIAL steps run on one thread and as many again on all
-   of the model's threads, and the steps until the next trials run on
-   whichever was faster per sample. The first step of each trial is left
-   out of its timing, since it pays for the change; single steps are too
-   noisy on a busy machine to judge by. While the answer stays the same the
-   period doubles, up to CNN__TUNER_LAST_PERIOD steps, so the trials cost
-   little; when it changes, the period starts again from the first.
+   on a quiet machine. So training steps time themselves. They come in
+   periods: a period's steps run on the chosen count (one thread, or all
+   of the model's), but its last CNN__TUNER_TRIAL steps, the trial, run on
+   the other; at its end, the count that was faster per sample is chosen.
+   Every step is timed but the first after a change of count, which pays
+   for the change, so the trial is weighed against the steps just run
+   rather than against trials of its own: a trial costs as few steps on
+   the slower count as can be, 1 of them timed. While the choice stays the
+   same, periods grow CNN__TUNER_GROWTH-fold, from CNN__TUNER_FIRST_PERIOD
+   to CNN__TUNER_LAST_PERIOD steps; when it changes, they start again from
+   the first. And a period is long enough for its trial to cost at most
+   CNN__TUNER_BUDGET_PERCENT of its time, judged by what the last trial
+   cost over the faster count: on a busy machine, the first step back on
+   all threads can take several times a step (the sleeping thread must
+   get its turn on the shared core), so trials there soon become rare. A
+   model starts on all its threads, so the first choice comes after 4
+   steps.
    Results do not depend on the number of threads, so nothing but the speed
    changes. Timing needs a wall clock: elsewhere (cnn__seconds is then
    processor time) every step runs on all threads. */
@@ -10213,45 +10226,53 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
 #define CNN__TUNER 0
 #endif
 
-/* The threads of the step the tuner is at if it is a trial step (1, then
-   all), else 0. */
-CNN__PRIVATE int cnn__tuner_trial(const cnn_model *model)
+/* The threads of the step the tuner is at: the other count in the trial,
+   else the chosen one. */
+CNN__PRIVATE int cnn__tuner_threads(const cnn_model *model)
 {
-    const long at = model->fast->tuner.step % model->fast->tuner.period;
-    return at < CNN__TUNER_TRIAL ? 1 : at < 2 * CNN__TUNER_TRIAL ? model->threads : 0;
+    const cnn__thread_tuner *tuner = &model->fast->tuner;
+    const int other = tuner->chosen == 1 ? model->threads : 1;
+    return tuner->step >= tuner->period - CNN__TUNER_TRIAL ? other : tuner->chosen;
 }
 
 /* Sets the threads of the step about to run, and returns its start time. */
 CNN__PRIVATE double cnn__fast_step_begin(cnn_model *model)
 {
-    cnn__thread_tuner *tuner = &model->fast->tuner;
-    const int trial = cnn__tuner_trial(model);
     if (!CNN__TUNER || model->threads < 2) return 0.0;
-    if (tuner->step % tuner->period == 0) tuner->seconds[0] = tuner->seconds[1] = 0.0;
-    model->fast->work.threads = trial ? trial : tuner->chosen;
+    model->fast->work.threads = cnn__tuner_threads(model);
     return cnn__seconds();
 }
 
-/* Adds a trial step's time per sample (an epoch's last batch may be
-   smaller), chooses after the last trial step, and gives the model back
-   all its threads for whatever runs between steps. */
+/* Adds the step's time per sample (an epoch's last batch may be smaller)
+   unless it changed the count, chooses at the end of the period, and gives
+   the model back all its threads for whatever runs between steps. */
 CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch)
 {
     cnn__thread_tuner *tuner = &model->fast->tuner;
-    const long at = tuner->step % tuner->period;
-    const int trial = cnn__tuner_trial(model);
+    const int threads = model->fast->work.threads, which = threads == 1 ? 0 : 1;
+    const double seconds = (cnn__seconds() - started) / (batch > 0 ? batch : 1);
     if (!CNN__TUNER || model->threads < 2) return;
-    if (trial && at % CNN__TUNER_TRIAL != 0)
-        tuner->seconds[trial == 1 ? 0 : 1] += (cnn__seconds() - started) / (batch > 0 ? batch : 1);
-    if (at == 2 * CNN__TUNER_TRIAL - 1) {
-        const int faster = tuner->seconds[0] < tuner->seconds[1] ? 1 : model->threads;
-        if (faster != tuner->chosen || tuner->period < CNN__TUNER_LAST_PERIOD) {
-            tuner->period = faster != tuner->chosen ? CNN__TUNER_FIRST_PERIOD : tuner->period * 2;
-            tuner->chosen = faster;
-            tuner->step = at; /* the trials just run start the new period */
-        }
+    if (threads == tuner->last_threads) {
+        tuner->seconds[which] += seconds;
+        tuner->timed[which]++;
     }
-    tuner->step++;
+    if (tuner->step >= tuner->period - CNN__TUNER_TRIAL) tuner->trial_seconds += seconds;
+    tuner->last_threads = threads;
+    if (++tuner->step == tuner->period) {
+        if (tuner->timed[0] && tuner->timed[1]) {
+            const double one = tuner->seconds[0] / tuner->timed[0], all = tuner->seconds[1] / tuner->timed[1];
+            const double best = one < all ? one : all, over = tuner->trial_seconds - CNN__TUNER_TRIAL * best;
+            const double affordable = over / best * (100.0 / CNN__TUNER_BUDGET_PERCENT); /* steps whose 2% is the trial's cost */
+            const int faster = one < all ? 1 : model->threads;
+            if (faster != tuner->chosen) tuner->period = CNN__TUNER_FIRST_PERIOD;
+            else if (tuner->period < CNN__TUNER_LAST_PERIOD) tuner->period *= CNN__TUNER_GROWTH;
+            if (affordable > tuner->period) tuner->period = affordable < CNN__TUNER_LAST_PERIOD ? (long)affordable : CNN__TUNER_LAST_PERIOD;
+            tuner->chosen = faster;
+        }
+        tuner->step = 0;
+        tuner->seconds[0] = tuner->seconds[1] = tuner->trial_seconds = 0.0;
+        tuner->timed[0] = tuner->timed[1] = 0;
+    }
     model->fast->work.threads = model->threads;
 }
 

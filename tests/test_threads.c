@@ -171,26 +171,32 @@ TEST(single_sample_shares_the_multiply)
 }
 
 /* Runs `count` training steps as the tuner sees them, each taking the
-   made-up time of `one` seconds a sample (a batch of 8) on one thread and
-   `two` on two; returns how many ran on `expected` threads and gave the
-   model all its threads back after. */
-static int tuned_steps(cnn_model *model, int count, double one, double two, int expected)
+   made-up `one` or `two` seconds per sample by its thread count; the first
+   step after a change of count takes `change` seconds a sample instead,
+   when it is not 0. Returns how many ran on `expected` threads and gave
+   the model all its threads back after. */
+static int tuned_steps(cnn_model *model, int count, double one, double two, double change, int expected)
 {
     int step, right = 0, threads;
     for (step = 0; step < count; step++) {
+        const int changed = model->fast->tuner.last_threads != cnn__tuner_threads(model);
+        double seconds;
         cnn__fast_step_begin(model);
         threads = model->fast->work.threads;
-        cnn__fast_step_end(model, cnn__seconds() - 8.0 * (threads == 1 ? one : two), 8);
+        seconds = changed && change > 0.0 ? change : threads == 1 ? one : two;
+        cnn__fast_step_end(model, cnn__seconds() - 8.0 * seconds, 8);
         right += threads == expected && model->fast->work.threads == model->threads;
     }
     return right;
 }
 
 /* The thread tuner (cnn.h, "the thread tuner"), with made-up step times:
-   3 trial steps on one thread, then 3 on both (the first of each not
-   timed); the faster per sample wins the steps until the next trials, 16
-   steps on; while it keeps winning, the trials come twice as far apart; a
-   change of winner starts again at 16. Between steps the model has both
+   a period of 4 steps on both threads, the last 2 of them (the trial) on
+   one; the faster per sample is chosen; while it keeps winning, periods
+   grow 4-fold. A costly trial (a first step back on two threads that
+   takes 100 times a step, left out of the comparison) makes the period as
+   long as it can be, 1024 steps; a change of winner after a cheap trial
+   starts again at 4 steps. Between steps the model has both
    threads back. */
 TEST(thread_tuner_runs_steps_on_the_faster_count)
 {
@@ -209,22 +215,35 @@ TEST(thread_tuner_runs_steps_on_the_faster_count)
         cnn_model_free(&model);
         return;
     }
-    /* one thread takes 1 s a sample, two take 3 s (a busy machine) */
-    CHECK(tuned_steps(&model, 3, 1.0, 3.0, 1) == 3, "the first 3 trial steps did not run on one thread");
-    CHECK(tuned_steps(&model, 3, 1.0, 3.0, 2) == 3, "the next 3 trial steps did not run on two threads");
-    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 16, "chose %d, period %d", model.fast->tuner.chosen,
+    /* one thread takes 1 s a sample, two 1.01 s: trials cost next to nothing */
+    CHECK(tuned_steps(&model, 2, 1.0, 1.01, 0.0, 2) == 2, "the first 2 steps did not run on both threads");
+    CHECK(tuned_steps(&model, 2, 1.0, 1.01, 0.0, 1) == 2, "the first trial did not run on one thread");
+    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 4, "chose %d, period %ld", model.fast->tuner.chosen,
           model.fast->tuner.period);
-    CHECK(tuned_steps(&model, 10, 1.0, 3.0, 1) == 10, "steps 6..15 did not all run on the faster single thread");
-    /* trials at step 16, one thread wins again: the period doubles */
-    CHECK(tuned_steps(&model, 3, 1.0, 3.0, 1) + tuned_steps(&model, 3, 1.0, 3.0, 2) == 6, "the second trials ran on other counts");
-    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 32, "chose %d, period %d", model.fast->tuner.chosen,
+    /* one thread wins the next trials too: the period grows to 16, then 64 */
+    CHECK(tuned_steps(&model, 2, 1.0, 1.01, 0.0, 1) + tuned_steps(&model, 2, 1.0, 1.01, 0.0, 2) == 4,
+          "the second period ran on other counts");
+    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 16, "chose %d, period %ld", model.fast->tuner.chosen,
           model.fast->tuner.period);
-    CHECK(tuned_steps(&model, 26, 1.0, 3.0, 1) == 26, "the longer period's steps did not all run on one thread");
-    /* the machine goes quiet: two threads win the next trials and take over, the period back at 16 */
-    CHECK(tuned_steps(&model, 3, 1.0, 0.5, 1) + tuned_steps(&model, 3, 1.0, 0.5, 2) == 6, "the third trials ran on other counts");
-    CHECK(model.fast->tuner.chosen == 2 && model.fast->tuner.period == 16, "chose %d, period %d", model.fast->tuner.chosen,
+    CHECK(tuned_steps(&model, 14, 1.0, 1.01, 0.0, 1) + tuned_steps(&model, 2, 1.0, 1.01, 0.0, 2) == 16,
+          "the third period ran on other counts");
+    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 64, "chose %d, period %ld", model.fast->tuner.chosen,
           model.fast->tuner.period);
-    CHECK(tuned_steps(&model, 10, 1.0, 0.5, 2) == 10, "after the change, steps did not run on two threads");
+    /* a busy machine: two threads take 3 s, and the first step back on them 100 s */
+    CHECK(tuned_steps(&model, 62, 1.0, 3.0, 100.0, 1) + tuned_steps(&model, 2, 1.0, 3.0, 100.0, 2) == 64,
+          "the fourth period ran on other counts");
+    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 1024, "chose %d, period %ld", model.fast->tuner.chosen,
+          model.fast->tuner.period);
+    /* the machine goes quiet: two threads win the trial, their first step
+       left out, and take over */
+    CHECK(tuned_steps(&model, 1022, 1.0, 0.5, 100.0, 1) + tuned_steps(&model, 2, 1.0, 0.5, 100.0, 2) == 1024,
+          "the fifth period ran on other counts");
+    CHECK(model.fast->tuner.chosen == 2, "chose %d, period %ld", model.fast->tuner.chosen, model.fast->tuner.period);
+    /* one thread wins again, by a little: a cheap trial, and the next period has 4 steps */
+    CHECK(tuned_steps(&model, 1022, 1.0, 1.01, 0.0, 2) + tuned_steps(&model, 2, 1.0, 1.01, 0.0, 1) == 1024,
+          "after the change, steps did not run on two threads");
+    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 4, "chose %d, period %ld", model.fast->tuner.chosen,
+          model.fast->tuner.period);
     cnn_model_free(&model);
 }
 
