@@ -8566,7 +8566,7 @@ typedef struct cnn__workspace {
 
 /* The thread tuner's record (see "the thread tuner"), and its step counts. */
 enum { CNN__TUNER_TRIAL = 2, CNN__TUNER_FIRST_PERIOD = 4, CNN__TUNER_LAST_PERIOD = 1024, CNN__TUNER_GROWTH = 4,
-       CNN__TUNER_BUDGET_PERCENT = 2 };
+       CNN__TUNER_BUDGET_PERCENT = 2, CNN__TUNER_GAIN_PERCENT = 10 };
 typedef struct cnn__thread_tuner {
     long step;             /* training steps, counted from the start of the period */
     long period;           /* steps in this period, of which the last CNN__TUNER_TRIAL are the trial */
@@ -10203,20 +10203,25 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
    on a quiet machine. So training steps time themselves. They come in
    periods: a period's steps run on the chosen count (one thread, or all
    of the model's), but its last CNN__TUNER_TRIAL steps, the trial, run on
-   the other; at its end, the count that was faster per sample is chosen.
-   Every step is timed but the first after a change of count, which pays
-   for the change, so the trial is weighed against the steps just run
-   rather than against trials of its own: a trial costs as few steps on
-   the slower count as can be, 1 of them timed. While the choice stays the
-   same, periods grow CNN__TUNER_GROWTH-fold, from CNN__TUNER_FIRST_PERIOD
-   to CNN__TUNER_LAST_PERIOD steps; when it changes, they start again from
-   the first. And a period is long enough for its trial to cost at most
+   the other; at its end, the count that was faster per sample is chosen,
+   all threads only when they gain at least CNN__TUNER_GAIN_PERCENT: on a
+   busy core a thread stalls every few steps for several steps' time, more
+   often than a short trial can tell, and a second thread that gains less
+   on a quiet machine is not worth taking a core from other programs.
+   The trial is weighed against the steps just run rather than against
+   trials of its own, so it costs as few steps on the slower count as can
+   be. Every step is timed, but a model's first (it touches fresh memory),
+   the first after a change of count too: on a busy machine that is the
+   costly one, which wakes threads that must wait for their turn on the
+   shared core (up to ten times a step), and waking them recurs on such a
+   core while they train. While the choice stays the same, periods grow
+   CNN__TUNER_GROWTH-fold, from CNN__TUNER_FIRST_PERIOD to
+   CNN__TUNER_LAST_PERIOD steps; when it changes, they start again from the
+   first. And a period is long enough for its trial to cost at most
    CNN__TUNER_BUDGET_PERCENT of its time, judged by what the last trial
-   cost over the faster count: on a busy machine, the first step back on
-   all threads can take several times a step (the sleeping thread must
-   get its turn on the shared core), so trials there soon become rare. A
-   model starts on all its threads, so the first choice comes after 4
-   steps.
+   cost over the faster count, so on a busy machine trials soon become
+   rare. A model starts on all its threads, so the first choice comes
+   after 4 steps.
    Results do not depend on the number of threads, so nothing but the speed
    changes. Timing needs a wall clock: elsewhere (cnn__seconds is then
    processor time) every step runs on all threads. */
@@ -10244,15 +10249,15 @@ CNN__PRIVATE double cnn__fast_step_begin(cnn_model *model)
 }
 
 /* Adds the step's time per sample (an epoch's last batch may be smaller)
-   unless it changed the count, chooses at the end of the period, and gives
-   the model back all its threads for whatever runs between steps. */
+   unless it is the model's first, chooses at the end of the period, and
+   gives the model back all its threads for whatever runs between steps. */
 CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch)
 {
     cnn__thread_tuner *tuner = &model->fast->tuner;
     const int threads = model->fast->work.threads, which = threads == 1 ? 0 : 1;
     const double seconds = (cnn__seconds() - started) / (batch > 0 ? batch : 1);
     if (!CNN__TUNER || model->threads < 2) return;
-    if (threads == tuner->last_threads) {
+    if (tuner->last_threads) {
         tuner->seconds[which] += seconds;
         tuner->timed[which]++;
     }
@@ -10263,7 +10268,7 @@ CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch
             const double one = tuner->seconds[0] / tuner->timed[0], all = tuner->seconds[1] / tuner->timed[1];
             const double best = one < all ? one : all, over = tuner->trial_seconds - CNN__TUNER_TRIAL * best;
             const double affordable = over / best * (100.0 / CNN__TUNER_BUDGET_PERCENT); /* steps whose 2% is the trial's cost */
-            const int faster = one < all ? 1 : model->threads;
+            const int faster = all * (100 + CNN__TUNER_GAIN_PERCENT) < one * 100 ? model->threads : 1;
             if (faster != tuner->chosen) tuner->period = CNN__TUNER_FIRST_PERIOD;
             else if (tuner->period < CNN__TUNER_LAST_PERIOD) tuner->period *= CNN__TUNER_GROWTH;
             if (affordable > tuner->period) tuner->period = affordable < CNN__TUNER_LAST_PERIOD ? (long)affordable : CNN__TUNER_LAST_PERIOD;

@@ -194,10 +194,11 @@ static int tuned_steps(cnn_model *model, int count, double one, double two, doub
    a period of 4 steps on both threads, the last 2 of them (the trial) on
    one; the faster per sample is chosen; while it keeps winning, periods
    grow 4-fold. A costly trial (a first step back on two threads that
-   takes 100 times a step, left out of the comparison) makes the period as
-   long as it can be, 1024 steps; a change of winner after a cheap trial
-   starts again at 4 steps. Between steps the model has both
-   threads back. */
+   takes 100 times a step, as on a busy core) loses, though its second
+   step was faster, and makes the period as long as it can be, 1024 steps;
+   a change of winner after a cheap trial starts again at 4 steps. Two
+   threads must gain 10% to be chosen. Between
+   steps the model has both threads back. */
 TEST(thread_tuner_runs_steps_on_the_faster_count)
 {
     cnn_model model;
@@ -234,16 +235,20 @@ TEST(thread_tuner_runs_steps_on_the_faster_count)
           "the fourth period ran on other counts");
     CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 1024, "chose %d, period %ld", model.fast->tuner.chosen,
           model.fast->tuner.period);
-    /* the machine goes quiet: two threads win the trial, their first step
-       left out, and take over */
+    /* two threads run their second step faster, but waking them costs more */
     CHECK(tuned_steps(&model, 1022, 1.0, 0.5, 100.0, 1) + tuned_steps(&model, 2, 1.0, 0.5, 100.0, 2) == 1024,
           "the fifth period ran on other counts");
-    CHECK(model.fast->tuner.chosen == 2, "chose %d, period %ld", model.fast->tuner.chosen, model.fast->tuner.period);
-    /* one thread wins again, by a little: a cheap trial, and the next period has 4 steps */
-    CHECK(tuned_steps(&model, 1022, 1.0, 1.01, 0.0, 2) + tuned_steps(&model, 2, 1.0, 1.01, 0.0, 1) == 1024,
-          "after the change, steps did not run on two threads");
-    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 4, "chose %d, period %ld", model.fast->tuner.chosen,
+    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 1024, "chose %d, period %ld", model.fast->tuner.chosen,
           model.fast->tuner.period);
+    /* the machine goes quiet: two threads win the trial and take over */
+    CHECK(tuned_steps(&model, 1022, 1.0, 0.5, 0.0, 1) + tuned_steps(&model, 2, 1.0, 0.5, 0.0, 2) == 1024,
+          "the sixth period ran on other counts");
+    CHECK(model.fast->tuner.chosen == 2 && model.fast->tuner.period == 4, "chose %d, period %ld", model.fast->tuner.chosen,
+          model.fast->tuner.period);
+    /* two threads gain 8% only: not enough, one thread takes over */
+    CHECK(tuned_steps(&model, 2, 1.0, 0.92, 0.0, 2) + tuned_steps(&model, 2, 1.0, 0.92, 0.0, 1) == 4,
+          "after the change, steps did not run on two threads");
+    CHECK(model.fast->tuner.chosen == 1, "chose %d, period %ld", model.fast->tuner.chosen, model.fast->tuner.period);
     cnn_model_free(&model);
 }
 
