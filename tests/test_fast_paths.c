@@ -531,13 +531,14 @@ TEST(activations_match_the_plain_formulas)
         fill_awkward(x, count, &rng, 0);
         for (i = 0; i < count; i++) /* nonzero, so that each branch shows */
             dy[i] = (i % 2 ? -1.0f : 1.0f) * (0.5f + cnn_rng_uniform(&rng));
+        /* backward reads y, and must give the formula's dx, written with x */
         cnn__relu_forward_fast((size_t)count, x, y);
         for (i = 0; i < count; i++) bad += !same_bits(y[i], x[i] < 0.0f ? 0.0f : x[i]);
-        cnn__relu_backward_fast((size_t)count, x, dy, dx);
+        cnn__relu_backward_fast((size_t)count, y, dy, dx);
         for (i = 0; i < count; i++) bad += !same_bits(dx[i], x[i] > 0.0f ? dy[i] : 0.0f);
         cnn__leaky_relu_forward_fast((size_t)count, alpha, x, y);
         for (i = 0; i < count; i++) bad += !same_bits(y[i], x[i] < 0.0f ? alpha * x[i] : x[i]);
-        cnn__leaky_relu_backward_fast((size_t)count, alpha, x, dy, dx);
+        cnn__leaky_relu_backward_fast((size_t)count, alpha, y, dy, dx);
         for (i = 0; i < count; i++) bad += !same_bits(dx[i], x[i] > 0.0f ? dy[i] : alpha * dy[i]);
     }
     CHECK(bad == 0, "%d values differ from the plain formulas", bad);
