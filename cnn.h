@@ -10271,7 +10271,8 @@ CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch
             const int faster = all * (100 + CNN__TUNER_GAIN_PERCENT) < one * 100 ? model->threads : 1;
             if (faster != tuner->chosen) tuner->period = CNN__TUNER_FIRST_PERIOD;
             else if (tuner->period < CNN__TUNER_LAST_PERIOD) tuner->period *= CNN__TUNER_GROWTH;
-            if (affordable > tuner->period) tuner->period = affordable < CNN__TUNER_LAST_PERIOD ? (long)affordable : CNN__TUNER_LAST_PERIOD;
+            if (affordable > tuner->period)
+                tuner->period = affordable < CNN__TUNER_LAST_PERIOD ? (long)affordable : (long)CNN__TUNER_LAST_PERIOD;
             tuner->chosen = faster;
         }
         tuner->step = 0;
