@@ -90,6 +90,7 @@ TEST(model_definition)
     EXPECT(cnn_add_dropout(NULL, 0.5f), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
     EXPECT(cnn_add_softmax(NULL), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
     EXPECT(cnn_model_build(NULL, 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
+    EXPECT(cnn_model_keep_outputs(NULL, 1), CNN_ERROR_INVALID_ARGUMENT, NO_ERROR_STRUCT);
     cnn_model_free(NULL);
     CHECK(cnn_model_summary(NULL, buffer, sizeof buffer) == 0, "summary of NULL");
     CHECK(cnn_model_output_shape(NULL).c == 0, "output shape of NULL");
@@ -139,10 +140,11 @@ TEST(model_definition)
         for (i = 0; i <= CNN_MAX_LAYERS && r == CNN_OK; i++) r = cnn_add_relu(&model);
         CHECK(r == CNN_ERROR_BAD_SHAPE && i == CNN_MAX_LAYERS + 1, "layer %d: %d", i, (int)r);
     }
-    /* a built model takes no more layers and no second build */
+    /* a built model takes no more layers, no second build, and no change of its memory's plan */
     CHECK(small_model(&model, 2), "build");
     EXPECT(cnn_add_relu(&model), CNN_ERROR_STATE, &model.error);
     EXPECT(cnn_model_build(&model, 2), CNN_ERROR_STATE, &model.error);
+    EXPECT(cnn_model_keep_outputs(&model, 1), CNN_ERROR_STATE, &model.error);
     cnn_model_free(&model);
     cnn_model_free(&model); /* twice is harmless */
 #undef FRESH
