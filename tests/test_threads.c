@@ -190,18 +190,31 @@ static int tuned_steps(cnn_model *model, int count, double one, double two, doub
     return right;
 }
 
-/* The thread tuner (cnn.h, "the thread tuner"), with made-up step times:
-   a period of 4 steps on both threads, the last 2 of them (the trial) on
-   one; the faster per sample is chosen; while it keeps winning, periods
-   grow 4-fold. A costly trial (a first step back on two threads that
-   takes 100 times a step, as on a busy core) loses, though its second
-   step was faster, and makes the period as long as it can be, 1024 steps;
-   a change of winner after a cheap trial starts again at 4 steps. Two
-   threads must gain 10% to be chosen. Between
-   steps the model has both threads back. */
+/* The thread tuner (cnn.h, "the thread tuner"), with made-up step times,
+   period by period: each runs its steps on the chosen count but the last
+   2 (the trial), which run on the other; then the faster per sample is
+   chosen, all threads only when they gain 10%; while it keeps winning,
+   periods grow 4-fold; a costly trial makes the period as long as it can
+   be. Between steps the model has both threads back. */
 TEST(thread_tuner_runs_steps_on_the_faster_count)
 {
+    static const struct {
+        int steps, on;           /* the period's steps, and the threads of all but its trial */
+        double one, two, change; /* seconds a sample on 1 and 2 threads, and the first step after a change (0: as the others) */
+        int chosen;              /* the choice after it */
+        long period;             /* and the next period's steps (0: not checked) */
+        const char *what;
+    } periods[] = {
+        {4, 2, 1.0, 1.01, 0.0, 1, 4, "the first: 2 threads take 1% longer, trials cost next to nothing"},
+        {4, 1, 1.0, 1.01, 0.0, 1, 16, "one thread wins again: the period grows"},
+        {16, 1, 1.0, 1.01, 0.0, 1, 64, "and again"},
+        {64, 1, 1.0, 3.0, 100.0, 1, 1024, "a busy core: 2 threads take 3 s a sample, the first step back on them 100 s"},
+        {1024, 1, 1.0, 0.5, 100.0, 1, 1024, "their second step is faster, but waking them costs more"},
+        {1024, 1, 1.0, 0.5, 0.0, 2, 4, "the machine goes quiet: 2 threads win and take over"},
+        {4, 2, 1.0, 0.92, 0.0, 1, 0, "2 threads gain 8% only: not enough"},
+    };
     cnn_model model;
+    size_t p;
 #ifdef _OPENMP
     omp_set_num_threads(2);
 #endif
@@ -216,39 +229,19 @@ TEST(thread_tuner_runs_steps_on_the_faster_count)
         cnn_model_free(&model);
         return;
     }
-    /* one thread takes 1 s a sample, two 1.01 s: trials cost next to nothing */
-    CHECK(tuned_steps(&model, 2, 1.0, 1.01, 0.0, 2) == 2, "the first 2 steps did not run on both threads");
-    CHECK(tuned_steps(&model, 2, 1.0, 1.01, 0.0, 1) == 2, "the first trial did not run on one thread");
-    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 4, "chose %d, period %ld", model.fast->tuner.chosen,
-          model.fast->tuner.period);
-    /* one thread wins the next trials too: the period grows to 16, then 64 */
-    CHECK(tuned_steps(&model, 2, 1.0, 1.01, 0.0, 1) + tuned_steps(&model, 2, 1.0, 1.01, 0.0, 2) == 4,
-          "the second period ran on other counts");
-    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 16, "chose %d, period %ld", model.fast->tuner.chosen,
-          model.fast->tuner.period);
-    CHECK(tuned_steps(&model, 14, 1.0, 1.01, 0.0, 1) + tuned_steps(&model, 2, 1.0, 1.01, 0.0, 2) == 16,
-          "the third period ran on other counts");
-    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 64, "chose %d, period %ld", model.fast->tuner.chosen,
-          model.fast->tuner.period);
-    /* a busy machine: two threads take 3 s, and the first step back on them 100 s */
-    CHECK(tuned_steps(&model, 62, 1.0, 3.0, 100.0, 1) + tuned_steps(&model, 2, 1.0, 3.0, 100.0, 2) == 64,
-          "the fourth period ran on other counts");
-    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 1024, "chose %d, period %ld", model.fast->tuner.chosen,
-          model.fast->tuner.period);
-    /* two threads run their second step faster, but waking them costs more */
-    CHECK(tuned_steps(&model, 1022, 1.0, 0.5, 100.0, 1) + tuned_steps(&model, 2, 1.0, 0.5, 100.0, 2) == 1024,
-          "the fifth period ran on other counts");
-    CHECK(model.fast->tuner.chosen == 1 && model.fast->tuner.period == 1024, "chose %d, period %ld", model.fast->tuner.chosen,
-          model.fast->tuner.period);
-    /* the machine goes quiet: two threads win the trial and take over */
-    CHECK(tuned_steps(&model, 1022, 1.0, 0.5, 0.0, 1) + tuned_steps(&model, 2, 1.0, 0.5, 0.0, 2) == 1024,
-          "the sixth period ran on other counts");
-    CHECK(model.fast->tuner.chosen == 2 && model.fast->tuner.period == 4, "chose %d, period %ld", model.fast->tuner.chosen,
-          model.fast->tuner.period);
-    /* two threads gain 8% only: not enough, one thread takes over */
-    CHECK(tuned_steps(&model, 2, 1.0, 0.92, 0.0, 2) + tuned_steps(&model, 2, 1.0, 0.92, 0.0, 1) == 4,
-          "after the change, steps did not run on two threads");
-    CHECK(model.fast->tuner.chosen == 1, "chose %d, period %ld", model.fast->tuner.chosen, model.fast->tuner.period);
+    for (p = 0; p < sizeof periods / sizeof periods[0]; p++) {
+        const int steps = periods[p].steps, on = periods[p].on, other = 3 - on;
+        const double one = periods[p].one, two = periods[p].two, change = periods[p].change;
+        CHECK(model.fast->tuner.period == steps, "period %lu (%s): %ld steps, expected %d", (unsigned long)p, periods[p].what,
+              model.fast->tuner.period, steps);
+        CHECK(tuned_steps(&model, steps - 2, one, two, change, on) == steps - 2, "period %lu (%s): steps not on %d threads",
+              (unsigned long)p, periods[p].what, on);
+        CHECK(tuned_steps(&model, 2, one, two, change, other) == 2, "period %lu (%s): trial not on %d threads", (unsigned long)p,
+              periods[p].what, other);
+        CHECK(model.fast->tuner.chosen == periods[p].chosen && (!periods[p].period || model.fast->tuner.period == periods[p].period),
+              "period %lu (%s): chose %d, period %ld", (unsigned long)p, periods[p].what, model.fast->tuner.chosen,
+              model.fast->tuner.period);
+    }
     cnn_model_free(&model);
 }
 
