@@ -419,12 +419,15 @@ CNNDEF cnn_result cnn_add_lenet5(cnn_model *model, int classes);
    "memory" at cnn_model_build's code), which about halves a CNN's.
    - ReLU, LeakyReLU with alpha > 0, sigmoid, tanh, dropout and flatten run
      in place, over their input, unless the layer before them is one of the
-     activations or softmax. So after a forward pass activations[i + 1]
+     activations or softmax, or they are the first layer (the input is
+     kept). So after a forward pass activations[i + 1]
      holds layer i's output unless layer i + 1 ran in place over it: after
      conv2d then ReLU, both hold the ReLU's output.
    - A backward pass writes gradients over activations it no longer needs:
-     after one, only the last two activations (logits and probabilities)
-     are left as the forward pass made them.
+     after one, only the input and the last two activations (logits and
+     probabilities) are left as the forward pass made them. So each
+     backward pass needs a forward pass of its own, and activation_grads[0]
+     lasts until the next forward pass.
    Call cnn_model_keep_outputs(model, 1) before the build to keep every
    layer's output in its own buffer, as kernels.c does to show a conv's
    output before its ReLU. Results are the same bits either way. */
@@ -1635,8 +1638,8 @@ CNN__PRIVATE void cnn__relu_backward(size_t count, const float *y, const float *
 
 /* y = x for x > 0, alpha * x otherwise;  dx = dy or alpha * dy.
    Backward reads the sign of v: with alpha > 0, y > 0 exactly where x > 0,
-   so v is y, as for ReLU; a negative alpha turns the sign over, and then v
-   is x (and the layer keeps its input). */
+   so v is y, as for ReLU; with alpha <= 0 the sign of y does not tell, and
+   then v is x (and the layer keeps its input). */
 CNN__PRIVATE void cnn__leaky_relu_forward(size_t count, float alpha, const float *x, float *y)
 {
     size_t i;
@@ -1686,7 +1689,7 @@ CNN__PRIVATE void cnn__tanh_backward(size_t count, const float *y, const float *
 
 /* One of the four above, on count values from x (and y, dy): the layer's
    type picks it. Backward, all four look at their output y (LeakyReLU with
-   a negative alpha at x): x may be gone, overwritten by y. */
+   alpha <= 0 at x): x may be gone, overwritten by y. */
 CNN__PRIVATE void cnn__activation_forward(const cnn_layer *layer, size_t count, const float *x, float *y)
 {
     switch (layer->desc.type) {
@@ -2489,8 +2492,9 @@ CNN__PRIVATE int cnn__add_product(size_t *total, size_t a, size_t b)
      so when layer i's backward pass runs, every layer after it is done and
      its output activations[i + 1] is read by nobody, unless layer i reads
      it itself (the activations, softmax). So layer i writes dx over its own
-     output when it fits; the last two activations, the logits and
-     probabilities that cnn_model_loss reads, are kept.
+     output when it fits, unless that memory holds one of the last two
+     activations (through layers run in place over it): the logits and
+     probabilities that cnn_model_loss reads are kept.
    The other gradients take turns in two buffers, each as large as the
    largest gradient it holds. */
 
@@ -2514,6 +2518,14 @@ CNN__PRIVATE int cnn__runs_in_place(const cnn_model *model, int i)
            d->type == CNN_LAYER_FLATTEN || (d->type == CNN_LAYER_LEAKY_RELU && d->alpha > 0.0f);
 }
 
+/* The last activation whose memory activations[k] shares: layers after k
+   that run in place write their outputs there too. */
+CNN__PRIVATE int cnn__last_sharing(const cnn_model *model, int k)
+{
+    while (k < model->layer_count && cnn__runs_in_place(model, k)) k++;
+    return k;
+}
+
 /* Where each activation gradient goes, in place[i] for activation_grads[i]:
    0 or 1 for the gradient buffers, -(k + 1) for the memory of
    activations[k]; and the floats per sample each buffer needs. sizes[i] is
@@ -2529,8 +2541,8 @@ CNN__PRIVATE void cnn__plan_gradients(const cnn_model *model, const size_t *size
         const int above = place[i + 1];
         if (cnn__runs_in_place(model, i)) {
             place[i] = above;
-        } else if (!model->keep_outputs && i + 2 < last && !cnn__backward_reads_output(&model->layers[i]) &&
-                   sizes[i] <= sizes[i + 1]) {
+        } else if (!model->keep_outputs && cnn__last_sharing(model, i + 1) + 2 <= last &&
+                   !cnn__backward_reads_output(&model->layers[i]) && sizes[i] <= sizes[i + 1]) {
             place[i] = -(i + 2);  /* over activations[i + 1] (-(k + 1) for k = i + 1): not in place, so its own memory */
         } else {
             /* the buffer dy is not in; when dy is in neither, the larger */
@@ -10204,17 +10216,17 @@ CNN__PRIVATE cnn_result cnn__fast_build(cnn_model *model, int max_batch)
    periods: a period's steps run on the chosen count (one thread, or all
    of the model's), but its last CNN__TUNER_TRIAL steps, the trial, run on
    the other; at its end, the count that was faster per sample is chosen,
-   all threads only when they gain at least CNN__TUNER_GAIN_PERCENT: on a
+   all threads only when they gain more than CNN__TUNER_GAIN_PERCENT: on a
    busy core a thread stalls every few steps for several steps' time, more
    often than a short trial can tell, and a second thread that gains less
    on a quiet machine is not worth taking a core from other programs.
    The trial is weighed against the steps just run rather than against
    trials of its own, so it costs as few steps on the slower count as can
-   be. Every step is timed, but a model's first (it touches fresh memory),
-   the first after a change of count too: on a busy machine that is the
-   costly one, which wakes threads that must wait for their turn on the
-   shared core (up to ten times a step), and waking them recurs on such a
-   core while they train. While the choice stays the same, periods grow
+   be. Every step is timed but a model's first, which touches fresh memory.
+   The first step after a change of count is timed too: on a busy machine
+   it is the costly one, which wakes threads that must wait for their turn
+   on the shared core (up to ten times a step), and waking them recurs on
+   such a core while they train. While the choice stays the same, periods grow
    CNN__TUNER_GROWTH-fold, from CNN__TUNER_FIRST_PERIOD to
    CNN__TUNER_LAST_PERIOD steps; when it changes, they start again from the
    first. And a period is long enough for its trial to cost at most
@@ -10270,7 +10282,8 @@ CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch
             const double affordable = over / best * (100.0 / CNN__TUNER_BUDGET_PERCENT); /* steps whose 2% is the trial's cost */
             const int faster = all * (100 + CNN__TUNER_GAIN_PERCENT) < one * 100 ? model->threads : 1;
             if (faster != tuner->chosen) tuner->period = CNN__TUNER_FIRST_PERIOD;
-            else if (tuner->period < CNN__TUNER_LAST_PERIOD) tuner->period *= CNN__TUNER_GROWTH;
+            else tuner->period = tuner->period * CNN__TUNER_GROWTH < CNN__TUNER_LAST_PERIOD ? tuner->period * CNN__TUNER_GROWTH
+                                                                                           : (long)CNN__TUNER_LAST_PERIOD;
             if (affordable > tuner->period)
                 tuner->period = affordable < CNN__TUNER_LAST_PERIOD ? (long)affordable : (long)CNN__TUNER_LAST_PERIOD;
             tuner->chosen = faster;

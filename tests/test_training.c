@@ -532,6 +532,55 @@ TEST(shared_buffers_give_the_same_bits)
     }
 }
 
+/* A backward pass writes gradients over activations it is done with, but
+   never over the last two, which cnn_model_loss and cnn_model_output read,
+   even where a layer run in place (dropout, flatten, ReLU) shares their
+   memory with an earlier layer's output: the loss and the output are the
+   same after a backward pass as before it. */
+TEST(backward_keeps_logits_and_output)
+{
+    enum { N = 3 };
+    static const int labels[N] = {0, 2, 1};
+    float x[N * 2 * 8 * 8], before[N * 128], loss[2];
+    int which;
+    cnn_rng rng;
+    cnn_rng_seed(&rng, 5);
+    test_fill_uniform(&rng, x, sizeof x / sizeof x[0], -1.0f, 1.0f);
+    for (which = 0; which < 3; which++) {
+        cnn_model model;
+        size_t outputs;
+        if (which == 0) { /* dense -> dropout -> softmax: the logits are dense's output */
+            cnn_model_init(&model, 4, 1, 1, 7);
+            cnn_add_dense(&model, 10);
+            cnn_add_dropout(&model, 0.5f);
+        } else { /* conv -> flatten (-> ReLU) -> softmax: the logits are conv's output */
+            cnn_model_init(&model, 2, 8, 8, 7);
+            cnn_add_conv2d(&model, 2, 3, 1, 1); /* its input gradient fits in its output */
+            cnn_add_flatten(&model);
+            if (which == 2) cnn_add_relu(&model);
+        }
+        cnn_add_softmax(&model);
+        if (cnn_model_build(&model, N) != CNN_OK) {
+            CHECK(0, "model %d: build: %s", which, model.error.message);
+            cnn_model_free(&model);
+            continue;
+        }
+        outputs = (size_t)N * cnn_shape_count(cnn_model_output_shape(&model));
+        CHECK(model.activations[model.layer_count - 1].data == model.activations[model.layer_count - 2].data,
+              "model %d: the layer before softmax does not run in place", which);
+        CHECK(cnn_model_forward(&model, x, N, CNN_MODE_TRAIN) == CNN_OK, "forward");
+        CHECK(cnn_model_loss(&model, labels, &loss[0], NULL) == CNN_OK, "loss");
+        memcpy(before, cnn_model_output(&model), outputs * sizeof(float));
+        cnn_model_zero_grad(&model);
+        CHECK(cnn_model_backward(&model, labels) == CNN_OK, "model %d: backward: %s", which, model.error.message);
+        CHECK(cnn_model_loss(&model, labels, &loss[1], NULL) == CNN_OK, "loss");
+        CHECK(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0 && memcmp(before, cnn_model_output(&model), outputs * sizeof(float)) == 0,
+              "model %d: loss %.9g before the backward pass, %.9g after, or the output changed", which, (double)loss[0],
+              (double)loss[1]);
+        cnn_model_free(&model);
+    }
+}
+
 /* One epoch of LeNet-5 on 12,000 real EMNIST training images (batch 64,
    Adam 1e-3), scored on 4,000 test images. Measured with seeds 1 to 6:
    65.6, 64.5, 63.8, 60.5, 63.9 and 67.8%; an untrained net scores about 2%
@@ -586,6 +635,7 @@ int main(void)
     RUN(early_stopping_never_restores_weights_it_did_not_keep);
     RUN(train_step_gradients_match_full_backward);
     RUN(shared_buffers_give_the_same_bits);
+    RUN(backward_keeps_logits_and_output);
     RUN(lenet5_one_epoch_on_emnist);
     return test_report();
 }
