@@ -8586,7 +8586,6 @@ typedef struct cnn__thread_tuner {
     int last_threads;      /* the threads of the step before (0: no step yet) */
     double seconds[2];     /* this period's timed steps, seconds per sample summed: on one thread, on all */
     int timed[2];          /* and how many of them */
-    double trial_seconds;  /* this period's trial steps, timed or not, seconds per sample summed */
 } cnn__thread_tuner;
 
 /* What a built model keeps for this section (model->fast), in one
@@ -10267,18 +10266,18 @@ CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch
 {
     cnn__thread_tuner *tuner = &model->fast->tuner;
     const int threads = model->fast->work.threads, which = threads == 1 ? 0 : 1;
-    const double seconds = (cnn__seconds() - started) / (batch > 0 ? batch : 1);
     if (!CNN__TUNER || model->threads < 2) return;
     if (tuner->last_threads) {
-        tuner->seconds[which] += seconds;
+        tuner->seconds[which] += (cnn__seconds() - started) / (batch > 0 ? batch : 1);
         tuner->timed[which]++;
     }
-    if (tuner->step >= tuner->period - CNN__TUNER_TRIAL) tuner->trial_seconds += seconds;
     tuner->last_threads = threads;
     if (++tuner->step == tuner->period) {
         if (tuner->timed[0] && tuner->timed[1]) {
+            /* the trial's steps are the period's only steps on the other count, all of them timed */
             const double one = tuner->seconds[0] / tuner->timed[0], all = tuner->seconds[1] / tuner->timed[1];
-            const double best = one < all ? one : all, over = tuner->trial_seconds - CNN__TUNER_TRIAL * best;
+            const double trial = tuner->seconds[tuner->chosen == 1 ? 1 : 0];
+            const double best = one < all ? one : all, over = trial - CNN__TUNER_TRIAL * best;
             const double affordable = over / best * (100.0 / CNN__TUNER_BUDGET_PERCENT); /* steps whose 2% is the trial's cost */
             const int faster = all * (100 + CNN__TUNER_GAIN_PERCENT) < one * 100 ? model->threads : 1;
             if (faster != tuner->chosen) tuner->period = CNN__TUNER_FIRST_PERIOD;
@@ -10289,7 +10288,7 @@ CNN__PRIVATE void cnn__fast_step_end(cnn_model *model, double started, int batch
             tuner->chosen = faster;
         }
         tuner->step = 0;
-        tuner->seconds[0] = tuner->seconds[1] = tuner->trial_seconds = 0.0;
+        tuner->seconds[0] = tuner->seconds[1] = 0.0;
         tuner->timed[0] = tuner->timed[1] = 0;
     }
     model->fast->work.threads = model->threads;
